@@ -1,0 +1,334 @@
+// Package kith holds Kith's domain: the types every layer shares (messages,
+// sources, profiles, identifiers, traits, merges, accounting), the storage
+// interface the embedded and PostgreSQL stores implement, and the error type
+// that the HTTP layer turns into stable machine-readable codes.
+//
+// Adapters live in packages named for their technology (sqlite, postgres,
+// httpapi); the engine that turns the event log into profiles lives in
+// pipeline; the Segment wire protocol is parsed in collect. They talk to each
+// other only through the types declared here.
+package kith
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Message is one accepted event in the append-only log, in Segment message
+// shape. The typed fields are the ones that routing, identity, audiences and
+// analytics read without decoding Raw; Raw is the full normalised message as
+// JSON, exactly as it will be served back by the events API.
+type Message struct {
+	// Seq is the log position, assigned by the store at append; it orders
+	// the log and is the cursor the indexer advances over.
+	Seq         int64
+	SourceID    string
+	MessageID   string
+	Type        string
+	Event       string // track event name, or page/screen name
+	UserID      string
+	AnonymousID string
+	// Timestamp is the corrected event time (see collect), ReceivedAt the
+	// server's clock when the request arrived.
+	Timestamp  time.Time
+	ReceivedAt time.Time
+	// Revenue is properties.revenue when it is a number, for analytics.
+	Revenue *float64
+	Raw     json.RawMessage
+}
+
+// Source is one channel that sends data (a webshop, an app, a POS, a CRM
+// import). Only the hash of its write key is stored.
+type Source struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"createdAt"`
+	// KeyHash is SHA-256 of the write key; the key itself is shown once.
+	KeyHash []byte `json:"-"`
+}
+
+// Token is an admin API credential. Only its hash is stored.
+type Token struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Scopes    []string  `json:"scopes"`
+	CreatedAt time.Time `json:"createdAt"`
+	Hash      []byte    `json:"-"`
+}
+
+// Scope names for admin tokens. ScopeAll grants every scope.
+const (
+	ScopeAll          = "*"
+	ScopeSourcesWrite = "sources:write"
+	ScopeSourcesRead  = "sources:read"
+	ScopeProfilesRead = "profiles:read"
+	ScopeStatsRead    = "stats:read"
+)
+
+// HasScope reports whether the token grants scope.
+func (t Token) HasScope(scope string) bool {
+	for _, s := range t.Scopes {
+		if s == ScopeAll || s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+// Rejection reasons. They are stable strings: clients and dashboards key on
+// them, and they label the rejected counters.
+const (
+	ReasonInvalidJSON      = "invalid_json"
+	ReasonMissingType      = "missing_type"
+	ReasonUnknownType      = "unknown_type"
+	ReasonMissingID        = "missing_user_or_anonymous_id"
+	ReasonMissingEvent     = "missing_event"
+	ReasonMissingPrevious  = "missing_previous_id"
+	ReasonMissingGroupID   = "missing_group_id"
+	ReasonEventTooLarge    = "event_too_large"
+	ReasonMessageIDTooLong = "message_id_too_long"
+	ReasonInvalidField     = "invalid_field"
+)
+
+// Counts is the accounting of one source. Every received event lands in
+// exactly one of Accepted, Duplicate or Rejected; Processed counts accepted
+// events the pipeline has applied to profiles.
+type Counts struct {
+	Received  int64            `json:"received"`
+	Accepted  int64            `json:"accepted"`
+	Duplicate int64            `json:"duplicate"`
+	Rejected  map[string]int64 `json:"rejected"`
+	Processed int64            `json:"processed"`
+}
+
+// RejectedTotal sums the rejections over all reasons.
+func (c Counts) RejectedTotal() int64 {
+	var n int64
+	for _, v := range c.Rejected {
+		n += v
+	}
+	return n
+}
+
+// AppendBatch is one group commit on the ack path: the accepted-so-far
+// events of several requests plus the rejections those requests produced,
+// so that counters and events become durable together.
+type AppendBatch struct {
+	Events []Message
+	// Rejected counts rejections by source and reason.
+	Rejected map[string]map[string]int64
+}
+
+// AppendResult says which events of an AppendBatch were stored.
+type AppendResult struct {
+	// Duplicate[i] is true when Events[i] repeated a messageId already in
+	// the dedup window (or earlier in the same batch) and was not stored.
+	Duplicate []bool
+}
+
+// EventLog is the durable, append-only, time-ordered record of accepted
+// events. Append is the ack path: when it returns nil, the events and the
+// counters are on disk.
+type EventLog interface {
+	// Append stores the non-duplicate events with ascending Seq values and
+	// updates received/accepted/duplicate/rejected counters, durably, in one
+	// commit. Events are deduplicated by (SourceID, MessageID) within the
+	// dedup window, across restarts.
+	Append(ctx context.Context, b AppendBatch) (AppendResult, error)
+	// ReadLog returns up to limit events with Seq > after, in Seq order.
+	ReadLog(ctx context.Context, after int64, limit int) ([]Message, error)
+	// LogHead returns the highest Seq stored (0 for an empty log).
+	LogHead(ctx context.Context) (int64, error)
+	// EventsBySeq returns the events with the given Seqs, in the given
+	// order; Seqs that do not exist are skipped.
+	EventsBySeq(ctx context.Context, seqs []int64) ([]Message, error)
+}
+
+// Identifier types the spine extracts. Later configuration adds custom ones
+// (externalIds types pass through as their own type).
+const (
+	IdentUserID      = "user_id"
+	IdentAnonymousID = "anonymous_id"
+	IdentEmail       = "email"
+	IdentPhone       = "phone"
+)
+
+// IdentKey is the opaque key of an identifier: a keyed hash of its type and
+// normalised value, so keys and index prefixes never contain personal data.
+type IdentKey [16]byte
+
+// IdentifierUpsert attaches an identifier to a profile or refreshes when it
+// was last seen. FirstSeen/LastSeen are merged as min/max by the store.
+type IdentifierUpsert struct {
+	Key       IdentKey
+	Type      string
+	Value     string
+	ProfileID string // the profile the identifier was first attached to
+	SourceID  string
+	MessageID string
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// Identity is an identifier as the profile API shows it.
+type Identity struct {
+	Type      string    `json:"type"`
+	Value     string    `json:"value"`
+	ProfileID string    `json:"profileId"`
+	SourceID  string    `json:"sourceId"`
+	MessageID string    `json:"messageId"`
+	FirstSeen time.Time `json:"firstSeen"`
+	LastSeen  time.Time `json:"lastSeen"`
+}
+
+// Merge is a recorded fact: Absorbed became part of Survivor because the
+// event MessageID from SourceID carried an identifier of both.
+type Merge struct {
+	Survivor  string    `json:"survivor"`
+	Absorbed  string    `json:"absorbed"`
+	SourceID  string    `json:"sourceId"`
+	MessageID string    `json:"messageId"`
+	IdentType string    `json:"identifierType"`
+	Ident     string    `json:"identifier"`
+	At        time.Time `json:"at"`
+}
+
+// TraitUpsert sets a trait on a profile unless the stored value comes from
+// a later event time (the latest event time wins, not the latest arrival).
+type TraitUpsert struct {
+	ProfileID string
+	Key       string
+	Value     json.RawMessage
+	SourceID  string
+	MessageID string
+	EventTime time.Time
+}
+
+// Trait is a trait value with its provenance.
+type Trait struct {
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	ProfileID string          `json:"profileId"`
+	SourceID  string          `json:"sourceId"`
+	MessageID string          `json:"messageId"`
+	EventTime time.Time       `json:"eventTime"`
+}
+
+// TimelineEntry places an event on the timeline of the profile it resolved
+// to when it was indexed. Merges never rewrite these rows: a profile's
+// timeline is the union over the profiles merged into it.
+type TimelineEntry struct {
+	ProfileID string
+	Timestamp time.Time
+	Seq       int64
+	Type      string
+	Event     string
+}
+
+// NewProfile is a profile the indexer created.
+type NewProfile struct {
+	ID        string
+	CreatedAt time.Time
+}
+
+// IndexBatch is everything the indexer derived from a run of the log,
+// applied by the store in one transaction together with the new cursor, so a
+// crash replays exactly the unapplied tail. Merges are applied in order.
+type IndexBatch struct {
+	Cursor      int64
+	Profiles    []NewProfile
+	Identifiers []IdentifierUpsert
+	Merges      []Merge
+	Traits      []TraitUpsert
+	Timeline    []TimelineEntry
+	// Processed counts applied events per source.
+	Processed map[string]int64
+}
+
+// IdentOwner says which profile an identifier is attached to, and which
+// profile that one currently resolves to through the merge graph.
+type IdentOwner struct {
+	ProfileID string
+	Canonical string
+}
+
+// ProfileSummary is the profile API's summary of a unified profile.
+type ProfileSummary struct {
+	ID        string    `json:"id"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Members are the profile ids merged into this one (itself included).
+	Members      []string  `json:"members"`
+	Identifiers  int       `json:"identifiers"`
+	Traits       int       `json:"traits"`
+	Events       int64     `json:"events"`
+	FirstEventAt time.Time `json:"firstEventAt,omitzero"`
+	LastEventAt  time.Time `json:"lastEventAt,omitzero"`
+}
+
+// TimelineQuery selects a page of a profile's timeline, newest first.
+type TimelineQuery struct {
+	Start, End time.Time // inclusive start, exclusive end; zero = open
+	Type       string
+	Event      string
+	Limit      int
+	// Before continues after the last entry of the previous page.
+	Before *TimelineCursor
+}
+
+// TimelineCursor is the position of the last entry returned.
+type TimelineCursor struct {
+	Timestamp time.Time
+	Seq       int64
+}
+
+// ProfileStore is the derived state the indexer maintains: identity graph,
+// profiles, traits with provenance, timelines, and processed counters.
+type ProfileStore interface {
+	// IndexCursor returns the Seq of the last log event applied.
+	IndexCursor(ctx context.Context) (int64, error)
+	// LookupIdentifiers returns the owners of the keys that exist.
+	LookupIdentifiers(ctx context.Context, keys []IdentKey) (map[IdentKey]IdentOwner, error)
+	// ApplyIndexBatch applies b atomically; it fails with ECONFLICT if the
+	// stored cursor is not the one b was derived from (another indexer ran).
+	ApplyIndexBatch(ctx context.Context, from int64, b IndexBatch) error
+
+	// Canonical resolves a profile id through the merge graph; ENOTFOUND if
+	// no such profile exists.
+	Canonical(ctx context.Context, profileID string) (string, error)
+	Profile(ctx context.Context, canonicalID string) (ProfileSummary, error)
+	// Traits returns the unified traits: for each key, the value from the
+	// latest event time among the profile's members.
+	Traits(ctx context.Context, canonicalID string) ([]Trait, error)
+	Identities(ctx context.Context, canonicalID string) ([]Identity, error)
+	Merges(ctx context.Context, canonicalID string) ([]Merge, error)
+	Timeline(ctx context.Context, canonicalID string, q TimelineQuery) ([]TimelineEntry, error)
+}
+
+// SourceStore keeps sources and admin tokens.
+type SourceStore interface {
+	CreateSource(ctx context.Context, s Source) error
+	Sources(ctx context.Context) ([]Source, error)
+	// SetSourceDisabled enables or disables a source; ENOTFOUND if absent.
+	SetSourceDisabled(ctx context.Context, id string, disabled bool) error
+	CreateToken(ctx context.Context, t Token) error
+	// TokenByHash finds a token by the SHA-256 of its secret; ENOTFOUND.
+	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+}
+
+// Store is everything Kith persists. The sqlite and postgres packages
+// implement it and pass the same conformance suite (storetest).
+type Store interface {
+	EventLog
+	ProfileStore
+	SourceStore
+	// Counts returns the accounting per source id.
+	Counts(ctx context.Context) (map[string]Counts, error)
+	// Secret returns the per-installation key for identifier hashing,
+	// created on first use and stable afterwards.
+	Secret(ctx context.Context) ([]byte, error)
+	// PruneDedup forgets messageIds received before cutoff.
+	PruneDedup(ctx context.Context, cutoff time.Time) error
+	Close() error
+}
