@@ -1,0 +1,289 @@
+// Command kith is Kith's single binary: `kith serve` runs the platform;
+// the other commands are clients of a running server's admin API, so they
+// work while it runs.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+const usage = `kith — a customer data platform
+
+Usage:
+  kith serve [--data DIR] [--addr HOST:PORT] [--postgres URL]
+  kith source create NAME        create a source and print its write key once
+  kith source list
+  kith source disable|enable ID
+  kith token create NAME [--scopes '*']
+  kith stats                     per-source accounting
+  kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
+
+Client commands talk to a running server: --server URL (env KITH_SERVER,
+default http://127.0.0.1:8080) and --token TOKEN (env KITH_TOKEN, else
+KITH_ADMIN_TOKEN).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "kith:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := ParseServeFlags(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		s := &Server{Config: cfg}
+		if err := s.Open(ctx); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return s.Close()
+	case "source":
+		return runSource(ctx, args[1:], stdout, stderr)
+	case "token":
+		return runToken(ctx, args[1:], stdout, stderr)
+	case "stats":
+		return runStats(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// client calls a running server's admin API.
+type client struct {
+	server, token string
+	http          *http.Client
+}
+
+func clientFlags(fs *flag.FlagSet) *client {
+	c := &client{http: &http.Client{Timeout: 30 * time.Second}}
+	fs.StringVar(&c.server, "server", envOr("KITH_SERVER", "http://127.0.0.1:8080"), "server URL (env KITH_SERVER)")
+	fs.StringVar(&c.token, "token", envOr("KITH_TOKEN", os.Getenv("KITH_ADMIN_TOKEN")), "admin token (env KITH_TOKEN or KITH_ADMIN_TOKEN)")
+	return c
+}
+
+// do sends a JSON request and decodes a JSON answer, turning API errors
+// into readable ones.
+func (c *client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.server, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the server at %s (is `kith serve` running?): %w", c.server, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
+			return fmt.Errorf("%s %s: %s (%s)", method, path, e.Error.Message, e.Error.Code)
+		}
+		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func runSource(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: kith source create NAME | list | disable ID | enable ID")
+	}
+	fs := flag.NewFlagSet("kith source "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := clientFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	switch args[0] {
+	case "create":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("usage: kith source create NAME")
+		}
+		var out struct{ ID, Name, WriteKey string }
+		if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": fs.Arg(0)}, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "source %s (%s) created\nwrite key: %s\nThe write key is shown only now; store it safely.\n", out.Name, out.ID, out.WriteKey)
+		return nil
+	case "list":
+		var out struct {
+			Data []struct {
+				ID, Name  string
+				Disabled  bool
+				CreatedAt time.Time
+			}
+		}
+		if err := c.do(ctx, "GET", "/v1/sources", nil, &out); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSTATE\tCREATED")
+		for _, s := range out.Data {
+			state := "enabled"
+			if s.Disabled {
+				state = "disabled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, s.Name, state, s.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "disable", "enable":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("usage: kith source %s ID", args[0])
+		}
+		if err := c.do(ctx, "PATCH", "/v1/sources/"+fs.Arg(0), map[string]bool{"disabled": args[0] == "disable"}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "source %s %sd\n", fs.Arg(0), args[0])
+		return nil
+	}
+	return fmt.Errorf("unknown source command %q", args[0])
+}
+
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return fmt.Errorf("usage: kith token create NAME [--scopes '*']")
+	}
+	fs := flag.NewFlagSet("kith token create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := clientFlags(fs)
+	scopes := fs.String("scopes", "*", "space-separated scopes: * sources:read sources:write profiles:read stats:read")
+	// Accept the name before or after the flags.
+	rest := args[1:]
+	var name string
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		name, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	}
+	if name == "" {
+		return fmt.Errorf("usage: kith token create NAME [--scopes '*']")
+	}
+	var out struct {
+		ID, Name, Token string
+		Scopes          []string
+	}
+	if err := c.do(ctx, "POST", "/v1/tokens", map[string]any{"name": name, "scopes": strings.Fields(*scopes)}, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "token %s (%s) created with scopes %s\ntoken: %s\nThe token is shown only now; store it safely.\n", out.Name, out.ID, strings.Join(out.Scopes, " "), out.Token)
+	return nil
+}
+
+func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kith stats", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := clientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var st struct {
+		Sources []struct {
+			ID, Name                                 string
+			Received, Accepted, Duplicate, Processed int64
+			Rejected                                 map[string]int64
+		}
+		Totals struct {
+			Received, Accepted, Duplicate, Processed int64
+			Rejected                                 map[string]int64
+		}
+		Backlog int64
+		Refused map[string]int64
+	}
+	if *asJSON {
+		var raw json.RawMessage
+		if err := c.do(ctx, "GET", "/v1/stats", nil, &raw); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(stdout, string(raw))
+		return err
+	}
+	if err := c.do(ctx, "GET", "/v1/stats", nil, &st); err != nil {
+		return err
+	}
+	rejected := func(m map[string]int64) (int64, string) {
+		var n int64
+		var parts []string
+		for k, v := range m {
+			n += v
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+		sort.Strings(parts)
+		return n, strings.Join(parts, " ")
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SOURCE\tNAME\tRECEIVED\tACCEPTED\tDUPLICATE\tREJECTED\tPROCESSED\t")
+	for _, s := range st.Sources {
+		n, _ := rejected(s.Rejected)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", s.ID, s.Name, s.Received, s.Accepted, s.Duplicate, n, s.Processed)
+	}
+	n, detail := rejected(st.Totals.Rejected)
+	fmt.Fprintf(tw, "total\t\t%d\t%d\t%d\t%d\t%d\t\n", st.Totals.Received, st.Totals.Accepted, st.Totals.Duplicate, n, st.Totals.Processed)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if detail != "" {
+		fmt.Fprintf(stdout, "rejected by reason: %s\n", detail)
+	}
+	fmt.Fprintf(stdout, "backlog (accepted, not yet processed): %d\n", st.Backlog)
+	if st.Totals.Received != st.Totals.Accepted+st.Totals.Duplicate+n {
+		return fmt.Errorf("accounting does not add up: received %d != accepted %d + duplicate %d + rejected %d",
+			st.Totals.Received, st.Totals.Accepted, st.Totals.Duplicate, n)
+	}
+	return nil
+}

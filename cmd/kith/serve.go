@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/admin"
+	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/httpapi"
+	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/postgres"
+	"github.com/kithcdp/kith/sqlite"
+)
+
+// ServeConfig is the configuration of `kith serve`. Flags override
+// environment variables, which override the defaults.
+type ServeConfig struct {
+	DataDir     string
+	Addr        string
+	PostgresURL string
+	AdminToken  string
+	DedupWindow time.Duration
+	Limits      collect.Limits
+	MaxBacklog  int64
+	BatchSize   int
+}
+
+// Server is a running Kith: store, group committer, indexer and HTTP API.
+// Tests start it on 127.0.0.1:0 exactly as `kith serve` does.
+type Server struct {
+	Config ServeConfig
+	Logger *slog.Logger
+
+	store     kith.Store
+	committer *collect.Committer
+	indexer   *pipeline.Indexer
+	ln        net.Listener
+	http      *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// ParseServeFlags reads `kith serve` flags and the KITH_* environment.
+func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
+	def := collect.DefaultLimits()
+	fs := flag.NewFlagSet("kith serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := ServeConfig{}
+	fs.StringVar(&c.DataDir, "data", envOr("KITH_DATA", "./kith-data"), "data directory of the embedded store (env KITH_DATA)")
+	fs.StringVar(&c.Addr, "addr", envOr("KITH_ADDR", "127.0.0.1:8080"), "listen address (env KITH_ADDR)")
+	fs.StringVar(&c.PostgresURL, "postgres", os.Getenv("KITH_POSTGRES_URL"), "PostgreSQL URL; when set, used instead of the embedded store (env KITH_POSTGRES_URL)")
+	fs.DurationVar(&c.DedupWindow, "dedup-window", envDuration("KITH_DEDUP_WINDOW", 7*24*time.Hour), "how long messageIds are remembered for deduplication (env KITH_DEDUP_WINDOW)")
+	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", envInt("KITH_MAX_EVENT_BYTES", def.MaxEventBytes), "largest message accepted (env KITH_MAX_EVENT_BYTES)")
+	fs.IntVar(&c.Limits.MaxRequestBytes, "max-request-bytes", envInt("KITH_MAX_REQUEST_BYTES", def.MaxRequestBytes), "largest request body accepted, after decompression (env KITH_MAX_REQUEST_BYTES)")
+	var backlog int
+	fs.IntVar(&backlog, "max-backlog", envInt("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection answers 429 (env KITH_MAX_BACKLOG)")
+	fs.IntVar(&c.BatchSize, "index-batch", envInt("KITH_INDEX_BATCH", 5000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.Limits.MaxMessageIDLen = def.MaxMessageIDLen
+	c.MaxBacklog = int64(backlog)
+	c.AdminToken = os.Getenv("KITH_ADMIN_TOKEN")
+	return c, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// Open opens the store, provisions the admin token, and starts the
+// indexer, the committer and the HTTP listener.
+func (s *Server) Open(ctx context.Context) error {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	var err error
+	if s.Config.PostgresURL != "" {
+		s.store, err = postgres.Open(ctx, s.Config.PostgresURL)
+	} else {
+		s.store, err = sqlite.Open(ctx, s.Config.DataDir, sqlite.Options{DedupWindow: s.Config.DedupWindow})
+	}
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	if s.Config.AdminToken != "" {
+		if err := admin.ProvisionToken(ctx, s.store, s.Config.AdminToken, time.Now()); err != nil {
+			s.store.Close()
+			return err
+		}
+	}
+	secret, err := s.store.Secret(ctx)
+	if err != nil {
+		s.store.Close()
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger})
+	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.indexer.Run(runCtx); err != nil {
+			s.Logger.Error("indexer stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.pruneDedup(runCtx)
+	}()
+
+	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger})
+	s.ln, err = net.Listen("tcp", s.Config.Addr)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("listen on %s: %w", s.Config.Addr, err)
+	}
+	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	storeKind := "embedded:" + s.Config.DataDir
+	if s.Config.PostgresURL != "" {
+		storeKind = "postgres"
+	}
+	s.Logger.Info("kith serving", "addr", s.Addr(), "store", storeKind)
+	return nil
+}
+
+// pruneDedup forgets messageIds older than the window, hourly.
+func (s *Server) pruneDedup(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.store.PruneDedup(ctx, time.Now().Add(-s.Config.DedupWindow)); err != nil {
+				s.Logger.Error("prune dedup window", "err", err)
+			}
+		}
+	}
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Close stops taking requests, commits what is queued, lets the indexer
+// finish its batch and closes the store.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = s.http.Shutdown(ctx)
+			cancel()
+		}
+		if s.committer != nil {
+			s.committer.Close()
+		}
+		if s.cancel != nil {
+			s.cancel()
+		}
+		s.wg.Wait()
+		if s.store != nil {
+			err = s.store.Close()
+		}
+	})
+	return err
+}

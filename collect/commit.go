@@ -1,0 +1,152 @@
+package collect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kithcdp/kith"
+)
+
+// ErrOverloaded is returned by Submit when the commit queue is full; the
+// HTTP layer answers 429 with Retry-After.
+var ErrOverloaded = kith.Errorf(kith.EOVERLOADED, "ingest queue is full; retry shortly")
+
+// Appender is the part of the event log the committer needs.
+type Appender interface {
+	Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error)
+}
+
+// Submission is one request's contribution to a group commit.
+type Submission struct {
+	SourceID string
+	Messages []kith.Message
+	// Rejected counts this request's rejections by reason.
+	Rejected map[string]int64
+}
+
+// Outcome tells a request what happened to its messages.
+type Outcome struct {
+	// Duplicate[i] is true when Messages[i] was a duplicate.
+	Duplicate []bool
+	Err       error
+}
+
+type pending struct {
+	sub  Submission
+	done chan Outcome
+}
+
+// Committer batches concurrent submissions into group commits: one writer
+// goroutine drains the queue and makes each drained set durable with a
+// single Append (one fsync), then answers every request in it. Requests thus
+// share the cost of durability instead of each paying for an fsync.
+type Committer struct {
+	log      Appender
+	maxBatch int
+	queue    chan pending
+	notify   func()
+
+	wg       sync.WaitGroup
+	closeMu  sync.RWMutex
+	isClosed bool
+}
+
+// NewCommitter starts the writer. queueLen bounds the number of waiting
+// requests (beyond it Submit fails with ErrOverloaded); maxBatch bounds the
+// events per commit. notify, if set, is called after every commit that
+// stored events (the indexer uses it to wake up).
+func NewCommitter(log Appender, queueLen, maxBatch int, notify func()) *Committer {
+	c := &Committer{log: log, maxBatch: maxBatch, queue: make(chan pending, queueLen), notify: notify}
+	c.wg.Add(1)
+	go c.run()
+	return c
+}
+
+// Submit queues s for the next group commit and waits until it is durable.
+// It fails fast with ErrOverloaded when the queue is full.
+func (c *Committer) Submit(ctx context.Context, s Submission) Outcome {
+	c.closeMu.RLock()
+	if c.isClosed {
+		c.closeMu.RUnlock()
+		return Outcome{Err: kith.Errorf(kith.EOVERLOADED, "server is shutting down")}
+	}
+	p := pending{sub: s, done: make(chan Outcome, 1)}
+	select {
+	case c.queue <- p:
+	default:
+		c.closeMu.RUnlock()
+		return Outcome{Err: ErrOverloaded}
+	}
+	c.closeMu.RUnlock()
+	// The commit proceeds even if the client goes away: once queued, the
+	// events are stored and counted, and the answer is simply not read.
+	return <-p.done
+}
+
+// Close stops accepting submissions, commits what is queued and waits.
+func (c *Committer) Close() {
+	c.closeMu.Lock()
+	if !c.isClosed {
+		c.isClosed = true
+		close(c.queue)
+	}
+	c.closeMu.Unlock()
+	c.wg.Wait()
+}
+
+func (c *Committer) run() {
+	defer c.wg.Done()
+	for first := range c.queue {
+		group := []pending{first}
+		n := len(first.sub.Messages)
+	drain:
+		for n < c.maxBatch {
+			select {
+			case p, ok := <-c.queue:
+				if !ok {
+					break drain
+				}
+				group = append(group, p)
+				n += len(p.sub.Messages)
+			default:
+				break drain
+			}
+		}
+		c.commit(group, n)
+	}
+}
+
+func (c *Committer) commit(group []pending, n int) {
+	b := kith.AppendBatch{Events: make([]kith.Message, 0, n), Rejected: map[string]map[string]int64{}}
+	for _, p := range group {
+		b.Events = append(b.Events, p.sub.Messages...)
+		for reason, k := range p.sub.Rejected {
+			if b.Rejected[p.sub.SourceID] == nil {
+				b.Rejected[p.sub.SourceID] = map[string]int64{}
+			}
+			b.Rejected[p.sub.SourceID][reason] += k
+		}
+	}
+	res, err := c.log.Append(context.Background(), b)
+	if err == nil && len(res.Duplicate) != len(b.Events) {
+		err = errors.New("store returned a result of the wrong length")
+	}
+	if err != nil {
+		err = fmt.Errorf("collect: group commit of %d events: %w", n, err)
+	}
+	off := 0
+	for _, p := range group {
+		k := len(p.sub.Messages)
+		o := Outcome{Err: err}
+		if err == nil {
+			o.Duplicate = res.Duplicate[off : off+k]
+		}
+		off += k
+		p.done <- o
+	}
+	if err == nil && n > 0 && c.notify != nil {
+		c.notify()
+	}
+}

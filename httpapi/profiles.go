@@ -1,0 +1,264 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+)
+
+// resolve turns {ref} — a profile id or "type:value" — into the canonical
+// profile id.
+func (s *Server) resolve(r *http.Request) (string, error) {
+	ref := r.PathValue("ref")
+	if id, ok := identity.ParseRef(ref); ok {
+		secret, err := s.store.Secret(r.Context())
+		if err != nil {
+			return "", err
+		}
+		key := identity.NewKeyer(secret).Key(id)
+		owners, err := s.store.LookupIdentifiers(r.Context(), []kith.IdentKey{key})
+		if err != nil {
+			return "", err
+		}
+		o, ok := owners[key]
+		if !ok {
+			return "", kith.Errorf(kith.ENOTFOUND, "no profile has identifier %s", id)
+		}
+		return o.Canonical, nil
+	}
+	return s.store.Canonical(r.Context(), ref)
+}
+
+// page is the Segment Profile API list envelope.
+type page struct {
+	Data   any    `json:"data"`
+	Cursor cursor `json:"cursor"`
+}
+
+type cursor struct {
+	HasMore bool   `json:"has_more"`
+	Next    string `json:"next"`
+}
+
+// limitParam reads ?limit= (default 100, at most 1000).
+func limitParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, kith.Errorf(kith.EINVALID, "limit must be an integer from 1 to 1000")
+	}
+	return n, nil
+}
+
+// offsetPage pages a small in-memory list with an opaque offset cursor.
+func offsetPage[T any](r *http.Request, all []T) (page, error) {
+	limit, err := limitParam(r)
+	if err != nil {
+		return page{}, err
+	}
+	off := 0
+	if next := r.URL.Query().Get("next"); next != "" {
+		b, err := base64.RawURLEncoding.DecodeString(next)
+		if err == nil {
+			off, err = strconv.Atoi(strings.TrimPrefix(string(b), "o:"))
+		}
+		if err != nil || off < 0 || !strings.HasPrefix(string(b), "o:") {
+			return page{}, kith.Errorf(kith.EINVALID, "invalid next cursor")
+		}
+	}
+	off = min(off, len(all))
+	end := min(off+limit, len(all))
+	p := page{Data: all[off:end]}
+	if end < len(all) {
+		p.Cursor = cursor{HasMore: true, Next: base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(end)))}
+	}
+	if all[off:end] == nil {
+		p.Data = []T{}
+	}
+	return p, nil
+}
+
+func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
+	id, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	p, err := s.store.Profile(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// verboseTrait is a trait with its provenance, for ?verbose=true.
+type verboseTrait struct {
+	Value     json.RawMessage `json:"value"`
+	SourceID  string          `json:"sourceId"`
+	MessageID string          `json:"messageId"`
+	EventTime time.Time       `json:"eventTime"`
+	ProfileID string          `json:"profileId"`
+}
+
+func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
+	id, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	traits, err := s.store.Traits(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	verbose := r.URL.Query().Get("verbose") == "true"
+	out := make(map[string]any, len(traits))
+	for _, t := range traits {
+		if verbose {
+			out[t.Key] = verboseTrait{Value: t.Value, SourceID: t.SourceID, MessageID: t.MessageID, EventTime: t.EventTime, ProfileID: t.ProfileID}
+		} else {
+			out[t.Key] = t.Value
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"traits": out, "cursor": cursor{}})
+}
+
+func (s *Server) handleIdentities(w http.ResponseWriter, r *http.Request) {
+	id, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	list, err := s.store.Identities(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	p, err := offsetPage(r, list)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) handleMerges(w http.ResponseWriter, r *http.Request) {
+	id, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	list, err := s.store.Merges(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	p, err := offsetPage(r, list)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func timeParam(r *http.Request, name string) (time.Time, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, kith.Errorf(kith.EINVALID, "%s must be an RFC 3339 time", name)
+	}
+	return t, nil
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	q := kith.TimelineQuery{Type: r.URL.Query().Get("type"), Event: r.URL.Query().Get("event")}
+	if q.Start, err = timeParam(r, "start"); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if q.End, err = timeParam(r, "end"); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if next := r.URL.Query().Get("next"); next != "" {
+		c, err := decodeEventCursor(next)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		q.Before = &c
+	}
+	q.Limit = limit + 1
+	entries, err := s.store.Timeline(r.Context(), id, q)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var p page
+	if len(entries) > limit {
+		entries = entries[:limit]
+		last := entries[len(entries)-1]
+		p.Cursor = cursor{HasMore: true, Next: encodeEventCursor(kith.TimelineCursor{Timestamp: last.Timestamp, Seq: last.Seq})}
+	}
+	seqs := make([]int64, len(entries))
+	for i, e := range entries {
+		seqs[i] = e.Seq
+	}
+	msgs, err := s.store.EventsBySeq(r.Context(), seqs)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	data := make([]json.RawMessage, len(msgs))
+	for i, m := range msgs {
+		data[i] = m.Raw
+	}
+	p.Data = data
+	writeJSON(w, http.StatusOK, p)
+}
+
+func encodeEventCursor(c kith.TimelineCursor) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "t:%d:%d", c.Timestamp.UnixMicro(), c.Seq))
+}
+
+func decodeEventCursor(s string) (kith.TimelineCursor, error) {
+	bad := kith.Errorf(kith.EINVALID, "invalid next cursor")
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return kith.TimelineCursor{}, bad
+	}
+	parts := strings.Split(string(b), ":")
+	if len(parts) != 3 || parts[0] != "t" {
+		return kith.TimelineCursor{}, bad
+	}
+	us, err1 := strconv.ParseInt(parts[1], 10, 64)
+	seq, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil {
+		return kith.TimelineCursor{}, bad
+	}
+	return kith.TimelineCursor{Timestamp: time.UnixMicro(us).UTC(), Seq: seq}, nil
+}

@@ -1,0 +1,197 @@
+// Package httpapi is Kith's HTTP adapter: the Segment-compatible collection
+// endpoints, the admin API (sources, tokens, stats), the profile API,
+// Prometheus metrics, health and the OpenAPI document. It translates HTTP to
+// domain calls and domain errors to stable JSON error codes, in one place.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/collect"
+)
+
+// Committer makes submissions durable (collect.Committer).
+type Committer interface {
+	Submit(ctx context.Context, s collect.Submission) collect.Outcome
+}
+
+// Backlogger reports the indexer's unapplied events (pipeline.Indexer).
+type Backlogger interface {
+	Backlog() int64
+}
+
+// Config tunes the HTTP layer.
+type Config struct {
+	Limits collect.Limits
+	// MaxBacklog is the number of committed but unprocessed events beyond
+	// which collection answers 429, so the log cannot grow without bound.
+	MaxBacklog int64
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Server serves the whole API over one store.
+type Server struct {
+	store     kith.Store
+	committer Committer
+	indexer   Backlogger
+	cfg       Config
+	log       *slog.Logger
+	mux       *http.ServeMux
+
+	srcMu      sync.RWMutex
+	srcByKey   map[[32]byte]kith.Source
+	srcLoaded  time.Time
+	srcReloads atomic.Int64
+
+	refused sync.Map // reason -> *atomic.Int64, whole requests refused
+}
+
+// New builds a Server.
+func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) *Server {
+	if cfg.Limits.MaxRequestBytes == 0 {
+		cfg.Limits = collect.DefaultLimits()
+	}
+	if cfg.MaxBacklog <= 0 {
+		cfg.MaxBacklog = 2_000_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+func (s *Server) routes() {
+	for _, ep := range []string{"identify", "track", "page", "screen", "group", "alias", "batch"} {
+		s.mux.HandleFunc("POST /v1/"+ep, s.handleCollect(ep))
+	}
+	s.mux.HandleFunc("GET /healthz", s.handleHealth)
+	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
+	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openapiDoc)
+	})
+
+	s.mux.HandleFunc("POST /v1/sources", s.admin(kith.ScopeSourcesWrite, s.handleCreateSource))
+	s.mux.HandleFunc("GET /v1/sources", s.admin(kith.ScopeSourcesRead, s.handleListSources))
+	s.mux.HandleFunc("PATCH /v1/sources/{id}", s.admin(kith.ScopeSourcesWrite, s.handleUpdateSource))
+	s.mux.HandleFunc("POST /v1/tokens", s.admin(kith.ScopeAll, s.handleCreateToken))
+	s.mux.HandleFunc("GET /v1/stats", s.admin(kith.ScopeStatsRead, s.handleStats))
+
+	s.mux.HandleFunc("GET /v1/profiles/{ref}", s.admin(kith.ScopeProfilesRead, s.handleProfile))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/traits", s.admin(kith.ScopeProfilesRead, s.handleTraits))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/identities", s.admin(kith.ScopeProfilesRead, s.handleIdentities))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, s.handleMerges))
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backlog": s.indexer.Backlog()})
+}
+
+// admin wraps a handler with bearer-token authentication and a scope check.
+func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		secret, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || secret == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kith"`)
+			s.error(w, r, kith.Errorf(kith.EUNAUTHORIZED, "an admin token is required (Authorization: Bearer <token>)"))
+			return
+		}
+		sum := sha256.Sum256([]byte(secret))
+		tok, err := s.store.TokenByHash(r.Context(), sum[:])
+		if kith.ErrorCode(err) == kith.ENOTFOUND {
+			s.error(w, r, kith.Errorf(kith.EUNAUTHORIZED, "unknown admin token"))
+			return
+		} else if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if !tok.HasScope(scope) {
+			s.error(w, r, kith.Errorf(kith.EFORBIDDEN, "token %q lacks scope %q", tok.Name, scope))
+			return
+		}
+		h(w, r)
+	}
+}
+
+// errorStatus maps error codes to HTTP statuses.
+var errorStatus = map[string]int{
+	kith.ECONFLICT:     http.StatusConflict,
+	kith.EINVALID:      http.StatusBadRequest,
+	kith.ENOTFOUND:     http.StatusNotFound,
+	kith.EUNAUTHORIZED: http.StatusUnauthorized,
+	kith.EFORBIDDEN:    http.StatusForbidden,
+	kith.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	kith.EOVERLOADED:   http.StatusTooManyRequests,
+	kith.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// error writes err as {"error":{"code","message"}}; internal errors are
+// logged and their detail withheld from the client.
+func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+	s.errorWith(w, r, err, nil)
+}
+
+func (s *Server) errorWith(w http.ResponseWriter, r *http.Request, err error, extra map[string]any) {
+	code := kith.ErrorCode(err)
+	if code == kith.EINTERNAL {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if code == kith.EOVERLOADED {
+		w.Header().Set("Retry-After", "1")
+	}
+	body := map[string]any{"error": map[string]string{"code": code, "message": kith.ErrorMessage(err)}}
+	for k, v := range extra {
+		body[k] = v
+	}
+	writeJSON(w, errorStatus[code], body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeJSON reads a small admin request body.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return kith.Errorf(kith.ETOOLARGE, "request body too large")
+		}
+		return kith.Errorf(kith.EINVALID, "invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) countRefused(reason string) {
+	v, _ := s.refused.LoadOrStore(reason, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}

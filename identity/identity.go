@@ -1,0 +1,191 @@
+// Package identity owns identifiers: which fields of a message identify a
+// person, how each type is normalised, which values are junk that must never
+// link anything, and how an identifier becomes an opaque key (a keyed hash)
+// so that storage keys never contain personal data.
+package identity
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/json"
+	"regexp"
+	"strings"
+
+	"github.com/kithcdp/kith"
+)
+
+// Identifier is one typed, normalised identifier found on a message.
+type Identifier struct {
+	Type  string
+	Value string
+}
+
+// String renders the identifier as a profile reference, "type:value".
+func (id Identifier) String() string { return id.Type + ":" + id.Value }
+
+// Keyer turns identifiers into opaque keys with a per-installation secret.
+type Keyer struct{ secret []byte }
+
+// NewKeyer returns a Keyer for the store's secret.
+func NewKeyer(secret []byte) Keyer { return Keyer{secret: append([]byte(nil), secret...)} }
+
+// Key returns the keyed hash of a normalised identifier.
+func (k Keyer) Key(id Identifier) kith.IdentKey {
+	m := hmac.New(sha256.New, k.secret)
+	m.Write([]byte(id.Type))
+	m.Write([]byte{0})
+	m.Write([]byte(id.Value))
+	var out kith.IdentKey
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// blocked matches values that SDKs and forms send when they have no real
+// identifier; linking on them would merge strangers.
+var blockedPattern = regexp.MustCompile(`^[0-]*$`)
+
+var blockedValues = map[string]bool{
+	"-1": true, "null": true, "nil": true, "undefined": true, "none": true,
+	"anonymous": true, "unknown": true, "n/a": true, "[object object]": true,
+}
+
+// Blocked reports whether a normalised value must never link profiles.
+func Blocked(value string) bool {
+	v := strings.ToLower(strings.TrimSpace(value))
+	return v == "" || blockedValues[v] || blockedPattern.MatchString(v)
+}
+
+// Normalise returns the canonical form of a value of the given type:
+// e-mails trimmed and lower-cased, phones reduced to digits with a leading
+// '+' kept, types lower-cased, other values trimmed.
+func Normalise(typ, value string) Identifier {
+	typ = strings.ToLower(strings.TrimSpace(typ))
+	value = strings.TrimSpace(value)
+	switch typ {
+	case kith.IdentEmail:
+		value = strings.ToLower(value)
+	case kith.IdentPhone:
+		var b strings.Builder
+		for i, r := range value {
+			if r >= '0' && r <= '9' || (r == '+' && i == 0) {
+				b.WriteRune(r)
+			}
+		}
+		value = b.String()
+	}
+	return Identifier{Type: typ, Value: value}
+}
+
+// ParseRef splits a profile reference "type:value" and normalises it. ok
+// is false when ref has no type prefix (it is then a profile id).
+func ParseRef(ref string) (Identifier, bool) {
+	typ, value, found := strings.Cut(ref, ":")
+	if !found || typ == "" || strings.ContainsAny(typ, " /") {
+		return Identifier{}, false
+	}
+	return Normalise(typ, value), true
+}
+
+// fields is the part of a message identity extraction reads.
+type fields struct {
+	UserID      json.RawMessage            `json:"userId"`
+	AnonymousID json.RawMessage            `json:"anonymousId"`
+	PreviousID  json.RawMessage            `json:"previousId"`
+	Traits      map[string]json.RawMessage `json:"traits"`
+	Context     struct {
+		Traits      map[string]json.RawMessage `json:"traits"`
+		ExternalIDs []struct {
+			ID   json.RawMessage `json:"id"`
+			Type string          `json:"type"`
+		} `json:"externalIds"`
+	} `json:"context"`
+}
+
+// Extracted is what a message says about who it is from.
+type Extracted struct {
+	// Identifiers are the message's identifiers, deduplicated, blocked
+	// values removed, in priority order (user_id, email, phone, external
+	// ids, anonymous_id).
+	Identifiers []Identifier
+	// PreviousID is an alias's previousId (normalised, not blocked).
+	PreviousID string
+	// Traits are identify traits overlaid with context.traits (the
+	// message's own traits win).
+	Traits map[string]json.RawMessage
+}
+
+// Extract reads identifiers and traits from a normalised message.
+func Extract(m kith.Message) (Extracted, error) {
+	var f fields
+	if err := json.Unmarshal(m.Raw, &f); err != nil {
+		return Extracted{}, err
+	}
+	var ex Extracted
+	seen := map[Identifier]bool{}
+	add := func(typ string, v json.RawMessage) {
+		s := scalar(v)
+		if s == "" {
+			return
+		}
+		id := Normalise(typ, s)
+		if id.Type == "" || Blocked(id.Value) || seen[id] {
+			return
+		}
+		seen[id] = true
+		ex.Identifiers = append(ex.Identifiers, id)
+	}
+	add(kith.IdentUserID, f.UserID)
+	for _, t := range []map[string]json.RawMessage{f.Traits, f.Context.Traits} {
+		add(kith.IdentEmail, t["email"])
+	}
+	for _, t := range []map[string]json.RawMessage{f.Traits, f.Context.Traits} {
+		add(kith.IdentPhone, t["phone"])
+	}
+	for _, x := range f.Context.ExternalIDs {
+		typ := strings.ToLower(strings.TrimSpace(x.Type))
+		switch typ {
+		case "user_id", "userid":
+			typ = kith.IdentUserID
+		case "anonymous_id", "anonymousid":
+			typ = kith.IdentAnonymousID
+		}
+		add(typ, x.ID)
+	}
+	add(kith.IdentAnonymousID, f.AnonymousID)
+	if m.Type == "alias" {
+		if p := strings.TrimSpace(scalar(f.PreviousID)); p != "" && !Blocked(p) {
+			ex.PreviousID = p
+		}
+	}
+	if m.Type == "identify" || len(f.Context.Traits) > 0 {
+		ex.Traits = map[string]json.RawMessage{}
+		for k, v := range f.Context.Traits {
+			ex.Traits[k] = v
+		}
+		if m.Type == "identify" {
+			for k, v := range f.Traits {
+				ex.Traits[k] = v
+			}
+		}
+	}
+	return ex, nil
+}
+
+// scalar renders a JSON string or number as an identifier value; anything
+// else (objects, arrays, booleans, null) is not an identifier.
+func scalar(raw json.RawMessage) string {
+	raw = json.RawMessage(strings.TrimSpace(string(raw)))
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		return string(raw)
+	}
+	return ""
+}

@@ -1,0 +1,372 @@
+// Package pipeline owns the indexer: the single in-process consumer that
+// applies the event log, in order and in large batches, to the derived state
+// — identity graph, profiles, traits with provenance, timelines and the
+// processed counters. Each batch is applied in one transaction together with
+// the log position it reached, so after a crash the indexer replays exactly
+// the unapplied tail and nothing is applied twice.
+//
+// Identity stitching here is deterministic: a message's identifiers that
+// match no profile create one, that match one profile attach to it, and that
+// match several merge them into the one owning the highest-priority
+// identifier. Merges are recorded facts; events and traits are never
+// rewritten, reads resolve through the graph.
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+)
+
+// Store is what the indexer reads and writes.
+type Store interface {
+	ReadLog(ctx context.Context, after int64, limit int) ([]kith.Message, error)
+	LogHead(ctx context.Context) (int64, error)
+	IndexCursor(ctx context.Context) (int64, error)
+	LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error)
+	ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error
+}
+
+// Indexer applies the log to the derived state. Run it in one goroutine.
+type Indexer struct {
+	store     Store
+	keyer     identity.Keyer
+	batchSize int
+	log       *slog.Logger
+	wake      chan struct{}
+
+	// Caches of the graph, valid because this indexer is the only writer of
+	// the state. owner maps identifier keys to the profile they are attached
+	// to; parent is a union-find over profiles mirroring merges.
+	owner    map[kith.IdentKey]string
+	parent   map[string]string
+	maxCache int
+
+	cursor  atomic.Int64
+	head    atomic.Int64
+	batches atomic.Int64
+}
+
+// Config tunes an Indexer.
+type Config struct {
+	// BatchSize is the most log events applied per transaction.
+	BatchSize int
+	// MaxCache bounds the cached identifiers; the cache is dropped when it
+	// grows past it (the store stays the source of truth).
+	MaxCache int
+	Logger   *slog.Logger
+}
+
+// New returns an indexer over store; secret keys the identifier hashes.
+func New(store Store, secret []byte, cfg Config) *Indexer {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 5000
+	}
+	if cfg.MaxCache <= 0 {
+		cfg.MaxCache = 2_000_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Indexer{
+		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
+		wake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
+		owner: map[kith.IdentKey]string{}, parent: map[string]string{},
+	}
+}
+
+// Notify wakes the indexer because new events were committed.
+func (ix *Indexer) Notify() {
+	select {
+	case ix.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Backlog returns how many committed events are not yet applied, as of the
+// indexer's last look at the log.
+func (ix *Indexer) Backlog() int64 { return max(0, ix.head.Load()-ix.cursor.Load()) }
+
+// Cursor returns the seq of the last applied event.
+func (ix *Indexer) Cursor() int64 { return ix.cursor.Load() }
+
+// Run applies the log until ctx is done. Store errors are logged and
+// retried with backoff; they never skip events.
+func (ix *Indexer) Run(ctx context.Context) error {
+	cursor, err := ix.store.IndexCursor(ctx)
+	if err != nil {
+		return fmt.Errorf("pipeline: read cursor: %w", err)
+	}
+	ix.cursor.Store(cursor)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		n, err := ix.Step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			ix.log.Error("indexer step failed; retrying", "err", err, "backoff", backoff)
+			ix.reset()
+			if c, cerr := ix.store.IndexCursor(ctx); cerr == nil {
+				ix.cursor.Store(c)
+			}
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if n == 0 {
+			select {
+			case <-ctx.Done():
+			case <-ix.wake:
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Step applies at most one batch and returns how many events it applied.
+func (ix *Indexer) Step(ctx context.Context) (int, error) {
+	from := ix.cursor.Load()
+	msgs, err := ix.store.ReadLog(ctx, from, ix.batchSize)
+	if err != nil {
+		return 0, fmt.Errorf("pipeline: read log: %w", err)
+	}
+	if len(msgs) == 0 {
+		ix.head.Store(from)
+		return 0, nil
+	}
+	if len(msgs) == ix.batchSize {
+		if h, err := ix.store.LogHead(ctx); err == nil {
+			ix.head.Store(h)
+		}
+	} else {
+		ix.head.Store(msgs[len(msgs)-1].Seq)
+	}
+	b, err := ix.derive(ctx, msgs)
+	if err != nil {
+		ix.reset()
+		return 0, err
+	}
+	if err := ix.store.ApplyIndexBatch(ctx, from, b); err != nil {
+		ix.reset()
+		return 0, fmt.Errorf("pipeline: apply batch after seq %d: %w", from, err)
+	}
+	ix.cursor.Store(b.Cursor)
+	ix.batches.Add(1)
+	if len(ix.owner) > ix.maxCache {
+		ix.reset()
+	}
+	return len(msgs), nil
+}
+
+// reset drops the caches; they refill from the store.
+func (ix *Indexer) reset() {
+	ix.owner = map[kith.IdentKey]string{}
+	ix.parent = map[string]string{}
+}
+
+// find resolves a profile through the cached merge graph.
+func (ix *Indexer) find(p string) string {
+	root := p
+	for {
+		next, ok := ix.parent[root]
+		if !ok || next == root {
+			break
+		}
+		root = next
+	}
+	for p != root { // path compression
+		next := ix.parent[p]
+		ix.parent[p] = root
+		p = next
+	}
+	return root
+}
+
+type extracted struct {
+	ids  []identity.Identifier
+	keys []kith.IdentKey
+	// prev are the candidate keys of an alias's previousId.
+	prev    [2]kith.IdentKey
+	prevID  string
+	traits  map[string]json.RawMessage
+	invalid bool
+}
+
+// derive computes the IndexBatch for msgs against the current graph.
+func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexBatch, error) {
+	ex := make([]extracted, len(msgs))
+	var missing []kith.IdentKey
+	want := map[kith.IdentKey]bool{}
+	need := func(k kith.IdentKey) {
+		if _, ok := ix.owner[k]; !ok && !want[k] {
+			want[k] = true
+			missing = append(missing, k)
+		}
+	}
+	for i, m := range msgs {
+		e, err := identity.Extract(m)
+		if err != nil {
+			// The log only holds messages collect produced; a message that
+			// no longer decodes is processed without identity rather than
+			// blocking the pipeline.
+			ix.log.Warn("indexer: message does not decode", "seq", m.Seq, "err", err)
+			ex[i].invalid = true
+			continue
+		}
+		ex[i].ids, ex[i].traits = e.Identifiers, e.Traits
+		ex[i].keys = make([]kith.IdentKey, len(e.Identifiers))
+		for j, id := range e.Identifiers {
+			ex[i].keys[j] = ix.keyer.Key(id)
+			need(ex[i].keys[j])
+		}
+		if e.PreviousID != "" {
+			ex[i].prevID = e.PreviousID
+			ex[i].prev[0] = ix.keyer.Key(identity.Normalise(kith.IdentUserID, e.PreviousID))
+			ex[i].prev[1] = ix.keyer.Key(identity.Normalise(kith.IdentAnonymousID, e.PreviousID))
+			need(ex[i].prev[0])
+			need(ex[i].prev[1])
+		}
+	}
+	if len(missing) > 0 {
+		found, err := ix.store.LookupIdentifiers(ctx, missing)
+		if err != nil {
+			return kith.IndexBatch{}, fmt.Errorf("pipeline: lookup identifiers: %w", err)
+		}
+		for k, o := range found {
+			ix.owner[k] = o.ProfileID
+			if o.Canonical != o.ProfileID {
+				ix.parent[o.ProfileID] = o.Canonical
+			}
+		}
+	}
+
+	b := kith.IndexBatch{Cursor: msgs[len(msgs)-1].Seq, Processed: map[string]int64{}}
+	idents := map[kith.IdentKey]int{} // index into b.Identifiers
+	traits := map[[2]string]int{}     // (profile, key) -> index into b.Traits
+	for i, m := range msgs {
+		b.Processed[m.SourceID]++
+		e := &ex[i]
+		if e.invalid {
+			continue
+		}
+		if e.prevID != "" {
+			// An alias links previousId, known as a user or anonymous id,
+			// to userId; an unknown previousId becomes an anonymous id.
+			id := identity.Normalise(kith.IdentAnonymousID, e.prevID)
+			key := e.prev[1]
+			if _, ok := ix.owner[e.prev[0]]; ok {
+				id, key = identity.Normalise(kith.IdentUserID, e.prevID), e.prev[0]
+			}
+			if !containsKey(e.keys, key) {
+				e.ids = append(e.ids, id)
+				e.keys = append(e.keys, key)
+			}
+		}
+		if len(e.ids) == 0 {
+			continue // only blocked identifiers: nothing to link
+		}
+		// Distinct profiles the identifiers resolve to, in priority order,
+		// with the first identifier that led to each.
+		var profiles []string
+		via := map[string]int{}
+		for j, k := range e.keys {
+			owner, ok := ix.owner[k]
+			if !ok {
+				continue
+			}
+			c := ix.find(owner)
+			if _, seen := via[c]; !seen {
+				via[c] = j
+				profiles = append(profiles, c)
+			}
+		}
+		var survivor string
+		if len(profiles) == 0 {
+			survivor = newProfileID()
+			b.Profiles = append(b.Profiles, kith.NewProfile{ID: survivor, CreatedAt: m.ReceivedAt})
+		} else {
+			survivor = profiles[0]
+			for _, absorbed := range profiles[1:] {
+				id := e.ids[via[absorbed]]
+				b.Merges = append(b.Merges, kith.Merge{
+					Survivor: survivor, Absorbed: absorbed, SourceID: m.SourceID, MessageID: m.MessageID,
+					IdentType: id.Type, Ident: id.Value, At: m.ReceivedAt,
+				})
+				ix.parent[absorbed] = survivor
+			}
+		}
+		for j, k := range e.keys {
+			owner, known := ix.owner[k]
+			if !known {
+				owner = survivor
+				ix.owner[k] = survivor
+			}
+			if at, ok := idents[k]; ok {
+				u := &b.Identifiers[at]
+				if m.Timestamp.Before(u.FirstSeen) {
+					u.FirstSeen = m.Timestamp
+				}
+				if m.Timestamp.After(u.LastSeen) {
+					u.LastSeen = m.Timestamp
+				}
+				continue
+			}
+			idents[k] = len(b.Identifiers)
+			b.Identifiers = append(b.Identifiers, kith.IdentifierUpsert{
+				Key: k, Type: e.ids[j].Type, Value: e.ids[j].Value, ProfileID: owner,
+				SourceID: m.SourceID, MessageID: m.MessageID, FirstSeen: m.Timestamp, LastSeen: m.Timestamp,
+			})
+		}
+		for key, v := range e.traits {
+			t := kith.TraitUpsert{ProfileID: survivor, Key: key, Value: v, SourceID: m.SourceID, MessageID: m.MessageID, EventTime: m.Timestamp}
+			tk := [2]string{survivor, key}
+			if at, ok := traits[tk]; ok {
+				if !t.EventTime.Before(b.Traits[at].EventTime) {
+					b.Traits[at] = t
+				}
+				continue
+			}
+			traits[tk] = len(b.Traits)
+			b.Traits = append(b.Traits, t)
+		}
+		b.Timeline = append(b.Timeline, kith.TimelineEntry{ProfileID: survivor, Timestamp: m.Timestamp, Seq: m.Seq, Type: m.Type, Event: m.Event})
+	}
+	return b, nil
+}
+
+func containsKey(keys []kith.IdentKey, k kith.IdentKey) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+var profileEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newProfileID returns an opaque, random, stable profile id.
+func newProfileID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return "p_" + strings.ToLower(profileEncoding.EncodeToString(b[:]))
+}

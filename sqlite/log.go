@@ -1,0 +1,400 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+// dedupIndex remembers the messageIds of the dedup window in memory as
+// 64-bit hashes pointing at their log row. A hash hit is verified against the
+// log, so a collision never drops an event; it only costs a lookup. This
+// keeps a random-key B-tree off the ack path: the log stays a pure append.
+// It is rebuilt from the log's tail at start, so it survives restarts.
+type dedupIndex struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	m    map[uint64]dedupEntry
+	// exact holds the rare keys whose hash collided with a different one.
+	exact map[string]dedupEntry
+}
+
+type dedupEntry struct {
+	seq int64
+	at  int64 // received_at, unix microseconds
+}
+
+func (d *dedupIndex) hash(source, mid string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(d.seed)
+	h.WriteString(source)
+	h.WriteByte(0)
+	h.WriteString(mid)
+	return h.Sum64()
+}
+
+// loadDedup rebuilds the index from the events received since cutoff.
+func loadDedup(ctx context.Context, r *sql.DB, cutoff time.Time) (*dedupIndex, error) {
+	d := &dedupIndex{seed: maphash.MakeSeed(), m: map[uint64]dedupEntry{}, exact: map[string]dedupEntry{}}
+	// The log is in receive order (one writer stamps and appends), so the
+	// first row inside the window is found by binary search on seq.
+	var lo, hi int64
+	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MIN(seq),0), COALESCE(MAX(seq),0) FROM events`).Scan(&lo, &hi); err != nil {
+		return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
+	}
+	c := micros(cutoff)
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var at int64
+		err := r.QueryRowContext(ctx, `SELECT received_at FROM events WHERE seq >= $1 ORDER BY seq LIMIT 1`, mid).Scan(&at)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
+		}
+		if at < c {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	rows, err := r.QueryContext(ctx, `SELECT seq, source_id, message_id, received_at FROM events WHERE seq >= $1 AND received_at >= $2`, lo, c)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e dedupEntry
+		var src, mid string
+		if err := rows.Scan(&e.seq, &src, &mid, &e.at); err != nil {
+			return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
+		}
+		h := d.hash(src, mid)
+		if _, taken := d.m[h]; taken {
+			d.exact[src+"\x00"+mid] = e
+		} else {
+			d.m[h] = e
+		}
+	}
+	return d, rows.Err()
+}
+
+// Append stores the batch's new events and counters in one transaction.
+func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error) {
+	res := kith.AppendResult{Duplicate: make([]bool, len(b.Events))}
+	d := db.dedup
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	tx, err := db.logW.BeginTx(ctx, nil)
+	if err != nil {
+		return res, fmt.Errorf("sqlite: append: begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	// Find duplicates: earlier in this batch, or a verified hash hit.
+	hashes := make([]uint64, len(b.Events))
+	inBatch := make(map[string]struct{}, len(b.Events))
+	verify := map[int64][]int{} // log seq -> event indexes whose hash hit it
+	for i, e := range b.Events {
+		k := e.SourceID + "\x00" + e.MessageID
+		if _, ok := inBatch[k]; ok {
+			res.Duplicate[i] = true
+			continue
+		}
+		inBatch[k] = struct{}{}
+		hashes[i] = d.hash(e.SourceID, e.MessageID)
+		if _, ok := d.exact[k]; ok {
+			res.Duplicate[i] = true
+		} else if hit, ok := d.m[hashes[i]]; ok {
+			verify[hit.seq] = append(verify[hit.seq], i)
+		}
+	}
+	collided := map[int]bool{}
+	if len(verify) > 0 {
+		seqs := make([]int64, 0, len(verify))
+		for s := range verify {
+			seqs = append(seqs, s)
+		}
+		stored, err := eventKeys(ctx, tx, seqs)
+		if err != nil {
+			return res, err
+		}
+		for seq, idx := range verify {
+			for _, i := range idx {
+				e := b.Events[i]
+				if stored[seq] == e.SourceID+"\x00"+e.MessageID {
+					res.Duplicate[i] = true
+				} else {
+					collided[i] = true
+				}
+			}
+		}
+	}
+
+	counts := map[[2]string]int64{}
+	stmt := tx.StmtContext(ctx, db.appendStmt)
+	type added struct {
+		i   int
+		seq int64
+	}
+	var news []added
+	for i, e := range b.Events {
+		counts[[2]string{e.SourceID, "received"}]++
+		if res.Duplicate[i] {
+			counts[[2]string{e.SourceID, "duplicate"}]++
+			continue
+		}
+		counts[[2]string{e.SourceID, "accepted"}]++
+		var rev any
+		if e.Revenue != nil {
+			rev = *e.Revenue
+		}
+		r, err := stmt.ExecContext(ctx, e.SourceID, e.MessageID, e.Type, e.Event, e.UserID, e.AnonymousID,
+			micros(e.Timestamp), micros(e.ReceivedAt), rev, []byte(e.Raw))
+		if err != nil {
+			return res, fmt.Errorf("sqlite: append event: %w", err)
+		}
+		seq, err := r.LastInsertId()
+		if err != nil {
+			return res, fmt.Errorf("sqlite: append event: %w", err)
+		}
+		news = append(news, added{i, seq})
+	}
+	for src, reasons := range b.Rejected {
+		for reason, n := range reasons {
+			counts[[2]string{src, "received"}] += n
+			counts[[2]string{src, "rejected:" + reason}] += n
+		}
+	}
+	cnt := tx.StmtContext(ctx, db.cntStmt)
+	for k, n := range counts {
+		if _, err := cnt.ExecContext(ctx, k[0], k[1], n); err != nil {
+			return res, fmt.Errorf("sqlite: append counters: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return res, fmt.Errorf("sqlite: append: commit: %w", err)
+	}
+	// Only now, with the rows durable, do they enter the dedup index.
+	for _, a := range news {
+		e := b.Events[a.i]
+		entry := dedupEntry{seq: a.seq, at: micros(e.ReceivedAt)}
+		if _, taken := d.m[hashes[a.i]]; taken || collided[a.i] {
+			d.exact[e.SourceID+"\x00"+e.MessageID] = entry
+		} else {
+			d.m[hashes[a.i]] = entry
+		}
+	}
+	return res, nil
+}
+
+// eventKeys returns source and messageId of the given log rows.
+func eventKeys(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, seqs []int64) (map[int64]string, error) {
+	out := make(map[int64]string, len(seqs))
+	for len(seqs) > 0 {
+		n := min(len(seqs), 500)
+		chunk := seqs[:n]
+		seqs = seqs[n:]
+		rows, err := q.QueryContext(ctx, `SELECT seq, source_id, message_id FROM events WHERE seq IN (`+placeholders(len(chunk), 1)+`)`, int64Args(chunk)...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: verify dedup hits: %w", err)
+		}
+		for rows.Next() {
+			var seq int64
+			var src, mid string
+			if err := rows.Scan(&seq, &src, &mid); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: verify dedup hits: %w", err)
+			}
+			out[seq] = src + "\x00" + mid
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: verify dedup hits: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// PruneDedup forgets messageIds received before cutoff.
+func (db *DB) PruneDedup(ctx context.Context, cutoff time.Time) error {
+	c := micros(cutoff)
+	d := db.dedup
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for h, e := range d.m {
+		if e.at < c {
+			delete(d.m, h)
+		}
+	}
+	for k, e := range d.exact {
+		if e.at < c {
+			delete(d.exact, k)
+		}
+	}
+	return nil
+}
+
+const eventColumns = `seq, source_id, message_id, type, event, user_id, anonymous_id, ts, received_at, revenue, raw`
+
+func scanEvent(rows *sql.Rows) (kith.Message, error) {
+	var m kith.Message
+	var ts, rat int64
+	var rev sql.NullFloat64
+	var raw []byte
+	if err := rows.Scan(&m.Seq, &m.SourceID, &m.MessageID, &m.Type, &m.Event, &m.UserID, &m.AnonymousID, &ts, &rat, &rev, &raw); err != nil {
+		return m, err
+	}
+	m.Timestamp, m.ReceivedAt = fromMicros(ts), fromMicros(rat)
+	if rev.Valid {
+		v := rev.Float64
+		m.Revenue = &v
+	}
+	m.Raw = raw
+	return m, nil
+}
+
+// ReadLog returns up to limit events after the given seq.
+func (db *DB) ReadLog(ctx context.Context, after int64, limit int) ([]kith.Message, error) {
+	rows, err := db.logR.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read log: %w", err)
+	}
+	defer rows.Close()
+	out := make([]kith.Message, 0, limit)
+	for rows.Next() {
+		m, err := scanEvent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read log: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// LogHead returns the highest seq in the log.
+func (db *DB) LogHead(ctx context.Context) (int64, error) {
+	var head int64
+	if err := db.logR.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq),0) FROM events`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("sqlite: log head: %w", err)
+	}
+	return head, nil
+}
+
+// EventsBySeq returns the events with the given seqs in that order.
+func (db *DB) EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	byseq := make(map[int64]kith.Message, len(seqs))
+	for rest := seqs; len(rest) > 0; {
+		n := min(len(rest), 500)
+		rows, err := db.logR.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE seq IN (`+placeholders(n, 1)+`)`, int64Args(rest[:n])...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: events by seq: %w", err)
+		}
+		for rows.Next() {
+			m, err := scanEvent(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: events by seq: %w", err)
+			}
+			byseq[m.Seq] = m
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: events by seq: %w", err)
+		}
+		rest = rest[n:]
+	}
+	out := make([]kith.Message, 0, len(seqs))
+	for _, s := range seqs {
+		if m, ok := byseq[s]; ok {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// Counts returns the accounting per source: ack-path counters from the
+// log, processed counters from the state.
+func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
+	out := map[string]kith.Counts{}
+	get := func(src string) kith.Counts {
+		c, ok := out[src]
+		if !ok {
+			c.Rejected = map[string]int64{}
+		}
+		return c
+	}
+	rows, err := db.logR.QueryContext(ctx, `SELECT source_id, name, value FROM counters`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var src, name string
+		var v int64
+		if err := rows.Scan(&src, &name, &v); err != nil {
+			return nil, fmt.Errorf("sqlite: counts: %w", err)
+		}
+		c := get(src)
+		switch {
+		case name == "received":
+			c.Received = v
+		case name == "accepted":
+			c.Accepted = v
+		case name == "duplicate":
+			c.Duplicate = v
+		case strings.HasPrefix(name, "rejected:"):
+			c.Rejected[strings.TrimPrefix(name, "rejected:")] = v
+		}
+		out[src] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: counts: %w", err)
+	}
+	prow, err := db.stateR.QueryContext(ctx, `SELECT source_id, value FROM processed`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: processed counts: %w", err)
+	}
+	defer prow.Close()
+	for prow.Next() {
+		var src string
+		var v int64
+		if err := prow.Scan(&src, &v); err != nil {
+			return nil, fmt.Errorf("sqlite: processed counts: %w", err)
+		}
+		c := get(src)
+		c.Processed = v
+		out[src] = c
+	}
+	return out, prow.Err()
+}
+
+// placeholders returns "$from, $from+1, …" for n parameters.
+func placeholders(n, from int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+func int64Args(v []int64) []any {
+	out := make([]any, len(v))
+	for i, x := range v {
+		out[i] = x
+	}
+	return out
+}

@@ -1,0 +1,268 @@
+// Package sqlite is Kith's embedded store: kith.Store on SQLite through a
+// pure-Go driver, so `kith serve` needs no other service and no cgo.
+//
+// It keeps two database files in the data directory. log.db is the
+// append-only event log and the ack path: it has no secondary index, so a
+// group commit is a sequential append and one fsync. state.db holds what the
+// indexer derives from the log (identity graph, profiles, traits, timelines)
+// plus sources and tokens; the indexer writes it in large batches and never
+// holds a lock the ack path waits for. Both run in WAL mode with
+// synchronous=FULL and secure_delete=ON, so a commit survives power loss and
+// deleted personal data does not linger in free pages.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/kithcdp/kith"
+)
+
+// Options tune the store.
+type Options struct {
+	// DedupWindow is how long messageIds are remembered (default 7 days).
+	DedupWindow time.Duration
+	// Now is the clock (tests override it); default time.Now.
+	Now func() time.Time
+}
+
+// DB is the embedded store. Its methods are safe for concurrent use; the
+// log and the state each have one writer connection and a reader pool.
+type DB struct {
+	dir                 string
+	opts                Options
+	logW, logR          *sql.DB
+	stateW, stateR      *sql.DB
+	dedup               *dedupIndex
+	secretMu            sync.Mutex
+	secret              []byte
+	appendStmt, cntStmt *sql.Stmt
+}
+
+var _ kith.Store = (*DB)(nil)
+
+// Open opens (creating if needed) the store in dir and applies migrations.
+func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
+	if opts.DedupWindow <= 0 {
+		opts.DedupWindow = 7 * 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create data directory: %w", err)
+	}
+	db := &DB{dir: dir, opts: opts}
+	var err error
+	if db.logW, db.logR, err = openPair(filepath.Join(dir, "log.db")); err != nil {
+		return nil, err
+	}
+	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db")); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, db.logW, logMigrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: migrate log.db: %w", err)
+	}
+	if err := migrate(ctx, db.stateW, stateMigrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: migrate state.db: %w", err)
+	}
+	if db.appendStmt, err = db.logW.PrepareContext(ctx, `INSERT INTO events
+		(source_id, message_id, type, event, user_id, anonymous_id, ts, received_at, revenue, raw)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: prepare append: %w", err)
+	}
+	if db.cntStmt, err = db.logW.PrepareContext(ctx, `INSERT INTO counters (source_id, name, value) VALUES ($1,$2,$3)
+		ON CONFLICT (source_id, name) DO UPDATE SET value = value + excluded.value`); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: prepare counters: %w", err)
+	}
+	if db.dedup, err = loadDedup(ctx, db.logR, opts.Now().Add(-opts.DedupWindow)); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openPair opens a single-connection writer and a reader pool on one file.
+func openPair(path string) (w, r *sql.DB, err error) {
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	if w, err = sql.Open("sqlite", dsn); err != nil {
+		return nil, nil, fmt.Errorf("sqlite: open %s: %w", filepath.Base(path), err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.Ping(); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("sqlite: open %s: %w", filepath.Base(path), err)
+	}
+	rq := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "query_only(1)", "cache_size(-16384)"} {
+		rq.Add("_pragma", p)
+	}
+	if r, err = sql.Open("sqlite", "file:"+path+"?"+rq.Encode()); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("sqlite: open %s for reading: %w", filepath.Base(path), err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	return w, r, nil
+}
+
+// Close closes every connection.
+func (db *DB) Close() error {
+	var first error
+	for _, s := range []*sql.Stmt{db.appendStmt, db.cntStmt} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	for _, c := range []*sql.DB{db.logR, db.logW, db.stateR, db.stateW} {
+		if c == nil {
+			continue
+		}
+		if err := c.Close(); err != nil && first == nil {
+			first = fmt.Errorf("sqlite: close: %w", err)
+		}
+	}
+	return first
+}
+
+// migrate applies the migrations not yet recorded in PRAGMA user_version,
+// each in its own transaction together with the version bump.
+func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+	var version int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// logMigrations build log.db. The events table is append-only and has no
+// secondary index: the ack path is a sequential append.
+var logMigrations = []string{
+	`CREATE TABLE events (
+		seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+		source_id    TEXT    NOT NULL,
+		message_id   TEXT    NOT NULL,
+		type         TEXT    NOT NULL,
+		event        TEXT    NOT NULL,
+		user_id      TEXT    NOT NULL,
+		anonymous_id TEXT    NOT NULL,
+		ts           INTEGER NOT NULL, -- unix microseconds
+		received_at  INTEGER NOT NULL, -- unix microseconds
+		revenue      REAL,
+		raw          BLOB    NOT NULL
+	);
+	CREATE TABLE counters (
+		source_id TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		value     INTEGER NOT NULL,
+		PRIMARY KEY (source_id, name)
+	) WITHOUT ROWID;`,
+}
+
+// stateMigrations build state.db. Keys are opaque profile ids and keyed
+// hashes of identifiers; personal data lives only in row values.
+var stateMigrations = []string{
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+	CREATE TABLE sources (
+		id         TEXT PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		key_hash   BLOB    NOT NULL UNIQUE,
+		disabled   INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE tokens (
+		id         TEXT PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		scopes     TEXT    NOT NULL,
+		hash       BLOB    NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE profiles (
+		id           TEXT PRIMARY KEY,
+		canonical_id TEXT    NOT NULL,
+		created_at   INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX profiles_canonical ON profiles (canonical_id);
+	CREATE TABLE identifiers (
+		key        BLOB PRIMARY KEY,
+		type       TEXT    NOT NULL,
+		value      TEXT    NOT NULL,
+		profile_id TEXT    NOT NULL,
+		source_id  TEXT    NOT NULL,
+		message_id TEXT    NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX identifiers_profile ON identifiers (profile_id);
+	CREATE TABLE merges (
+		id         INTEGER PRIMARY KEY,
+		survivor   TEXT    NOT NULL,
+		absorbed   TEXT    NOT NULL,
+		source_id  TEXT    NOT NULL,
+		message_id TEXT    NOT NULL,
+		ident_type TEXT    NOT NULL,
+		ident      TEXT    NOT NULL,
+		at         INTEGER NOT NULL
+	);
+	CREATE INDEX merges_survivor ON merges (survivor);
+	CREATE INDEX merges_absorbed ON merges (absorbed);
+	CREATE TABLE traits (
+		profile_id TEXT    NOT NULL,
+		key        TEXT    NOT NULL,
+		value      BLOB    NOT NULL,
+		source_id  TEXT    NOT NULL,
+		message_id TEXT    NOT NULL,
+		event_time INTEGER NOT NULL,
+		PRIMARY KEY (profile_id, key)
+	) WITHOUT ROWID;
+	CREATE TABLE timeline (
+		profile_id TEXT    NOT NULL,
+		ts         INTEGER NOT NULL,
+		seq        INTEGER NOT NULL,
+		type       TEXT    NOT NULL,
+		event      TEXT    NOT NULL,
+		PRIMARY KEY (profile_id, ts, seq)
+	) WITHOUT ROWID;
+	CREATE TABLE processed (source_id TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`,
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }

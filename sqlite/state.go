@@ -1,0 +1,403 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/kithcdp/kith"
+)
+
+type querier interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+// IndexCursor returns the seq of the last log event applied to the state.
+func (db *DB) IndexCursor(ctx context.Context) (int64, error) {
+	return readCursor(ctx, db.stateR)
+}
+
+func readCursor(ctx context.Context, q querier) (int64, error) {
+	var b []byte
+	err := q.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'index_cursor'`).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("sqlite: read index cursor: %w", err)
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("sqlite: corrupt index cursor")
+	}
+	return int64(binary.BigEndian.Uint64(b)), nil
+}
+
+// LookupIdentifiers returns owner and canonical profile of existing keys.
+func (db *DB) LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error) {
+	out := make(map[kith.IdentKey]kith.IdentOwner, len(keys))
+	for rest := keys; len(rest) > 0; {
+		n := min(len(rest), 500)
+		args := make([]any, n)
+		for i, k := range rest[:n] {
+			args[i] = k[:]
+		}
+		rows, err := db.stateR.QueryContext(ctx, `SELECT i.key, i.profile_id, p.canonical_id FROM identifiers i
+			JOIN profiles p ON p.id = i.profile_id WHERE i.key IN (`+placeholders(n, 1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
+		}
+		for rows.Next() {
+			var kb []byte
+			var o kith.IdentOwner
+			if err := rows.Scan(&kb, &o.ProfileID, &o.Canonical); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
+			}
+			var k kith.IdentKey
+			copy(k[:], kb)
+			out[k] = o
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
+		}
+		rest = rest[n:]
+	}
+	return out, nil
+}
+
+// ApplyIndexBatch applies b in one transaction with the cursor move.
+func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error {
+	tx, err := db.stateW.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: apply index batch: begin: %w", err)
+	}
+	defer tx.Rollback()
+	cur, err := readCursor(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if cur != from {
+		return kith.Errorf(kith.ECONFLICT, "index cursor is at %d, batch was derived from %d", cur, from)
+	}
+	exec := func(what, query string, rows int, args func(i int) []any) error {
+		if rows == 0 {
+			return nil
+		}
+		stmt, err := tx.PrepareContext(ctx, query)
+		if err != nil {
+			return fmt.Errorf("sqlite: apply %s: %w", what, err)
+		}
+		defer stmt.Close()
+		for i := 0; i < rows; i++ {
+			if _, err := stmt.ExecContext(ctx, args(i)...); err != nil {
+				return fmt.Errorf("sqlite: apply %s: %w", what, err)
+			}
+		}
+		return nil
+	}
+	if err := exec("profiles", `INSERT INTO profiles (id, canonical_id, created_at) VALUES ($1,$1,$2)`, len(b.Profiles), func(i int) []any {
+		p := b.Profiles[i]
+		return []any{p.ID, micros(p.CreatedAt)}
+	}); err != nil {
+		return err
+	}
+	if err := exec("identifiers", `INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
+		ON CONFLICT (key) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)`,
+		len(b.Identifiers), func(i int) []any {
+			u := b.Identifiers[i]
+			return []any{u.Key[:], u.Type, u.Value, u.ProfileID, u.SourceID, u.MessageID, micros(u.FirstSeen), micros(u.LastSeen)}
+		}); err != nil {
+		return err
+	}
+	for _, m := range b.Merges {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)`, m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, micros(m.At)); err != nil {
+			return fmt.Errorf("sqlite: apply merge: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE profiles SET canonical_id = $1 WHERE canonical_id = $2`, m.Survivor, m.Absorbed); err != nil {
+			return fmt.Errorf("sqlite: apply merge: %w", err)
+		}
+	}
+	if err := exec("traits", `INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time) VALUES ($1,$2,$3,$4,$5,$6)
+		ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, source_id = excluded.source_id,
+			message_id = excluded.message_id, event_time = excluded.event_time
+		WHERE excluded.event_time >= traits.event_time`, len(b.Traits), func(i int) []any {
+		t := b.Traits[i]
+		return []any{t.ProfileID, t.Key, []byte(t.Value), t.SourceID, t.MessageID, micros(t.EventTime)}
+	}); err != nil {
+		return err
+	}
+	if err := exec("timeline", `INSERT OR IGNORE INTO timeline (profile_id, ts, seq, type, event) VALUES ($1,$2,$3,$4,$5)`, len(b.Timeline), func(i int) []any {
+		e := b.Timeline[i]
+		return []any{e.ProfileID, micros(e.Timestamp), e.Seq, e.Type, e.Event}
+	}); err != nil {
+		return err
+	}
+	for src, n := range b.Processed {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO processed (source_id, value) VALUES ($1,$2)
+			ON CONFLICT (source_id) DO UPDATE SET value = value + excluded.value`, src, n); err != nil {
+			return fmt.Errorf("sqlite: apply processed counts: %w", err)
+		}
+	}
+	var cb [8]byte
+	binary.BigEndian.PutUint64(cb[:], uint64(b.Cursor))
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('index_cursor', $1)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, cb[:]); err != nil {
+		return fmt.Errorf("sqlite: apply index cursor: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: apply index batch: commit: %w", err)
+	}
+	return nil
+}
+
+// Canonical resolves a profile id through the merge graph.
+func (db *DB) Canonical(ctx context.Context, profileID string) (string, error) {
+	var c string
+	err := db.stateR.QueryRowContext(ctx, `SELECT canonical_id FROM profiles WHERE id = $1`, profileID).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", kith.Errorf(kith.ENOTFOUND, "profile %q not found", profileID)
+	} else if err != nil {
+		return "", fmt.Errorf("sqlite: canonical profile: %w", err)
+	}
+	return c, nil
+}
+
+// members returns the ids of the profiles that resolve to canonicalID.
+func (db *DB) members(ctx context.Context, canonicalID string) ([]string, error) {
+	rows, err := db.stateR.QueryContext(ctx, `SELECT id FROM profiles WHERE canonical_id = $1 ORDER BY id`, canonicalID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: profile members: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: profile members: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: profile members: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, kith.Errorf(kith.ENOTFOUND, "profile %q not found", canonicalID)
+	}
+	return out, nil
+}
+
+func stringArgs(v []string) []any {
+	out := make([]any, len(v))
+	for i, s := range v {
+		out[i] = s
+	}
+	return out
+}
+
+// Profile summarises a unified profile.
+func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSummary, error) {
+	ms, err := db.members(ctx, canonicalID)
+	if err != nil {
+		return kith.ProfileSummary{}, err
+	}
+	s := kith.ProfileSummary{ID: canonicalID, Members: ms}
+	in := placeholders(len(ms), 1)
+	args := stringArgs(ms)
+	var created int64
+	if err := db.stateR.QueryRowContext(ctx, `SELECT created_at FROM profiles WHERE id = $1`, canonicalID).Scan(&created); err != nil {
+		return s, fmt.Errorf("sqlite: profile: %w", err)
+	}
+	s.CreatedAt = fromMicros(created)
+	if err := db.stateR.QueryRowContext(ctx, `SELECT COUNT(*) FROM identifiers WHERE profile_id IN (`+in+`)`, args...).Scan(&s.Identifiers); err != nil {
+		return s, fmt.Errorf("sqlite: profile: %w", err)
+	}
+	if err := db.stateR.QueryRowContext(ctx, `SELECT COUNT(DISTINCT key) FROM traits WHERE profile_id IN (`+in+`)`, args...).Scan(&s.Traits); err != nil {
+		return s, fmt.Errorf("sqlite: profile: %w", err)
+	}
+	var first, last sql.NullInt64
+	if err := db.stateR.QueryRowContext(ctx, `SELECT COUNT(*), MIN(ts), MAX(ts) FROM timeline WHERE profile_id IN (`+in+`)`, args...).Scan(&s.Events, &first, &last); err != nil {
+		return s, fmt.Errorf("sqlite: profile: %w", err)
+	}
+	if first.Valid {
+		s.FirstEventAt, s.LastEventAt = fromMicros(first.Int64), fromMicros(last.Int64)
+	}
+	return s, nil
+}
+
+// Traits returns, per key, the member value with the latest event time.
+func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error) {
+	ms, err := db.members(ctx, canonicalID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.stateR.QueryContext(ctx, `SELECT profile_id, key, value, source_id, message_id, event_time FROM traits
+		WHERE profile_id IN (`+placeholders(len(ms), 1)+`) ORDER BY key, event_time DESC, profile_id`, stringArgs(ms)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: traits: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Trait
+	for rows.Next() {
+		var t kith.Trait
+		var v []byte
+		var et int64
+		if err := rows.Scan(&t.ProfileID, &t.Key, &v, &t.SourceID, &t.MessageID, &et); err != nil {
+			return nil, fmt.Errorf("sqlite: traits: %w", err)
+		}
+		if len(out) > 0 && out[len(out)-1].Key == t.Key {
+			continue // an older value of a key already taken
+		}
+		t.Value, t.EventTime = v, fromMicros(et)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// Identities lists the identifiers of all members.
+func (db *DB) Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error) {
+	ms, err := db.members(ctx, canonicalID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.stateR.QueryContext(ctx, `SELECT type, value, profile_id, source_id, message_id, first_seen, last_seen FROM identifiers
+		WHERE profile_id IN (`+placeholders(len(ms), 1)+`)`, stringArgs(ms)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: identities: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Identity
+	for rows.Next() {
+		var id kith.Identity
+		var fs, ls int64
+		if err := rows.Scan(&id.Type, &id.Value, &id.ProfileID, &id.SourceID, &id.MessageID, &fs, &ls); err != nil {
+			return nil, fmt.Errorf("sqlite: identities: %w", err)
+		}
+		id.FirstSeen, id.LastSeen = fromMicros(fs), fromMicros(ls)
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: identities: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].FirstSeen.Equal(out[j].FirstSeen) {
+			return out[i].FirstSeen.Before(out[j].FirstSeen)
+		}
+		if out[i].Type != out[j].Type {
+			return out[i].Type < out[j].Type
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out, nil
+}
+
+// Merges lists the merges into any member, oldest first.
+func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, error) {
+	ms, err := db.members(ctx, canonicalID)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.stateR.QueryContext(ctx, `SELECT survivor, absorbed, source_id, message_id, ident_type, ident, at FROM merges
+		WHERE survivor IN (`+placeholders(len(ms), 1)+`) ORDER BY id`, stringArgs(ms)...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: merges: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Merge
+	for rows.Next() {
+		var m kith.Merge
+		var at int64
+		if err := rows.Scan(&m.Survivor, &m.Absorbed, &m.SourceID, &m.MessageID, &m.IdentType, &m.Ident, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: merges: %w", err)
+		}
+		m.At = fromMicros(at)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Timeline returns a page of the unified timeline, newest first.
+func (db *DB) Timeline(ctx context.Context, canonicalID string, q kith.TimelineQuery) ([]kith.TimelineEntry, error) {
+	ms, err := db.members(ctx, canonicalID)
+	if err != nil {
+		return nil, err
+	}
+	args := stringArgs(ms)
+	var where strings.Builder
+	where.WriteString(`profile_id IN (` + placeholders(len(ms), 1) + `)`)
+	cond := func(c string, v any) {
+		args = append(args, v)
+		where.WriteString(" AND " + strings.Replace(c, "?", fmt.Sprintf("$%d", len(args)), 1))
+	}
+	if !q.Start.IsZero() {
+		cond("ts >= ?", micros(q.Start))
+	}
+	if !q.End.IsZero() {
+		cond("ts < ?", micros(q.End))
+	}
+	if q.Type != "" {
+		cond("type = ?", q.Type)
+	}
+	if q.Event != "" {
+		cond("event = ?", q.Event)
+	}
+	if q.Before != nil {
+		args = append(args, micros(q.Before.Timestamp), q.Before.Seq)
+		fmt.Fprintf(&where, " AND (ts, seq) < ($%d, $%d)", len(args)-1, len(args))
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	args = append(args, limit)
+	rows, err := db.stateR.QueryContext(ctx, `SELECT profile_id, ts, seq, type, event FROM timeline WHERE `+where.String()+
+		fmt.Sprintf(` ORDER BY ts DESC, seq DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: timeline: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.TimelineEntry
+	for rows.Next() {
+		var e kith.TimelineEntry
+		var ts int64
+		if err := rows.Scan(&e.ProfileID, &ts, &e.Seq, &e.Type, &e.Event); err != nil {
+			return nil, fmt.Errorf("sqlite: timeline: %w", err)
+		}
+		e.Timestamp = fromMicros(ts)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Secret returns the identifier-hashing key, creating it on first use.
+func (db *DB) Secret(ctx context.Context) ([]byte, error) {
+	db.secretMu.Lock()
+	defer db.secretMu.Unlock()
+	if db.secret != nil {
+		return db.secret, nil
+	}
+	var b []byte
+	err := db.stateR.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'secret'`).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		nb := make([]byte, 32)
+		if _, err := rand.Read(nb); err != nil {
+			return nil, fmt.Errorf("sqlite: create secret: %w", err)
+		}
+		if _, err := db.stateW.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING`, nb); err != nil {
+			return nil, fmt.Errorf("sqlite: create secret: %w", err)
+		}
+		err = db.stateW.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'secret'`).Scan(&b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read secret: %w", err)
+	}
+	db.secret = b
+	return b, nil
+}
