@@ -39,16 +39,20 @@ func (d *dedupIndex) hash(source, mid string) uint64 {
 	return h.Sum64()
 }
 
-// loadDedup rebuilds the index from the events received since cutoff.
-func loadDedup(ctx context.Context, r *sql.DB, cutoff time.Time) (*dedupIndex, error) {
+// loadDedup rebuilds the index from the events received since the last
+// PruneDedup cutoff.
+func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
 	d := &dedupIndex{seed: maphash.MakeSeed(), m: map[uint64]dedupEntry{}, exact: map[string]dedupEntry{}}
+	var c int64
+	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MAX(value),0) FROM log_meta WHERE key = 'dedup_cutoff'`).Scan(&c); err != nil {
+		return nil, fmt.Errorf("sqlite: load dedup cutoff: %w", err)
+	}
 	// The log is in receive order (one writer stamps and appends), so the
 	// first row inside the window is found by binary search on seq.
 	var lo, hi int64
 	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MIN(seq),0), COALESCE(MAX(seq),0) FROM events`).Scan(&lo, &hi); err != nil {
 		return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
 	}
-	c := micros(cutoff)
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		var at int64
@@ -223,12 +227,17 @@ func eventKeys(ctx context.Context, q interface {
 	return out, nil
 }
 
-// PruneDedup forgets messageIds received before cutoff.
+// PruneDedup forgets messageIds received before cutoff. The cutoff is
+// stored so that a restart does not bring them back.
 func (db *DB) PruneDedup(ctx context.Context, cutoff time.Time) error {
 	c := micros(cutoff)
 	d := db.dedup
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, err := db.logW.ExecContext(ctx, `INSERT INTO log_meta (key, value) VALUES ('dedup_cutoff', $1)
+		ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)`, c); err != nil {
+		return fmt.Errorf("sqlite: prune dedup: %w", err)
+	}
 	for h, e := range d.m {
 		if e.at < c {
 			delete(d.m, h)

@@ -26,13 +26,9 @@ import (
 	"github.com/kithcdp/kith"
 )
 
-// Options tune the store.
-type Options struct {
-	// DedupWindow is how long messageIds are remembered (default 7 days).
-	DedupWindow time.Duration
-	// Now is the clock (tests override it); default time.Now.
-	Now func() time.Time
-}
+// Options tune the store. There are none yet; the type keeps Open's
+// signature stable as tuning knobs arrive.
+type Options struct{}
 
 // DB is the embedded store. Its methods are safe for concurrent use; the
 // log and the state each have one writer connection and a reader pool.
@@ -51,12 +47,6 @@ var _ kith.Store = (*DB)(nil)
 
 // Open opens (creating if needed) the store in dir and applies migrations.
 func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
-	if opts.DedupWindow <= 0 {
-		opts.DedupWindow = 7 * 24 * time.Hour
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create data directory: %w", err)
 	}
@@ -88,7 +78,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: prepare counters: %w", err)
 	}
-	if db.dedup, err = loadDedup(ctx, db.logR, opts.Now().Add(-opts.DedupWindow)); err != nil {
+	if db.dedup, err = loadDedup(ctx, db.logR); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -193,7 +183,9 @@ var logMigrations = []string{
 		name      TEXT    NOT NULL,
 		value     INTEGER NOT NULL,
 		PRIMARY KEY (source_id, name)
-	) WITHOUT ROWID;`,
+	) WITHOUT ROWID;
+	-- dedup_cutoff: messageIds received before it are forgotten (PruneDedup).
+	CREATE TABLE log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

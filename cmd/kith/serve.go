@@ -107,10 +107,14 @@ func (s *Server) Open(ctx context.Context) error {
 	if s.Config.PostgresURL != "" {
 		s.store, err = postgres.Open(ctx, s.Config.PostgresURL)
 	} else {
-		s.store, err = sqlite.Open(ctx, s.Config.DataDir, sqlite.Options{DedupWindow: s.Config.DedupWindow})
+		s.store, err = sqlite.Open(ctx, s.Config.DataDir, sqlite.Options{})
 	}
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
+	}
+	if err := s.store.PruneDedup(ctx, time.Now().Add(-s.Config.DedupWindow)); err != nil {
+		s.store.Close()
+		return err
 	}
 	if s.Config.AdminToken != "" {
 		if err := admin.ProvisionToken(ctx, s.store, s.Config.AdminToken, time.Now()); err != nil {
