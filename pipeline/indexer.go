@@ -51,6 +51,7 @@ type Indexer struct {
 	parent   map[string]string
 	maxCache int
 
+	loaded  bool // cursor read from the store
 	cursor  atomic.Int64
 	head    atomic.Int64
 	batches atomic.Int64
@@ -102,11 +103,6 @@ func (ix *Indexer) Cursor() int64 { return ix.cursor.Load() }
 // Run applies the log until ctx is done. Store errors are logged and
 // retried with backoff; they never skip events.
 func (ix *Indexer) Run(ctx context.Context) error {
-	cursor, err := ix.store.IndexCursor(ctx)
-	if err != nil {
-		return fmt.Errorf("pipeline: read cursor: %w", err)
-	}
-	ix.cursor.Store(cursor)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		n, err := ix.Step(ctx)
@@ -116,9 +112,6 @@ func (ix *Indexer) Run(ctx context.Context) error {
 			}
 			ix.log.Error("indexer step failed; retrying", "err", err, "backoff", backoff)
 			ix.reset()
-			if c, cerr := ix.store.IndexCursor(ctx); cerr == nil {
-				ix.cursor.Store(c)
-			}
 			sleep(ctx, backoff)
 			backoff = min(backoff*2, 5*time.Second)
 			continue
@@ -143,7 +136,16 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // Step applies at most one batch and returns how many events it applied.
+// Only one goroutine may call Step (or Run) at a time.
 func (ix *Indexer) Step(ctx context.Context) (int, error) {
+	if !ix.loaded {
+		c, err := ix.store.IndexCursor(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("pipeline: read cursor: %w", err)
+		}
+		ix.cursor.Store(c)
+		ix.loaded = true
+	}
 	from := ix.cursor.Load()
 	msgs, err := ix.store.ReadLog(ctx, from, ix.batchSize)
 	if err != nil {
@@ -177,8 +179,9 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 	return len(msgs), nil
 }
 
-// reset drops the caches; they refill from the store.
+// reset drops the caches and the cursor; they reload from the store.
 func (ix *Indexer) reset() {
+	ix.loaded = false
 	ix.owner = map[kith.IdentKey]string{}
 	ix.parent = map[string]string{}
 }

@@ -1,0 +1,121 @@
+package identity
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/kithcdp/kith"
+)
+
+func TestNormalise(t *testing.T) {
+	tests := []struct {
+		typ, in string
+		want    Identifier
+	}{
+		{"email", "  Ada@Example.COM ", Identifier{"email", "ada@example.com"}},
+		{"EMAIL", "x@y.z", Identifier{"email", "x@y.z"}},
+		{"phone", "+31 (0)6-1234 5678", Identifier{"phone", "+31061234" + "5678"}},
+		{"phone", "06 1234+5678", Identifier{"phone", "0612345678"}},
+		{"user_id", " 42 ", Identifier{"user_id", "42"}},
+		{"crm_id", "AbC", Identifier{"crm_id", "AbC"}},
+	}
+	for _, tc := range tests {
+		if got := Normalise(tc.typ, tc.in); got != tc.want {
+			t.Errorf("Normalise(%q, %q) = %v, want %v", tc.typ, tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestBlocked(t *testing.T) {
+	for _, v := range []string{"", " ", "0", "000-000", "-1", "null", "NULL", "undefined", "anonymous", "Unknown", "[object Object]"} {
+		if !Blocked(v) {
+			t.Errorf("Blocked(%q) = false, want true", v)
+		}
+	}
+	for _, v := range []string{"u1", "10", "ada@example.com", "a-0"} {
+		if Blocked(v) {
+			t.Errorf("Blocked(%q) = true, want false", v)
+		}
+	}
+}
+
+func TestParseRef(t *testing.T) {
+	tests := []struct {
+		ref  string
+		want Identifier
+		ok   bool
+	}{
+		{"email:ADA@example.com", Identifier{"email", "ada@example.com"}, true},
+		{"user_id:42", Identifier{"user_id", "42"}, true},
+		{"anonymous_id:a:b", Identifier{"anonymous_id", "a:b"}, true},
+		{"p_abcdef", Identifier{}, false},
+		{":x", Identifier{}, false},
+	}
+	for _, tc := range tests {
+		got, ok := ParseRef(tc.ref)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("ParseRef(%q) = %v, %v; want %v, %v", tc.ref, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestExtract(t *testing.T) {
+	tests := []struct {
+		name   string
+		typ    string
+		raw    string
+		ids    []Identifier
+		prev   string
+		traits []string
+	}{
+		{"identify with email and phone", "identify",
+			`{"userId":"u1","anonymousId":"a1","traits":{"email":" A@B.c ","phone":"+1 555 0100","plan":"pro"}}`,
+			[]Identifier{{"user_id", "u1"}, {"email", "a@b.c"}, {"phone", "+15550100"}, {"anonymous_id", "a1"}}, "", []string{"email", "phone", "plan"}},
+		{"track with context traits and external ids", "track",
+			`{"anonymousId":"a2","context":{"traits":{"email":"c@d.e"},"externalIds":[{"id":"C-9","type":"crm_id","collection":"users","encoding":"none"},{"id":"null","type":"loyalty"}]}}`,
+			[]Identifier{{"email", "c@d.e"}, {"crm_id", "C-9"}, {"anonymous_id", "a2"}}, "", []string{"email"}},
+		{"numeric user id", "track", `{"userId":42,"anonymousId":"anonymous"}`, []Identifier{{"user_id", "42"}}, "", nil},
+		{"track traits are not profile traits", "track", `{"userId":"u3","traits":{"email":"x@y.z","plan":"a"}}`,
+			[]Identifier{{"user_id", "u3"}, {"email", "x@y.z"}}, "", nil},
+		{"alias", "alias", `{"userId":"u4","previousId":"old-1"}`, []Identifier{{"user_id", "u4"}}, "old-1", nil},
+		{"blocked alias", "alias", `{"userId":"u4","previousId":"undefined"}`, []Identifier{{"user_id", "u4"}}, "", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ex, err := Extract(kith.Message{Type: tc.typ, Raw: json.RawMessage(tc.raw)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(ex.Identifiers, tc.ids) {
+				t.Errorf("identifiers %v, want %v", ex.Identifiers, tc.ids)
+			}
+			if ex.PreviousID != tc.prev {
+				t.Errorf("previousId %q, want %q", ex.PreviousID, tc.prev)
+			}
+			var keys []string
+			for _, k := range []string{"email", "phone", "plan"} {
+				if _, ok := ex.Traits[k]; ok {
+					keys = append(keys, k)
+				}
+			}
+			if !reflect.DeepEqual(keys, tc.traits) {
+				t.Errorf("traits %v, want %v", keys, tc.traits)
+			}
+		})
+	}
+}
+
+func TestKeyerIsKeyedAndStable(t *testing.T) {
+	a, b := NewKeyer([]byte("secret-a")), NewKeyer([]byte("secret-b"))
+	id := Identifier{"email", "ada@example.com"}
+	if a.Key(id) != a.Key(id) {
+		t.Fatal("key not stable")
+	}
+	if a.Key(id) == b.Key(id) {
+		t.Fatal("key does not depend on the secret")
+	}
+	if a.Key(id) == a.Key(Identifier{"user_id", "ada@example.com"}) {
+		t.Fatal("key does not depend on the type")
+	}
+}

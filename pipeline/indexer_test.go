@@ -1,0 +1,266 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/sqlite"
+)
+
+var t0 = time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+
+// appendAll parses Segment messages as collection would and logs them.
+func appendAll(t *testing.T, store kith.Store, source string, bodies ...string) {
+	t.Helper()
+	var msgs []kith.Message
+	for i, body := range bodies {
+		p := collect.Parse([]byte(body), "batch", collect.Meta{ReceivedAt: t0.Add(time.Duration(i) * time.Second)}, collect.DefaultLimits())
+		if len(p.Rejected) > 0 {
+			t.Fatalf("fixture rejected: %v", p.Rejected)
+		}
+		for _, m := range p.Messages {
+			m.SourceID = source
+			msgs = append(msgs, m)
+		}
+	}
+	if _, err := store.Append(context.Background(), kith.AppendBatch{Events: msgs}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func batch(items ...string) string {
+	s := `{"batch":[`
+	for i, it := range items {
+		if i > 0 {
+			s += ","
+		}
+		s += it
+	}
+	return s + `]}`
+}
+
+func openStore(t *testing.T) kith.Store {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// drain runs the indexer until the log is applied.
+func drain(t *testing.T, store kith.Store, batchSize int) {
+	t.Helper()
+	secret, err := store.Secret(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: batchSize})
+	for {
+		n, err := ix.Step(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+// profileOf resolves a "type:value" reference.
+func profileOf(t *testing.T, store kith.Store, ref string) string {
+	t.Helper()
+	secret, _ := store.Secret(context.Background())
+	id, ok := identity.ParseRef(ref)
+	if !ok {
+		t.Fatalf("bad ref %q", ref)
+	}
+	k := identity.NewKeyer(secret).Key(id)
+	o, err := store.LookupIdentifiers(context.Background(), []kith.IdentKey{k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found := o[k]; !found {
+		return ""
+	}
+	return o[k].Canonical
+}
+
+func TestStitching(t *testing.T) {
+	tests := []struct {
+		name string
+		msgs []string
+		// same lists groups of refs that must share one profile; apart
+		// lists pairs that must not.
+		same   [][]string
+		apart  [][2]string
+		merges int
+	}{
+		{
+			name:   "anonymous visitor signs up",
+			msgs:   []string{`{"type":"page","anonymousId":"a1"}`, `{"type":"identify","anonymousId":"a1","userId":"u1"}`},
+			same:   [][]string{{"anonymous_id:a1", "user_id:u1"}},
+			merges: 0,
+		},
+		{
+			name: "two known profiles linked by email merge",
+			msgs: []string{
+				`{"type":"identify","userId":"u1","traits":{"email":"ada@x.io"}}`,
+				`{"type":"identify","anonymousId":"a9","traits":{"email":"bob@x.io"}}`,
+				`{"type":"track","event":"e","anonymousId":"a9","context":{"traits":{"email":"ADA@x.io"}}}`,
+			},
+			same:   [][]string{{"user_id:u1", "email:ada@x.io", "anonymous_id:a9", "email:bob@x.io"}},
+			merges: 1,
+		},
+		{
+			name: "alias links previous user id",
+			msgs: []string{
+				`{"type":"track","event":"e","userId":"old-7"}`,
+				`{"type":"track","event":"e","userId":"new-7"}`,
+				`{"type":"alias","userId":"new-7","previousId":"old-7"}`,
+			},
+			same:   [][]string{{"user_id:old-7", "user_id:new-7"}},
+			merges: 1,
+		},
+		{
+			name: "alias with unknown previousId records it as anonymous id",
+			msgs: []string{`{"type":"alias","userId":"u5","previousId":"dev-5"}`},
+			same: [][]string{{"user_id:u5", "anonymous_id:dev-5"}},
+		},
+		{
+			name: "blocked values never link",
+			msgs: []string{
+				`{"type":"identify","userId":"u1","traits":{"email":"null"},"anonymousId":"00000000"}`,
+				`{"type":"identify","userId":"u2","traits":{"email":"null"},"anonymousId":"00000000"}`,
+			},
+			apart: [][2]string{{"user_id:u1", "user_id:u2"}},
+		},
+		{
+			name: "external ids link channels",
+			msgs: []string{
+				`{"type":"identify","userId":"shop-1","context":{"externalIds":[{"id":"L-1","type":"loyalty_card"}]}}`,
+				`{"type":"track","event":"Order Completed","anonymousId":"pos-till-3","context":{"externalIds":[{"id":"L-1","type":"loyalty_card"}]}}`,
+			},
+			same: [][]string{{"user_id:shop-1", "loyalty_card:L-1", "anonymous_id:pos-till-3"}},
+		},
+	}
+	for _, tc := range tests {
+		for _, bs := range []int{1, 1000} { // one event per batch, and all in one
+			t.Run(fmt.Sprintf("%s/batch=%d", tc.name, bs), func(t *testing.T) {
+				store := openStore(t)
+				var items []string
+				for _, m := range tc.msgs {
+					items = append(items, batch(m))
+				}
+				appendAll(t, store, "src", items...)
+				drain(t, store, bs)
+				for _, group := range tc.same {
+					want := profileOf(t, store, group[0])
+					if want == "" {
+						t.Fatalf("%s has no profile", group[0])
+					}
+					for _, ref := range group[1:] {
+						if got := profileOf(t, store, ref); got != want {
+							t.Errorf("%s -> %q, want %q (%s)", ref, got, want, group[0])
+						}
+					}
+					ms, err := store.Merges(context.Background(), want)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(ms) != tc.merges {
+						t.Errorf("merges %d, want %d: %+v", len(ms), tc.merges, ms)
+					}
+				}
+				for _, pair := range tc.apart {
+					a, b := profileOf(t, store, pair[0]), profileOf(t, store, pair[1])
+					if a == "" || a == b {
+						t.Errorf("%s and %s must be separate profiles: %q %q", pair[0], pair[1], a, b)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestTraitsLatestEventTimeWinsAcrossMerge(t *testing.T) {
+	store := openStore(t)
+	appendAll(t, store, "crm",
+		batch(`{"type":"identify","userId":"u1","traits":{"tier":"silver","city":"Delft"},"timestamp":"2026-04-01T00:00:00Z"}`),
+		batch(`{"type":"identify","anonymousId":"a1","traits":{"tier":"gold"},"timestamp":"2026-04-10T00:00:00Z"}`),
+		// Linking event, but its trait is older than both.
+		batch(`{"type":"identify","userId":"u1","anonymousId":"a1","traits":{"tier":"bronze"},"timestamp":"2026-03-01T00:00:00Z"}`),
+	)
+	drain(t, store, 2)
+	id := profileOf(t, store, "user_id:u1")
+	traits, err := store.Traits(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, tr := range traits {
+		got[tr.Key] = string(tr.Value)
+	}
+	if got["tier"] != `"gold"` || got["city"] != `"Delft"` {
+		t.Fatalf("traits %v, want tier gold (latest event time) and city Delft", got)
+	}
+}
+
+func TestReplayAfterCrashAppliesEachEventOnce(t *testing.T) {
+	store := openStore(t)
+	var items []string
+	for i := 0; i < 50; i++ {
+		items = append(items, batch(fmt.Sprintf(`{"type":"track","event":"e","userId":"u%d","anonymousId":"a%d","messageId":"m%d"}`, i%7, i%11, i)))
+	}
+	appendAll(t, store, "web", items...)
+	secret, _ := store.Secret(context.Background())
+
+	// A first indexer applies two batches, then "crashes" (is dropped).
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 10})
+	for i := 0; i < 2; i++ {
+		if _, err := ix.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A stale batch (derived from an old cursor) is refused.
+	err := store.ApplyIndexBatch(context.Background(), 0, kith.IndexBatch{Cursor: 10})
+	if kith.ErrorCode(err) != kith.ECONFLICT {
+		t.Fatalf("stale apply: %v, want ECONFLICT", err)
+	}
+	// A new indexer resumes at the stored cursor.
+	drain(t, store, 7)
+	counts, _ := store.Counts(context.Background())
+	if c := counts["web"]; c.Processed != 50 || c.Accepted != 50 {
+		t.Fatalf("counts %+v, want 50 accepted and processed", c)
+	}
+	// Every event is on exactly one timeline, once.
+	seen := map[int64]int{}
+	profiles := map[string]bool{}
+	for u := 0; u < 7; u++ {
+		profiles[profileOf(t, store, fmt.Sprintf("user_id:u%d", u))] = true
+	}
+	for id := range profiles {
+		entries, err := store.Timeline(context.Background(), id, kith.TimelineQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			seen[e.Seq]++
+		}
+	}
+	if len(seen) != 50 {
+		t.Fatalf("%d distinct events on timelines, want 50", len(seen))
+	}
+	for seq, n := range seen {
+		if n != 1 {
+			t.Fatalf("event %d on timelines %d times", seq, n)
+		}
+	}
+}
