@@ -135,10 +135,16 @@ func Extract(m kith.Message) (Extracted, error) {
 		ex.Identifiers = append(ex.Identifiers, id)
 	}
 	add(kith.IdentUserID, f.UserID)
-	for _, t := range []map[string]json.RawMessage{f.Traits, f.Context.Traits} {
+	// Top-level traits describe the person only on identify; on group they
+	// describe the company (its e-mail must not link its members).
+	personal := []map[string]json.RawMessage{f.Context.Traits}
+	if m.Type == "identify" {
+		personal = append(personal, f.Traits)
+	}
+	for _, t := range personal {
 		add(kith.IdentEmail, t["email"])
 	}
-	for _, t := range []map[string]json.RawMessage{f.Traits, f.Context.Traits} {
+	for _, t := range personal {
 		add(kith.IdentPhone, t["phone"])
 	}
 	for _, x := range f.Context.ExternalIDs {

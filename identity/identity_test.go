@@ -76,8 +76,8 @@ func TestExtract(t *testing.T) {
 			`{"anonymousId":"a2","context":{"traits":{"email":"c@d.e"},"externalIds":[{"id":"C-9","type":"crm_id","collection":"users","encoding":"none"},{"id":"null","type":"loyalty"}]}}`,
 			[]Identifier{{"email", "c@d.e"}, {"crm_id", "C-9"}, {"anonymous_id", "a2"}}, "", []string{"email"}},
 		{"numeric user id", "track", `{"userId":42,"anonymousId":"anonymous"}`, []Identifier{{"user_id", "42"}}, "", nil},
-		{"track traits are not profile traits", "track", `{"userId":"u3","traits":{"email":"x@y.z","plan":"a"}}`,
-			[]Identifier{{"user_id", "u3"}, {"email", "x@y.z"}}, "", nil},
+		{"group traits describe the company", "group", `{"userId":"u3","groupId":"g1","traits":{"email":"info@acme.io","plan":"a"}}`,
+			[]Identifier{{"user_id", "u3"}}, "", nil},
 		{"alias", "alias", `{"userId":"u4","previousId":"old-1"}`, []Identifier{{"user_id", "u4"}}, "old-1", nil},
 		{"blocked alias", "alias", `{"userId":"u4","previousId":"undefined"}`, []Identifier{{"user_id", "u4"}}, "", nil},
 	}

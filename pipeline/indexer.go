@@ -100,32 +100,130 @@ func (ix *Indexer) Backlog() int64 { return max(0, ix.head.Load()-ix.cursor.Load
 // Cursor returns the seq of the last applied event.
 func (ix *Indexer) Cursor() int64 { return ix.cursor.Load() }
 
-// Run applies the log until ctx is done. Store errors are logged and
-// retried with backoff; they never skip events.
+// Run applies the log until ctx is done. Deriving a batch (decoding and
+// resolving identities) and applying the previous one to the store run
+// concurrently, so both cores work. Store errors are logged and retried with
+// backoff from the stored cursor; they never skip events.
 func (ix *Indexer) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		n, err := ix.Step(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			ix.log.Error("indexer step failed; retrying", "err", err, "backoff", backoff)
-			ix.reset()
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
-			continue
+		err := ix.runPipelined(ctx)
+		if ctx.Err() != nil {
+			break
 		}
-		backoff = 100 * time.Millisecond
-		if n == 0 {
+		if err == nil {
+			continue // restarted to drop a full cache
+		}
+		ix.log.Error("indexer failed; retrying from the stored cursor", "err", err, "backoff", backoff)
+		ix.reset()
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	return nil
+}
+
+type job struct {
+	from int64
+	b    kith.IndexBatch
+}
+
+// runPipelined derives batches in this goroutine and applies them in
+// another, one batch ahead at most. It returns on the first error.
+func (ix *Indexer) runPipelined(ctx context.Context) error {
+	if err := ix.load(ctx); err != nil {
+		return err
+	}
+	jobs := make(chan job, 1)
+	applied := make(chan error, 1)
+	go func() {
+		for j := range jobs {
+			if err := ix.store.ApplyIndexBatch(ctx, j.from, j.b); err != nil {
+				applied <- fmt.Errorf("pipeline: apply batch after seq %d: %w", j.from, err)
+				for range jobs {
+				}
+				return
+			}
+			ix.cursor.Store(j.b.Cursor)
+			ix.batches.Add(1)
+		}
+		applied <- nil
+	}()
+	stop := func(err error) error {
+		close(jobs)
+		if aerr := <-applied; aerr != nil {
+			return aerr
+		}
+		return err
+	}
+	next := ix.cursor.Load()
+	for {
+		select {
+		case err := <-applied:
+			close(jobs)
+			return err
+		default:
+		}
+		if ctx.Err() != nil {
+			return stop(nil)
+		}
+		msgs, err := ix.store.ReadLog(ctx, next, ix.batchSize)
+		if err != nil {
+			return stop(fmt.Errorf("pipeline: read log: %w", err))
+		}
+		if len(msgs) == 0 {
+			ix.head.Store(next)
 			select {
 			case <-ctx.Done():
 			case <-ix.wake:
 			case <-time.After(250 * time.Millisecond):
+			case err := <-applied:
+				close(jobs)
+				return err
 			}
+			continue
+		}
+		ix.noteHead(ctx, msgs)
+		b, err := ix.derive(ctx, msgs)
+		if err != nil {
+			return stop(err)
+		}
+		jobs <- job{from: next, b: b}
+		next = b.Cursor
+		if len(ix.owner) > ix.maxCache {
+			// Let the store catch up before dropping the cache, so the
+			// next lookups see everything derived so far.
+			if err := stop(nil); err != nil {
+				return err
+			}
+			ix.reset()
+			return nil
 		}
 	}
+}
+
+// load reads the cursor from the store if it is not known.
+func (ix *Indexer) load(ctx context.Context) error {
+	if ix.loaded {
+		return nil
+	}
+	c, err := ix.store.IndexCursor(ctx)
+	if err != nil {
+		return fmt.Errorf("pipeline: read cursor: %w", err)
+	}
+	ix.cursor.Store(c)
+	ix.loaded = true
 	return nil
+}
+
+// noteHead updates the log head the backlog is measured against.
+func (ix *Indexer) noteHead(ctx context.Context, msgs []kith.Message) {
+	if len(msgs) == ix.batchSize {
+		if h, err := ix.store.LogHead(ctx); err == nil {
+			ix.head.Store(h)
+		}
+	} else {
+		ix.head.Store(msgs[len(msgs)-1].Seq)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -135,16 +233,11 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Step applies at most one batch and returns how many events it applied.
-// Only one goroutine may call Step (or Run) at a time.
+// Step derives and applies at most one batch, synchronously, and returns
+// how many events it applied. Only one goroutine may call Step or Run.
 func (ix *Indexer) Step(ctx context.Context) (int, error) {
-	if !ix.loaded {
-		c, err := ix.store.IndexCursor(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("pipeline: read cursor: %w", err)
-		}
-		ix.cursor.Store(c)
-		ix.loaded = true
+	if err := ix.load(ctx); err != nil {
+		return 0, err
 	}
 	from := ix.cursor.Load()
 	msgs, err := ix.store.ReadLog(ctx, from, ix.batchSize)
@@ -155,13 +248,7 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		ix.head.Store(from)
 		return 0, nil
 	}
-	if len(msgs) == ix.batchSize {
-		if h, err := ix.store.LogHead(ctx); err == nil {
-			ix.head.Store(h)
-		}
-	} else {
-		ix.head.Store(msgs[len(msgs)-1].Seq)
-	}
+	ix.noteHead(ctx, msgs)
 	b, err := ix.derive(ctx, msgs)
 	if err != nil {
 		ix.reset()

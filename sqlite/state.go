@@ -85,31 +85,17 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 	if cur != from {
 		return kith.Errorf(kith.ECONFLICT, "index cursor is at %d, batch was derived from %d", cur, from)
 	}
-	exec := func(what, query string, rows int, args func(i int) []any) error {
-		if rows == 0 {
-			return nil
-		}
-		stmt, err := tx.PrepareContext(ctx, query)
-		if err != nil {
-			return fmt.Errorf("sqlite: apply %s: %w", what, err)
-		}
-		defer stmt.Close()
-		for i := 0; i < rows; i++ {
-			if _, err := stmt.ExecContext(ctx, args(i)...); err != nil {
-				return fmt.Errorf("sqlite: apply %s: %w", what, err)
-			}
-		}
-		return nil
+	exec := func(what, insert string, ncols int, conflict string, rows int, args func(i int) []any) error {
+		return insertRows(ctx, tx, insert, ncols, conflict, rows, args)
 	}
-	if err := exec("profiles", `INSERT INTO profiles (id, canonical_id, created_at) VALUES ($1,$1,$2)`, len(b.Profiles), func(i int) []any {
+	if err := exec("profiles", `INSERT INTO profiles (id, canonical_id, created_at)`, 3, ``, len(b.Profiles), func(i int) []any {
 		p := b.Profiles[i]
-		return []any{p.ID, micros(p.CreatedAt)}
+		return []any{p.ID, p.ID, micros(p.CreatedAt)}
 	}); err != nil {
 		return err
 	}
-	if err := exec("identifiers", `INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8)
-		ON CONFLICT (key) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)`,
+	if err := exec("identifiers", `INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)`, 8,
+		`ON CONFLICT (key) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)`,
 		len(b.Identifiers), func(i int) []any {
 			u := b.Identifiers[i]
 			return []any{u.Key[:], u.Type, u.Value, u.ProfileID, u.SourceID, u.MessageID, micros(u.FirstSeen), micros(u.LastSeen)}
@@ -125,16 +111,16 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 			return fmt.Errorf("sqlite: apply merge: %w", err)
 		}
 	}
-	if err := exec("traits", `INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time) VALUES ($1,$2,$3,$4,$5,$6)
-		ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, source_id = excluded.source_id,
+	if err := exec("traits", `INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time)`, 6,
+		`ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, source_id = excluded.source_id,
 			message_id = excluded.message_id, event_time = excluded.event_time
 		WHERE excluded.event_time >= traits.event_time`, len(b.Traits), func(i int) []any {
-		t := b.Traits[i]
-		return []any{t.ProfileID, t.Key, []byte(t.Value), t.SourceID, t.MessageID, micros(t.EventTime)}
-	}); err != nil {
+			t := b.Traits[i]
+			return []any{t.ProfileID, t.Key, []byte(t.Value), t.SourceID, t.MessageID, micros(t.EventTime)}
+		}); err != nil {
 		return err
 	}
-	if err := exec("timeline", `INSERT OR IGNORE INTO timeline (profile_id, ts, seq, type, event) VALUES ($1,$2,$3,$4,$5)`, len(b.Timeline), func(i int) []any {
+	if err := exec("timeline", `INSERT OR IGNORE INTO timeline (profile_id, ts, seq, type, event)`, 5, ``, len(b.Timeline), func(i int) []any {
 		e := b.Timeline[i]
 		return []any{e.ProfileID, micros(e.Timestamp), e.Seq, e.Type, e.Event}
 	}); err != nil {
@@ -400,4 +386,63 @@ func (db *DB) Secret(ctx context.Context) ([]byte, error) {
 	}
 	db.secret = b
 	return b, nil
+}
+
+// rowsPerInsert is how many rows one multi-row INSERT carries: per-statement
+// overhead dominates single-row inserts in a large batch.
+const rowsPerInsert = 200
+
+// insertRows inserts rows with multi-row VALUES statements, reusing one
+// prepared statement for the full chunks.
+func insertRows(ctx context.Context, tx *sql.Tx, insert string, ncols int, conflict string, rows int, args func(i int) []any) error {
+	build := func(n int) string {
+		var b strings.Builder
+		b.WriteString(insert)
+		b.WriteString(" VALUES ")
+		for r := 0; r < n; r++ {
+			if r > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			for c := 0; c < ncols; c++ {
+				if c > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteByte('?')
+			}
+			b.WriteByte(')')
+		}
+		b.WriteByte(' ')
+		b.WriteString(conflict)
+		return b.String()
+	}
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	vals := make([]any, 0, rowsPerInsert*ncols)
+	for start := 0; start < rows; start += rowsPerInsert {
+		n := min(rowsPerInsert, rows-start)
+		vals = vals[:0]
+		for i := start; i < start+n; i++ {
+			vals = append(vals, args(i)...)
+		}
+		var err error
+		if n == rowsPerInsert {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, build(n)); err != nil {
+					return fmt.Errorf("sqlite: apply: %s: %w", insert, err)
+				}
+			}
+			_, err = full.ExecContext(ctx, vals...)
+		} else {
+			_, err = tx.ExecContext(ctx, build(n), vals...)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: apply: %s: %w", insert, err)
+		}
+	}
+	return nil
 }
