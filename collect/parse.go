@@ -262,6 +262,12 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 	if jerr != nil {
 		return out, reject(kith.ReasonInvalidField, "message cannot be encoded: %v", jerr)
 	}
+	// NUL characters cannot be stored in text columns (PostgreSQL refuses
+	// them) and have no business in event data: reject the message rather
+	// than fail the group commit it would join.
+	if hasNUL(b) {
+		return out, reject(kith.ReasonInvalidField, "message contains a NUL character (\\u0000)")
+	}
 	out.Message.MessageID = mid
 	out.Type = typ
 	out.UserID = userID
@@ -392,4 +398,24 @@ func newMessageID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return "kith-" + hex.EncodeToString(b[:])
+}
+
+// hasNUL reports whether encoded JSON contains an escaped NUL character:
+// a "\u0000" whose backslash is not itself escaped.
+func hasNUL(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		j += i
+		n := 0
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return true
+		}
+		i = j + 1
+	}
 }

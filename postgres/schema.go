@@ -1,0 +1,175 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migrations is the schema history, in order. Each entry runs once, in its
+// own transaction, and is recorded in schema_migrations by its 1-based
+// position; never edit an applied entry, append a new one.
+//
+// Schema rules: keys and index prefixes hold no personal
+// data (identifiers are keyed by their 16-byte keyed hash; e-mail and phone
+// values live only in rows); there are no foreign keys between tables, so a
+// company can distribute the large tables (events, message_ids, timeline,
+// traits, identifiers) with Citus; typed columns sit beside the raw JSON so
+// aggregates never parse JSON.
+var migrations = []string{
+	// 1: the ack path. events is the append-only log; seq comes from an
+	// identity column and is assigned under an advisory lock so that seq
+	// order is commit order. raw is json, not jsonb: it keeps the bytes the
+	// collector produced and still supports -> and ->>.
+	`
+CREATE TABLE events (
+	seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	source_id    text NOT NULL,
+	message_id   text NOT NULL,
+	type         text NOT NULL,
+	event        text NOT NULL,
+	user_id      text NOT NULL,
+	anonymous_id text NOT NULL,
+	ts           timestamptz NOT NULL,
+	received_at  timestamptz NOT NULL,
+	revenue      double precision,
+	raw          json NOT NULL
+);
+
+CREATE TABLE message_ids (
+	source_id   text NOT NULL,
+	message_id  text NOT NULL,
+	received_at timestamptz NOT NULL,
+	PRIMARY KEY (source_id, message_id)
+);
+CREATE INDEX message_ids_received_at ON message_ids (received_at);
+
+CREATE TABLE counters (
+	source_id text NOT NULL,
+	name      text NOT NULL,
+	value     bigint NOT NULL,
+	PRIMARY KEY (source_id, name)
+);
+`,
+	// 2: the derived state the indexer maintains.
+	`
+CREATE TABLE index_cursor (
+	id  integer PRIMARY KEY CHECK (id = 1),
+	seq bigint NOT NULL
+);
+INSERT INTO index_cursor (id, seq) VALUES (1, 0);
+
+CREATE TABLE profiles (
+	id           text PRIMARY KEY,
+	canonical_id text NOT NULL,
+	created_at   timestamptz NOT NULL
+);
+CREATE INDEX profiles_canonical_id ON profiles (canonical_id);
+
+CREATE TABLE identifiers (
+	key        bytea PRIMARY KEY,
+	type       text NOT NULL,
+	value      text NOT NULL,
+	profile_id text NOT NULL,
+	source_id  text NOT NULL,
+	message_id text NOT NULL,
+	first_seen timestamptz NOT NULL,
+	last_seen  timestamptz NOT NULL
+);
+CREATE INDEX identifiers_profile_id ON identifiers (profile_id);
+
+CREATE TABLE merges (
+	id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	survivor   text NOT NULL,
+	absorbed   text NOT NULL,
+	source_id  text NOT NULL,
+	message_id text NOT NULL,
+	ident_type text NOT NULL,
+	ident      text NOT NULL,
+	at         timestamptz NOT NULL
+);
+CREATE INDEX merges_absorbed ON merges (absorbed);
+
+CREATE TABLE traits (
+	profile_id text NOT NULL,
+	key        text NOT NULL,
+	value      json NOT NULL,
+	source_id  text NOT NULL,
+	message_id text NOT NULL,
+	event_time timestamptz NOT NULL,
+	PRIMARY KEY (profile_id, key)
+);
+
+CREATE TABLE timeline (
+	profile_id text NOT NULL,
+	ts         timestamptz NOT NULL,
+	seq        bigint NOT NULL,
+	type       text NOT NULL,
+	event      text NOT NULL,
+	PRIMARY KEY (profile_id, ts, seq)
+);
+`,
+	// 3: configuration: sources, admin tokens, installation settings.
+	`
+CREATE TABLE sources (
+	id         text PRIMARY KEY,
+	name       text NOT NULL,
+	disabled   boolean NOT NULL DEFAULT false,
+	created_at timestamptz NOT NULL,
+	key_hash   bytea NOT NULL UNIQUE
+);
+
+CREATE TABLE tokens (
+	id         text PRIMARY KEY,
+	name       text NOT NULL,
+	scopes     text[] NOT NULL,
+	created_at timestamptz NOT NULL,
+	hash       bytea NOT NULL UNIQUE
+);
+
+CREATE TABLE settings (
+	name  text PRIMARY KEY,
+	value bytea NOT NULL
+);
+`,
+}
+
+// migrate applies the migrations that have not run yet. Each runs in its
+// own transaction under an advisory lock, so several processes starting at
+// once apply each migration exactly once.
+func (db *DB) migrate(ctx context.Context) error {
+	for i, m := range migrations {
+		version := i + 1
+		err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, lockSQL, lockMigrate); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version    integer PRIMARY KEY,
+				applied_at timestamptz NOT NULL DEFAULT now()
+			)`); err != nil {
+				return fmt.Errorf("create schema_migrations: %w", err)
+			}
+			var applied, newest int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE version = $1), coalesce(max(version), 0) FROM schema_migrations`, version).Scan(&applied, &newest); err != nil {
+				return fmt.Errorf("read schema_migrations: %w", err)
+			}
+			if newest > len(migrations) {
+				return fmt.Errorf("database schema version %d is newer than this binary's %d", newest, len(migrations))
+			}
+			if applied > 0 {
+				return nil
+			}
+			if _, err := tx.Exec(ctx, m); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, version)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("postgres: migration %d: %w", version, err)
+		}
+	}
+	return nil
+}
