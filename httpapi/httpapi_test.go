@@ -188,6 +188,7 @@ func TestCollectEdgeCases(t *testing.T) {
 		{"group no groupId", "group", `{"userId":"u1"}`, 400, []string{"0:missing_group_id"}, 0},
 		{"messageId too long", "track", `{"userId":"u1","event":"e","messageId":"` + strings.Repeat("m", 101) + `"}`, 400, []string{"0:message_id_too_long"}, 0},
 		{"event too large", "track", `{"userId":"u1","event":"e","properties":{"p":"` + big + `"}}`, 413, []string{"0:event_too_large"}, 0},
+		{"NUL character", "track", `{"userId":"u1","event":"e\u0000x"}`, 400, []string{"0:invalid_field"}, 0},
 		{"bad timestamp", "track", `{"userId":"u1","event":"e","timestamp":"yesterday"}`, 400, []string{"0:invalid_field"}, 0},
 		{"batch without array", "batch", `{"items":[]}`, 400, []string{"0:invalid_json"}, 0},
 		{"batch partial", "batch", `{"batch":[
