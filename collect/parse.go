@@ -13,9 +13,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kithcdp/kith"
 )
@@ -75,39 +77,63 @@ type Meta struct {
 // decompressed and within Limits.MaxRequestBytes.
 func Parse(body []byte, endpoint string, meta Meta, lim Limits) Parsed {
 	meta.ReceivedAt = meta.ReceivedAt.UTC().Truncate(time.Microsecond)
-	var items []json.RawMessage
-	var batchCtx, batchIntegrations map[string]any
-	var batchSentAt string
+	if endpoint != "batch" {
+		var msg map[string]json.RawMessage
+		if err := json.Unmarshal(body, &msg); err != nil || msg == nil {
+			return invalidBody(err, "", "body is not a JSON object")
+		}
+		return parseItems([]map[string]json.RawMessage{msg}, endpoint, batchEnvelope{}, meta, lim)
+	}
+	// Fast path: the whole batch, one level deep per item, in one pass.
+	var env batchEnvelope
+	if err := json.Unmarshal(body, &env); err == nil {
+		if env.Batch == nil {
+			return invalidBody(nil, jsonString(env.WriteKey), `batch body needs a "batch" array`)
+		}
+		return parseItems(*env.Batch, endpoint, env, meta, lim)
+	}
+	// Slow path, to name the bad items of a body that is valid JSON but
+	// not entirely of the expected shape.
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		msg := "body is not a JSON object"
-		if err != nil {
-			msg = "invalid JSON: " + err.Error()
-		}
-		return Parsed{Items: 1, Rejected: []Rejection{{Index: 0, Reason: kith.ReasonInvalidJSON, Message: msg}}}
+		return invalidBody(err, "", "body is not a JSON object")
 	}
-	p := Parsed{WriteKey: jsonString(top["writeKey"])}
-	if endpoint == "batch" {
-		raw, ok := top["batch"]
-		if !ok {
-			return Parsed{WriteKey: p.WriteKey, Items: 1, Rejected: []Rejection{{Index: 0, Reason: kith.ReasonInvalidJSON, Message: `batch body needs a "batch" array`}}}
-		}
-		if err := json.Unmarshal(raw, &items); err != nil {
-			return Parsed{WriteKey: p.WriteKey, Items: 1, Rejected: []Rejection{{Index: 0, Reason: kith.ReasonInvalidJSON, Message: `"batch" must be an array of objects`}}}
-		}
-		if v, ok := top["context"]; ok {
-			_ = json.Unmarshal(v, &batchCtx) // a non-object batch context is ignored, as Segment does
-		}
-		if v, ok := top["integrations"]; ok {
-			_ = json.Unmarshal(v, &batchIntegrations)
-		}
-		batchSentAt = jsonString(top["sentAt"])
-	} else {
-		items = []json.RawMessage{body}
+	wk := jsonString(top["writeKey"])
+	var raws []json.RawMessage
+	if err := json.Unmarshal(top["batch"], &raws); err != nil || raws == nil {
+		return invalidBody(nil, wk, `"batch" must be an array of objects`)
 	}
-	p.Items = len(items)
-	for i, raw := range items {
-		m, rej := normalise(raw, endpoint, batchCtx, batchIntegrations, batchSentAt, meta, lim)
+	env = batchEnvelope{WriteKey: top["writeKey"], SentAt: top["sentAt"]}
+	_ = json.Unmarshal(top["context"], &env.Context) // a non-object batch context is ignored
+	_ = json.Unmarshal(top["integrations"], &env.Integrations)
+	items := make([]map[string]json.RawMessage, len(raws))
+	for i, raw := range raws {
+		_ = json.Unmarshal(raw, &items[i]) // a non-object item stays nil and is rejected
+	}
+	return parseItems(items, endpoint, env, meta, lim)
+}
+
+// batchEnvelope is the body of /v1/batch.
+type batchEnvelope struct {
+	Batch        *[]map[string]json.RawMessage `json:"batch"`
+	Context      map[string]json.RawMessage    `json:"context"`
+	Integrations map[string]json.RawMessage    `json:"integrations"`
+	SentAt       json.RawMessage               `json:"sentAt"`
+	WriteKey     json.RawMessage               `json:"writeKey"`
+}
+
+func invalidBody(err error, writeKey, msg string) Parsed {
+	if err != nil {
+		msg = "invalid JSON: " + err.Error()
+	}
+	return Parsed{WriteKey: writeKey, Items: 1, Rejected: []Rejection{{Index: 0, Reason: kith.ReasonInvalidJSON, Message: msg}}}
+}
+
+func parseItems(items []map[string]json.RawMessage, endpoint string, env batchEnvelope, meta Meta, lim Limits) Parsed {
+	p := Parsed{WriteKey: jsonString(env.WriteKey), Items: len(items)}
+	sentAt := jsonString(env.SentAt)
+	for i, msg := range items {
+		m, rej := normalise(msg, endpoint, env.Context, env.Integrations, sentAt, meta, lim)
 		if rej != nil {
 			rej.Index = i
 			p.Rejected = append(p.Rejected, *rej)
@@ -131,23 +157,23 @@ func reject(reason, format string, args ...any) *Rejection {
 	return &Rejection{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-// normalise validates one message and fills Segment's defaults.
-func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations map[string]any, batchSentAt string, meta Meta, lim Limits) (normalised, *Rejection) {
+// normalise validates one message and fills Segment's defaults. The message
+// is decoded one level deep only: nested values (properties, traits, most of
+// context) are carried over byte for byte, so a message costs one scan and
+// no re-encoding of what the client sent.
+func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchIntegrations map[string]json.RawMessage, batchSentAt string, meta Meta, lim Limits) (normalised, *Rejection) {
 	receivedAt := meta.ReceivedAt
-	if lim.MaxEventBytes > 0 && len(raw) > lim.MaxEventBytes {
-		return normalised{}, reject(kith.ReasonEventTooLarge, "message is %d bytes; the limit is %d", len(raw), lim.MaxEventBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var msg map[string]any
-	if err := dec.Decode(&msg); err != nil || msg == nil {
+	if msg == nil {
 		return normalised{}, reject(kith.ReasonInvalidField, "message is not a JSON object")
 	}
+	if size := objectSize(msg); lim.MaxEventBytes > 0 && size > lim.MaxEventBytes {
+		return normalised{}, reject(kith.ReasonEventTooLarge, "message is %d bytes; the limit is %d", size, lim.MaxEventBytes)
+	}
 	var out normalised
-	out.writeKey, _ = msg["writeKey"].(string)
+	out.writeKey = jsonString(msg["writeKey"])
 	delete(msg, "writeKey") // a secret: never stored
 
-	typ, _ := msg["type"].(string)
+	typ := jsonString(msg["type"])
 	if endpoint != "batch" {
 		typ = endpoint
 	}
@@ -157,7 +183,7 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 	case !messageTypes[typ]:
 		return out, reject(kith.ReasonUnknownType, "unknown type %q", typ)
 	}
-	msg["type"] = typ
+	msg["type"] = quote(typ)
 
 	userID, err := idString(msg, "userId")
 	if err != nil {
@@ -172,7 +198,7 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 	}
 	switch typ {
 	case "track":
-		ev, _ := msg["event"].(string)
+		ev := jsonString(msg["event"])
 		if strings.TrimSpace(ev) == "" {
 			return out, reject(kith.ReasonMissingEvent, `track needs a non-empty "event"`)
 		}
@@ -197,7 +223,7 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 			return out, reject(kith.ReasonMissingGroupID, `group needs "groupId"`)
 		}
 	case "page", "screen":
-		out.Event, _ = msg["name"].(string)
+		out.Event = jsonString(msg["name"])
 	}
 
 	mid, err := idString(msg, "messageId")
@@ -206,42 +232,32 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 	}
 	if mid == "" {
 		mid = newMessageID()
-		msg["messageId"] = mid
+		msg["messageId"] = quote(mid)
 	} else if lim.MaxMessageIDLen > 0 && len(mid) > lim.MaxMessageIDLen {
 		return out, reject(kith.ReasonMessageIDTooLong, "messageId is %d characters; the limit is %d", len(mid), lim.MaxMessageIDLen)
 	}
 
 	// Batch-level context and integrations merge into each item; the item's
-	// own keys win.
-	for _, f := range []struct {
-		key   string
-		batch map[string]any
-	}{{"context", batchCtx}, {"integrations", batchIntegrations}} {
-		own, present := msg[f.key]
-		obj, isObj := own.(map[string]any)
-		if present && own != nil && !isObj {
-			return out, reject(kith.ReasonInvalidField, "%q must be an object", f.key)
-		}
-		if obj == nil {
-			obj = map[string]any{}
-		}
-		for k, v := range f.batch {
-			if _, ok := obj[k]; !ok {
-				obj[k] = v
-			}
-		}
-		msg[f.key] = obj
+	// own keys win. context.ip is the client's address unless given.
+	ip := map[string]json.RawMessage(nil)
+	if meta.IP != "" {
+		ip = map[string]json.RawMessage{"ip": quote(meta.IP)}
 	}
-	if ctx := msg["context"].(map[string]any); meta.IP != "" {
-		if _, ok := ctx["ip"]; !ok {
-			ctx["ip"] = meta.IP
+	for _, f := range []struct {
+		key      string
+		defaults []map[string]json.RawMessage
+	}{{"context", []map[string]json.RawMessage{batchCtx, ip}}, {"integrations", []map[string]json.RawMessage{batchIntegrations}}} {
+		merged, rej := mergeObject(msg[f.key], f.key, f.defaults...)
+		if rej != nil {
+			return out, rej
 		}
+		msg[f.key] = merged
 	}
 	for _, key := range defaultObjects[typ] {
 		v, present := msg[key]
-		if !present || v == nil {
-			msg[key] = map[string]any{}
-		} else if _, ok := v.(map[string]any); !ok {
+		if !present || isNull(v) {
+			msg[key] = json.RawMessage("{}")
+		} else if !isObject(v) {
 			return out, reject(kith.ReasonInvalidField, "%q must be an object", key)
 		}
 	}
@@ -250,23 +266,28 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 	if rej != nil {
 		return out, rej
 	}
-	msg["receivedAt"] = formatTime(receivedAt)
-	msg["timestamp"] = formatTime(ts)
+	msg["receivedAt"] = quote(formatTime(receivedAt))
+	msg["timestamp"] = quote(formatTime(ts))
 
-	if props, ok := msg["properties"].(map[string]any); ok {
-		if r, ok := number(props["revenue"]); ok {
-			out.Revenue = &r
+	if props, ok := msg["properties"]; ok && bytes.Contains(props, []byte(`"revenue"`)) {
+		var p struct {
+			Revenue json.RawMessage `json:"revenue"`
+		}
+		if json.Unmarshal(props, &p) == nil {
+			if r, ok := number(p.Revenue); ok {
+				out.Revenue = &r
+			}
 		}
 	}
-	b, jerr := json.Marshal(msg)
-	if jerr != nil {
-		return out, reject(kith.ReasonInvalidField, "message cannot be encoded: %v", jerr)
-	}
+	b := encodeObject(msg)
 	// NUL characters cannot be stored in text columns (PostgreSQL refuses
-	// them) and have no business in event data: reject the message rather
-	// than fail the group commit it would join.
+	// them) and have no business in event data; invalid UTF-8 neither.
+	// Reject the message rather than fail the group commit it would join.
 	if hasNUL(b) {
 		return out, reject(kith.ReasonInvalidField, "message contains a NUL character (\\u0000)")
+	}
+	if !utf8.Valid(b) {
+		return out, reject(kith.ReasonInvalidField, "message is not valid UTF-8")
 	}
 	out.Message.MessageID = mid
 	out.Type = typ
@@ -277,6 +298,103 @@ func normalise(raw json.RawMessage, endpoint string, batchCtx, batchIntegrations
 	out.Raw = b
 	return out, nil
 }
+
+// objectSize is the encoded size of a one-level object, whitespace between
+// its members aside.
+func objectSize(m map[string]json.RawMessage) int {
+	n := 2
+	for k, v := range m {
+		n += len(k) + len(v) + 4
+	}
+	return n
+}
+
+// mergeObject returns the object own with the keys of each defaults map
+// that it lacks (earlier defaults first). An absent or null own is {}.
+func mergeObject(own json.RawMessage, name string, defaults ...map[string]json.RawMessage) (json.RawMessage, *Rejection) {
+	need := false
+	for _, d := range defaults {
+		need = need || len(d) > 0
+	}
+	if own != nil && !isNull(own) && !isObject(own) {
+		return nil, reject(kith.ReasonInvalidField, "%q must be an object", name)
+	}
+	if !need {
+		if own == nil || isNull(own) {
+			return json.RawMessage("{}"), nil
+		}
+		return own, nil
+	}
+	obj := map[string]json.RawMessage{}
+	if own != nil && !isNull(own) {
+		if err := json.Unmarshal(own, &obj); err != nil {
+			return nil, reject(kith.ReasonInvalidField, "%q must be an object", name)
+		}
+	}
+	for _, d := range defaults {
+		for k, v := range d {
+			if _, ok := obj[k]; !ok {
+				obj[k] = v
+			}
+		}
+	}
+	return encodeObject(obj), nil
+}
+
+// encodeObject writes a one-level object with sorted keys; values are
+// already-encoded JSON.
+func encodeObject(m map[string]json.RawMessage) json.RawMessage {
+	keys := make([]string, 0, len(m))
+	size := 2
+	for k, v := range m {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 4
+	}
+	sort.Strings(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendQuoted(b, k)
+		b = append(b, ':')
+		b = append(b, m[k]...)
+	}
+	return append(b, '}')
+}
+
+func appendQuoted(b []byte, s string) []byte {
+	simple := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+func quote(s string) json.RawMessage { return appendQuoted(nil, s) }
+
+func firstByte(v json.RawMessage) byte {
+	for _, c := range v {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return c
+		}
+	}
+	return 0
+}
+
+func isObject(v json.RawMessage) bool { return firstByte(v) == '{' }
+
+func isNull(v json.RawMessage) bool { return firstByte(v) == 'n' }
 
 // defaultObjects are the objects Segment fills with {} when absent.
 var defaultObjects = map[string][]string{
@@ -291,15 +409,18 @@ var defaultObjects = map[string][]string{
 // timestamp = receivedAt − (sentAt − originalTimestamp) when the client sent
 // sentAt; a client timestamp is treated as the original time; with neither,
 // the event happened when it was received.
-func correctTime(msg map[string]any, batchSentAt string, receivedAt time.Time) (time.Time, *Rejection) {
+func correctTime(msg map[string]json.RawMessage, batchSentAt string, receivedAt time.Time) (time.Time, *Rejection) {
 	parse := func(key string) (time.Time, bool, *Rejection) {
 		v, present := msg[key]
-		if !present || v == nil || v == "" {
+		if !present || isNull(v) {
 			return time.Time{}, false, nil
 		}
-		s, ok := v.(string)
-		if !ok {
+		if firstByte(v) != '"' {
 			return time.Time{}, false, reject(kith.ReasonInvalidField, "%q must be an ISO-8601 string", key)
+		}
+		s := jsonString(v)
+		if s == "" {
+			return time.Time{}, false, nil
 		}
 		t, err := parseTime(s)
 		if err != nil {
@@ -317,10 +438,10 @@ func correctTime(msg map[string]any, batchSentAt string, receivedAt time.Time) (
 	}
 	if !hasOrig && hasTS {
 		orig, hasOrig = clientTS, true
-		msg["originalTimestamp"] = formatTime(orig)
+		msg["originalTimestamp"] = quote(formatTime(orig))
 	}
 	if _, present := msg["sentAt"]; !present && batchSentAt != "" {
-		msg["sentAt"] = batchSentAt
+		msg["sentAt"] = quote(batchSentAt)
 	}
 	sent, hasSent, rej := parse("sentAt")
 	if rej != nil {
@@ -359,30 +480,38 @@ func formatTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05
 
 // idString reads an id field that SDKs send as a string or a number and
 // stores it back as a string, as Segment does.
-func idString(msg map[string]any, key string) (string, *Rejection) {
-	switch v := msg[key].(type) {
-	case nil:
+func idString(msg map[string]json.RawMessage, key string) (string, *Rejection) {
+	v, ok := msg[key]
+	if !ok || isNull(v) {
 		return "", nil
-	case string:
-		return v, nil
-	case json.Number:
-		msg[key] = v.String()
-		return v.String(), nil
+	}
+	switch c := firstByte(v); {
+	case c == '"':
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", reject(kith.ReasonInvalidField, "%q is not a valid string", key)
+		}
+		return s, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		s := strings.TrimSpace(string(v))
+		msg[key] = quote(s)
+		return s, nil
 	default:
 		return "", reject(kith.ReasonInvalidField, "%q must be a string or a number", key)
 	}
 }
 
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	case string:
-		f, err := strconv.ParseFloat(n, 64)
-		return f, err == nil
+// number reads a JSON number, or a string holding one.
+func number(v json.RawMessage) (float64, bool) {
+	if len(v) == 0 {
+		return 0, false
 	}
-	return 0, false
+	s := strings.TrimSpace(string(v))
+	if firstByte(v) == '"' {
+		s = jsonString(v)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
 }
 
 func jsonString(raw json.RawMessage) string {

@@ -5,6 +5,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
@@ -116,11 +117,22 @@ type Extracted struct {
 
 // Extract reads identifiers and traits from a normalised message.
 func Extract(m kith.Message) (Extracted, error) {
+	var ex Extracted
+	// Most events (track, page, screen) carry no traits and no external
+	// ids: their identifiers are the typed userId and anonymousId, and the
+	// message need not be decoded at all.
+	if m.Type != "identify" && m.Type != "alias" && !bytes.Contains(m.Raw, []byte(`"traits"`)) && !bytes.Contains(m.Raw, []byte(`"externalIds"`)) {
+		for _, id := range []Identifier{Normalise(kith.IdentUserID, m.UserID), Normalise(kith.IdentAnonymousID, m.AnonymousID)} {
+			if !Blocked(id.Value) {
+				ex.Identifiers = append(ex.Identifiers, id)
+			}
+		}
+		return ex, nil
+	}
 	var f fields
 	if err := json.Unmarshal(m.Raw, &f); err != nil {
 		return Extracted{}, err
 	}
-	var ex Extracted
 	seen := map[Identifier]bool{}
 	add := func(typ string, v json.RawMessage) {
 		s := scalar(v)

@@ -78,12 +78,31 @@ func TestExtract(t *testing.T) {
 		{"numeric user id", "track", `{"userId":42,"anonymousId":"anonymous"}`, []Identifier{{"user_id", "42"}}, "", nil},
 		{"group traits describe the company", "group", `{"userId":"u3","groupId":"g1","traits":{"email":"info@acme.io","plan":"a"}}`,
 			[]Identifier{{"user_id", "u3"}}, "", nil},
+		{"plain track uses the typed ids", "track", `{"userId":"u7","anonymousId":" A7 "}`,
+			[]Identifier{{"user_id", "u7"}, {"anonymous_id", "A7"}}, "", nil},
+		{"plain page with a blocked anonymous id", "page", `{"userId":"u8","anonymousId":"undefined"}`,
+			[]Identifier{{"user_id", "u8"}}, "", nil},
 		{"alias", "alias", `{"userId":"u4","previousId":"old-1"}`, []Identifier{{"user_id", "u4"}}, "old-1", nil},
 		{"blocked alias", "alias", `{"userId":"u4","previousId":"undefined"}`, []Identifier{{"user_id", "u4"}}, "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ex, err := Extract(kith.Message{Type: tc.typ, Raw: json.RawMessage(tc.raw)})
+			var typed struct {
+				UserID      any `json:"userId"`
+				AnonymousID any `json:"anonymousId"`
+			}
+			json.Unmarshal([]byte(tc.raw), &typed)
+			str := func(v any) string {
+				if v == nil {
+					return ""
+				}
+				b, _ := json.Marshal(v)
+				if s, ok := v.(string); ok {
+					return s
+				}
+				return string(b)
+			}
+			ex, err := Extract(kith.Message{Type: tc.typ, UserID: str(typed.UserID), AnonymousID: str(typed.AnonymousID), Raw: json.RawMessage(tc.raw)})
 			if err != nil {
 				t.Fatal(err)
 			}

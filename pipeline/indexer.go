@@ -50,6 +50,10 @@ type Indexer struct {
 	owner    map[kith.IdentKey]string
 	parent   map[string]string
 	maxCache int
+	// seen holds, per identifier, the first/last-seen times this indexer
+	// has written (unix µs). An event inside [first, last+lastSeenSlack] does
+	// not rewrite the row: last seen is kept to within a minute.
+	seen map[kith.IdentKey][2]int64
 
 	loaded  bool // cursor read from the store
 	cursor  atomic.Int64
@@ -81,9 +85,14 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	return &Indexer{
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
-		owner: map[kith.IdentKey]string{}, parent: map[string]string{},
+		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 	}
 }
+
+// lastSeenSlack is how far an identifier's stored last-seen time may lag
+// behind its latest event: rewriting the row for every event would double
+// the indexer's writes for no practical gain.
+const lastSeenSlack = int64(time.Minute / time.Microsecond)
 
 // Notify wakes the indexer because new events were committed.
 func (ix *Indexer) Notify() {
@@ -271,6 +280,7 @@ func (ix *Indexer) reset() {
 	ix.loaded = false
 	ix.owner = map[kith.IdentKey]string{}
 	ix.parent = map[string]string{}
+	ix.seen = map[kith.IdentKey][2]int64{}
 }
 
 // find resolves a profile through the cached merge graph.
@@ -420,6 +430,12 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 				}
 				continue
 			}
+			if known {
+				ts := m.Timestamp.UnixMicro()
+				if w, ok := ix.seen[k]; ok && ts >= w[0] && ts <= w[1]+lastSeenSlack {
+					continue // the stored row already covers this sighting
+				}
+			}
 			idents[k] = len(b.Identifiers)
 			b.Identifiers = append(b.Identifiers, kith.IdentifierUpsert{
 				Key: k, Type: e.ids[j].Type, Value: e.ids[j].Value, ProfileID: owner,
@@ -439,6 +455,14 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			b.Traits = append(b.Traits, t)
 		}
 		b.Timeline = append(b.Timeline, kith.TimelineEntry{ProfileID: survivor, Timestamp: m.Timestamp, Seq: m.Seq, Type: m.Type, Event: m.Event})
+	}
+	for _, u := range b.Identifiers {
+		w, ok := ix.seen[u.Key]
+		first, last := u.FirstSeen.UnixMicro(), u.LastSeen.UnixMicro()
+		if ok {
+			first, last = min(first, w[0]), max(last, w[1])
+		}
+		ix.seen[u.Key] = [2]int64{first, last}
 	}
 	return b, nil
 }

@@ -141,12 +141,11 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	}
 
 	counts := map[[2]string]int64{}
-	stmt := tx.StmtContext(ctx, db.appendStmt)
 	type added struct {
 		i   int
 		seq int64
 	}
-	var news []added
+	news := make([]added, 0, len(b.Events))
 	for i, e := range b.Events {
 		counts[[2]string{e.SourceID, "received"}]++
 		if res.Duplicate[i] {
@@ -154,20 +153,42 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 			continue
 		}
 		counts[[2]string{e.SourceID, "accepted"}]++
-		var rev any
-		if e.Revenue != nil {
-			rev = *e.Revenue
+		news = append(news, added{i: i})
+	}
+	// Multi-row inserts: this single writer holds the write lock, so the
+	// rows of one statement get consecutive seqs ending at the last insert
+	// id.
+	full := tx.StmtContext(ctx, db.appendStmt)
+	args := make([]any, 0, appendChunk*eventCols)
+	for start := 0; start < len(news); start += appendChunk {
+		chunk := news[start:min(start+appendChunk, len(news))]
+		args = args[:0]
+		for _, a := range chunk {
+			e := b.Events[a.i]
+			var rev any
+			if e.Revenue != nil {
+				rev = *e.Revenue
+			}
+			args = append(args, e.SourceID, e.MessageID, e.Type, e.Event, e.UserID, e.AnonymousID,
+				micros(e.Timestamp), micros(e.ReceivedAt), rev, []byte(e.Raw))
 		}
-		r, err := stmt.ExecContext(ctx, e.SourceID, e.MessageID, e.Type, e.Event, e.UserID, e.AnonymousID,
-			micros(e.Timestamp), micros(e.ReceivedAt), rev, []byte(e.Raw))
+		var r sql.Result
+		var err error
+		if len(chunk) == appendChunk {
+			r, err = full.ExecContext(ctx, args...)
+		} else {
+			r, err = tx.ExecContext(ctx, appendSQL(len(chunk)), args...)
+		}
 		if err != nil {
-			return res, fmt.Errorf("sqlite: append event: %w", err)
+			return res, fmt.Errorf("sqlite: append events: %w", err)
 		}
-		seq, err := r.LastInsertId()
+		last, err := r.LastInsertId()
 		if err != nil {
-			return res, fmt.Errorf("sqlite: append event: %w", err)
+			return res, fmt.Errorf("sqlite: append events: %w", err)
 		}
-		news = append(news, added{i, seq})
+		for j := range chunk {
+			chunk[j].seq = last - int64(len(chunk)-1-j)
+		}
 	}
 	for src, reasons := range b.Rejected {
 		for reason, n := range reasons {
@@ -195,6 +216,25 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 		}
 	}
 	return res, nil
+}
+
+// appendChunk is the number of events per multi-row INSERT.
+const (
+	appendChunk = 64
+	eventCols   = 10
+)
+
+// appendSQL is the INSERT of n events.
+func appendSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO events (source_id, message_id, type, event, user_id, anonymous_id, ts, received_at, revenue, raw) VALUES `)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`(?,?,?,?,?,?,?,?,?,?)`)
+	}
+	return b.String()
 }
 
 // eventKeys returns source and messageId of the given log rows.

@@ -67,9 +67,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: migrate state.db: %w", err)
 	}
-	if db.appendStmt, err = db.logW.PrepareContext(ctx, `INSERT INTO events
-		(source_id, message_id, type, event, user_id, anonymous_id, ts, received_at, revenue, raw)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)`); err != nil {
+	if db.appendStmt, err = db.logW.PrepareContext(ctx, appendSQL(appendChunk)); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: prepare append: %w", err)
 	}

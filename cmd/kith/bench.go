@@ -2,10 +2,139 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/loadgen"
 )
 
+// runBench implements `kith bench ingest`: the same load against a null
+// server (the ceiling: it only decodes JSON), then against a real Kith at
+// full speed, then at half the measured peak for latency.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return fmt.Errorf("bench: not wired yet")
+	if len(args) == 0 || args[0] != "ingest" {
+		return fmt.Errorf("usage: kith bench ingest [flags]")
+	}
+	fs := flag.NewFlagSet("kith bench ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg loadgen.Config
+	fs.IntVar(&cfg.Events, "events", loadgen.DefaultEvents, "events per run")
+	fs.IntVar(&cfg.BatchSize, "batch", loadgen.DefaultBatchSize, "events per request")
+	fs.IntVar(&cfg.Concurrency, "concurrency", loadgen.DefaultConcurrency, "parallel senders")
+	fs.IntVar(&cfg.Users, "users", loadgen.DefaultUsers, "distinct people in the generated traffic")
+	fs.Float64Var(&cfg.ReadRate, "read-rate", loadgen.DefaultReadRate, "profile reads per second during ingest")
+	fs.BoolVar(&cfg.Gzip, "gzip", false, "gzip request bodies")
+	fs.Int64Var(&cfg.Seed, "seed", 0, "payload seed (0 = random)")
+	pg := fs.String("postgres", "", "run Kith on this PostgreSQL database instead of a fresh embedded store")
+	data := fs.String("data", "", "embedded data directory (default: a fresh temporary one)")
+	skipNull := fs.Bool("skip-null", false, "skip the null-server ceiling run")
+	skipHalf := fs.Bool("skip-half", false, "skip the half-rate latency run")
+	asJSON := fs.Bool("json", false, "print the reports as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the Kith runs to this file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	cfg.Timeout = 15 * time.Minute
+	reports := map[string]loadgen.Report{}
+
+	var ceiling loadgen.Report
+	if !*skipNull {
+		url, stop, err := loadgen.StartNull("")
+		if err != nil {
+			return err
+		}
+		nc := cfg
+		nc.Target, nc.Null, nc.WriteKey = url, true, "null"
+		ceiling, err = loadgen.Run(ctx, nc)
+		stop()
+		if err != nil {
+			return fmt.Errorf("null server run: %w", err)
+		}
+		reports["null"] = ceiling
+		if !*asJSON {
+			fmt.Fprintf(stdout, "== null server (decode JSON, answer 200) ==\n%s\n", ceiling)
+		}
+	}
+
+	dir := *data
+	if dir == "" && *pg == "" {
+		tmp, err := os.MkdirTemp("", "kith-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		dir = tmp
+	}
+	token := "bench-admin-token"
+	srv := &Server{
+		Config: ServeConfig{
+			DataDir: dir, Addr: "127.0.0.1:0", PostgresURL: *pg, AdminToken: token,
+			DedupWindow: 7 * 24 * time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 2_000_000, BatchSize: 5000,
+		},
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if err := srv.Open(ctx); err != nil {
+		return err
+	}
+	defer srv.Close()
+	target := "http://" + srv.Addr()
+	c := &client{server: target, token: token, http: defaultHTTPClient()}
+	var src struct{ WriteKey string }
+	if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": "bench"}, &src); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	kc := cfg
+	kc.Target, kc.WriteKey, kc.AdminToken, kc.WaitProcessed = target, src.WriteKey, token, true
+	full, err := loadgen.Run(ctx, kc)
+	reports["kith"] = full
+	if !*asJSON {
+		store := "embedded"
+		if *pg != "" {
+			store = "postgres"
+		}
+		fmt.Fprintf(stdout, "== kith (%s store), full speed ==\n%s\n", store, full)
+		if !*skipNull {
+			fmt.Fprintf(stdout, "%s\n", loadgen.Compare(ceiling, full))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("kith run: %w", err)
+	}
+	if !*skipHalf && full.AckedPerSec > 0 {
+		hc := kc
+		hc.Rate = full.AckedPerSec / 2
+		hc.Seed = 0 // fresh messageIds
+		half, err := loadgen.Run(ctx, hc)
+		reports["kith_half_rate"] = half
+		if !*asJSON {
+			fmt.Fprintf(stdout, "== kith at half the peak rate (%.0f events/s) ==\n%s\n", hc.Rate, half)
+		}
+		if err != nil {
+			return fmt.Errorf("half-rate run: %w", err)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	}
+	return nil
 }
