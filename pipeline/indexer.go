@@ -14,12 +14,11 @@ package pipeline
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -401,7 +400,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 		var survivor string
 		if len(profiles) == 0 {
-			survivor = newProfileID()
+			survivor = ix.profileID(m.Seq)
 			b.Profiles = append(b.Profiles, kith.NewProfile{ID: survivor, CreatedAt: m.ReceivedAt})
 		} else {
 			survivor = profiles[0]
@@ -478,9 +477,11 @@ func containsKey(keys []kith.IdentKey, k kith.IdentKey) bool {
 
 var profileEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// newProfileID returns an opaque, random, stable profile id.
-func newProfileID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return "p_" + strings.ToLower(profileEncoding.EncodeToString(b[:]))
+// profileID names the profile created by the event at seq. It is a keyed
+// hash of the log position, so it is opaque, and a replay of the log (after
+// a crash or a power cut that lost the derived state's last commits) gives
+// every profile the same id again.
+func (ix *Indexer) profileID(seq int64) string {
+	k := ix.keyer.Key(identity.Identifier{Type: "\x00profile", Value: strconv.FormatInt(seq, 10)})
+	return "p_" + profileEncoding.EncodeToString(k[:10])
 }

@@ -12,7 +12,7 @@ import (
 
 // CreateSource stores a new source; ECONFLICT if its key hash exists.
 func (db *DB) CreateSource(ctx context.Context, s kith.Source) error {
-	_, err := db.stateW.ExecContext(ctx, `INSERT INTO sources (id, name, key_hash, disabled, created_at) VALUES ($1,$2,$3,$4,$5)`,
+	_, err := db.logW.ExecContext(ctx, `INSERT INTO sources (id, name, key_hash, disabled, created_at) VALUES ($1,$2,$3,$4,$5)`,
 		s.ID, s.Name, s.KeyHash, s.Disabled, micros(s.CreatedAt))
 	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
 		return kith.Errorf(kith.ECONFLICT, "source %q already exists", s.ID)
@@ -24,7 +24,7 @@ func (db *DB) CreateSource(ctx context.Context, s kith.Source) error {
 
 // Sources lists every source, oldest first.
 func (db *DB) Sources(ctx context.Context) ([]kith.Source, error) {
-	rows, err := db.stateR.QueryContext(ctx, `SELECT id, name, key_hash, disabled, created_at FROM sources ORDER BY created_at, id`)
+	rows, err := db.logR.QueryContext(ctx, `SELECT id, name, key_hash, disabled, created_at FROM sources ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list sources: %w", err)
 	}
@@ -44,7 +44,7 @@ func (db *DB) Sources(ctx context.Context) ([]kith.Source, error) {
 
 // SetSourceDisabled enables or disables a source.
 func (db *DB) SetSourceDisabled(ctx context.Context, id string, disabled bool) error {
-	r, err := db.stateW.ExecContext(ctx, `UPDATE sources SET disabled = $1 WHERE id = $2`, disabled, id)
+	r, err := db.logW.ExecContext(ctx, `UPDATE sources SET disabled = $1 WHERE id = $2`, disabled, id)
 	if err != nil {
 		return fmt.Errorf("sqlite: update source: %w", err)
 	}
@@ -56,7 +56,7 @@ func (db *DB) SetSourceDisabled(ctx context.Context, id string, disabled bool) e
 
 // CreateToken stores a new admin token.
 func (db *DB) CreateToken(ctx context.Context, t kith.Token) error {
-	_, err := db.stateW.ExecContext(ctx, `INSERT INTO tokens (id, name, scopes, hash, created_at) VALUES ($1,$2,$3,$4,$5)`,
+	_, err := db.logW.ExecContext(ctx, `INSERT INTO tokens (id, name, scopes, hash, created_at) VALUES ($1,$2,$3,$4,$5)`,
 		t.ID, t.Name, strings.Join(t.Scopes, " "), t.Hash, micros(t.CreatedAt))
 	if err != nil && strings.Contains(err.Error(), "UNIQUE") {
 		return kith.Errorf(kith.ECONFLICT, "token %q already exists", t.ID)
@@ -71,7 +71,7 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (kith.Token, error) 
 	var t kith.Token
 	var scopes string
 	var created int64
-	err := db.stateR.QueryRowContext(ctx, `SELECT id, name, scopes, hash, created_at FROM tokens WHERE hash = $1`, hash).
+	err := db.logR.QueryRowContext(ctx, `SELECT id, name, scopes, hash, created_at FROM tokens WHERE hash = $1`, hash).
 		Scan(&t.ID, &t.Name, &scopes, &t.Hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, kith.Errorf(kith.ENOTFOUND, "token not found")

@@ -3,12 +3,16 @@
 //
 // It keeps two database files in the data directory. log.db is the
 // append-only event log and the ack path: it has no secondary index, so a
-// group commit is a sequential append and one fsync. state.db holds what the
-// indexer derives from the log (identity graph, profiles, traits, timelines)
-// plus sources and tokens; the indexer writes it in large batches and never
-// holds a lock the ack path waits for. Both run in WAL mode with
-// synchronous=FULL and secure_delete=ON, so a commit survives power loss and
-// deleted personal data does not linger in free pages.
+// group commit is a sequential append and one fsync; it also holds what must
+// never be lost (sources, tokens, the identifier-hashing secret), and runs
+// with synchronous=FULL so a commit survives power loss. state.db holds what
+// the indexer derives from the log (identity graph, profiles, traits,
+// timelines) and the log position it reached, in the same transactions; the
+// indexer writes it in large batches and never holds a lock the ack path
+// waits for. state.db runs with synchronous=NORMAL: a power cut may lose its
+// last transactions, but never out of order, so the cursor falls back with
+// them and the indexer replays that tail from the durable log. Both files
+// use WAL and secure_delete=ON, so deleted personal data does not linger.
 package sqlite
 
 import (
@@ -52,10 +56,10 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	}
 	db := &DB{dir: dir, opts: opts}
 	var err error
-	if db.logW, db.logR, err = openPair(filepath.Join(dir, "log.db")); err != nil {
+	if db.logW, db.logR, err = openPair(filepath.Join(dir, "log.db"), "FULL"); err != nil {
 		return nil, err
 	}
-	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db")); err != nil {
+	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), "NORMAL"); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -83,10 +87,11 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// openPair opens a single-connection writer and a reader pool on one file.
-func openPair(path string) (w, r *sql.DB, err error) {
+// openPair opens a single-connection writer and a reader pool on one file,
+// with the given synchronous level for the writer.
+func openPair(path, synchronous string) (w, r *sql.DB, err error) {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(" + synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -183,13 +188,9 @@ var logMigrations = []string{
 		PRIMARY KEY (source_id, name)
 	) WITHOUT ROWID;
 	-- dedup_cutoff: messageIds received before it are forgotten (PruneDedup).
-	CREATE TABLE log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`,
-}
-
-// stateMigrations build state.db. Keys are opaque profile ids and keyed
-// hashes of identifiers; personal data lives only in row values.
-var stateMigrations = []string{
-	`CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+	CREATE TABLE log_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+	-- secret: the identifier-hashing key.
+	CREATE TABLE settings (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 	CREATE TABLE sources (
 		id         TEXT PRIMARY KEY,
 		name       TEXT    NOT NULL,
@@ -203,7 +204,13 @@ var stateMigrations = []string{
 		scopes     TEXT    NOT NULL,
 		hash       BLOB    NOT NULL UNIQUE,
 		created_at INTEGER NOT NULL
-	) WITHOUT ROWID;
+	) WITHOUT ROWID;`,
+}
+
+// stateMigrations build state.db. Keys are opaque profile ids and keyed
+// hashes of identifiers; personal data lives only in row values.
+var stateMigrations = []string{
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 	CREATE TABLE profiles (
 		id           TEXT PRIMARY KEY,
 		canonical_id TEXT    NOT NULL,

@@ -370,16 +370,16 @@ func (db *DB) Secret(ctx context.Context) ([]byte, error) {
 		return db.secret, nil
 	}
 	var b []byte
-	err := db.stateR.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'secret'`).Scan(&b)
+	err := db.logR.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'secret'`).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		nb := make([]byte, 32)
 		if _, err := rand.Read(nb); err != nil {
 			return nil, fmt.Errorf("sqlite: create secret: %w", err)
 		}
-		if _, err := db.stateW.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING`, nb); err != nil {
+		if _, err := db.logW.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING`, nb); err != nil {
 			return nil, fmt.Errorf("sqlite: create secret: %w", err)
 		}
-		err = db.stateW.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'secret'`).Scan(&b)
+		err = db.logW.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'secret'`).Scan(&b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read secret: %w", err)
