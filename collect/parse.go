@@ -77,49 +77,47 @@ type Meta struct {
 // decompressed and within Limits.MaxRequestBytes.
 func Parse(body []byte, endpoint string, meta Meta, lim Limits) Parsed {
 	meta.ReceivedAt = meta.ReceivedAt.UTC().Truncate(time.Microsecond)
+	if !json.Valid(body) {
+		var v any
+		return invalidBody(json.Unmarshal(body, &v), "", "invalid JSON")
+	}
+	top, err := splitObject(body)
+	if err != nil || top == nil {
+		return invalidBody(nil, "", "body is not a JSON object")
+	}
 	if endpoint != "batch" {
-		var msg map[string]json.RawMessage
-		if err := json.Unmarshal(body, &msg); err != nil || msg == nil {
-			return invalidBody(err, "", "body is not a JSON object")
-		}
-		return parseItems([]map[string]json.RawMessage{msg}, endpoint, batchEnvelope{}, meta, lim)
+		return parseItems([]map[string]json.RawMessage{top}, endpoint, batchEnvelope{}, meta, lim)
 	}
-	// Fast path: the whole batch, one level deep per item, in one pass.
-	var env batchEnvelope
-	if err := json.Unmarshal(body, &env); err == nil {
-		if env.Batch == nil {
-			return invalidBody(nil, jsonString(env.WriteKey), `batch body needs a "batch" array`)
-		}
-		return parseItems(*env.Batch, endpoint, env, meta, lim)
+	env := batchEnvelope{WriteKey: top["writeKey"], SentAt: top["sentAt"]}
+	raw, ok := top["batch"]
+	if !ok || isNull(raw) {
+		return invalidBody(nil, jsonString(env.WriteKey), `batch body needs a "batch" array`)
 	}
-	// Slow path, to name the bad items of a body that is valid JSON but
-	// not entirely of the expected shape.
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return invalidBody(err, "", "body is not a JSON object")
+	elems, isArray, err := splitArray(raw)
+	if !isArray || err != nil {
+		return invalidBody(nil, jsonString(env.WriteKey), `"batch" must be an array of objects`)
 	}
-	wk := jsonString(top["writeKey"])
-	var raws []json.RawMessage
-	if err := json.Unmarshal(top["batch"], &raws); err != nil || raws == nil {
-		return invalidBody(nil, wk, `"batch" must be an array of objects`)
+	// A batch context or integrations that is not an object is ignored, as
+	// Segment does.
+	if c := top["context"]; isObject(c) {
+		env.Context, _ = splitObject(c)
 	}
-	env = batchEnvelope{WriteKey: top["writeKey"], SentAt: top["sentAt"]}
-	_ = json.Unmarshal(top["context"], &env.Context) // a non-object batch context is ignored
-	_ = json.Unmarshal(top["integrations"], &env.Integrations)
-	items := make([]map[string]json.RawMessage, len(raws))
-	for i, raw := range raws {
-		_ = json.Unmarshal(raw, &items[i]) // a non-object item stays nil and is rejected
+	if c := top["integrations"]; isObject(c) {
+		env.Integrations, _ = splitObject(c)
+	}
+	items := make([]map[string]json.RawMessage, len(elems))
+	for i, e := range elems {
+		items[i], _ = splitObject(e) // a non-object item stays nil and is rejected
 	}
 	return parseItems(items, endpoint, env, meta, lim)
 }
 
-// batchEnvelope is the body of /v1/batch.
+// batchEnvelope is what a /v1/batch body carries besides its items.
 type batchEnvelope struct {
-	Batch        *[]map[string]json.RawMessage `json:"batch"`
-	Context      map[string]json.RawMessage    `json:"context"`
-	Integrations map[string]json.RawMessage    `json:"integrations"`
-	SentAt       json.RawMessage               `json:"sentAt"`
-	WriteKey     json.RawMessage               `json:"writeKey"`
+	Context      map[string]json.RawMessage
+	Integrations map[string]json.RawMessage
+	SentAt       json.RawMessage
+	WriteKey     json.RawMessage
 }
 
 func invalidBody(err error, writeKey, msg string) Parsed {
@@ -310,35 +308,95 @@ func objectSize(m map[string]json.RawMessage) int {
 }
 
 // mergeObject returns the object own with the keys of each defaults map
-// that it lacks (earlier defaults first). An absent or null own is {}.
+// that it lacks (earlier defaults first). An absent or null own is {}. The
+// missing members are spliced in as text: own is never decoded.
 func mergeObject(own json.RawMessage, name string, defaults ...map[string]json.RawMessage) (json.RawMessage, *Rejection) {
-	need := false
-	for _, d := range defaults {
-		need = need || len(d) > 0
-	}
-	if own != nil && !isNull(own) && !isObject(own) {
+	if own == nil || isNull(own) {
+		own = json.RawMessage("{}")
+	} else if !isObject(own) {
 		return nil, reject(kith.ReasonInvalidField, "%q must be an object", name)
 	}
-	if !need {
-		if own == nil || isNull(own) {
-			return json.RawMessage("{}"), nil
-		}
-		return own, nil
-	}
-	obj := map[string]json.RawMessage{}
-	if own != nil && !isNull(own) {
-		if err := json.Unmarshal(own, &obj); err != nil {
-			return nil, reject(kith.ReasonInvalidField, "%q must be an object", name)
-		}
-	}
+	var add map[string]json.RawMessage
 	for _, d := range defaults {
 		for k, v := range d {
-			if _, ok := obj[k]; !ok {
-				obj[k] = v
+			if _, taken := add[k]; taken || hasKey(own, k) {
+				continue
+			}
+			if add == nil {
+				add = map[string]json.RawMessage{}
+			}
+			add[k] = v
+		}
+	}
+	if len(add) == 0 {
+		return own, nil
+	}
+	keys := make([]string, 0, len(add))
+	for k := range add {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	open := bytes.IndexByte(own, '{')
+	rest := bytes.TrimLeft(own[open+1:], " \t\r\n")
+	out := make([]byte, 0, len(own)+64)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendQuoted(out, k)
+		out = append(out, ':')
+		out = append(out, add[k]...)
+	}
+	if len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...), nil
+}
+
+// hasKey reports whether the valid JSON object obj has key at its top level,
+// scanning without decoding.
+func hasKey(obj []byte, key string) bool {
+	depth, expectKey := 0, false
+	for i := 0; i < len(obj); i++ {
+		switch c := obj[i]; c {
+		case '"':
+			j, escaped := i+1, false
+			for ; j < len(obj); j++ {
+				if obj[j] == '\\' {
+					escaped = true
+					j++
+					continue
+				}
+				if obj[j] == '"' {
+					break
+				}
+			}
+			if depth == 1 && expectKey {
+				if escaped {
+					if jsonString(obj[i:j+1]) == key {
+						return true
+					}
+				} else if string(obj[i+1:j]) == key {
+					return true
+				}
+				expectKey = false
+			}
+			i = j
+		case '{', '[':
+			depth++
+			expectKey = c == '{' && depth == 1
+		case '}', ']':
+			depth--
+		case ',':
+			expectKey = depth == 1
+		case ':':
+			if depth == 1 {
+				expectKey = false
 			}
 		}
 	}
-	return encodeObject(obj), nil
+	return false
 }
 
 // encodeObject writes a one-level object with sorted keys; values are
@@ -515,6 +573,10 @@ func number(v json.RawMessage) (float64, bool) {
 }
 
 func jsonString(raw json.RawMessage) string {
+	// Fast path: a string without escapes is its own bytes.
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 {
+		return string(raw[1 : n-1])
+	}
 	var s string
 	if len(raw) > 0 && json.Unmarshal(raw, &s) == nil {
 		return s

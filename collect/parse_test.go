@@ -1,6 +1,7 @@
 package collect
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -52,5 +53,52 @@ func TestParseIDsAndDefaults(t *testing.T) {
 				t.Errorf("times %v %v", m.ReceivedAt, m.Timestamp)
 			}
 		})
+	}
+}
+
+func TestHasKeyAndMerge(t *testing.T) {
+	keys := []struct {
+		obj, key string
+		want     bool
+	}{
+		{`{"ip":"1.2.3.4"}`, "ip", true},
+		{`{"a":{"ip":1},"b":["ip"]}`, "ip", false},
+		{`{"a":"ip","b":1}`, "ip", false},
+		{`{ "x" : 1 , "ip" : null }`, "ip", true},
+		{`{"i\u0070":1}`, "ip", true},
+		{`{"a\"":{"ip":1}}`, "ip", false},
+		{`{}`, "ip", false},
+	}
+	for _, tc := range keys {
+		if got := hasKey([]byte(tc.obj), tc.key); got != tc.want {
+			t.Errorf("hasKey(%s, %q) = %v, want %v", tc.obj, tc.key, got, tc.want)
+		}
+	}
+	merges := []struct {
+		own, want string
+	}{
+		{``, `{"ip":"9.9.9.9","locale":"nl"}`},
+		{`{}`, `{"ip":"9.9.9.9","locale":"nl"}`},
+		{`{"locale":"en"}`, `{"ip":"9.9.9.9","locale":"en"}`},
+		{` { "ip" : "1.1.1.1" , "x":{"locale":1}}`, `{"locale":"nl","ip" : "1.1.1.1" , "x":{"locale":1}}`},
+	}
+	for _, tc := range merges {
+		var own json.RawMessage
+		if tc.own != "" {
+			own = json.RawMessage(tc.own)
+		}
+		got, rej := mergeObject(own, "context", map[string]json.RawMessage{"locale": json.RawMessage(`"nl"`)}, map[string]json.RawMessage{"ip": json.RawMessage(`"9.9.9.9"`), "locale": json.RawMessage(`"xx"`)})
+		if rej != nil {
+			t.Fatal(rej)
+		}
+		if string(got) != tc.want {
+			t.Errorf("mergeObject(%s) = %s, want %s", tc.own, got, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("mergeObject(%s) is not valid JSON: %s", tc.own, got)
+		}
+	}
+	if _, rej := mergeObject(json.RawMessage(`[1]`), "context"); rej == nil {
+		t.Error("a non-object context must be rejected")
 	}
 }

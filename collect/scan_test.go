@@ -1,0 +1,63 @@
+package collect
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"unicode/utf8"
+)
+
+// checkSplit compares splitObject with encoding/json on valid input.
+func checkSplit(t *testing.T, doc []byte) {
+	t.Helper()
+	// Invalid UTF-8 is rejected after normalisation (encoding/json would
+	// silently replace it), so only valid text is compared.
+	if !json.Valid(doc) || !utf8.Valid(doc) {
+		return
+	}
+	var want map[string]json.RawMessage
+	wantErr := json.Unmarshal(doc, &want)
+	got, err := splitObject(doc)
+	if wantErr != nil { // valid JSON but not an object
+		if got != nil || err != nil {
+			t.Fatalf("splitObject(%s) = %v, %v; want nil for a non-object", doc, got, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("splitObject(%s): %v", doc, err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("splitObject(%s) has %d members, want %d", doc, len(got), len(want))
+	}
+	for k, v := range want {
+		if !bytes.Equal(bytes.TrimSpace(got[k]), bytes.TrimSpace(v)) {
+			t.Fatalf("splitObject(%s)[%q] = %s, want %s", doc, k, got[k], v)
+		}
+	}
+}
+
+func TestSplitObject(t *testing.T) {
+	docs := []string{
+		`{}`, ` { } `, `{"a":1}`, `{"a" : "x\"}" , "b":[1,{"c":"]"}], "d":{"e":{"f":null}}}`,
+		`{"k\u00e9y":true,"e":false,"n":-1.5e3,"s":"\\"}`, `[1,2]`, `"str"`, `12`, `null`,
+		"{\n\t\"a\"\t:\r\n{\"b\":\"\\u0000\"}\n}",
+	}
+	for _, d := range docs {
+		checkSplit(t, []byte(d))
+	}
+	elems, ok, err := splitArray([]byte(` [ {"a":1} , 2, "x,]", [3,[4]] ] `))
+	if !ok || err != nil || len(elems) != 4 || string(elems[2]) != `"x,]"` || string(elems[3]) != `[3,[4]]` {
+		t.Fatalf("splitArray: %q %v %v", elems, ok, err)
+	}
+	if _, ok, _ := splitArray([]byte(`{"a":1}`)); ok {
+		t.Fatal("an object is not an array")
+	}
+}
+
+func FuzzSplitObject(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":{"b":[1,"]"]},"c":"\""}`, `{"x":null,"y":true}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) { checkSplit(t, doc) })
+}
