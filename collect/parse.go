@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/rawjson"
 )
 
 // Limits bounds what one request may carry. The defaults follow Segment.
@@ -81,7 +82,7 @@ func Parse(body []byte, endpoint string, meta Meta, lim Limits) Parsed {
 		var v any
 		return invalidBody(json.Unmarshal(body, &v), "", "invalid JSON")
 	}
-	top, err := splitObject(body)
+	top, err := rawjson.Object(body)
 	if err != nil || top == nil {
 		return invalidBody(nil, "", "body is not a JSON object")
 	}
@@ -93,21 +94,21 @@ func Parse(body []byte, endpoint string, meta Meta, lim Limits) Parsed {
 	if !ok || isNull(raw) {
 		return invalidBody(nil, jsonString(env.WriteKey), `batch body needs a "batch" array`)
 	}
-	elems, isArray, err := splitArray(raw)
+	elems, isArray, err := rawjson.Array(raw)
 	if !isArray || err != nil {
 		return invalidBody(nil, jsonString(env.WriteKey), `"batch" must be an array of objects`)
 	}
 	// A batch context or integrations that is not an object is ignored, as
 	// Segment does.
 	if c := top["context"]; isObject(c) {
-		env.Context, _ = splitObject(c)
+		env.Context, _ = rawjson.Object(c)
 	}
 	if c := top["integrations"]; isObject(c) {
-		env.Integrations, _ = splitObject(c)
+		env.Integrations, _ = rawjson.Object(c)
 	}
 	items := make([]map[string]json.RawMessage, len(elems))
 	for i, e := range elems {
-		items[i], _ = splitObject(e) // a non-object item stays nil and is rejected
+		items[i], _ = rawjson.Object(e) // a non-object item stays nil and is rejected
 	}
 	return parseItems(items, endpoint, env, meta, lim)
 }
@@ -572,17 +573,7 @@ func number(v json.RawMessage) (float64, bool) {
 	return f, err == nil
 }
 
-func jsonString(raw json.RawMessage) string {
-	// Fast path: a string without escapes is its own bytes.
-	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 {
-		return string(raw[1 : n-1])
-	}
-	var s string
-	if len(raw) > 0 && json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return ""
-}
+func jsonString(raw json.RawMessage) string { return rawjson.String(raw) }
 
 // newMessageID assigns an id to a message that came without one.
 func newMessageID() string {

@@ -9,10 +9,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
+	"hash"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/rawjson"
 )
 
 // Identifier is one typed, normalised identifier found on a message.
@@ -25,19 +29,26 @@ type Identifier struct {
 func (id Identifier) String() string { return id.Type + ":" + id.Value }
 
 // Keyer turns identifiers into opaque keys with a per-installation secret.
-type Keyer struct{ secret []byte }
+// It is safe for concurrent use.
+type Keyer struct{ macs *sync.Pool }
 
 // NewKeyer returns a Keyer for the store's secret.
-func NewKeyer(secret []byte) Keyer { return Keyer{secret: append([]byte(nil), secret...)} }
+func NewKeyer(secret []byte) Keyer {
+	secret = append([]byte(nil), secret...)
+	return Keyer{macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}}
+}
 
 // Key returns the keyed hash of a normalised identifier.
 func (k Keyer) Key(id Identifier) kith.IdentKey {
-	m := hmac.New(sha256.New, k.secret)
-	m.Write([]byte(id.Type))
-	m.Write([]byte{0})
-	m.Write([]byte(id.Value))
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	var buf [128]byte
+	b := append(append(append(buf[:0], id.Type...), 0), id.Value...)
+	m.Write(b)
+	var sum [sha256.Size]byte
 	var out kith.IdentKey
-	copy(out[:], m.Sum(nil))
+	copy(out[:], m.Sum(sum[:0]))
+	k.macs.Put(m)
 	return out
 }
 
@@ -89,17 +100,40 @@ func ParseRef(ref string) (Identifier, bool) {
 
 // fields is the part of a message identity extraction reads.
 type fields struct {
-	UserID      json.RawMessage            `json:"userId"`
-	AnonymousID json.RawMessage            `json:"anonymousId"`
-	PreviousID  json.RawMessage            `json:"previousId"`
-	Traits      map[string]json.RawMessage `json:"traits"`
-	Context     struct {
-		Traits      map[string]json.RawMessage `json:"traits"`
+	UserID, AnonymousID, PreviousID json.RawMessage
+	Traits                          map[string]json.RawMessage
+	Context                         struct {
+		Traits      map[string]json.RawMessage
 		ExternalIDs []struct {
 			ID   json.RawMessage `json:"id"`
 			Type string          `json:"type"`
-		} `json:"externalIds"`
-	} `json:"context"`
+		}
+	}
+}
+
+// readFields splits a stored message one level at a time, decoding only
+// the external ids (rare) in full.
+func readFields(raw json.RawMessage) (fields, error) {
+	var f fields
+	top, err := rawjson.Object(raw)
+	if err != nil || top == nil {
+		return f, fmt.Errorf("identity: message is not a JSON object: %v", err)
+	}
+	f.UserID, f.AnonymousID, f.PreviousID = top["userId"], top["anonymousId"], top["previousId"]
+	if f.Traits, err = rawjson.Object(top["traits"]); err != nil {
+		return f, fmt.Errorf("identity: traits: %w", err)
+	}
+	ctx, err := rawjson.Object(top["context"])
+	if err != nil {
+		return f, fmt.Errorf("identity: context: %w", err)
+	}
+	if f.Context.Traits, err = rawjson.Object(ctx["traits"]); err != nil {
+		return f, fmt.Errorf("identity: context.traits: %w", err)
+	}
+	if x, ok := ctx["externalIds"]; ok {
+		_ = json.Unmarshal(x, &f.Context.ExternalIDs) // not a list of {id,type}: no external ids
+	}
+	return f, nil
 }
 
 // Extracted is what a message says about who it is from.
@@ -129,8 +163,8 @@ func Extract(m kith.Message) (Extracted, error) {
 		}
 		return ex, nil
 	}
-	var f fields
-	if err := json.Unmarshal(m.Raw, &f); err != nil {
+	f, err := readFields(m.Raw)
+	if err != nil {
 		return Extracted{}, err
 	}
 	seen := map[Identifier]bool{}

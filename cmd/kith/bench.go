@@ -31,6 +31,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Users, "users", loadgen.DefaultUsers, "distinct people in the generated traffic")
 	fs.Float64Var(&cfg.ReadRate, "read-rate", loadgen.DefaultReadRate, "profile reads per second during ingest")
 	fs.BoolVar(&cfg.Gzip, "gzip", false, "gzip request bodies")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "offered events/s for the Kith run (0 = as fast as possible); e.g. 50000 to check that processing keeps up")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "payload seed (0 = random)")
 	pg := fs.String("postgres", "", "run Kith on this PostgreSQL database instead of a fresh embedded store")
 	data := fs.String("data", "", "embedded data directory (default: a fresh temporary one)")

@@ -1,19 +1,37 @@
-package collect
+// Package rawjson splits JSON one level deep without decoding it. The
+// ingest path and the indexer only need messages one level deep: their
+// top-level members, with nested values carried over as bytes. Splitting
+// already-validated JSON into members without decoding or copying the values
+// is several times cheaper than json.Unmarshal into
+// map[string]json.RawMessage.
+//
+// Callers validate input once with json.Valid first; on invalid input the
+// functions return ErrMalformed rather than panicking, but they do not
+// promise to detect every error.
+package rawjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 )
 
-// The ingest path only needs messages one level deep: their top-level
-// members, with nested values carried over as bytes. These scanners split
-// already-validated JSON into members without decoding or copying the
-// values, which is several times cheaper than json.Unmarshal into
-// map[string]json.RawMessage. Callers validate the whole body once with
-// json.Valid first; on invalid input the scanners return errBadJSON rather
-// than panicking, but they do not promise to detect every error.
+// ErrMalformed reports input that is not well-formed JSON.
+var ErrMalformed = errors.New("malformed JSON")
 
-var errBadJSON = errors.New("malformed JSON")
+// String returns the JSON string raw as a Go string, or "" when raw is not
+// a string.
+func String(raw json.RawMessage) string {
+	// Fast path: a string without escapes is its own bytes.
+	if n := len(raw); n >= 2 && raw[0] == '"' && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 {
+		return string(raw[1 : n-1])
+	}
+	var s string
+	if len(raw) > 0 && json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return ""
+}
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
@@ -32,13 +50,13 @@ func stringEnd(b []byte, i int) (int, error) {
 			return j + 1, nil
 		}
 	}
-	return 0, errBadJSON
+	return 0, ErrMalformed
 }
 
 // valueEnd returns the index just past the value starting at b[i].
 func valueEnd(b []byte, i int) (int, error) {
 	if i >= len(b) {
-		return 0, errBadJSON
+		return 0, ErrMalformed
 	}
 	switch b[i] {
 	case '"':
@@ -62,23 +80,23 @@ func valueEnd(b []byte, i int) (int, error) {
 				}
 			}
 		}
-		return 0, errBadJSON
+		return 0, ErrMalformed
 	default: // number, true, false, null
 		j := i
 		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
 			j++
 		}
 		if j == i {
-			return 0, errBadJSON
+			return 0, ErrMalformed
 		}
 		return j, nil
 	}
 }
 
-// splitObject returns the members of the JSON object b; values alias b.
+// Object returns the members of the JSON object b; values alias b.
 // It returns nil and no error when b is not an object (e.g. a number), so
 // the caller can reject that one item.
-func splitObject(b []byte) (map[string]json.RawMessage, error) {
+func Object(b []byte) (map[string]json.RawMessage, error) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, nil
@@ -90,16 +108,16 @@ func splitObject(b []byte) (map[string]json.RawMessage, error) {
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return nil, errBadJSON
+			return nil, ErrMalformed
 		}
 		kend, err := stringEnd(b, i)
 		if err != nil {
 			return nil, err
 		}
-		key := jsonString(b[i:kend])
+		key := String(b[i:kend])
 		i = skipSpace(b, kend)
 		if i >= len(b) || b[i] != ':' {
-			return nil, errBadJSON
+			return nil, ErrMalformed
 		}
 		i = skipSpace(b, i+1)
 		vend, err := valueEnd(b, i)
@@ -109,21 +127,21 @@ func splitObject(b []byte) (map[string]json.RawMessage, error) {
 		m[key] = b[i:vend:vend] // capped: appending never writes into b
 		i = skipSpace(b, vend)
 		if i >= len(b) {
-			return nil, errBadJSON
+			return nil, ErrMalformed
 		}
 		if b[i] == '}' {
 			return m, nil
 		}
 		if b[i] != ',' {
-			return nil, errBadJSON
+			return nil, ErrMalformed
 		}
 		i = skipSpace(b, i+1)
 	}
 }
 
-// splitArray returns the elements of the JSON array b; they alias b. ok is
+// Array returns the elements of the JSON array b; they alias b. ok is
 // false when b is not an array.
-func splitArray(b []byte) (elems []json.RawMessage, ok bool, err error) {
+func Array(b []byte) (elems []json.RawMessage, ok bool, err error) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
 		return nil, false, nil
@@ -140,13 +158,13 @@ func splitArray(b []byte) (elems []json.RawMessage, ok bool, err error) {
 		elems = append(elems, b[i:end:end])
 		i = skipSpace(b, end)
 		if i >= len(b) {
-			return nil, true, errBadJSON
+			return nil, true, ErrMalformed
 		}
 		if b[i] == ']' {
 			return elems, true, nil
 		}
 		if b[i] != ',' {
-			return nil, true, errBadJSON
+			return nil, true, ErrMalformed
 		}
 		i = skipSpace(b, i+1)
 	}

@@ -1,4 +1,4 @@
-package collect
+package rawjson
 
 import (
 	"bytes"
@@ -17,27 +17,27 @@ func checkSplit(t *testing.T, doc []byte) {
 	}
 	var want map[string]json.RawMessage
 	wantErr := json.Unmarshal(doc, &want)
-	got, err := splitObject(doc)
+	got, err := Object(doc)
 	if wantErr != nil { // valid JSON but not an object
 		if got != nil || err != nil {
-			t.Fatalf("splitObject(%s) = %v, %v; want nil for a non-object", doc, got, err)
+			t.Fatalf("Object(%s) = %v, %v; want nil for a non-object", doc, got, err)
 		}
 		return
 	}
 	if err != nil {
-		t.Fatalf("splitObject(%s): %v", doc, err)
+		t.Fatalf("Object(%s): %v", doc, err)
 	}
 	if len(got) != len(want) {
-		t.Fatalf("splitObject(%s) has %d members, want %d", doc, len(got), len(want))
+		t.Fatalf("Object(%s) has %d members, want %d", doc, len(got), len(want))
 	}
 	for k, v := range want {
 		if !bytes.Equal(bytes.TrimSpace(got[k]), bytes.TrimSpace(v)) {
-			t.Fatalf("splitObject(%s)[%q] = %s, want %s", doc, k, got[k], v)
+			t.Fatalf("Object(%s)[%q] = %s, want %s", doc, k, got[k], v)
 		}
 	}
 }
 
-func TestSplitObject(t *testing.T) {
+func TestObject(t *testing.T) {
 	docs := []string{
 		`{}`, ` { } `, `{"a":1}`, `{"a" : "x\"}" , "b":[1,{"c":"]"}], "d":{"e":{"f":null}}}`,
 		`{"k\u00e9y":true,"e":false,"n":-1.5e3,"s":"\\"}`, `[1,2]`, `"str"`, `12`, `null`,
@@ -46,16 +46,16 @@ func TestSplitObject(t *testing.T) {
 	for _, d := range docs {
 		checkSplit(t, []byte(d))
 	}
-	elems, ok, err := splitArray([]byte(` [ {"a":1} , 2, "x,]", [3,[4]] ] `))
+	elems, ok, err := Array([]byte(` [ {"a":1} , 2, "x,]", [3,[4]] ] `))
 	if !ok || err != nil || len(elems) != 4 || string(elems[2]) != `"x,]"` || string(elems[3]) != `[3,[4]]` {
 		t.Fatalf("splitArray: %q %v %v", elems, ok, err)
 	}
-	if _, ok, _ := splitArray([]byte(`{"a":1}`)); ok {
+	if _, ok, _ := Array([]byte(`{"a":1}`)); ok {
 		t.Fatal("an object is not an array")
 	}
 }
 
-func FuzzSplitObject(f *testing.F) {
+func FuzzObject(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `{"a":{"b":[1,"]"]},"c":"\""}`, `{"x":null,"y":true}`} {
 		f.Add([]byte(s))
 	}
