@@ -73,7 +73,7 @@ type Config struct {
 // New returns an indexer over store; secret keys the identifier hashes.
 func New(store Store, secret []byte, cfg Config) *Indexer {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 5000
+		cfg.BatchSize = 20000
 	}
 	if cfg.MaxCache <= 0 {
 		cfg.MaxCache = 2_000_000

@@ -58,10 +58,10 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	var err error
 	// The log is appended to, never updated in place: large pages mean
 	// fewer WAL frames (one write each) per commit.
-	if db.logW, db.logR, err = openPair(filepath.Join(dir, "log.db"), "FULL", 65536); err != nil {
+	if db.logW, db.logR, err = openPair(filepath.Join(dir, "log.db"), "FULL", 65536, 1000); err != nil {
 		return nil, err
 	}
-	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), "NORMAL", 4096); err != nil {
+	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), "NORMAL", 16384, 10000); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -91,10 +91,11 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 
 // openPair opens a single-connection writer and a reader pool on one file,
 // with the given synchronous level for the writer. pageSize applies when the
-// file is created.
-func openPair(path, synchronous string, pageSize int) (w, r *sql.DB, err error) {
+// file is created; checkpoint is the WAL size, in pages, that triggers a
+// checkpoint (a larger WAL writes a page that many commits touched once).
+func openPair(path, synchronous string, pageSize, checkpoint int) (w, r *sql.DB, err error) {
 	q := url.Values{}
-	for _, p := range []string{fmt.Sprintf("page_size(%d)", pageSize), "journal_mode(WAL)", "synchronous(" + synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)"} {
+	for _, p := range []string{fmt.Sprintf("page_size(%d)", pageSize), "journal_mode(WAL)", "synchronous(" + synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)", fmt.Sprintf("wal_autocheckpoint(%d)", checkpoint)} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -77,7 +77,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv := &Server{
 		Config: ServeConfig{
 			DataDir: dir, Addr: "127.0.0.1:0", PostgresURL: *pg, AdminToken: token,
-			DedupWindow: 7 * 24 * time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 2_000_000, BatchSize: 5000,
+			DedupWindow: 7 * 24 * time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 2_000_000, BatchSize: 20000,
 		},
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}

@@ -66,7 +66,7 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	fs.IntVar(&c.Limits.MaxRequestBytes, "max-request-bytes", envInt("KITH_MAX_REQUEST_BYTES", def.MaxRequestBytes), "largest request body accepted, after decompression (env KITH_MAX_REQUEST_BYTES)")
 	var backlog int
 	fs.IntVar(&backlog, "max-backlog", envInt("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection answers 429 (env KITH_MAX_BACKLOG)")
-	fs.IntVar(&c.BatchSize, "index-batch", envInt("KITH_INDEX_BATCH", 5000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
+	fs.IntVar(&c.BatchSize, "index-batch", envInt("KITH_INDEX_BATCH", 20000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
