@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -362,6 +363,9 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 	idents := map[kith.IdentKey]int{} // index into b.Identifiers
 	traits := map[[2]string]int{}     // (profile, key) -> index into b.Traits
 	for i, m := range msgs {
+		if i%256 == 255 {
+			runtime.Gosched() // keep request latency low while a big batch is derived
+		}
 		b.Processed[m.SourceID]++
 		e := &ex[i]
 		if e.invalid {

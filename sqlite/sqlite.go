@@ -45,6 +45,11 @@ type DB struct {
 	secretMu            sync.Mutex
 	secret              []byte
 	appendStmt, cntStmt *sql.Stmt
+	// logCk checkpoints log.db in the background (see checkpointLoop).
+	logCk    *sql.DB
+	stopCk   chan struct{}
+	ckDone   chan struct{}
+	stopOnce sync.Once
 }
 
 var _ kith.Store = (*DB)(nil)
@@ -58,9 +63,17 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	var err error
 	// The log is appended to, never updated in place: large pages mean
 	// fewer WAL frames (one write each) per commit.
-	if db.logW, db.logR, err = openPair(filepath.Join(dir, "log.db"), "FULL", 65536, 1000); err != nil {
+	// Its WAL is checkpointed in the background; the writer's own
+	// auto-checkpoint is only a backstop at 256 MiB.
+	logPath := filepath.Join(dir, "log.db")
+	if db.logW, db.logR, err = openPair(logPath, "FULL", 65536, 4096); err != nil {
 		return nil, err
 	}
+	if db.logCk, err = sql.Open("sqlite", writerDSN(logPath, "FULL", 65536, 4096)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open log.db checkpointer: %w", err)
+	}
+	db.logCk.SetMaxOpenConns(1)
 	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), "NORMAL", 16384, 10000); err != nil {
 		db.Close()
 		return nil, err
@@ -86,7 +99,39 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	db.stopCk, db.ckDone = make(chan struct{}), make(chan struct{})
+	go db.checkpointLoop()
 	return db, nil
+}
+
+// checkpointLoop copies log.db's WAL back into the database file every
+// quarter second, on its own connection, so that a group commit on the ack
+// path almost never pays for a checkpoint itself. PASSIVE never blocks the
+// writer or the readers.
+func (db *DB) checkpointLoop() {
+	defer close(db.ckDone)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stopCk:
+			return
+		case <-t.C:
+			// A failed checkpoint is retried on the next tick; the
+			// writer's auto-checkpoint bounds the WAL meanwhile.
+			_, _ = db.logCk.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
+}
+
+// writerDSN is the data source name of a writing connection to path.
+func writerDSN(path, synchronous string, pageSize, checkpoint int) string {
+	q := url.Values{}
+	for _, p := range []string{fmt.Sprintf("page_size(%d)", pageSize), "journal_mode(WAL)", "synchronous(" + synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)", fmt.Sprintf("wal_autocheckpoint(%d)", checkpoint)} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
 }
 
 // openPair opens a single-connection writer and a reader pool on one file,
@@ -94,12 +139,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 // file is created; checkpoint is the WAL size, in pages, that triggers a
 // checkpoint (a larger WAL writes a page that many commits touched once).
 func openPair(path, synchronous string, pageSize, checkpoint int) (w, r *sql.DB, err error) {
-	q := url.Values{}
-	for _, p := range []string{fmt.Sprintf("page_size(%d)", pageSize), "journal_mode(WAL)", "synchronous(" + synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)", fmt.Sprintf("wal_autocheckpoint(%d)", checkpoint)} {
-		q.Add("_pragma", p)
-	}
-	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
+	dsn := writerDSN(path, synchronous, pageSize, checkpoint)
 	if w, err = sql.Open("sqlite", dsn); err != nil {
 		return nil, nil, fmt.Errorf("sqlite: open %s: %w", filepath.Base(path), err)
 	}
@@ -125,13 +165,19 @@ func openPair(path, synchronous string, pageSize, checkpoint int) (w, r *sql.DB,
 
 // Close closes every connection.
 func (db *DB) Close() error {
+	db.stopOnce.Do(func() {
+		if db.stopCk != nil {
+			close(db.stopCk)
+			<-db.ckDone
+		}
+	})
 	var first error
 	for _, s := range []*sql.Stmt{db.appendStmt, db.cntStmt} {
 		if s != nil {
 			s.Close()
 		}
 	}
-	for _, c := range []*sql.DB{db.logR, db.logW, db.stateR, db.stateW} {
+	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW} {
 		if c == nil {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 
@@ -443,6 +444,9 @@ func insertRows(ctx context.Context, tx *sql.Tx, insert string, ncols int, confl
 		if err != nil {
 			return fmt.Errorf("sqlite: apply: %s: %w", insert, err)
 		}
+		// A large batch takes a while; let request goroutines run between
+		// statements rather than wait for the scheduler's 10 ms preemption.
+		runtime.Gosched()
 	}
 	return nil
 }
