@@ -56,6 +56,9 @@ type Server struct {
 	srcReloads atomic.Int64
 
 	refused sync.Map // reason -> *atomic.Int64, whole requests refused
+
+	tokMu  sync.Mutex
+	tokens map[[32]byte]cachedToken
 }
 
 // New builds a Server.
@@ -72,7 +75,7 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
 	s.routes()
 	return s
 }
@@ -121,8 +124,7 @@ func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 			s.error(w, r, kith.Errorf(kith.EUNAUTHORIZED, "an admin token is required (Authorization: Bearer <token>)"))
 			return
 		}
-		sum := sha256.Sum256([]byte(secret))
-		tok, err := s.store.TokenByHash(r.Context(), sum[:])
+		tok, err := s.token(r, secret)
 		if kith.ErrorCode(err) == kith.ENOTFOUND {
 			s.error(w, r, kith.Errorf(kith.EUNAUTHORIZED, "unknown admin token"))
 			return
@@ -136,6 +138,34 @@ func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// token authenticates an admin token, remembering valid ones for a few
+// seconds so that reads do not pay a store lookup each.
+func (s *Server) token(r *http.Request, secret string) (kith.Token, error) {
+	sum := sha256.Sum256([]byte(secret))
+	s.tokMu.Lock()
+	c, ok := s.tokens[sum]
+	s.tokMu.Unlock()
+	if ok && time.Since(c.at) < 5*time.Second {
+		return c.tok, nil
+	}
+	tok, err := s.store.TokenByHash(r.Context(), sum[:])
+	if err != nil {
+		return tok, err
+	}
+	s.tokMu.Lock()
+	if len(s.tokens) > 10000 {
+		s.tokens = map[[32]byte]cachedToken{}
+	}
+	s.tokens[sum] = cachedToken{tok: tok, at: time.Now()}
+	s.tokMu.Unlock()
+	return tok, nil
+}
+
+type cachedToken struct {
+	tok kith.Token
+	at  time.Time
 }
 
 // errorStatus maps error codes to HTTP statuses.
