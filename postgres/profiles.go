@@ -264,12 +264,12 @@ func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSumm
 		WITH m AS (`+membersSQL+`)
 		SELECT p.id, p.created_at,
 			(SELECT array_agg(id) FROM m),
-			(SELECT count(*) FROM identifiers WHERE profile_id IN (SELECT id FROM m)),
-			(SELECT count(DISTINCT key) FROM traits WHERE profile_id IN (SELECT id FROM m)),
+			(SELECT count(*) FROM identifiers WHERE profile_id = ANY(ARRAY(SELECT id FROM m))),
+			(SELECT count(DISTINCT key) FROM traits WHERE profile_id = ANY(ARRAY(SELECT id FROM m))),
 			t.n, t.first_at, t.last_at
 		FROM profiles p,
 			(SELECT count(*) AS n, min(ts) AS first_at, max(ts) AS last_at
-			 FROM timeline WHERE profile_id IN (SELECT id FROM m)) t
+			 FROM timeline WHERE profile_id = ANY(ARRAY(SELECT id FROM m))) t
 		WHERE p.id = (SELECT canonical_id FROM profiles WHERE id = $1)`, canonicalID).
 		Scan(&s.ID, &s.CreatedAt, &s.Members, &s.Identifiers, &s.Traits, &s.Events, &firstAt, &lastAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -293,7 +293,7 @@ func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSumm
 func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error) {
 	rows, err := db.pool.Query(ctx, `
 		SELECT DISTINCT ON (key) key, value, profile_id, source_id, message_id, event_time
-		FROM traits WHERE profile_id IN (`+membersSQL+`)
+		FROM traits WHERE profile_id = ANY(ARRAY(`+membersSQL+`))
 		ORDER BY key, event_time DESC, profile_id`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: traits: %w", err)
@@ -321,7 +321,7 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 func (db *DB) Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error) {
 	rows, err := db.pool.Query(ctx, `
 		SELECT type, value, profile_id, source_id, message_id, first_seen, last_seen
-		FROM identifiers WHERE profile_id IN (`+membersSQL+`)
+		FROM identifiers WHERE profile_id = ANY(ARRAY(`+membersSQL+`))
 		ORDER BY first_seen, key`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: identities: %w", err)
@@ -343,7 +343,7 @@ func (db *DB) Identities(ctx context.Context, canonicalID string) ([]kith.Identi
 func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, error) {
 	rows, err := db.pool.Query(ctx, `
 		SELECT survivor, absorbed, source_id, message_id, ident_type, ident, at
-		FROM merges WHERE absorbed IN (`+membersSQL+`)
+		FROM merges WHERE absorbed = ANY(ARRAY(`+membersSQL+`))
 		ORDER BY id`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: merges: %w", err)
