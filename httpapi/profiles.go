@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -134,42 +135,27 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"traits": out, "cursor": cursor{}})
 }
 
-func (s *Server) handleIdentities(w http.ResponseWriter, r *http.Request) {
-	id, err := s.resolve(r)
-	if err != nil {
-		s.error(w, r, err)
-		return
+// profileList serves a paginated list read from the store for the
+// profile {ref} resolves to (identities, merges).
+func profileList[T any](s *Server, list func(ctx context.Context, canonicalID string) ([]T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := s.resolve(r)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		all, err := list(r.Context(), id)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		p, err := offsetPage(r, all)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
 	}
-	list, err := s.store.Identities(r.Context(), id)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	p, err := offsetPage(r, list)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
-}
-
-func (s *Server) handleMerges(w http.ResponseWriter, r *http.Request) {
-	id, err := s.resolve(r)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	list, err := s.store.Merges(r.Context(), id)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	p, err := offsetPage(r, list)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, p)
 }
 
 func timeParam(r *http.Request, name string) (time.Time, error) {

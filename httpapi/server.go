@@ -105,9 +105,9 @@ func (s *Server) routes() {
 
 	s.mux.HandleFunc("GET /v1/profiles/{ref}", s.admin(kith.ScopeProfilesRead, s.handleProfile))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/traits", s.admin(kith.ScopeProfilesRead, s.handleTraits))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/identities", s.admin(kith.ScopeProfilesRead, s.handleIdentities))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/identities", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Identities)))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, s.handleMerges))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
