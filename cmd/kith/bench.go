@@ -111,7 +111,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *pg != "" {
 			store = "postgres"
 		}
-		fmt.Fprintf(stdout, "== kith (%s store), full speed ==\n%s\n", store, full)
+		pace := "full speed"
+		if kc.Rate > 0 {
+			pace = fmt.Sprintf("%.0f events/s offered", kc.Rate)
+		}
+		fmt.Fprintf(stdout, "== kith (%s store), %s ==\n%s\n", store, pace, full)
 		if !*skipNull {
 			fmt.Fprintf(stdout, "%s\n", loadgen.Compare(ceiling, full))
 		}
