@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -132,14 +133,17 @@ func parseItems(items []map[string]json.RawMessage, endpoint string, env batchEn
 	p := Parsed{WriteKey: jsonString(env.WriteKey), Items: len(items)}
 	sentAt := jsonString(env.SentAt)
 	for i, msg := range items {
+		// The write key is read before validation, so that a request whose
+		// only key is inside a bad message is told what is wrong with it
+		// (and counted), not that it lacks a key.
+		if p.WriteKey == "" && msg != nil {
+			p.WriteKey = jsonString(msg["writeKey"])
+		}
 		m, rej := normalise(msg, endpoint, env.Context, env.Integrations, sentAt, meta, lim)
 		if rej != nil {
 			rej.Index = i
 			p.Rejected = append(p.Rejected, *rej)
 			continue
-		}
-		if p.WriteKey == "" {
-			p.WriteKey = m.writeKey
 		}
 		p.Messages = append(p.Messages, m.Message)
 		p.Indexes = append(p.Indexes, i)
@@ -149,7 +153,6 @@ func parseItems(items []map[string]json.RawMessage, endpoint string, env batchEn
 
 type normalised struct {
 	kith.Message
-	writeKey string
 }
 
 func reject(reason, format string, args ...any) *Rejection {
@@ -169,7 +172,6 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 		return normalised{}, reject(kith.ReasonEventTooLarge, "message is %d bytes; the limit is %d", size, lim.MaxEventBytes)
 	}
 	var out normalised
-	out.writeKey = jsonString(msg["writeKey"])
 	delete(msg, "writeKey") // a secret: never stored
 
 	typ := jsonString(msg["type"])
@@ -232,8 +234,8 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 	if mid == "" {
 		mid = newMessageID()
 		msg["messageId"] = quote(mid)
-	} else if lim.MaxMessageIDLen > 0 && len(mid) > lim.MaxMessageIDLen {
-		return out, reject(kith.ReasonMessageIDTooLong, "messageId is %d characters; the limit is %d", len(mid), lim.MaxMessageIDLen)
+	} else if n := utf8.RuneCountInString(mid); lim.MaxMessageIDLen > 0 && n > lim.MaxMessageIDLen {
+		return out, reject(kith.ReasonMessageIDTooLong, "messageId is %d characters; the limit is %d", n, lim.MaxMessageIDLen)
 	}
 
 	// Batch-level context and integrations merge into each item; the item's
@@ -279,6 +281,11 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 		}
 	}
 	b := encodeObject(msg)
+	// The batch context merged in counts too: the stored message is what
+	// the limit protects.
+	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
+		return out, reject(kith.ReasonEventTooLarge, "message is %d bytes with the batch context merged in; the limit is %d", len(b), lim.MaxEventBytes)
+	}
 	// NUL characters cannot be stored in text columns (PostgreSQL refuses
 	// them) and have no business in event data; invalid UTF-8 neither.
 	// Reject the message rather than fail the group commit it would join.
@@ -569,8 +576,13 @@ func number(v json.RawMessage) (float64, bool) {
 	if firstByte(v) == '"' {
 		s = jsonString(v)
 	}
+	// Only finite decimal numbers: ParseFloat would also take "NaN",
+	// "Inf" and hex floats, which would poison every sum.
+	if s == "" || strings.ContainsAny(s, "xXnN") {
+		return 0, false
+	}
 	f, err := strconv.ParseFloat(s, 64)
-	return f, err == nil
+	return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
 }
 
 func jsonString(raw json.RawMessage) string { return rawjson.String(raw) }

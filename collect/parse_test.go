@@ -2,6 +2,7 @@ package collect
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -100,5 +101,46 @@ func TestHasKeyAndMerge(t *testing.T) {
 	}
 	if _, rej := mergeObject(json.RawMessage(`[1]`), "context"); rej == nil {
 		t.Error("a non-object context must be rejected")
+	}
+}
+
+func TestNumberIsFiniteDecimal(t *testing.T) {
+	tests := []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{`42.5`, 42.5, true}, {`"19.95"`, 19.95, true}, {`-1e3`, -1000, true},
+		{`"NaN"`, 0, false}, {`"Infinity"`, 0, false}, {`"-inf"`, 0, false}, {`"0x1p4"`, 0, false},
+		{`"abc"`, 0, false}, {`true`, 0, false}, {`null`, 0, false}, {``, 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := number(json.RawMessage(tc.in))
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("number(%s) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestLimitsCountWhatIsStored(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	lim := Limits{MaxEventBytes: 1000, MaxRequestBytes: 1 << 20, MaxMessageIDLen: 100}
+	// A batch context that fits the request but pushes each item over the
+	// per-message limit once merged in.
+	body := `{"context":{"pad":"` + strings.Repeat("x", 1200) + `"},"batch":[{"type":"track","userId":"u","event":"e"}]}`
+	p := Parse([]byte(body), "batch", Meta{ReceivedAt: now}, lim)
+	if len(p.Messages) != 0 || len(p.Rejected) != 1 || p.Rejected[0].Reason != "event_too_large" {
+		t.Fatalf("merged context over the limit: %+v", p.Rejected)
+	}
+	// messageId length is in characters, not bytes.
+	cjk := strings.Repeat("漢", 100)
+	p = Parse([]byte(`{"userId":"u","event":"e","messageId":"`+cjk+`"}`), "track", Meta{ReceivedAt: now}, lim)
+	if len(p.Messages) != 1 {
+		t.Fatalf("100-character messageId rejected: %+v", p.Rejected)
+	}
+	// The writeKey of a rejected message is still found.
+	p = Parse([]byte(`{"writeKey":"wk_1","userId":"u"}`), "track", Meta{ReceivedAt: now}, lim)
+	if p.WriteKey != "wk_1" || len(p.Rejected) != 1 || p.Rejected[0].Reason != "missing_event" {
+		t.Fatalf("writeKey of a rejected message: %+v", p)
 	}
 }

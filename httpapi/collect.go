@@ -60,6 +60,7 @@ func (s *Server) handleCollect(endpoint string) http.HandlerFunc {
 		}
 		out := s.committer.Submit(r.Context(), sub)
 		if out.Err != nil {
+			s.countRefused(kith.ErrorCode(out.Err))
 			s.error(w, r, out.Err)
 			return
 		}
@@ -136,9 +137,11 @@ func (s *Server) sourceByKey(r *http.Request, key string) (kith.Source, error) {
 	h := sha256.Sum256([]byte(key))
 	s.srcMu.RLock()
 	src, ok := s.srcByKey[h]
-	fresh := time.Since(s.srcLoaded) < 5*time.Second
+	age := time.Since(s.srcLoaded)
 	s.srcMu.RUnlock()
-	if !ok || !fresh {
+	// Reload every 5 s, and on an unknown key at most once a second, so
+	// that traffic with bad keys cannot make every request read the store.
+	if age >= 5*time.Second || (!ok && age >= time.Second) {
 		if err := s.reloadSources(r); err != nil {
 			return kith.Source{}, err
 		}

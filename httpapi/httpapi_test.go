@@ -279,6 +279,15 @@ func TestCollectAuth(t *testing.T) {
 			}
 		})
 	}
+	// A bad message whose only key is in the body is told what is wrong
+	// with it, not that it lacks a key.
+	if code, out := s.request("POST", "/v1/track", []byte(`{"writeKey":"`+key+`","userId":"u1"}`), nil); code != 400 {
+		t.Fatalf("bad message with body writeKey: %d %v", code, out)
+	}
+	// Unknown endpoints answer in JSON too.
+	if code, out := s.request("GET", "/v1/nope", nil, nil); code != 404 || out["error"] == nil {
+		t.Fatalf("unknown endpoint: %d %v", code, out)
+	}
 	// The body's writeKey is a secret and must not be stored.
 	s.waitProcessed()
 	for _, e := range s.events("user_id:u1") {

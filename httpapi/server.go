@@ -90,6 +90,9 @@ func (s *Server) routes() {
 	for _, ep := range []string{"identify", "track", "page", "screen", "group", "alias", "batch"} {
 		s.mux.HandleFunc("POST /v1/"+ep, s.handleCollect(ep))
 	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {

@@ -155,7 +155,10 @@ func Extract(m kith.Message) (Extracted, error) {
 	// Most events (track, page, screen) carry no traits and no external
 	// ids: their identifiers are the typed userId and anonymousId, and the
 	// message need not be decoded at all.
-	if m.Type != "identify" && m.Type != "alias" && !bytes.Contains(m.Raw, []byte(`"traits"`)) && !bytes.Contains(m.Raw, []byte(`"externalIds"`)) {
+	// (A message with \u escapes takes the full path: a key could be
+	// spelled with them.)
+	if m.Type != "identify" && m.Type != "alias" && !bytes.Contains(m.Raw, []byte(`"traits"`)) &&
+		!bytes.Contains(m.Raw, []byte(`"externalIds"`)) && !bytes.Contains(m.Raw, []byte(`\u`)) {
 		for _, id := range []Identifier{Normalise(kith.IdentUserID, m.UserID), Normalise(kith.IdentAnonymousID, m.AnonymousID)} {
 			if !Blocked(id.Value) {
 				ex.Identifiers = append(ex.Identifiers, id)

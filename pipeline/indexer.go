@@ -125,6 +125,11 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 		ix.log.Error("indexer failed; retrying from the stored cursor", "err", err, "backoff", backoff)
 		ix.reset()
+		// Keep the backlog honest while failing, so collection backs off
+		// (429) instead of letting the log grow without bound.
+		if h, herr := ix.store.LogHead(ctx); herr == nil {
+			ix.head.Store(h)
+		}
 		sleep(ctx, backoff)
 		backoff = min(backoff*2, 5*time.Second)
 	}
@@ -445,8 +450,14 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 				SourceID: m.SourceID, MessageID: m.MessageID, FirstSeen: m.Timestamp, LastSeen: m.Timestamp,
 			})
 		}
+		// An event cannot have happened after it was received: a client
+		// clock far in the future must not pin a trait forever.
+		traitTime := m.Timestamp
+		if traitTime.After(m.ReceivedAt) {
+			traitTime = m.ReceivedAt
+		}
 		for key, v := range e.traits {
-			t := kith.TraitUpsert{ProfileID: survivor, Key: key, Value: v, SourceID: m.SourceID, MessageID: m.MessageID, EventTime: m.Timestamp}
+			t := kith.TraitUpsert{ProfileID: survivor, Key: key, Value: v, SourceID: m.SourceID, MessageID: m.MessageID, EventTime: traitTime}
 			tk := [2]string{survivor, key}
 			if at, ok := traits[tk]; ok {
 				if !t.EventTime.Before(b.Traits[at].EventTime) {

@@ -213,6 +213,23 @@ func TestTraitsLatestEventTimeWinsAcrossMerge(t *testing.T) {
 	}
 }
 
+func TestFutureEventTimeDoesNotPinTraits(t *testing.T) {
+	store := openStore(t)
+	// A client clock in the year 9999, then a real update received later.
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","userId":"u1","traits":{"plan":"bogus"},"timestamp":"9999-01-01T00:00:00Z"}`),
+		batch(`{"type":"identify","userId":"u1","traits":{"plan":"pro"}}`),
+	)
+	drain(t, store, 100)
+	traits, err := store.Traits(context.Background(), profileOf(t, store, "user_id:u1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(traits) != 1 || string(traits[0].Value) != `"pro"` {
+		t.Fatalf("traits %+v, want plan pro", traits)
+	}
+}
+
 func TestReplayAfterCrashAppliesEachEventOnce(t *testing.T) {
 	store := openStore(t)
 	var items []string

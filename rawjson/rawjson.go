@@ -104,6 +104,9 @@ func Object(b []byte) (map[string]json.RawMessage, error) {
 	m := make(map[string]json.RawMessage, 16)
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
+		if skipSpace(b, i+1) != len(b) {
+			return nil, ErrMalformed
+		}
 		return m, nil
 	}
 	for {
@@ -130,6 +133,9 @@ func Object(b []byte) (map[string]json.RawMessage, error) {
 			return nil, ErrMalformed
 		}
 		if b[i] == '}' {
+			if skipSpace(b, i+1) != len(b) {
+				return nil, ErrMalformed // trailing bytes
+			}
 			return m, nil
 		}
 		if b[i] != ',' {

@@ -39,6 +39,10 @@ func (d *dedupIndex) hash(source, mid string) uint64 {
 	return h.Sum64()
 }
 
+// dedupLoadMargin is how much earlier than the dedup cutoff the rebuild
+// starts scanning, to cover events committed out of receive order.
+const dedupLoadMargin = time.Hour
+
 // loadDedup rebuilds the index from the events received since the last
 // PruneDedup cutoff.
 func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
@@ -47,12 +51,16 @@ func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
 	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MAX(value),0) FROM log_meta WHERE key = 'dedup_cutoff'`).Scan(&c); err != nil {
 		return nil, fmt.Errorf("sqlite: load dedup cutoff: %w", err)
 	}
-	// The log is in receive order (one writer stamps and appends), so the
-	// first row inside the window is found by binary search on seq.
+	// The log is nearly in receive order: requests are stamped when they
+	// arrive and appended when committed, so a slow upload lands a little
+	// late. The binary search on seq therefore looks for a point well
+	// before the cutoff (the server bounds a request's read time far below
+	// this margin), and the scan filters exactly.
 	var lo, hi int64
 	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MIN(seq),0), COALESCE(MAX(seq),0) FROM events`).Scan(&lo, &hi); err != nil {
 		return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
 	}
+	searchFrom := c - int64(dedupLoadMargin/time.Microsecond)
 	for lo < hi {
 		mid := lo + (hi-lo)/2
 		var at int64
@@ -60,7 +68,7 @@ func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
 		}
-		if at < c {
+		if at < searchFrom {
 			lo = mid + 1
 		} else {
 			hi = mid

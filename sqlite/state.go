@@ -181,13 +181,21 @@ func (db *DB) members(ctx context.Context, canonicalID string) ([]string, error)
 	return out, nil
 }
 
-func stringArgs(v []string) []any {
-	out := make([]any, len(v))
-	for i, s := range v {
-		out[i] = s
+// exists fails with ENOTFOUND unless canonicalID is a canonical profile.
+func (db *DB) exists(ctx context.Context, canonicalID string) error {
+	var ok bool
+	if err := db.stateR.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM profiles WHERE canonical_id = $1)`, canonicalID).Scan(&ok); err != nil {
+		return fmt.Errorf("sqlite: profile: %w", err)
 	}
-	return out
+	if !ok {
+		return kith.Errorf(kith.ENOTFOUND, "profile %q not found", canonicalID)
+	}
+	return nil
 }
+
+// memberSet selects the profiles merged into the canonical profile $1. It
+// is a subquery rather than bound ids, so a cluster of any size works.
+const memberSet = `SELECT id FROM profiles WHERE canonical_id = $1`
 
 // Profile summarises a unified profile.
 func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSummary, error) {
@@ -196,8 +204,8 @@ func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSumm
 		return kith.ProfileSummary{}, err
 	}
 	s := kith.ProfileSummary{ID: canonicalID, Members: ms}
-	in := placeholders(len(ms), 1)
-	args := stringArgs(ms)
+	in := memberSet
+	args := []any{canonicalID}
 	var created int64
 	if err := db.stateR.QueryRowContext(ctx, `SELECT created_at FROM profiles WHERE id = $1`, canonicalID).Scan(&created); err != nil {
 		return s, fmt.Errorf("sqlite: profile: %w", err)
@@ -221,12 +229,11 @@ func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSumm
 
 // Traits returns, per key, the member value with the latest event time.
 func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error) {
-	ms, err := db.members(ctx, canonicalID)
-	if err != nil {
+	if err := db.exists(ctx, canonicalID); err != nil {
 		return nil, err
 	}
 	rows, err := db.stateR.QueryContext(ctx, `SELECT profile_id, key, value, source_id, message_id, event_time FROM traits
-		WHERE profile_id IN (`+placeholders(len(ms), 1)+`) ORDER BY key, event_time DESC, profile_id`, stringArgs(ms)...)
+		WHERE profile_id IN (`+memberSet+`) ORDER BY key, event_time DESC, profile_id`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: traits: %w", err)
 	}
@@ -250,12 +257,11 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 
 // Identities lists the identifiers of all members.
 func (db *DB) Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error) {
-	ms, err := db.members(ctx, canonicalID)
-	if err != nil {
+	if err := db.exists(ctx, canonicalID); err != nil {
 		return nil, err
 	}
 	rows, err := db.stateR.QueryContext(ctx, `SELECT type, value, profile_id, source_id, message_id, first_seen, last_seen FROM identifiers
-		WHERE profile_id IN (`+placeholders(len(ms), 1)+`)`, stringArgs(ms)...)
+		WHERE profile_id IN (`+memberSet+`)`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: identities: %w", err)
 	}
@@ -287,12 +293,11 @@ func (db *DB) Identities(ctx context.Context, canonicalID string) ([]kith.Identi
 
 // Merges lists the merges into any member, oldest first.
 func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, error) {
-	ms, err := db.members(ctx, canonicalID)
-	if err != nil {
+	if err := db.exists(ctx, canonicalID); err != nil {
 		return nil, err
 	}
 	rows, err := db.stateR.QueryContext(ctx, `SELECT survivor, absorbed, source_id, message_id, ident_type, ident, at FROM merges
-		WHERE survivor IN (`+placeholders(len(ms), 1)+`) ORDER BY id`, stringArgs(ms)...)
+		WHERE survivor IN (`+memberSet+`) ORDER BY id`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: merges: %w", err)
 	}
@@ -312,13 +317,12 @@ func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, err
 
 // Timeline returns a page of the unified timeline, newest first.
 func (db *DB) Timeline(ctx context.Context, canonicalID string, q kith.TimelineQuery) ([]kith.TimelineEntry, error) {
-	ms, err := db.members(ctx, canonicalID)
-	if err != nil {
+	if err := db.exists(ctx, canonicalID); err != nil {
 		return nil, err
 	}
-	args := stringArgs(ms)
+	args := []any{canonicalID}
 	var where strings.Builder
-	where.WriteString(`profile_id IN (` + placeholders(len(ms), 1) + `)`)
+	where.WriteString(`profile_id IN (` + memberSet + `)`)
 	cond := func(c string, v any) {
 		args = append(args, v)
 		where.WriteString(" AND " + strings.Replace(c, "?", fmt.Sprintf("$%d", len(args)), 1))

@@ -149,7 +149,9 @@ func (s *Server) Open(ctx context.Context) error {
 		s.Close()
 		return fmt.Errorf("listen on %s: %w", s.Config.Addr, err)
 	}
-	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// ReadTimeout bounds how late a request can be committed after it was
+	// stamped (the dedup rebuild relies on it) and stops slow uploads.
+	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Logger.Error("http server stopped", "err", err)
@@ -187,8 +189,9 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// Close stops taking requests, commits what is queued, lets the indexer
-// finish its batch and closes the store.
+// Close stops taking requests, commits what is queued, stops the indexer
+// (a batch in flight is abandoned and replayed at the next start) and
+// closes the store.
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
