@@ -99,7 +99,7 @@ func tuneRuntime() {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(max(4*runtime.NumCPU(), 8))
+		runtime.GOMAXPROCS(max(2*runtime.NumCPU(), 8))
 	}
 }
 
