@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -159,6 +160,22 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 	return nil
 }
 
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, which it returns.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 func runSource(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("usage: kith source create NAME | list | disable ID | enable ID")
@@ -166,16 +183,17 @@ func runSource(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("kith source "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
 		return err
 	}
 	switch args[0] {
 	case "create":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return fmt.Errorf("usage: kith source create NAME")
 		}
 		var out struct{ ID, Name, WriteKey string }
-		if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": fs.Arg(0)}, &out); err != nil {
+		if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": pos[0]}, &out); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "source %s (%s) created\nwrite key: %s\nThe write key is shown only now; store it safely.\n", out.Name, out.ID, out.WriteKey)
@@ -202,13 +220,13 @@ func runSource(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return tw.Flush()
 	case "disable", "enable":
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return fmt.Errorf("usage: kith source %s ID", args[0])
 		}
-		if err := c.do(ctx, "PATCH", "/v1/sources/"+fs.Arg(0), map[string]bool{"disabled": args[0] == "disable"}, nil); err != nil {
+		if err := c.do(ctx, "PATCH", "/v1/sources/"+url.PathEscape(pos[0]), map[string]bool{"disabled": args[0] == "disable"}, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "source %s %sd\n", fs.Arg(0), args[0])
+		fmt.Fprintf(stdout, "source %s %sd\n", pos[0], args[0])
 		return nil
 	}
 	return fmt.Errorf("unknown source command %q", args[0])
@@ -222,21 +240,14 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
 	scopes := fs.String("scopes", "*", "space-separated scopes: * sources:read sources:write profiles:read stats:read")
-	// Accept the name before or after the flags.
-	rest := args[1:]
-	var name string
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		name, rest = rest[0], rest[1:]
-	}
-	if err := fs.Parse(rest); err != nil {
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
 		return err
 	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	}
-	if name == "" {
+	if len(pos) != 1 {
 		return fmt.Errorf("usage: kith token create NAME [--scopes '*']")
 	}
+	name := pos[0]
 	var out struct {
 		ID, Name, Token string
 		Scopes          []string
