@@ -40,6 +40,19 @@ type stack struct {
 
 func startStack(t *testing.T, dir string, now func() time.Time) *stack {
 	t.Helper()
+	return startStackWith(t, dir, now, stackOptions{})
+}
+
+// stackOptions vary a stack for a test.
+type stackOptions struct {
+	maxBacklog int64
+	// noIndexer keeps the indexer from applying the log (its head watcher
+	// still runs), so a backlog builds up.
+	noIndexer bool
+}
+
+func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOptions) *stack {
+	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
 	if err != nil {
@@ -55,12 +68,19 @@ func startStack(t *testing.T, dir string, now func() time.Time) *stack {
 	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 1000})
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { ix.Run(rctx); close(done) }()
+	go ix.WatchHead(rctx)
+	go func() {
+		if !opts.noIndexer {
+			ix.Run(rctx)
+		}
+		<-rctx.Done()
+		close(done)
+	}()
 	com := collect.NewCommitter(store, 64, 5000, ix.Notify)
 	lim := collect.DefaultLimits()
 	lim.MaxRequestBytes = 64 << 10
 	lim.MaxEventBytes = 4 << 10
-	api := httpapi.New(store, com, ix, httpapi.Config{Limits: lim, Now: now})
+	api := httpapi.New(store, com, ix, httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog})
 	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now}
 	t.Cleanup(s.stop)
 	return s
@@ -531,5 +551,52 @@ func TestProfileStitchingAndAPI(t *testing.T) {
 	}
 	if code, _ := s.admin("GET", "/v1/profiles/"+ids[0]+"/events?next=garbage", nil); code != 400 {
 		t.Errorf("bad cursor: %d", code)
+	}
+}
+
+func TestOverloadAnswers429(t *testing.T) {
+	s := startStackWith(t, t.TempDir(), time.Now, stackOptions{maxBacklog: 15, noIndexer: true})
+	s.createSource("web")
+	batchOf := func(n int) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = `{"type":"track","userId":"u","event":"e"}`
+		}
+		return `{"batch":[` + strings.Join(items, ",") + `]}`
+	}
+	waitBacklog := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, h := s.request("GET", "/healthz", nil, nil)
+			if h["backlog"] == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("backlog %v, want %v", h["backlog"], want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for i, want := range []float64{10, 20} {
+		if code, out := s.send("batch", batchOf(10)); code != 200 {
+			t.Fatalf("batch %d: %d %v", i, code, out)
+		}
+		waitBacklog(want)
+	}
+	// 20 unprocessed events > 15: refused, with a hint when to retry.
+	req, _ := http.NewRequest("POST", s.srv.URL+"/v1/batch", strings.NewReader(batchOf(1)))
+	req.SetBasicAuth(s.writeKey, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("overloaded: status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	_, st := s.admin("GET", "/v1/stats", nil)
+	if st["refused"].(map[string]any)["backlog"] != 1.0 || st["totals"].(map[string]any)["accepted"] != 20.0 {
+		t.Fatalf("refusal not counted, or counted as an event: %v", st)
 	}
 }

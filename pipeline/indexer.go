@@ -43,6 +43,7 @@ type Indexer struct {
 	batchSize int
 	log       *slog.Logger
 	wake      chan struct{}
+	headWake  chan struct{}
 
 	// Caches of the graph, valid because this indexer is the only writer of
 	// the state. owner maps identifier keys to the profile they are attached
@@ -84,7 +85,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	}
 	return &Indexer{
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
-		wake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
+		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 	}
 }
@@ -94,11 +95,44 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 // the indexer's writes for no practical gain.
 const lastSeenSlack = int64(time.Minute / time.Microsecond)
 
-// Notify wakes the indexer because new events were committed.
+// Notify wakes the indexer and the head watcher because new events were
+// committed.
 func (ix *Indexer) Notify() {
-	select {
-	case ix.wake <- struct{}{}:
-	default:
+	for _, c := range []chan struct{}{ix.wake, ix.headWake} {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// WatchHead keeps the log head that Backlog measures against current, on
+// its own, so the backlog keeps growing (and collection answers 429) even
+// while the indexer is slow or failing. Run it beside Run until ctx is done.
+func (ix *Indexer) WatchHead(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ix.headWake:
+		case <-t.C:
+		}
+		if h, err := ix.store.LogHead(ctx); err == nil {
+			ix.raiseHead(h)
+		}
+		sleep(ctx, 20*time.Millisecond) // at most ~50 look-ups a second
+	}
+}
+
+// raiseHead moves the head forward, never back.
+func (ix *Indexer) raiseHead(h int64) {
+	for {
+		cur := ix.head.Load()
+		if h <= cur || ix.head.CompareAndSwap(cur, h) {
+			return
+		}
 	}
 }
 
@@ -125,11 +159,6 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		}
 		ix.log.Error("indexer failed; retrying from the stored cursor", "err", err, "backoff", backoff)
 		ix.reset()
-		// Keep the backlog honest while failing, so collection backs off
-		// (429) instead of letting the log grow without bound.
-		if h, herr := ix.store.LogHead(ctx); herr == nil {
-			ix.head.Store(h)
-		}
 		sleep(ctx, backoff)
 		backoff = min(backoff*2, 5*time.Second)
 	}
@@ -185,7 +214,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			return stop(fmt.Errorf("pipeline: read log: %w", err))
 		}
 		if len(msgs) == 0 {
-			ix.head.Store(next)
+			ix.raiseHead(next)
 			select {
 			case <-ctx.Done():
 			case <-ix.wake:
@@ -233,10 +262,10 @@ func (ix *Indexer) load(ctx context.Context) error {
 func (ix *Indexer) noteHead(ctx context.Context, msgs []kith.Message) {
 	if len(msgs) == ix.batchSize {
 		if h, err := ix.store.LogHead(ctx); err == nil {
-			ix.head.Store(h)
+			ix.raiseHead(h)
 		}
 	} else {
-		ix.head.Store(msgs[len(msgs)-1].Seq)
+		ix.raiseHead(msgs[len(msgs)-1].Seq)
 	}
 }
 
@@ -259,7 +288,7 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("pipeline: read log: %w", err)
 	}
 	if len(msgs) == 0 {
-		ix.head.Store(from)
+		ix.raiseHead(from)
 		return 0, nil
 	}
 	ix.noteHead(ctx, msgs)

@@ -131,7 +131,11 @@ func (s *Server) Open(ctx context.Context) error {
 	s.cancel = cancel
 	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.indexer.WatchHead(runCtx)
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.indexer.Run(runCtx); err != nil {
