@@ -50,8 +50,6 @@ type Parsed struct {
 	WriteKey string
 	// Messages are the acceptable messages; SourceID is left empty.
 	Messages []kith.Message
-	// Indexes[i] is the batch position of Messages[i].
-	Indexes  []int
 	Rejected []Rejection
 	// Items is the number of messages the request carried.
 	Items int
@@ -61,9 +59,6 @@ type Parsed struct {
 var messageTypes = map[string]bool{
 	"identify": true, "track": true, "page": true, "screen": true, "group": true, "alias": true,
 }
-
-// IsEndpoint reports whether name is a valid /v1/{name} collection endpoint.
-func IsEndpoint(name string) bool { return name == "batch" || messageTypes[name] }
 
 // Meta is what the server knows about a request besides its body.
 type Meta struct {
@@ -146,7 +141,6 @@ func parseItems(items []map[string]json.RawMessage, endpoint string, env batchEn
 			continue
 		}
 		p.Messages = append(p.Messages, m.Message)
-		p.Indexes = append(p.Indexes, i)
 	}
 	return p
 }

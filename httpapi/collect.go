@@ -172,7 +172,6 @@ func (s *Server) reloadSources(r *http.Request) error {
 	s.srcMu.Lock()
 	s.srcByKey, s.srcLoaded = m, time.Now()
 	s.srcMu.Unlock()
-	s.srcReloads.Add(1)
 	return nil
 }
 

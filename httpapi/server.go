@@ -50,10 +50,9 @@ type Server struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 
-	srcMu      sync.RWMutex
-	srcByKey   map[[32]byte]kith.Source
-	srcLoaded  time.Time
-	srcReloads atomic.Int64
+	srcMu     sync.RWMutex
+	srcByKey  map[[32]byte]kith.Source
+	srcLoaded time.Time
 
 	refused sync.Map // reason -> *atomic.Int64, whole requests refused
 

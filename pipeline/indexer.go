@@ -56,10 +56,9 @@ type Indexer struct {
 	// not rewrite the row: last seen is kept to within a minute.
 	seen map[kith.IdentKey][2]int64
 
-	loaded  bool // cursor read from the store
-	cursor  atomic.Int64
-	head    atomic.Int64
-	batches atomic.Int64
+	loaded bool // cursor read from the store
+	cursor atomic.Int64
+	head   atomic.Int64
 }
 
 // Config tunes an Indexer.
@@ -187,7 +186,6 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 				return
 			}
 			ix.cursor.Store(j.b.Cursor)
-			ix.batches.Add(1)
 		}
 		applied <- nil
 	}()
@@ -302,7 +300,6 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("pipeline: apply batch after seq %d: %w", from, err)
 	}
 	ix.cursor.Store(b.Cursor)
-	ix.batches.Add(1)
 	if len(ix.owner) > ix.maxCache {
 		ix.reset()
 	}

@@ -38,7 +38,6 @@ type Options struct{}
 // log and the state each have one writer connection and a reader pool.
 type DB struct {
 	dir                 string
-	opts                Options
 	logW, logR          *sql.DB
 	stateW, stateR      *sql.DB
 	dedup               *dedupIndex
@@ -59,7 +58,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create data directory: %w", err)
 	}
-	db := &DB{dir: dir, opts: opts}
+	db := &DB{dir: dir}
 	var err error
 	// The log is appended to, never updated in place: large pages mean
 	// fewer WAL frames (one write each) per commit.
