@@ -126,6 +126,11 @@ type AppendResult struct {
 	// Duplicate[i] is true when Events[i] repeated a messageId already in
 	// the dedup window (or earlier in the same batch) and was not stored.
 	Duplicate []bool
+	// Seqs[i] is the Seq Events[i] was stored at (0 for a duplicate). A
+	// store may leave Seqs nil; it is an optimisation (the indexer then
+	// reads new events back from the log instead of taking them from
+	// memory), never needed for correctness.
+	Seqs []int64
 }
 
 // EventLog is the durable, append-only, time-ordered record of accepted

@@ -46,7 +46,7 @@ type Committer struct {
 	log      Appender
 	maxBatch int
 	queue    chan pending
-	notify   func()
+	notify   func([]kith.Message)
 
 	wg       sync.WaitGroup
 	closeMu  sync.RWMutex
@@ -56,8 +56,10 @@ type Committer struct {
 // NewCommitter starts the writer. queueLen bounds the number of waiting
 // requests (beyond it Submit fails with ErrOverloaded); maxBatch bounds the
 // events per commit. notify, if set, is called after every commit that
-// stored events (the indexer uses it to wake up).
-func NewCommitter(log Appender, queueLen, maxBatch int, notify func()) *Committer {
+// stored events, with the stored events in log order and their Seq set when
+// the store reports it (the indexer takes them from there instead of
+// reading them back).
+func NewCommitter(log Appender, queueLen, maxBatch int, notify func([]kith.Message)) *Committer {
 	c := &Committer{log: log, maxBatch: maxBatch, queue: make(chan pending, queueLen), notify: notify}
 	c.wg.Add(1)
 	go c.run()
@@ -147,6 +149,16 @@ func (c *Committer) commit(group []pending, n int) {
 		p.done <- o
 	}
 	if err == nil && n > 0 && c.notify != nil {
-		c.notify()
+		var stored []kith.Message
+		if len(res.Seqs) == len(b.Events) {
+			stored = make([]kith.Message, 0, len(b.Events))
+			for i, e := range b.Events {
+				if !res.Duplicate[i] {
+					e.Seq = res.Seqs[i]
+					stored = append(stored, e)
+				}
+			}
+		}
+		c.notify(stored)
 	}
 }

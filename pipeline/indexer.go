@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,7 @@ type Indexer struct {
 	log       *slog.Logger
 	wake      chan struct{}
 	headWake  chan struct{}
+	tail      tail
 
 	// Caches of the graph, valid because this indexer is the only writer of
 	// the state. owner maps identifier keys to the profile they are attached
@@ -85,6 +87,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	return &Indexer{
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
+		tail:  tail{max: 4 * cfg.BatchSize},
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 	}
 }
@@ -94,9 +97,12 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 // the indexer's writes for no practical gain.
 const lastSeenSlack = int64(time.Minute / time.Microsecond)
 
-// Notify wakes the indexer and the head watcher because new events were
-// committed.
-func (ix *Indexer) Notify() {
+// Notify tells the indexer that msgs (in log order, Seq set) were
+// committed; it takes them from memory instead of reading them back from
+// the log when they continue where it is. msgs may be nil (the store did
+// not report Seqs): the indexer then reads the log.
+func (ix *Indexer) Notify(msgs []kith.Message) {
+	ix.tail.offer(msgs)
 	for _, c := range []chan struct{}{ix.wake, ix.headWake} {
 		select {
 		case c <- struct{}{}:
@@ -207,9 +213,9 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return stop(nil)
 		}
-		msgs, err := ix.store.ReadLog(ctx, next, ix.batchSize)
+		msgs, err := ix.next(ctx, next)
 		if err != nil {
-			return stop(fmt.Errorf("pipeline: read log: %w", err))
+			return stop(err)
 		}
 		if len(msgs) == 0 {
 			ix.raiseHead(next)
@@ -240,6 +246,70 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// next returns the events after seq: from the committer's hand-over when it
+// continues exactly there, else from the log.
+func (ix *Indexer) next(ctx context.Context, after int64) ([]kith.Message, error) {
+	if msgs := ix.tail.take(after, ix.batchSize); len(msgs) > 0 {
+		return msgs, nil
+	}
+	msgs, err := ix.store.ReadLog(ctx, after, ix.batchSize)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: read log: %w", err)
+	}
+	return msgs, nil
+}
+
+// tail holds committed events handed over by the committer, in log order,
+// so that the indexer need not read back what was just written. It is
+// bounded: when the indexer falls behind it is dropped, and the indexer
+// reads the log until it catches up with what is handed over next.
+type tail struct {
+	mu   sync.Mutex
+	msgs []kith.Message
+	max  int
+}
+
+func (t *tail) offer(msgs []kith.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := len(t.msgs); n > 0 && t.msgs[n-1].Seq+1 != msgs[0].Seq {
+		t.msgs = nil // a gap: keep only what continues from here
+	}
+	if len(t.msgs)+len(msgs) > t.max {
+		t.msgs = nil
+		if len(msgs) > t.max {
+			return
+		}
+	}
+	t.msgs = append(t.msgs, msgs...)
+}
+
+// take removes and returns up to limit events that continue exactly after
+// seq, or nil when the hand-over does not start there.
+func (t *tail) take(after int64, limit int) []kith.Message {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := 0
+	for i < len(t.msgs) && t.msgs[i].Seq <= after {
+		i++ // already applied (read from the log meanwhile)
+	}
+	t.msgs = t.msgs[i:]
+	if len(t.msgs) == 0 || t.msgs[0].Seq != after+1 {
+		return nil
+	}
+	n := min(limit, len(t.msgs))
+	out := make([]kith.Message, n)
+	copy(out, t.msgs[:n])
+	t.msgs = t.msgs[n:]
+	if len(t.msgs) == 0 {
+		t.msgs = nil // let the backing array go
+	}
+	return out
 }
 
 // load reads the cursor from the store if it is not known.
@@ -281,9 +351,9 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	from := ix.cursor.Load()
-	msgs, err := ix.store.ReadLog(ctx, from, ix.batchSize)
+	msgs, err := ix.next(ctx, from)
 	if err != nil {
-		return 0, fmt.Errorf("pipeline: read log: %w", err)
+		return 0, err
 	}
 	if len(msgs) == 0 {
 		ix.raiseHead(from)

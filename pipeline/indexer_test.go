@@ -281,3 +281,80 @@ func TestReplayAfterCrashAppliesEachEventOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestHandOverMatchesLog proves that events handed over by the committer
+// in memory derive exactly the state that reading them from the log does.
+func TestHandOverMatchesLog(t *testing.T) {
+	var bodies []string
+	for i := 0; i < 300; i++ {
+		var body string
+		switch i % 4 {
+		case 0:
+			body = fmt.Sprintf(`{"type":"identify","userId":"u%d","anonymousId":"a%d","traits":{"email":"p%d@x.io","n":%d}}`, i%13, i%17, i%11, i)
+		case 1:
+			body = fmt.Sprintf(`{"type":"track","event":"e","anonymousId":"a%d"}`, i%17)
+		case 2:
+			body = fmt.Sprintf(`{"type":"alias","userId":"u%d","previousId":"old%d"}`, i%13, i%5)
+		default:
+			body = fmt.Sprintf(`{"type":"page","name":"P","userId":"u%d","context":{"traits":{"phone":"+31 6 %d"}}}`, i%13, i%7)
+		}
+		// Explicit messageIds: both runs must see the same messages.
+		bodies = append(bodies, batch(fmt.Sprintf(`{"messageId":"m%d",`, i)+body[1:]))
+	}
+	viaLog, viaMemory := openStore(t), openStore(t)
+	appendAll(t, viaLog, "web", bodies...)
+	drain(t, viaLog, 50)
+
+	// Commit the same messages in groups, handing each group over.
+	secret, _ := viaMemory.Secret(context.Background())
+	ix := pipeline.New(viaMemory, secret, pipeline.Config{BatchSize: 50})
+	var msgs []kith.Message
+	for i, body := range bodies {
+		p := collect.Parse([]byte(body), "batch", collect.Meta{ReceivedAt: t0.Add(time.Duration(i) * time.Second)}, collect.DefaultLimits())
+		for _, m := range p.Messages {
+			m.SourceID = "web"
+			msgs = append(msgs, m)
+		}
+	}
+	for start := 0; start < len(msgs); start += 40 {
+		group := msgs[start:min(start+40, len(msgs))]
+		res, err := viaMemory.Append(context.Background(), kith.AppendBatch{Events: group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Seqs) != len(group) {
+			t.Fatalf("the embedded store reported %d seqs for %d events", len(res.Seqs), len(group))
+		}
+		stored := make([]kith.Message, len(group))
+		for i, m := range group {
+			m.Seq = res.Seqs[i]
+			stored[i] = m
+		}
+		ix.Notify(stored)
+		if _, err := ix.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain(t, viaMemory, 50)
+
+	describe := func(store kith.Store, ref string) string {
+		id := profileOf(t, store, ref)
+		p, err := store.Profile(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		traits, _ := store.Traits(context.Background(), id)
+		var tv []string
+		for _, tr := range traits {
+			tv = append(tv, tr.Key+"="+string(tr.Value)+"@"+tr.MessageID)
+		}
+		merges, _ := store.Merges(context.Background(), id)
+		return fmt.Sprintf("members=%d idents=%d events=%d merges=%d traits=%v", len(p.Members), p.Identifiers, p.Events, len(merges), tv)
+	}
+	for u := 0; u < 13; u++ {
+		ref := fmt.Sprintf("user_id:u%d", u)
+		if a, b := describe(viaLog, ref), describe(viaMemory, ref); a != b {
+			t.Errorf("%s differs:\n log:    %s\n memory: %s", ref, a, b)
+		}
+	}
+}

@@ -213,8 +213,10 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	if err := tx.Commit(); err != nil {
 		return res, fmt.Errorf("sqlite: append: commit: %w", err)
 	}
+	res.Seqs = make([]int64, len(b.Events))
 	// Only now, with the rows durable, do they enter the dedup index.
 	for _, a := range news {
+		res.Seqs[a.i] = a.seq
 		e := b.Events[a.i]
 		entry := dedupEntry{seq: a.seq, at: micros(e.ReceivedAt)}
 		if _, taken := d.m[hashes[a.i]]; taken || collided[a.i] {
