@@ -266,8 +266,12 @@ var stateMigrations = []string{
 		created_at   INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX profiles_canonical ON profiles (canonical_id);
+	-- Rows are appended in rowid order; only the narrow unique index on the
+	-- (random) key is updated at random places, so a batch of new
+	-- identifiers dirties far fewer pages than a table clustered on the key.
 	CREATE TABLE identifiers (
-		key        BLOB PRIMARY KEY,
+		id         INTEGER PRIMARY KEY,
+		key        BLOB    NOT NULL UNIQUE,
 		type       TEXT    NOT NULL,
 		value      TEXT    NOT NULL,
 		profile_id TEXT    NOT NULL,
@@ -275,7 +279,7 @@ var stateMigrations = []string{
 		message_id TEXT    NOT NULL,
 		first_seen INTEGER NOT NULL,
 		last_seen  INTEGER NOT NULL
-	) WITHOUT ROWID;
+	);
 	CREATE INDEX identifiers_profile ON identifiers (profile_id);
 	CREATE TABLE merges (
 		id         INTEGER PRIMARY KEY,
