@@ -98,8 +98,9 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	}
 
 	var (
-		kept  []kith.Message
-		delta = map[string]map[string]int64{}
+		kept   []kith.Message
+		keptAt []int // index in b.Events of each kept event
+		delta  = map[string]map[string]int64{}
 	)
 	add := func(source, name string, v int64) {
 		if v == 0 {
@@ -118,6 +119,7 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 		}
 		add(e.SourceID, counterAccepted, 1)
 		kept = append(kept, e)
+		keptAt = append(keptAt, i)
 	}
 	for source, reasons := range b.Rejected {
 		for reason, v := range reasons {
@@ -136,6 +138,17 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 			}))
 		if err != nil {
 			return kith.AppendResult{}, fmt.Errorf("postgres: append: copy events: %w", err)
+		}
+		// Appends are serialised by the advisory lock and nothing else
+		// draws from the identity sequence, so this COPY's Seqs are the
+		// consecutive values ending at the sequence's current value.
+		var last int64
+		if err := tx.QueryRow(ctx, `SELECT currval(pg_get_serial_sequence('events', 'seq'))`).Scan(&last); err != nil {
+			return kith.AppendResult{}, fmt.Errorf("postgres: append: read seqs: %w", err)
+		}
+		res.Seqs = make([]int64, len(b.Events))
+		for j, i := range keptAt {
+			res.Seqs[i] = last - int64(len(kept)-1-j)
 		}
 	}
 	if sql, args, ok := countersUpsert(delta); ok {

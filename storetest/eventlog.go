@@ -496,3 +496,38 @@ func testPruneDedup(t *testing.T, s kith.Store) {
 		"s1": {Received: 7, Accepted: 3, Duplicate: 4},
 	})
 }
+
+// testAppendReportsSeqs checks AppendResult.Seqs, which a store may leave
+// nil: when present, each stored event's entry is the Seq the log holds it
+// at, and a duplicate's is 0.
+func testAppendReportsSeqs(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	for round := 0; round < 3; round++ {
+		var evs []kith.Message
+		for i := 0; i < 5; i++ {
+			evs = append(evs, message("s1", fmt.Sprintf("r%d-%d", round, i), at(round*10+i)))
+		}
+		evs = append(evs, evs[1]) // a duplicate inside the batch
+		res, err := s.Append(ctx, kith.AppendBatch{Events: evs})
+		noErr(t, err, "Append")
+		if res.Seqs == nil {
+			return // optional
+		}
+		if len(res.Seqs) != len(evs) {
+			t.Fatalf("Seqs has %d entries for %d events", len(res.Seqs), len(evs))
+		}
+		if res.Seqs[len(evs)-1] != 0 {
+			t.Errorf("a duplicate got Seq %d, want 0", res.Seqs[len(evs)-1])
+		}
+		stored, err := s.EventsBySeq(ctx, res.Seqs[:5])
+		noErr(t, err, "EventsBySeq")
+		if len(stored) != 5 {
+			t.Fatalf("EventsBySeq(%v) found %d events", res.Seqs[:5], len(stored))
+		}
+		for i, m := range stored {
+			if m.MessageID != evs[i].MessageID || m.Seq != res.Seqs[i] {
+				t.Errorf("Seqs[%d] = %d holds %q, want %q", i, res.Seqs[i], m.MessageID, evs[i].MessageID)
+			}
+		}
+	}
+}

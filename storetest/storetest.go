@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"EmptyStore", testEmptyStore},
 		{"AppendRoundTrip", testAppendRoundTrip},
 		{"AppendSeqAcrossBatches", testAppendSeqAcrossBatches},
+		{"AppendReportsSeqs", testAppendReportsSeqs},
 		{"AppendDedup", testAppendDedup},
 		{"AppendRejected", testAppendRejected},
 		{"AppendConcurrent", testAppendConcurrent},
