@@ -49,6 +49,7 @@ type DB struct {
 	stopCk   chan struct{}
 	ckDone   chan struct{}
 	stopOnce sync.Once
+	lock     *os.File
 }
 
 var _ kith.Store = (*DB)(nil)
@@ -60,6 +61,9 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	}
 	db := &DB{dir: dir}
 	var err error
+	if db.lock, err = lockDir(dir); err != nil {
+		return nil, err
+	}
 	// The log is appended to, never updated in place: large pages mean
 	// fewer WAL frames (one write each) per commit.
 	// Its WAL is checkpointed in the background; the writer's own
@@ -183,6 +187,10 @@ func (db *DB) Close() error {
 		if err := c.Close(); err != nil && first == nil {
 			first = fmt.Errorf("sqlite: close: %w", err)
 		}
+	}
+	if db.lock != nil {
+		db.lock.Close() // releases the directory lock
+		db.lock = nil
 	}
 	return first
 }

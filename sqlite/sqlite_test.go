@@ -26,3 +26,21 @@ func TestConformance(t *testing.T) {
 		return open(t, dir), func() kith.Store { return open(t, dir) }
 	})
 }
+
+// TestDataDirectoryIsExclusive checks that a second store cannot open a
+// data directory in use (the dedup index lives in one process's memory),
+// and can once the first is closed.
+func TestDataDirectoryIsExclusive(t *testing.T) {
+	dir := t.TempDir()
+	first := open(t, dir)
+	if db, err := sqlite.Open(context.Background(), dir, sqlite.Options{}); err == nil {
+		db.Close()
+		first.Close()
+		t.Fatal("a second store opened a data directory in use")
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	second := open(t, dir)
+	second.Close()
+}
