@@ -9,10 +9,10 @@
 // the indexer derives from the log (identity graph, profiles, traits,
 // timelines) and the log position it reached, in the same transactions; the
 // indexer writes it in large batches and never holds a lock the ack path
-// waits for. state.db runs with synchronous=NORMAL: a power cut may lose its
-// last transactions, but never out of order, so the cursor falls back with
-// them and the indexer replays that tail from the durable log. Both files
-// use WAL and secure_delete=ON, so deleted personal data does not linger.
+// waits for. state.db is never fsynced while the server runs (see
+// session.go): a process crash loses nothing, and after an operating-system
+// crash it is rebuilt from the durable log. Both files use WAL and
+// secure_delete=ON, so deleted personal data does not linger.
 package sqlite
 
 import (
@@ -50,6 +50,9 @@ type DB struct {
 	ckDone   chan struct{}
 	stopOnce sync.Once
 	lock     *os.File
+	// session is true when state.db runs unsynced and Close must record a
+	// clean close (see session.go).
+	session bool
 }
 
 var _ kith.Store = (*DB)(nil)
@@ -70,6 +73,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	// auto-checkpoint is only a backstop at 256 MiB.
 	logPath := filepath.Join(dir, "log.db")
 	if db.logW, db.logR, err = openPair(logPath, "FULL", 65536, 4096); err != nil {
+		db.Close()
 		return nil, err
 	}
 	if db.logCk, err = sql.Open("sqlite", writerDSN(logPath, "FULL", 65536, 4096)); err != nil {
@@ -77,7 +81,13 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: open log.db checkpointer: %w", err)
 	}
 	db.logCk.SetMaxOpenConns(1)
-	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), "NORMAL", 16384, 10000); err != nil {
+	stateSync, err := openSession(dir)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	db.session = stateSync == "OFF"
+	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), stateSync, 16384, 10000); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -187,6 +197,12 @@ func (db *DB) Close() error {
 		if err := c.Close(); err != nil && first == nil {
 			first = fmt.Errorf("sqlite: close: %w", err)
 		}
+	}
+	if db.session && first == nil {
+		if err := closeSession(db.dir); err != nil {
+			first = err
+		}
+		db.session = false
 	}
 	if db.lock != nil {
 		db.lock.Close() // releases the directory lock

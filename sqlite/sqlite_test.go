@@ -2,7 +2,11 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/sqlite"
@@ -43,4 +47,57 @@ func TestDataDirectoryIsExclusive(t *testing.T) {
 	}
 	second := open(t, dir)
 	second.Close()
+}
+
+// TestStateRebuiltAfterOSCrash checks the recovery rule for the unsynced
+// derived state: a store left open in another boot (an OS crash or power
+// cut) has its state.db discarded and rebuilt from the log, while one left
+// open in this boot (a process crash, which loses nothing) is kept.
+func TestStateRebuiltAfterOSCrash(t *testing.T) {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skip("no boot id on this system: state.db runs with synchronous=NORMAL instead")
+	}
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		session    string
+		wantCursor int64
+	}{
+		{"process crash in this boot keeps the state", "open " + strings.TrimSpace(string(boot)), 1},
+		{"left open in another boot is rebuilt", "open 00000000-0000-0000-0000-000000000000", 0},
+		{"closed cleanly in another boot is kept", "closed 00000000-0000-0000-0000-000000000000", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := open(t, dir)
+			m := kith.Message{SourceID: "s", MessageID: "m1", Type: "track", Event: "e", UserID: "u",
+				Timestamp: time.Now(), ReceivedAt: time.Now(), Raw: []byte(`{"type":"track"}`)}
+			if _, err := db.Append(ctx, kith.AppendBatch{Events: []kith.Message{m}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.ApplyIndexBatch(ctx, 0, kith.IndexBatch{Cursor: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "state.session"), []byte(tc.session+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db = open(t, dir)
+			defer db.Close()
+			cur, err := db.IndexCursor(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur != tc.wantCursor {
+				t.Fatalf("cursor %d after reopening, want %d", cur, tc.wantCursor)
+			}
+			if head, _ := db.LogHead(ctx); head != 1 {
+				t.Fatalf("the log lost events: head %d", head)
+			}
+		})
+	}
 }
