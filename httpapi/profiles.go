@@ -19,11 +19,11 @@ import (
 func (s *Server) resolve(r *http.Request) (string, error) {
 	ref := r.PathValue("ref")
 	if id, ok := identity.ParseRef(ref); ok {
-		secret, err := s.store.Secret(r.Context())
+		keyer, err := s.keyer(r)
 		if err != nil {
 			return "", err
 		}
-		key := identity.NewKeyer(secret).Key(id)
+		key := keyer.Key(id)
 		owners, err := s.store.LookupIdentifiers(r.Context(), []kith.IdentKey{key})
 		if err != nil {
 			return "", err
@@ -35,6 +35,21 @@ func (s *Server) resolve(r *http.Request) (string, error) {
 		return o.Canonical, nil
 	}
 	return s.store.Canonical(r.Context(), ref)
+}
+
+// keyer returns the identifier keyer for the store's secret, built once.
+func (s *Server) keyer(r *http.Request) (identity.Keyer, error) {
+	s.keyerMu.Lock()
+	defer s.keyerMu.Unlock()
+	if s.keyerSet {
+		return s.keyerVal, nil
+	}
+	secret, err := s.store.Secret(r.Context())
+	if err != nil {
+		return identity.Keyer{}, err
+	}
+	s.keyerVal, s.keyerSet = identity.NewKeyer(secret), true
+	return s.keyerVal, nil
 }
 
 // page is the Segment Profile API list envelope.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/identity"
 )
 
 // Committer makes submissions durable (collect.Committer).
@@ -58,6 +59,10 @@ type Server struct {
 
 	tokMu  sync.Mutex
 	tokens map[[32]byte]cachedToken
+
+	keyerMu  sync.Mutex
+	keyerVal identity.Keyer
+	keyerSet bool
 }
 
 // New builds a Server.
