@@ -215,10 +215,14 @@ func (db *DB) LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[
 	for i := range keys {
 		raw[i] = keys[i][:]
 	}
+	// A join on unnest, not "key = ANY($1)": with thousands of keys a
+	// generic plan may filter a sequential scan through the whole array
+	// per row, which took seconds per batch.
 	rows, err := db.pool.Query(ctx, `
 		SELECT i.key, i.profile_id, coalesce(p.canonical_id, i.profile_id)
-		FROM identifiers i LEFT JOIN profiles p ON p.id = i.profile_id
-		WHERE i.key = ANY($1::bytea[])`, raw)
+		FROM unnest($1::bytea[]) AS k(key)
+		JOIN identifiers i ON i.key = k.key
+		LEFT JOIN profiles p ON p.id = i.profile_id`, raw)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: lookup identifiers: %w", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -89,18 +88,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // tuneRuntime adjusts the Go runtime for serving, unless the environment
-// says otherwise. GC: the ingest path allocates per message and a server
-// has memory to spare, so the collector runs a quarter as often as Go's
-// default. GOMAXPROCS: the indexer runs SQLite in long CPU bursts; with
-// more Ps than cores the OS time-slices it against request goroutines
-// instead of Go's 10 ms preemption, which cut profile-read p99 from ~27 ms
-// to ~11 ms on a 2-core machine (see BENCHMARKS.md).
+// says otherwise: the ingest path allocates per message and a server has
+// memory to spare, so the collector runs a quarter as often as Go's
+// default. (GOMAXPROCS depends on the store; see Server.Open.)
 func tuneRuntime() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(max(2*runtime.NumCPU(), 8))
 	}
 }
 
