@@ -340,16 +340,7 @@ func mergeObject(own json.RawMessage, name string, defaults ...map[string]json.R
 	sort.Strings(keys)
 	open := bytes.IndexByte(own, '{')
 	rest := bytes.TrimLeft(own[open+1:], " \t\r\n")
-	out := make([]byte, 0, len(own)+64)
-	out = append(out, '{')
-	for i, k := range keys {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = appendQuoted(out, k)
-		out = append(out, ':')
-		out = append(out, add[k]...)
-	}
+	out := appendMembers(append(make([]byte, 0, len(own)+64), '{'), keys, add)
 	if len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}
@@ -411,8 +402,12 @@ func encodeObject(m map[string]json.RawMessage) json.RawMessage {
 		size += len(k) + len(v) + 4
 	}
 	sort.Strings(keys)
-	b := make([]byte, 0, size)
-	b = append(b, '{')
+	b := appendMembers(append(make([]byte, 0, size), '{'), keys, m)
+	return append(b, '}')
+}
+
+// appendMembers writes "key":value pairs for keys, comma-separated.
+func appendMembers(b []byte, keys []string, m map[string]json.RawMessage) []byte {
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
@@ -421,7 +416,7 @@ func encodeObject(m map[string]json.RawMessage) json.RawMessage {
 		b = append(b, ':')
 		b = append(b, m[k]...)
 	}
-	return append(b, '}')
+	return b
 }
 
 func appendQuoted(b []byte, s string) []byte {

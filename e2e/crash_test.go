@@ -203,7 +203,7 @@ func TestCrashRecovery(t *testing.T) {
 	st := s.waitProcessed(t, int64(len(ackedIDs)), 60*time.Second)
 	checkCountsAddUp(t, st)
 	before := st.source(t, src.ID)
-	if before.Accepted < int64(len(ackedIDs)) || before.Duplicate != 0 || before.rejectedTotal() != 0 {
+	if before.Accepted < int64(len(ackedIDs)) || before.Duplicate != 0 || before.RejectedTotal() != 0 {
 		t.Errorf("stats after the restart: want accepted >= %d acknowledged events, no duplicates, no rejections; got %+v",
 			len(ackedIDs), before)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kithcdp/kith"
 	"io"
 	"net"
 	"net/http"
@@ -451,23 +452,9 @@ func (s *server) mustSend(t testing.TB, writeKey, path string, body any) {
 	}
 }
 
-// counts are the accounting counters of a source or of all sources.
-type counts struct {
-	Received  int64            `json:"received"`
-	Accepted  int64            `json:"accepted"`
-	Duplicate int64            `json:"duplicate"`
-	Rejected  map[string]int64 `json:"rejected"`
-	Processed int64            `json:"processed"`
-}
-
-// rejectedTotal sums the rejections over all reasons.
-func (c counts) rejectedTotal() int64 {
-	var n int64
-	for _, v := range c.Rejected {
-		n += v
-	}
-	return n
-}
+// counts are the accounting counters of a source or of all sources, in the
+// wire shape of GET /v1/stats.
+type counts = kith.Counts
 
 // sourceStats is one source's entry in GET /v1/stats.
 type sourceStats struct {
@@ -511,9 +498,9 @@ func checkCountsAddUp(t testing.TB, st stats) {
 	t.Helper()
 	check := func(what string, c counts) {
 		t.Helper()
-		if c.Received != c.Accepted+c.Duplicate+c.rejectedTotal() {
+		if c.Received != c.Accepted+c.Duplicate+c.RejectedTotal() {
 			t.Errorf("stats %s: received %d != accepted %d + duplicate %d + rejected %d (%v)",
-				what, c.Received, c.Accepted, c.Duplicate, c.rejectedTotal(), c.Rejected)
+				what, c.Received, c.Accepted, c.Duplicate, c.RejectedTotal(), c.Rejected)
 		}
 		if c.Processed > c.Accepted {
 			t.Errorf("stats %s: processed %d > accepted %d", what, c.Processed, c.Accepted)

@@ -150,7 +150,7 @@ func TestCrossChannelMerge(t *testing.T) {
 		accepted, dups, rejs int64
 	}{{web, 6, 1, 0}, {app, 3, 0, 0}, {crm, 2, 0, 1}} {
 		got := st.source(t, c.src.ID)
-		if got.Accepted != c.accepted || got.Duplicate != c.dups || got.rejectedTotal() != c.rejs {
+		if got.Accepted != c.accepted || got.Duplicate != c.dups || got.RejectedTotal() != c.rejs {
 			t.Errorf("stats for %s: want accepted %d, duplicate %d, rejected %d; got %+v", c.src.Name, c.accepted, c.dups, c.rejs, got)
 		}
 	}
