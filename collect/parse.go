@@ -51,8 +51,6 @@ type Parsed struct {
 	// Messages are the acceptable messages; SourceID is left empty.
 	Messages []kith.Message
 	Rejected []Rejection
-	// Items is the number of messages the request carried.
-	Items int
 }
 
 // messageTypes are the Segment call types, which are also the endpoints.
@@ -88,11 +86,11 @@ func Parse(body []byte, endpoint string, meta Meta, lim Limits) Parsed {
 	env := batchEnvelope{WriteKey: top["writeKey"], SentAt: top["sentAt"]}
 	raw, ok := top["batch"]
 	if !ok || isNull(raw) {
-		return invalidBody(nil, jsonString(env.WriteKey), `batch body needs a "batch" array`)
+		return invalidBody(nil, rawjson.String(env.WriteKey), `batch body needs a "batch" array`)
 	}
 	elems, isArray, err := rawjson.Array(raw)
 	if !isArray || err != nil {
-		return invalidBody(nil, jsonString(env.WriteKey), `"batch" must be an array of objects`)
+		return invalidBody(nil, rawjson.String(env.WriteKey), `"batch" must be an array of objects`)
 	}
 	// A batch context or integrations that is not an object is ignored, as
 	// Segment does.
@@ -121,18 +119,18 @@ func invalidBody(err error, writeKey, msg string) Parsed {
 	if err != nil {
 		msg = "invalid JSON: " + err.Error()
 	}
-	return Parsed{WriteKey: writeKey, Items: 1, Rejected: []Rejection{{Index: 0, Reason: kith.ReasonInvalidJSON, Message: msg}}}
+	return Parsed{WriteKey: writeKey, Rejected: []Rejection{{Index: 0, Reason: kith.ReasonInvalidJSON, Message: msg}}}
 }
 
 func parseItems(items []map[string]json.RawMessage, endpoint string, env batchEnvelope, meta Meta, lim Limits) Parsed {
-	p := Parsed{WriteKey: jsonString(env.WriteKey), Items: len(items)}
-	sentAt := jsonString(env.SentAt)
+	p := Parsed{WriteKey: rawjson.String(env.WriteKey)}
+	sentAt := rawjson.String(env.SentAt)
 	for i, msg := range items {
 		// The write key is read before validation, so that a request whose
 		// only key is inside a bad message is told what is wrong with it
 		// (and counted), not that it lacks a key.
 		if p.WriteKey == "" && msg != nil {
-			p.WriteKey = jsonString(msg["writeKey"])
+			p.WriteKey = rawjson.String(msg["writeKey"])
 		}
 		m, rej := normalise(msg, endpoint, env.Context, env.Integrations, sentAt, meta, lim)
 		if rej != nil {
@@ -140,13 +138,9 @@ func parseItems(items []map[string]json.RawMessage, endpoint string, env batchEn
 			p.Rejected = append(p.Rejected, *rej)
 			continue
 		}
-		p.Messages = append(p.Messages, m.Message)
+		p.Messages = append(p.Messages, m)
 	}
 	return p
-}
-
-type normalised struct {
-	kith.Message
 }
 
 func reject(reason, format string, args ...any) *Rejection {
@@ -157,18 +151,15 @@ func reject(reason, format string, args ...any) *Rejection {
 // is decoded one level deep only: nested values (properties, traits, most of
 // context) are carried over byte for byte, so a message costs one scan and
 // no re-encoding of what the client sent.
-func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchIntegrations map[string]json.RawMessage, batchSentAt string, meta Meta, lim Limits) (normalised, *Rejection) {
+func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchIntegrations map[string]json.RawMessage, batchSentAt string, meta Meta, lim Limits) (kith.Message, *Rejection) {
 	receivedAt := meta.ReceivedAt
 	if msg == nil {
-		return normalised{}, reject(kith.ReasonInvalidField, "message is not a JSON object")
+		return kith.Message{}, reject(kith.ReasonInvalidField, "message is not a JSON object")
 	}
-	if size := objectSize(msg); lim.MaxEventBytes > 0 && size > lim.MaxEventBytes {
-		return normalised{}, reject(kith.ReasonEventTooLarge, "message is %d bytes; the limit is %d", size, lim.MaxEventBytes)
-	}
-	var out normalised
+	var out kith.Message
 	delete(msg, "writeKey") // a secret: never stored
 
-	typ := jsonString(msg["type"])
+	typ := rawjson.String(msg["type"])
 	if endpoint != "batch" {
 		typ = endpoint
 	}
@@ -193,7 +184,7 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 	}
 	switch typ {
 	case "track":
-		ev := jsonString(msg["event"])
+		ev := rawjson.String(msg["event"])
 		if strings.TrimSpace(ev) == "" {
 			return out, reject(kith.ReasonMissingEvent, `track needs a non-empty "event"`)
 		}
@@ -218,7 +209,7 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 			return out, reject(kith.ReasonMissingGroupID, `group needs "groupId"`)
 		}
 	case "page", "screen":
-		out.Event = jsonString(msg["name"])
+		out.Event = rawjson.String(msg["name"])
 	}
 
 	mid, err := idString(msg, "messageId")
@@ -265,20 +256,16 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 	msg["timestamp"] = quote(formatTime(ts))
 
 	if props, ok := msg["properties"]; ok && bytes.Contains(props, []byte(`"revenue"`)) {
-		var p struct {
-			Revenue json.RawMessage `json:"revenue"`
-		}
-		if json.Unmarshal(props, &p) == nil {
-			if r, ok := number(p.Revenue); ok {
+		if fields, _ := rawjson.Object(props); fields != nil {
+			if r, ok := number(fields["revenue"]); ok {
 				out.Revenue = &r
 			}
 		}
 	}
 	b := encodeObject(msg)
-	// The batch context merged in counts too: the stored message is what
-	// the limit protects.
+	// The limit applies to the message as stored, batch context included.
 	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
-		return out, reject(kith.ReasonEventTooLarge, "message is %d bytes with the batch context merged in; the limit is %d", len(b), lim.MaxEventBytes)
+		return out, reject(kith.ReasonEventTooLarge, "message is %d bytes as stored (batch context included); the limit is %d", len(b), lim.MaxEventBytes)
 	}
 	// NUL characters cannot be stored in text columns (PostgreSQL refuses
 	// them) and have no business in event data; invalid UTF-8 neither.
@@ -289,7 +276,7 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 	if !utf8.Valid(b) {
 		return out, reject(kith.ReasonInvalidField, "message is not valid UTF-8")
 	}
-	out.Message.MessageID = mid
+	out.MessageID = mid
 	out.Type = typ
 	out.UserID = userID
 	out.AnonymousID = anonID
@@ -297,16 +284,6 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 	out.ReceivedAt = receivedAt
 	out.Raw = b
 	return out, nil
-}
-
-// objectSize is the encoded size of a one-level object, whitespace between
-// its members aside.
-func objectSize(m map[string]json.RawMessage) int {
-	n := 2
-	for k, v := range m {
-		n += len(k) + len(v) + 4
-	}
-	return n
 }
 
 // mergeObject returns the object own with the keys of each defaults map
@@ -367,7 +344,7 @@ func hasKey(obj []byte, key string) bool {
 			}
 			if depth == 1 && expectKey {
 				if escaped {
-					if jsonString(obj[i:j+1]) == key {
+					if rawjson.String(obj[i:j+1]) == key {
 						return true
 					}
 				} else if string(obj[i+1:j]) == key {
@@ -473,7 +450,7 @@ func correctTime(msg map[string]json.RawMessage, batchSentAt string, receivedAt 
 		if firstByte(v) != '"' {
 			return time.Time{}, false, reject(kith.ReasonInvalidField, "%q must be an ISO-8601 string", key)
 		}
-		s := jsonString(v)
+		s := rawjson.String(v)
 		if s == "" {
 			return time.Time{}, false, nil
 		}
@@ -563,7 +540,7 @@ func number(v json.RawMessage) (float64, bool) {
 	}
 	s := strings.TrimSpace(string(v))
 	if firstByte(v) == '"' {
-		s = jsonString(v)
+		s = rawjson.String(v)
 	}
 	// Only finite decimal numbers: ParseFloat would also take "NaN",
 	// "Inf" and hex floats, which would poison every sum.
@@ -573,8 +550,6 @@ func number(v json.RawMessage) (float64, bool) {
 	f, err := strconv.ParseFloat(s, 64)
 	return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
 }
-
-func jsonString(raw json.RawMessage) string { return rawjson.String(raw) }
 
 // newMessageID assigns an id to a message that came without one.
 func newMessageID() string {
