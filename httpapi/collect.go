@@ -29,23 +29,31 @@ func (s *Server) handleCollect(endpoint string) http.HandlerFunc {
 			s.error(w, r, kith.Errorf(kith.EOVERLOADED, "processing is behind by %d events; retry shortly", s.indexer.Backlog()))
 			return
 		}
+		// A key given by HTTP Basic (what SDKs send) is checked before the
+		// body is parsed, so traffic with a bad key costs no parsing; a key
+		// in the body can only be checked after.
+		key, _, _ := r.BasicAuth()
+		var src kith.Source
+		if key != "" {
+			if src, err = s.sourceByKey(r, key); err != nil {
+				s.countRefused(kith.ErrorCode(err))
+				s.error(w, r, err)
+				return
+			}
+		}
 		p := collect.Parse(body, endpoint, collect.Meta{ReceivedAt: receivedAt, IP: clientIP(r)}, s.cfg.Limits)
-
-		key, _, hasBasic := r.BasicAuth()
-		if !hasBasic || key == "" {
-			key = p.WriteKey
-		}
 		if key == "" {
-			s.countRefused("no_write_key")
-			w.Header().Set("WWW-Authenticate", `Basic realm="kith"`)
-			s.error(w, r, kith.Errorf(kith.EUNAUTHORIZED, "a write key is required (HTTP Basic username or writeKey in the body)"))
-			return
-		}
-		src, err := s.sourceByKey(r, key)
-		if err != nil {
-			s.countRefused(kith.ErrorCode(err))
-			s.error(w, r, err)
-			return
+			if p.WriteKey == "" {
+				s.countRefused("no_write_key")
+				w.Header().Set("WWW-Authenticate", `Basic realm="kith"`)
+				s.error(w, r, kith.Errorf(kith.EUNAUTHORIZED, "a write key is required (HTTP Basic username or writeKey in the body)"))
+				return
+			}
+			if src, err = s.sourceByKey(r, p.WriteKey); err != nil {
+				s.countRefused(kith.ErrorCode(err))
+				s.error(w, r, err)
+				return
+			}
 		}
 
 		for i := range p.Messages {
