@@ -229,7 +229,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			}
 			continue
 		}
-		ix.noteHead(ctx, msgs)
+		ix.raiseHead(msgs[len(msgs)-1].Seq) // WatchHead tracks the rest
 		b, err := ix.derive(ctx, msgs)
 		if err != nil {
 			return stop(err)
@@ -326,17 +326,6 @@ func (ix *Indexer) load(ctx context.Context) error {
 	return nil
 }
 
-// noteHead updates the log head the backlog is measured against.
-func (ix *Indexer) noteHead(ctx context.Context, msgs []kith.Message) {
-	if len(msgs) == ix.batchSize {
-		if h, err := ix.store.LogHead(ctx); err == nil {
-			ix.raiseHead(h)
-		}
-	} else {
-		ix.raiseHead(msgs[len(msgs)-1].Seq)
-	}
-}
-
 func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
@@ -359,7 +348,7 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		ix.raiseHead(from)
 		return 0, nil
 	}
-	ix.noteHead(ctx, msgs)
+	ix.raiseHead(msgs[len(msgs)-1].Seq) // WatchHead tracks the rest
 	b, err := ix.derive(ctx, msgs)
 	if err != nil {
 		ix.reset()
