@@ -11,7 +11,6 @@ import (
 	"runtime/pprof"
 	"time"
 
-	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/loadgen"
 )
 
@@ -74,13 +73,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		dir = tmp
 	}
 	token := "bench-admin-token"
-	srv := &Server{
-		Config: ServeConfig{
-			DataDir: dir, Addr: "127.0.0.1:0", PostgresURL: *pg, AdminToken: token,
-			DedupWindow: 7 * 24 * time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 2_000_000, BatchSize: 20000,
-		},
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	// The server under test runs with serve's configuration (defaults and
+	// KITH_* settings), on its own address, store and token.
+	sc, err := ParseServeFlags(nil, stderr)
+	if err != nil {
+		return err
 	}
+	sc.DataDir, sc.Addr, sc.PostgresURL, sc.AdminToken = dir, "127.0.0.1:0", *pg, token
+	srv := &Server{Config: sc, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if err := srv.Open(ctx); err != nil {
 		return err
 	}
