@@ -547,14 +547,7 @@ func refPath(ref string) string {
 }
 
 // profile is the body of GET /v1/profiles/{ref}.
-type profile struct {
-	ID          string    `json:"id"`
-	CreatedAt   time.Time `json:"createdAt"`
-	Members     []string  `json:"members"`
-	Identifiers int       `json:"identifiers"`
-	Traits      int       `json:"traits"`
-	Events      int64     `json:"events"`
-}
+type profile = kith.ProfileSummary
 
 // getProfile reads a profile summary, requiring a 200.
 func (s *server) getProfile(t testing.TB, ref string) profile {
@@ -596,16 +589,9 @@ func (s *server) verboseTraits(t testing.TB, ref string) map[string]verboseTrait
 	return body.Traits
 }
 
-// identity is one identifier of a profile.
-type identity struct {
-	Type      string    `json:"type"`
-	Value     string    `json:"value"`
-	ProfileID string    `json:"profileId"`
-	SourceID  string    `json:"sourceId"`
-	MessageID string    `json:"messageId"`
-	FirstSeen time.Time `json:"firstSeen"`
-	LastSeen  time.Time `json:"lastSeen"`
-}
+// identity is one identifier of a profile, in the wire shape of
+// GET /v1/profiles/{ref}/identities.
+type identity = kith.Identity
 
 // event is an event as the events API returns it, in Segment shape.
 type event struct {
