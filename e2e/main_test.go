@@ -254,14 +254,20 @@ func (s *server) launch() (*serverProc, error) {
 	return p, errors.New("GET /healthz did not answer 200 within 30s")
 }
 
+// takeProc detaches the running process, if any, from s.
+func (s *server) takeProc() *serverProc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc
+	s.proc = nil
+	return p
+}
+
 // stop ends the running process gracefully with SIGTERM, killing it if it
 // has not exited after 15 seconds. A non-zero exit is logged: a graceful
 // shutdown should not fail.
 func (s *server) stop() {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
+	p := s.takeProc()
 	if p == nil {
 		return
 	}
@@ -281,10 +287,7 @@ func (s *server) stop() {
 // kill ends the running process with SIGKILL, as a crash would, and waits
 // until it is gone.
 func (s *server) kill() {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
+	p := s.takeProc()
 	if p == nil {
 		return
 	}
