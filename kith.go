@@ -65,6 +65,10 @@ const (
 	ScopeSourcesRead  = "sources:read"
 	ScopeProfilesRead = "profiles:read"
 	ScopeStatsRead    = "stats:read"
+	// ScopeInsightsRead lists insight runs and reports; ScopeInsightsWrite
+	// starts runs.
+	ScopeInsightsRead  = "insights:read"
+	ScopeInsightsWrite = "insights:write"
 )
 
 // HasScope reports whether the token grants scope.
@@ -211,14 +215,26 @@ type TraitUpsert struct {
 	EventTime time.Time
 }
 
+// Trait provenances: where a trait value came from.
+const (
+	// ProvenanceEvent: set by an event's traits (identify, or a track's
+	// context.traits); SourceID and MessageID name the event.
+	ProvenanceEvent = "event"
+	// ProvenancePredicted: written by an insight run (churn risk, CLV, RFM,
+	// next-best products); RunID names the run, EventTime is when it ran.
+	ProvenancePredicted = "predicted"
+)
+
 // Trait is a trait value with its provenance.
 type Trait struct {
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value"`
-	ProfileID string          `json:"profileId"`
-	SourceID  string          `json:"sourceId"`
-	MessageID string          `json:"messageId"`
-	EventTime time.Time       `json:"eventTime"`
+	Key        string          `json:"key"`
+	Value      json.RawMessage `json:"value"`
+	Provenance string          `json:"provenance"`
+	ProfileID  string          `json:"profileId"`
+	SourceID   string          `json:"sourceId,omitempty"`
+	MessageID  string          `json:"messageId,omitempty"`
+	RunID      string          `json:"runId,omitempty"`
+	EventTime  time.Time       `json:"eventTime"`
 }
 
 // TimelineEntry places an event on the timeline of the profile it resolved
@@ -230,6 +246,84 @@ type TimelineEntry struct {
 	Seq       int64
 	Type      string
 	Event     string
+}
+
+// OrderItem is one product line of an order, as the Segment e-commerce
+// spec's products[] carries it.
+type OrderItem struct {
+	ProductID string  `json:"product_id,omitempty"`
+	SKU       string  `json:"sku,omitempty"`
+	Name      string  `json:"name,omitempty"`
+	Category  string  `json:"category,omitempty"`
+	Price     float64 `json:"price,omitempty"`
+	Quantity  float64 `json:"quantity,omitempty"`
+}
+
+// Order is an `Order Completed` event as the insights read it, kept by the
+// indexer on the profile the event resolved to (like a timeline entry).
+type Order struct {
+	ProfileID string
+	Seq       int64
+	Timestamp time.Time
+	SourceID  string
+	OrderID   string
+	// Revenue is the order's value: properties.revenue, else total, else
+	// the sum of price × quantity over its products.
+	Revenue  float64
+	Currency string
+	Items    []OrderItem
+}
+
+// CustomerOrders is one unified profile's orders, oldest first.
+type CustomerOrders struct {
+	ProfileID string // canonical
+	Orders    []Order
+}
+
+// ProfileInsights is what one insight run predicted for one profile: trait
+// values keyed by trait name (p_alive, clv_365d, rfm_segment, ...).
+type ProfileInsights struct {
+	ProfileID string
+	Traits    map[string]json.RawMessage
+}
+
+// InsightRun is the record of one insight run: when and why it ran, on what
+// data, and its report (fitted parameters, log-likelihoods, convergence,
+// validation), which the insights package defines.
+type InsightRun struct {
+	ID         string          `json:"id"`
+	Status     string          `json:"status"`
+	Trigger    string          `json:"trigger"`
+	StartedAt  time.Time       `json:"startedAt"`
+	FinishedAt time.Time       `json:"finishedAt,omitzero"`
+	Error      string          `json:"error,omitempty"`
+	Report     json.RawMessage `json:"report,omitempty"`
+}
+
+// Insight run statuses.
+const (
+	RunRunning  = "running"
+	RunFinished = "finished"
+	RunFailed   = "failed"
+)
+
+// InsightStore gives the insights engine its input (orders per unified
+// profile) and keeps its output (predicted traits and run records).
+type InsightStore interface {
+	// ScanOrders calls fn once per canonical profile that has orders, with
+	// its orders across all merged members oldest first. The order in
+	// which profiles are visited is unspecified. An error from fn stops
+	// the scan and is returned.
+	ScanOrders(ctx context.Context, fn func(CustomerOrders) error) error
+	// WriteInsights stores the predicted traits of run for ps, replacing
+	// what earlier runs predicted for those profiles.
+	WriteInsights(ctx context.Context, runID string, at time.Time, ps []ProfileInsights) error
+	// SaveInsightRun creates or updates a run record.
+	SaveInsightRun(ctx context.Context, r InsightRun) error
+	// InsightRun returns one run; ENOTFOUND if absent.
+	InsightRun(ctx context.Context, id string) (InsightRun, error)
+	// InsightRuns lists the latest runs, newest first.
+	InsightRuns(ctx context.Context, limit int) ([]InsightRun, error)
 }
 
 // NewProfile is a profile the indexer created.
@@ -248,6 +342,7 @@ type IndexBatch struct {
 	Merges      []Merge
 	Traits      []TraitUpsert
 	Timeline    []TimelineEntry
+	Orders      []Order
 	// Processed counts applied events per source.
 	Processed map[string]int64
 }
@@ -304,7 +399,9 @@ type ProfileStore interface {
 	Canonical(ctx context.Context, profileID string) (string, error)
 	Profile(ctx context.Context, canonicalID string) (ProfileSummary, error)
 	// Traits returns the unified traits: for each key, the value from the
-	// latest event time among the profile's members.
+	// latest event time among the profile's members; then the latest
+	// insight run's predicted traits, which replace an event trait of the
+	// same key.
 	Traits(ctx context.Context, canonicalID string) ([]Trait, error)
 	Identities(ctx context.Context, canonicalID string) ([]Identity, error)
 	Merges(ctx context.Context, canonicalID string) ([]Merge, error)
@@ -328,6 +425,7 @@ type Store interface {
 	EventLog
 	ProfileStore
 	SourceStore
+	InsightStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,

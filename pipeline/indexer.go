@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/commerce"
 	"github.com/kithcdp/kith/identity"
 )
 
@@ -554,6 +555,15 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			b.Traits = append(b.Traits, t)
 		}
 		b.Timeline = append(b.Timeline, kith.TimelineEntry{ProfileID: survivor, Timestamp: m.Timestamp, Seq: m.Seq, Type: m.Type, Event: m.Event})
+		if commerce.IsOrder(m) {
+			o, err := commerce.ParseOrder(m)
+			if err != nil {
+				ix.log.Warn("indexer: order does not decode", "seq", m.Seq, "err", err)
+				continue
+			}
+			o.ProfileID = survivor
+			b.Orders = append(b.Orders, o)
+		}
 	}
 	for _, u := range b.Identifiers {
 		w, ok := ix.seen[u.Key]

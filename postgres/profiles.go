@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -116,6 +117,31 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 			column(es, func(e kith.TimelineEntry) int64 { return e.Seq }),
 			column(es, func(e kith.TimelineEntry) string { return e.Type }),
 			column(es, func(e kith.TimelineEntry) string { return e.Event }))
+	}
+
+	if os := b.Orders; len(os) > 0 {
+		items := make([]string, len(os))
+		for i, o := range os {
+			j, err := json.Marshal(orderItems(o.Items))
+			if err != nil {
+				return fmt.Errorf("postgres: apply index batch: order items: %w", err)
+			}
+			items[i] = string(j)
+		}
+		queue("orders", `
+			INSERT INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)
+			SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items::jsonb
+			FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[])
+			     AS u(profile_id, ts, seq, source_id, order_id, revenue, currency, items)
+			ON CONFLICT DO NOTHING`,
+			column(os, func(o kith.Order) string { return o.ProfileID }),
+			column(os, func(o kith.Order) time.Time { return o.Timestamp }),
+			column(os, func(o kith.Order) int64 { return o.Seq }),
+			column(os, func(o kith.Order) string { return o.SourceID }),
+			column(os, func(o kith.Order) string { return o.OrderID }),
+			column(os, func(o kith.Order) float64 { return o.Revenue }),
+			column(os, func(o kith.Order) string { return o.Currency }),
+			items)
 	}
 
 	processed := map[string]map[string]int64{}
@@ -310,6 +336,7 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 		err := row.Scan(&t.Key, &value, &t.ProfileID, &t.SourceID, &t.MessageID, &t.EventTime)
 		t.Value = value
 		t.EventTime = t.EventTime.UTC()
+		t.Provenance = kith.ProvenanceEvent
 		return t, err
 	})
 	if err != nil {
@@ -317,7 +344,11 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 	}
 	// Byte order, whatever the database collation.
 	slices.SortFunc(traits, func(a, b kith.Trait) int { return strings.Compare(a.Key, b.Key) })
-	return traits, nil
+	predicted, err := db.predictedTraits(ctx, canonicalID)
+	if err != nil {
+		return nil, err
+	}
+	return kith.WithPredicted(traits, predicted), nil
 }
 
 // Identities implements kith.ProfileStore: the identifiers of all members,

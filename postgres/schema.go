@@ -133,6 +133,46 @@ CREATE TABLE settings (
 	value bytea NOT NULL
 );
 `,
+	// 4: insights. orders holds Order Completed events typed for the
+	// models (items as jsonb), distributed like timeline by profile_id. The
+	// derived state is emptied so the indexer re-derives it from the log
+	// and every order already indexed gets its row. insight_runs and
+	// profile_insights hold what runs computed; they are not derived from
+	// the log and are kept.
+	`
+CREATE TABLE orders (
+	profile_id text NOT NULL,
+	ts         timestamptz NOT NULL,
+	seq        bigint NOT NULL,
+	source_id  text NOT NULL,
+	order_id   text NOT NULL,
+	revenue    double precision NOT NULL,
+	currency   text NOT NULL,
+	items      jsonb NOT NULL,
+	PRIMARY KEY (profile_id, ts, seq)
+);
+TRUNCATE profiles, identifiers, merges, traits, timeline;
+DELETE FROM counters WHERE name = 'processed';
+UPDATE index_cursor SET seq = 0;
+
+CREATE TABLE insight_runs (
+	id          text PRIMARY KEY,
+	status      text NOT NULL,
+	trigger     text NOT NULL,
+	started_at  timestamptz NOT NULL,
+	finished_at timestamptz,
+	error       text NOT NULL,
+	report      jsonb
+);
+CREATE INDEX insight_runs_started_at ON insight_runs (started_at);
+
+CREATE TABLE profile_insights (
+	profile_id text PRIMARY KEY,
+	run_id     text NOT NULL,
+	at         timestamptz NOT NULL,
+	traits     jsonb NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

@@ -40,6 +40,7 @@ type DB struct {
 	dir                 string
 	logW, logR          *sql.DB
 	stateW, stateR      *sql.DB
+	insW, insR          *sql.DB
 	dedup               *dedupIndex
 	secretMu            sync.Mutex
 	secret              []byte
@@ -90,6 +91,17 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), stateSync, 16384, 10000); err != nil {
 		db.Close()
 		return nil, err
+	}
+	// insights.db holds what insight runs computed: it cannot be derived
+	// from the log, so it lives apart from state.db (which may be
+	// discarded and rebuilt) and is synced like any normal database.
+	if db.insW, db.insR, err = openPair(filepath.Join(dir, "insights.db"), "NORMAL", 16384, 1000); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, db.insW, insightMigrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: migrate insights.db: %w", err)
 	}
 	if err := migrate(ctx, db.logW, logMigrations); err != nil {
 		db.Close()
@@ -190,7 +202,7 @@ func (db *DB) Close() error {
 			s.Close()
 		}
 	}
-	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW} {
+	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW, db.insR, db.insW} {
 		if c == nil {
 			continue
 		}
@@ -335,6 +347,49 @@ var stateMigrations = []string{
 		PRIMARY KEY (profile_id, ts, seq)
 	) WITHOUT ROWID;
 	CREATE TABLE processed (source_id TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;`,
+	// Orders (Order Completed events, typed for the insights), clustered
+	// by profile so a scan visits each customer's orders together. The
+	// derived state is emptied so the indexer rebuilds it from the log
+	// and every order already indexed gets its row.
+	`CREATE TABLE orders (
+		profile_id TEXT    NOT NULL,
+		ts         INTEGER NOT NULL,
+		seq        INTEGER NOT NULL,
+		source_id  TEXT    NOT NULL,
+		order_id   TEXT    NOT NULL,
+		revenue    REAL    NOT NULL,
+		currency   TEXT    NOT NULL,
+		items      BLOB    NOT NULL, -- see encodeItems
+		PRIMARY KEY (profile_id, ts, seq)
+	) WITHOUT ROWID;
+	DELETE FROM profiles;
+	DELETE FROM identifiers;
+	DELETE FROM merges;
+	DELETE FROM traits;
+	DELETE FROM timeline;
+	DELETE FROM processed;
+	DELETE FROM meta WHERE key = 'index_cursor';`,
+}
+
+// insightMigrations build insights.db: run records, and per profile the
+// latest run's predicted traits as one JSON object.
+var insightMigrations = []string{
+	`CREATE TABLE insight_runs (
+		id          TEXT PRIMARY KEY,
+		status      TEXT    NOT NULL,
+		trigger     TEXT    NOT NULL,
+		started_at  INTEGER NOT NULL,
+		finished_at INTEGER NOT NULL,
+		error       TEXT    NOT NULL,
+		report      BLOB
+	) WITHOUT ROWID;
+	CREATE INDEX insight_runs_started ON insight_runs (started_at);
+	CREATE TABLE profile_insights (
+		profile_id TEXT PRIMARY KEY,
+		run_id     TEXT    NOT NULL,
+		at         INTEGER NOT NULL,
+		traits     BLOB    NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -127,6 +127,12 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 	}); err != nil {
 		return err
 	}
+	if err := exec("orders", `INSERT OR IGNORE INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)`, 8, ``, len(b.Orders), func(i int) []any {
+		o := b.Orders[i]
+		return []any{o.ProfileID, micros(o.Timestamp), o.Seq, o.SourceID, o.OrderID, o.Revenue, o.Currency, encodeItems(o.Items)}
+	}); err != nil {
+		return err
+	}
 	for src, n := range b.Processed {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO processed (source_id, value) VALUES ($1,$2)
 			ON CONFLICT (source_id) DO UPDATE SET value = value + excluded.value`, src, n); err != nil {
@@ -249,10 +255,21 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 		if len(out) > 0 && out[len(out)-1].Key == t.Key {
 			continue // an older value of a key already taken
 		}
-		t.Value, t.EventTime = v, fromMicros(et)
+		t.Value, t.EventTime, t.Provenance = v, fromMicros(et), kith.ProvenanceEvent
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: traits: %w", err)
+	}
+	ms, err := db.members(ctx, canonicalID)
+	if err != nil {
+		return nil, err
+	}
+	predicted, err := db.predictedTraits(ctx, ms)
+	if err != nil {
+		return nil, err
+	}
+	return kith.WithPredicted(out, predicted), nil
 }
 
 // Identities lists the identifiers of all members.

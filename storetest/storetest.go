@@ -60,6 +60,9 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"Sources", testSources},
 		{"Tokens", testTokens},
 		{"Secret", testSecret},
+		{"Orders", testOrders},
+		{"Insights", testInsights},
+		{"InsightRuns", testInsightRuns},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

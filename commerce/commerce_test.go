@@ -1,0 +1,48 @@
+package commerce
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+func TestParseOrder(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		raw  string
+		want kith.Order
+	}{
+		{"spec example", `{"properties":{"order_id":"50314b8e","total":27.5,"revenue":25,"currency":"usd",
+			"products":[{"product_id":"507f1f77","sku":"45790-32","name":"Monopoly","category":"Games","price":19,"quantity":1},
+			{"product_id":"505bd76785","sku":"46493-32","name":"Uno","category":"Games","price":3,"quantity":2}]}}`,
+			kith.Order{OrderID: "50314b8e", Revenue: 25, Currency: "USD", Items: []kith.OrderItem{
+				{ProductID: "507f1f77", SKU: "45790-32", Name: "Monopoly", Category: "Games", Price: 19, Quantity: 1},
+				{ProductID: "505bd76785", SKU: "46493-32", Name: "Uno", Category: "Games", Price: 3, Quantity: 2}}}},
+		{"total when no revenue", `{"properties":{"total":"12.50"}}`, kith.Order{Revenue: 12.5}},
+		{"lines when neither", `{"properties":{"products":[{"id":7,"price":2.5,"quantity":4},{"sku":"S1","price":1}]}}`,
+			kith.Order{Revenue: 11, Items: []kith.OrderItem{{ProductID: "7", Price: 2.5, Quantity: 4}, {ProductID: "S1", SKU: "S1", Price: 1, Quantity: 1}}}},
+		{"wrong types are absent", `{"properties":{"revenue":"lots","order_id":{"x":1},"products":[{"price":"x"},{"name":"Pen","price":true}]}}`,
+			kith.Order{Items: []kith.OrderItem{{Name: "Pen", Quantity: 1}}}},
+		{"no properties", `{"type":"track"}`, kith.Order{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := kith.Message{Seq: 9, SourceID: "src", MessageID: "m", Type: "track", Event: OrderCompleted, Timestamp: at, Raw: []byte(tc.raw)}
+			got, err := ParseOrder(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tc.want
+			want.Seq, want.Timestamp, want.SourceID = 9, at, "src"
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got  %+v\nwant %+v", got, want)
+			}
+		})
+	}
+	if _, err := ParseOrder(kith.Message{Raw: []byte(`{`)}); err == nil {
+		t.Error("malformed JSON: want an error")
+	}
+}
