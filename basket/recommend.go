@@ -1,0 +1,235 @@
+package basket
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
+
+// DefaultMinCoCount is the number of baskets two items must share before
+// the Recommender links them, when RecommenderOptions.MinCoCount is zero.
+// It is far below a rule-mining support threshold on purpose: next-best
+// products for one customer live in the long tail of pairs.
+const DefaultMinCoCount = 2
+
+// RecommenderOptions configures NewRecommender.
+type RecommenderOptions struct {
+	// MinCoCount is the smallest number of baskets that must contain both
+	// items of a pair for the pair to score. Zero means DefaultMinCoCount;
+	// it must not be negative.
+	MinCoCount int
+}
+
+// Recommendation is one recommended item.
+type Recommendation struct {
+	// Item is the recommended item id.
+	Item int32
+	// Score is the sum of the confidences item → Item over the customer's
+	// items; it is 0 for items filled in by popularity.
+	Score float64
+}
+
+// Recommender scores next-best items for a customer from item-to-item
+// co-occurrence in baskets. It is immutable after NewRecommender and safe
+// for concurrent use.
+type Recommender struct {
+	pop   []uint32 // baskets that contain each item
+	byPop []int32  // items with pop > 0: pop descending, then id ascending
+	// Links in compressed rows: item i links to nbr[start[i]:start[i+1]]
+	// (ascending) with confidence conf[...] = co(i, j) / pop[i].
+	start []int32
+	nbr   []int32
+	conf  []float64
+}
+
+// NewRecommender learns item-to-item links from customers' baskets:
+// customers[c] holds the baskets of customer c, the shape Evaluate takes.
+// Each basket is one transaction, so the grouping does not change the
+// links; an item listed twice in a basket counts once. For every pair
+// of items that share at least MinCoCount baskets it keeps both directed
+// confidences, conf(i → j) = baskets with i and j / baskets with i, and it
+// ranks items by popularity (the number of baskets that contain them).
+// Item ids must not be negative; memory is proportional to the largest id.
+func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, error) {
+	if o.MinCoCount < 0 {
+		return nil, fmt.Errorf("basket: MinCoCount %d is negative", o.MinCoCount)
+	}
+	minCo := uint32(o.MinCoCount)
+	if minCo == 0 {
+		minCo = DefaultMinCoCount
+	}
+	var all [][]int32
+	for _, c := range customers {
+		all = append(all, c...)
+	}
+	if len(all) == 0 {
+		return nil, ErrNoBaskets
+	}
+	maxID, err := maxItem(all)
+	if err != nil {
+		return nil, err
+	}
+	r := &Recommender{pop: make([]uint32, maxID+1)}
+
+	// Popularity, one count per basket.
+	stamp := make([]int32, maxID+1)
+	for b, bk := range all {
+		for _, it := range bk {
+			if stamp[it] != int32(b+1) {
+				stamp[it] = int32(b + 1)
+				r.pop[it]++
+			}
+		}
+	}
+	for id, p := range r.pop {
+		if p > 0 {
+			r.byPop = append(r.byPop, int32(id))
+		}
+	}
+	slices.SortStableFunc(r.byPop, func(a, b int32) int { return cmp.Compare(r.pop[b], r.pop[a]) })
+
+	// Pair co-occurrence over items popular enough to reach minCo.
+	co := make(map[uint64]uint32)
+	var buf []int32
+	for _, bk := range all {
+		buf = buf[:0]
+		for _, it := range bk {
+			if r.pop[it] >= minCo {
+				buf = append(buf, it)
+			}
+		}
+		slices.Sort(buf)
+		buf = slices.Compact(buf)
+		for x, a := range buf {
+			hi := uint64(a) << 32
+			for _, b := range buf[x+1:] {
+				co[hi|uint64(b)]++
+			}
+		}
+	}
+	type link struct {
+		from, to int32
+		conf     float64
+	}
+	links := make([]link, 0, len(co)/2)
+	for key, c := range co {
+		if c < minCo {
+			continue
+		}
+		a, b := int32(key>>32), int32(uint32(key))
+		links = append(links,
+			link{a, b, float64(c) / float64(r.pop[a])},
+			link{b, a, float64(c) / float64(r.pop[b])})
+	}
+	slices.SortFunc(links, func(x, y link) int {
+		if c := cmp.Compare(x.from, y.from); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.to, y.to)
+	})
+	r.start = make([]int32, maxID+2)
+	r.nbr = make([]int32, len(links))
+	r.conf = make([]float64, len(links))
+	for i, l := range links {
+		r.start[l.from+1]++
+		r.nbr[i], r.conf[i] = l.to, l.conf
+	}
+	for i := 1; i < len(r.start); i++ {
+		r.start[i] += r.start[i-1]
+	}
+	return r, nil
+}
+
+// Popularity returns the number of training baskets that contain item.
+func (r *Recommender) Popularity(item int32) int {
+	if item < 0 || int(item) >= len(r.pop) {
+		return 0
+	}
+	return int(r.pop[item])
+}
+
+// NextBest returns up to n items the customer has not bought, best first.
+// customerItems are the items the customer bought (any order, repeats
+// allowed). A candidate's score is the sum, over the customer's items i, of
+// conf(i → candidate); summing rewards items linked to many of the
+// customer's items, where a maximum would only see the strongest link.
+// Ties are broken by popularity, then by smaller id. When fewer than n
+// items score, the rest are the most popular items the customer has not
+// bought and that were not already recommended, with score 0. Fewer than
+// n come back only when the training baskets hold fewer items.
+func (r *Recommender) NextBest(customerItems []int32, n int) []Recommendation {
+	if n <= 0 {
+		return nil
+	}
+	bought := distinct(customerItems)
+	scores := make(map[int32]float64)
+	for _, i := range bought {
+		if i < 0 || int(i) >= len(r.pop) {
+			continue
+		}
+		for k := r.start[i]; k < r.start[i+1]; k++ {
+			if j := r.nbr[k]; !contains(bought, j) {
+				scores[j] += r.conf[k]
+			}
+		}
+	}
+	out := make([]Recommendation, 0, len(scores))
+	for it, s := range scores {
+		out = append(out, Recommendation{Item: it, Score: s})
+	}
+	slices.SortFunc(out, func(a, b Recommendation) int {
+		if c := cmp.Compare(b.Score, a.Score); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(r.pop[b.Item], r.pop[a.Item]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Item, b.Item)
+	})
+	if len(out) >= n {
+		return out[:n:n]
+	}
+	for _, it := range r.byPop {
+		if len(out) == n {
+			break
+		}
+		if _, scored := scores[it]; !scored && !contains(bought, it) {
+			out = append(out, Recommendation{Item: it})
+		}
+	}
+	return out
+}
+
+// Popular returns up to n of the most popular items the customer has not
+// bought, with score 0: the most-popular baseline NextBest is measured
+// against. Ties are broken by smaller id.
+func (r *Recommender) Popular(customerItems []int32, n int) []Recommendation {
+	if n <= 0 {
+		return nil
+	}
+	bought := distinct(customerItems)
+	var out []Recommendation
+	for _, it := range r.byPop {
+		if len(out) == n {
+			break
+		}
+		if !contains(bought, it) {
+			out = append(out, Recommendation{Item: it})
+		}
+	}
+	return out
+}
+
+// distinct returns the items sorted ascending without repeats, in a new
+// slice.
+func distinct(items []int32) []int32 {
+	out := slices.Clone(items)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// contains reports whether sorted holds item.
+func contains(sorted []int32, item int32) bool {
+	_, ok := slices.BinarySearch(sorted, item)
+	return ok
+}
