@@ -18,6 +18,7 @@ import (
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/httpapi"
+	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/sqlite"
 )
@@ -36,6 +37,7 @@ type stack struct {
 	writeKey string
 	sourceID string
 	now      func() time.Time
+	runner   *insights.Runner
 }
 
 func startStack(t *testing.T, dir string, now func() time.Time) *stack {
@@ -49,6 +51,8 @@ type stackOptions struct {
 	// noIndexer keeps the indexer from applying the log (its head watcher
 	// still runs), so a backlog builds up.
 	noIndexer bool
+	// insights enables the insights endpoints with this configuration.
+	insights *insights.Config
 }
 
 func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOptions) *stack {
@@ -80,8 +84,14 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 	lim := collect.DefaultLimits()
 	lim.MaxRequestBytes = 64 << 10
 	lim.MaxEventBytes = 4 << 10
-	api := httpapi.New(store, com, ix, httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog})
-	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now}
+	cfg := httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog}
+	var runner *insights.Runner
+	if opts.insights != nil {
+		runner = &insights.Runner{Store: store, Config: *opts.insights, Now: now, Context: rctx}
+		cfg.Insights, cfg.InsightConfig = runner, *opts.insights
+	}
+	api := httpapi.New(store, com, ix, cfg)
+	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now, runner: runner}
 	t.Cleanup(s.stop)
 	return s
 }
@@ -94,6 +104,9 @@ func (s *stack) stop() {
 	s.commit.Close()
 	s.cancel()
 	<-s.done
+	if s.runner != nil {
+		s.runner.Wait()
+	}
 	s.store.Close()
 	s.srv = nil
 }

@@ -40,6 +40,11 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/profiles/{ref}/identities"},
 	{"GET", "/v1/profiles/{ref}/events"},
 	{"GET", "/v1/profiles/{ref}/merges"},
+	{"POST", "/v1/insights/runs"},
+	{"GET", "/v1/insights/runs"},
+	{"GET", "/v1/insights/runs/{id}"},
+	{"GET", "/v1/insights/runs/{id}/charts/{name}"},
+	{"POST", "/v1/insights/validations"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -166,7 +171,7 @@ func TestOpenAPIEnums(t *testing.T) {
 	}{
 		{"ErrorCode", []string{kith.ECONFLICT, kith.EINTERNAL, kith.EINVALID, kith.ENOTFOUND, kith.EUNAUTHORIZED, kith.EFORBIDDEN, kith.ETOOLARGE, kith.EOVERLOADED}},
 		{"RejectionReason", []string{kith.ReasonInvalidJSON, kith.ReasonMissingType, kith.ReasonUnknownType, kith.ReasonMissingID, kith.ReasonMissingEvent, kith.ReasonMissingPrevious, kith.ReasonMissingGroupID, kith.ReasonEventTooLarge, kith.ReasonMessageIDTooLong, kith.ReasonInvalidField}},
-		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead}},
+		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite}},
 	} {
 		s, ok := openapiPointer(doc, "#/components/schemas/"+tc.schema)
 		if !ok {

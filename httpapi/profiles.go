@@ -120,11 +120,13 @@ func (s *Server) handleProfile(w http.ResponseWriter, r *http.Request) {
 
 // verboseTrait is a trait with its provenance, for ?verbose=true.
 type verboseTrait struct {
-	Value     json.RawMessage `json:"value"`
-	SourceID  string          `json:"sourceId"`
-	MessageID string          `json:"messageId"`
-	EventTime time.Time       `json:"eventTime"`
-	ProfileID string          `json:"profileId"`
+	Value      json.RawMessage `json:"value"`
+	Provenance string          `json:"provenance"`
+	SourceID   string          `json:"sourceId,omitempty"`
+	MessageID  string          `json:"messageId,omitempty"`
+	RunID      string          `json:"runId,omitempty"`
+	EventTime  time.Time       `json:"eventTime"`
+	ProfileID  string          `json:"profileId"`
 }
 
 func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
@@ -142,7 +144,7 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 	out := make(map[string]any, len(traits))
 	for _, t := range traits {
 		if verbose {
-			out[t.Key] = verboseTrait{Value: t.Value, SourceID: t.SourceID, MessageID: t.MessageID, EventTime: t.EventTime, ProfileID: t.ProfileID}
+			out[t.Key] = verboseTrait{Value: t.Value, Provenance: t.Provenance, SourceID: t.SourceID, MessageID: t.MessageID, RunID: t.RunID, EventTime: t.EventTime, ProfileID: t.ProfileID}
 		} else {
 			out[t.Key] = t.Value
 		}

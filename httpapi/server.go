@@ -20,6 +20,7 @@ import (
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/insights"
 )
 
 // Committer makes submissions durable (collect.Committer).
@@ -40,6 +41,11 @@ type Config struct {
 	MaxBacklog int64
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Insights runs insight analyses; nil leaves the insights endpoints
+	// answering that insights are not enabled. InsightConfig is the
+	// configuration requests start from.
+	Insights      InsightRunner
+	InsightConfig insights.Config
 }
 
 // Server serves the whole API over one store.
@@ -115,6 +121,23 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/identities", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Identities)))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
+
+	s.mux.HandleFunc("POST /v1/insights/runs", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleStartRun)))
+	s.mux.HandleFunc("POST /v1/insights/validations", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleValidate)))
+	s.mux.HandleFunc("GET /v1/insights/runs", s.admin(kith.ScopeInsightsRead, s.handleListRuns))
+	s.mux.HandleFunc("GET /v1/insights/runs/{id}", s.admin(kith.ScopeInsightsRead, s.handleGetRun))
+	s.mux.HandleFunc("GET /v1/insights/runs/{id}/charts/{name}", s.admin(kith.ScopeInsightsRead, s.handleRunChart))
+}
+
+// needInsights answers 404 when the server runs without an insights engine.
+func (s *Server) needInsights(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Insights == nil {
+			s.error(w, r, kith.Errorf(kith.ENOTFOUND, "insights are not enabled on this server"))
+			return
+		}
+		h(w, r)
+	}
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

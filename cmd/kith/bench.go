@@ -18,8 +18,11 @@ import (
 // server (the ceiling: it only decodes JSON), then against a real Kith at
 // full speed, then at half the measured peak for latency.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "insights" {
+		return benchInsights(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return fmt.Errorf("usage: kith bench ingest [flags]")
+		return fmt.Errorf("usage: kith bench ingest|insights [flags]")
 	}
 	fs := flag.NewFlagSet("kith bench ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)

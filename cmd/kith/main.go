@@ -32,6 +32,8 @@ Usage:
   kith source disable|enable ID
   kith token create NAME [--scopes '*']
   kith stats                     per-source accounting
+  kith insights run|runs|show|validate|fit|rfm
+                                 churn risk, CLV, RFM, cross-sell (kith insights help)
   kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
 
 Client commands talk to a running server: --server URL (env KITH_SERVER,
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runToken(ctx, args[1:], stdout, stderr)
 	case "stats":
 		return runStats(ctx, args[1:], stdout, stderr)
+	case "insights":
+		return runInsights(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

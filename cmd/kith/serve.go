@@ -19,6 +19,7 @@ import (
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/httpapi"
+	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/postgres"
 	"github.com/kithcdp/kith/sqlite"
@@ -35,6 +36,10 @@ type ServeConfig struct {
 	Limits      collect.Limits
 	MaxBacklog  int64
 	BatchSize   int
+	// InsightsEvery is the interval of scheduled insight runs; 0 turns
+	// the schedule off (runs can still be started through the API).
+	InsightsEvery time.Duration
+	Insights      insights.Config
 }
 
 // Server is a running Kith: store, group committer, indexer and HTTP API.
@@ -46,6 +51,7 @@ type Server struct {
 	store     kith.Store
 	committer *collect.Committer
 	indexer   *pipeline.Indexer
+	insights  *insights.Runner
 	ln        net.Listener
 	http      *http.Server
 	cancel    context.CancelFunc
@@ -68,7 +74,13 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	var backlog int
 	fs.IntVar(&backlog, "max-backlog", envInt("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection answers 429 (env KITH_MAX_BACKLOG)")
 	fs.IntVar(&c.BatchSize, "index-batch", envInt("KITH_INDEX_BATCH", 20000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
+	fs.DurationVar(&c.InsightsEvery, "insights-every", envDuration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
+	c.Insights = insights.DefaultConfig()
+	fs.StringVar(&c.Insights.Model, "insights-model", envOr("KITH_INSIGHTS_MODEL", c.Insights.Model), "purchase model: bgnbd or paretonbd (env KITH_INSIGHTS_MODEL)")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.Insights.Validate(); err != nil {
 		return c, err
 	}
 	c.Limits.MaxMessageIDLen = def.MaxMessageIDLen
@@ -133,7 +145,8 @@ func (s *Server) Open(ctx context.Context) error {
 	s.cancel = cancel
 	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
-	s.wg.Add(3)
+	s.insights = &insights.Runner{Store: s.store, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.indexer.WatchHead(runCtx)
@@ -148,8 +161,15 @@ func (s *Server) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.pruneDedup(runCtx)
 	}()
+	go func() {
+		defer s.wg.Done()
+		s.insights.Schedule(runCtx, s.Config.InsightsEvery)
+	}()
 
-	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger})
+	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
+		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
+		Insights: s.insights, InsightConfig: s.Config.Insights,
+	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
 		s.Close()
@@ -225,6 +245,9 @@ func (s *Server) Close() error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.insights != nil {
+			s.insights.Wait()
+		}
 		if s.store != nil {
 			err = s.store.Close()
 		}

@@ -1,0 +1,328 @@
+package insights
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/basket"
+	"github.com/kithcdp/kith/btyd"
+	"github.com/kithcdp/kith/commerce"
+	"github.com/kithcdp/kith/rfm"
+)
+
+// Source yields customers' order histories, each customer once with its
+// orders oldest first. kith.InsightStore's ScanOrders is one; FileSource
+// makes one from an analyst's file.
+type Source func(ctx context.Context, fn func(kith.CustomerOrders) error) error
+
+// customer is what a run keeps per customer: a handful of numbers and the
+// distinct products bought, never the orders themselves, so memory grows
+// with customers and products rather than with order history.
+type customer struct {
+	id      string
+	summary btyd.Summary
+	// Calibration orders and revenue, and the last order day, for RFM.
+	orders  int
+	revenue float64
+	last    btyd.Day
+	// items are the distinct products bought (sorted), paid the highest
+	// unit price paid for each.
+	items []int32
+	paid  []float64
+}
+
+// analysis is one pass over a Source: per-customer summaries, the baskets
+// for cross-sell, the product catalogue, and the repeat-purchase histogram
+// a validation draws.
+type analysis struct {
+	cfg    Config
+	period btyd.Period
+	custs  []customer
+	// baskets[i] are the baskets (orders with products) of custs[i].
+	baskets  [][][]int32
+	products basket.Interner
+	catalog  map[int32]basket.Product
+	// repeatsByDay counts repeat purchase-days by day, over calibration
+	// and holdout, for the tracking chart.
+	repeatsByDay map[btyd.Day]int
+	firstOrder   time.Time
+	lastOrder    time.Time
+	ordersSeen   int
+	ordersUsed   int
+	customersOut int // first purchase after the calibration end
+}
+
+func newAnalysis(cfg Config, period btyd.Period) *analysis {
+	return &analysis{cfg: cfg, period: period, catalog: map[int32]basket.Product{}, repeatsByDay: map[btyd.Day]int{}}
+}
+
+// scan reads every customer from src.
+func (a *analysis) scan(ctx context.Context, src Source) error {
+	days := make([]btyd.DayAmount, 0, 64)
+	return src(ctx, func(co kith.CustomerOrders) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		days = days[:0]
+		var c customer
+		c.id = co.ProfileID
+		end := a.period.CalibrationEnd
+		if a.period.HoldoutEnd != 0 {
+			end = a.period.HoldoutEnd
+		}
+		var bs [][]int32
+		for _, o := range co.Orders {
+			a.ordersSeen++
+			d := btyd.DayOf(o.Timestamp.UTC())
+			if d > end {
+				continue // after the data the run looks at
+			}
+			a.ordersUsed++
+			if a.firstOrder.IsZero() || o.Timestamp.Before(a.firstOrder) {
+				a.firstOrder = o.Timestamp
+			}
+			if o.Timestamp.After(a.lastOrder) {
+				a.lastOrder = o.Timestamp
+			}
+			days = append(days, btyd.DayAmount{Day: d, Amount: o.Revenue})
+			if d > a.period.CalibrationEnd {
+				continue // holdout: counted by the summary only
+			}
+			c.orders++
+			c.revenue += o.Revenue
+			c.last = max(c.last, d)
+			if len(o.Items) > 0 {
+				b := make([]int32, 0, len(o.Items))
+				for _, it := range o.Items {
+					key := commerce.ItemKey(it)
+					if key == "" {
+						continue
+					}
+					id := a.products.ID(key)
+					b = append(b, id)
+					if it.Category != "" {
+						// The catalogue keeps each product's latest
+						// category and price.
+						a.catalog[id] = basket.Product{ID: key, Category: it.Category, Price: it.Price}
+					}
+					c.addItem(id, it.Price)
+				}
+				if len(b) > 0 {
+					bs = append(bs, b)
+				}
+			}
+		}
+		if len(days) == 0 {
+			return nil
+		}
+		merged := btyd.MergeDays(days)
+		s, ok := a.period.Summarise(c.id, merged)
+		if !ok {
+			a.customersOut++
+			return nil
+		}
+		c.summary = s
+		for _, d := range merged[1:] {
+			a.repeatsByDay[d.Day]++
+		}
+		a.custs = append(a.custs, c)
+		a.baskets = append(a.baskets, bs)
+		return nil
+	})
+}
+
+// addItem records a purchased product and the highest price paid for it.
+func (c *customer) addItem(id int32, price float64) {
+	i, found := slices.BinarySearch(c.items, id)
+	if found {
+		c.paid[i] = max(c.paid[i], price)
+		return
+	}
+	c.items = slices.Insert(c.items, i, id)
+	c.paid = slices.Insert(c.paid, i, price)
+}
+
+// fitted holds what a run fitted; nil members were skipped.
+type fitted struct {
+	model Model
+	gg    *btyd.GammaGamma
+	rfm   []rfm.Score
+	rec   *basket.Recommender
+	up    *basket.Upseller
+	rules []basket.Rule
+}
+
+// Model is the purchase-count model a run uses.
+type Model = btyd.Model
+
+// fit fits every model the data supports, recording each in the report.
+func (a *analysis) fit(rep *Report) (*fitted, error) {
+	f := &fitted{}
+	summaries := make([]btyd.Customer, len(a.custs))
+	repeat := 0
+	for i, c := range a.custs {
+		summaries[i] = c.summary.Customer
+		if c.summary.X > 0 {
+			repeat++
+		}
+	}
+	rep.Customers = len(a.custs)
+	rep.RepeatCustomers = repeat
+
+	// Purchase-count model.
+	mr := &ModelReport{}
+	rep.Models[a.cfg.Model] = mr
+	switch {
+	case len(a.custs) < a.cfg.MinCustomers:
+		mr.Skipped = fmt.Sprintf("%d customers, fewer than the %d a fit needs", len(a.custs), a.cfg.MinCustomers)
+	case repeat == 0:
+		mr.Skipped = "no customer has a repeat purchase yet"
+	default:
+		start := time.Now()
+		var err error
+		var info btyd.FitInfo
+		switch a.cfg.Model {
+		case ModelParetoNBD:
+			var m btyd.ParetoNBD
+			m, info, err = btyd.FitParetoNBD(summaries)
+			f.model = m
+		default:
+			var m btyd.BGNBD
+			m, info, err = btyd.FitBGNBD(summaries)
+			f.model = m
+		}
+		mr.Seconds = time.Since(start).Seconds()
+		mr.Fit = info
+		if err != nil {
+			f.model = nil
+			mr.Skipped = "fit failed: " + err.Error()
+		} else {
+			mr.Params = f.model.Params()
+		}
+	}
+
+	// Spend model, on repeat buyers.
+	gr := &ModelReport{}
+	rep.Models["gammagamma"] = gr
+	if repeat < a.cfg.MinCustomers {
+		gr.Skipped = fmt.Sprintf("%d repeat customers, fewer than the %d a fit needs", repeat, a.cfg.MinCustomers)
+	} else {
+		start := time.Now()
+		m, info, err := btyd.FitGammaGamma(summaries)
+		gr.Seconds = time.Since(start).Seconds()
+		gr.Fit = info
+		if err != nil {
+			gr.Skipped = "fit failed: " + err.Error()
+		} else {
+			f.gg = &m
+			gr.Params = m.Params()
+		}
+	}
+
+	// RFM over every customer.
+	rcs := make([]rfm.Customer, len(a.custs))
+	for i, c := range a.custs {
+		rcs[i] = rfm.Customer{ID: c.id, RecencyDays: float64(a.period.CalibrationEnd - c.last), Frequency: c.orders, Monetary: c.revenue}
+	}
+	scores, err := rfm.ScoreAll(rcs, a.cfg.RFMBins, a.cfg.RFMRules)
+	if err != nil {
+		return nil, fmt.Errorf("insights: rfm: %w", err)
+	}
+	f.rfm = scores
+	rep.RFM = rfm.Summarise(scores, a.cfg.RFMRules)
+
+	// Cross-sell and up-sell.
+	rep.Products = a.products.Len()
+	var flat [][]int32
+	for _, bs := range a.baskets {
+		flat = append(flat, bs...)
+	}
+	rep.Baskets = len(flat)
+	if len(flat) > 0 {
+		rules, err := basket.Mine(flat, basket.Options{MinSupport: a.cfg.MinSupport, MinConfidence: a.cfg.MinConfidence, MinLift: a.cfg.MinLift})
+		if err != nil {
+			return nil, fmt.Errorf("insights: association rules: %w", err)
+		}
+		f.rules = rules
+		rep.RulesTotal = len(rules)
+		for _, r := range rules[:min(len(rules), 25)] {
+			rep.Rules = append(rep.Rules, RuleReport{
+				If: a.products.Names(r.Antecedent), Then: a.products.Names(r.Consequent), Count: r.Count,
+				Support: r.Support, Confidence: r.Confidence, Lift: r.Lift,
+			})
+		}
+		if f.rec, err = basket.NewRecommender(a.baskets, basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
+			return nil, fmt.Errorf("insights: recommender: %w", err)
+		}
+		catalog := make([]basket.Product, 0, len(a.catalog))
+		for _, p := range a.catalog {
+			catalog = append(catalog, p)
+		}
+		f.up = basket.NewUpseller(catalog)
+	}
+	return f, nil
+}
+
+// predict returns customer i's predicted traits.
+func (a *analysis) predict(f *fitted, i int) map[string]any {
+	c := &a.custs[i]
+	out := map[string]any{}
+	unit := a.cfg.UnitDays
+	if f.model != nil {
+		palive := f.model.PAlive(c.summary.Customer)
+		out["p_alive"] = round(palive)
+		out["churn_risk"] = round(1 - palive)
+		out[fmt.Sprintf("expected_purchases_%dd", a.cfg.HorizonDays)] = round(f.model.ConditionalExpected(c.summary.Customer, float64(a.cfg.HorizonDays)/unit))
+	}
+	if f.gg != nil {
+		out["expected_order_value"] = round(f.gg.ExpectedSpend(c.summary.Customer))
+		if f.model != nil {
+			month := 365.25 / 12 / unit
+			monthly := math.Pow(1+a.cfg.AnnualDiscount, 1.0/12) - 1
+			clv, err := btyd.CLV(f.model, *f.gg, c.summary.Customer, float64(a.cfg.CLVDays)/unit, month, monthly)
+			if err == nil {
+				out[fmt.Sprintf("clv_%dd", a.cfg.CLVDays)] = round(clv)
+			}
+		}
+	}
+	s := f.rfm[i]
+	out["rfm_recency"], out["rfm_frequency"], out["rfm_monetary"] = s.Recency, s.Frequency, s.Monetary
+	out["rfm_score"] = s.Combined
+	out["rfm_segment"] = s.Segment
+	if f.rec != nil {
+		recs := f.rec.NextBest(c.items, a.cfg.TopN)
+		ids := make([]string, len(recs))
+		for j, r := range recs {
+			ids[j] = a.products.Name(r.Item)
+		}
+		out["next_best_products"] = ids
+	}
+	if f.up != nil {
+		var ps []basket.Purchase
+		for j, id := range c.items {
+			if p, ok := a.catalog[id]; ok {
+				ps = append(ps, basket.Purchase{Product: p.ID, Category: p.Category, Price: c.paid[j]})
+			}
+		}
+		ups := f.up.Upsell(ps, a.cfg.TopN)
+		if ups == nil {
+			ups = []string{}
+		}
+		out["upsell_products"] = ups
+	}
+	return out
+}
+
+// round keeps 6 significant digits: predictions are estimates, and short
+// numbers keep the traits readable.
+func round(v float64) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	p := math.Pow(10, 5-math.Floor(math.Log10(math.Abs(v))))
+	return math.Round(v*p) / p
+}
