@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // DefaultMinCoCount is the number of baskets two items must share before
@@ -18,7 +19,16 @@ type RecommenderOptions struct {
 	// items of a pair for the pair to score. Zero means DefaultMinCoCount;
 	// it must not be negative.
 	MinCoCount int
+	// MaxLinks keeps only each item's strongest links (by confidence,
+	// then by id): scoring a customer then costs at most MaxLinks per item
+	// bought, however large the catalogue, and the weakest links, which
+	// rarely reach a top ten, are dropped. Zero means DefaultMaxLinks; it
+	// must not be negative.
+	MaxLinks int
 }
+
+// DefaultMaxLinks is the number of links kept per item by default.
+const DefaultMaxLinks = 100
 
 // Recommendation is one recommended item.
 type Recommendation struct {
@@ -40,6 +50,9 @@ type Recommender struct {
 	start []int32
 	nbr   []int32
 	conf  []float64
+	// scratch pools NextBest's workspaces, so concurrent calls never share
+	// one and a call allocates only its result.
+	scratch sync.Pool
 }
 
 // NewRecommender learns item-to-item links from customers' baskets:
@@ -58,6 +71,13 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 	if minCo == 0 {
 		minCo = DefaultMinCoCount
 	}
+	if o.MaxLinks < 0 {
+		return nil, fmt.Errorf("basket: MaxLinks %d is negative", o.MaxLinks)
+	}
+	maxLinks := o.MaxLinks
+	if maxLinks == 0 {
+		maxLinks = DefaultMaxLinks
+	}
 	var all [][]int32
 	for _, c := range customers {
 		all = append(all, c...)
@@ -70,6 +90,7 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 		return nil, err
 	}
 	r := &Recommender{pop: make([]uint32, maxID+1)}
+	r.scratch.New = func() any { return &scoreScratch{} }
 
 	// Popularity, one count per basket.
 	stamp := make([]int32, maxID+1)
@@ -125,8 +146,19 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 		if c := cmp.Compare(x.from, y.from); c != 0 {
 			return c
 		}
+		if c := cmp.Compare(y.conf, x.conf); c != 0 {
+			return c
+		}
 		return cmp.Compare(x.to, y.to)
 	})
+	kept := links[:0]
+	for i, l := range links {
+		if i >= maxLinks && links[i-maxLinks].from == l.from {
+			continue // the item already has its maxLinks strongest
+		}
+		kept = append(kept, l)
+	}
+	links = kept
 	r.start = make([]int32, maxID+2)
 	r.nbr = make([]int32, len(links))
 	r.conf = make([]float64, len(links))
@@ -162,42 +194,116 @@ func (r *Recommender) NextBest(customerItems []int32, n int) []Recommendation {
 		return nil
 	}
 	bought := distinct(customerItems)
-	scores := make(map[int32]float64)
+	sc := r.scratch.Get().(*scoreScratch)
+	defer r.scratch.Put(sc)
+	if len(sc.score) < len(r.pop) {
+		sc.score = make([]float64, len(r.pop))
+	}
+	touched := sc.touched[:0]
+	// Bought items are marked with a negative score so the inner loop
+	// skips them without a search.
+	for _, i := range bought {
+		if i >= 0 && int(i) < len(r.pop) {
+			sc.score[i] = -1
+		}
+	}
 	for _, i := range bought {
 		if i < 0 || int(i) >= len(r.pop) {
 			continue
 		}
 		for k := r.start[i]; k < r.start[i+1]; k++ {
-			if j := r.nbr[k]; !contains(bought, j) {
-				scores[j] += r.conf[k]
+			j := r.nbr[k]
+			if sc.score[j] < 0 {
+				continue
+			}
+			if sc.score[j] == 0 {
+				touched = append(touched, j)
+			}
+			sc.score[j] += r.conf[k]
+		}
+	}
+	// Keep the n best in a small heap (worst at the root) rather than
+	// sorting every candidate: customers touch thousands, want ten.
+	better := func(a, b Recommendation) bool {
+		if a.Score != b.Score {
+			return a.Score > b.Score
+		}
+		if pa, pb := r.pop[a.Item], r.pop[b.Item]; pa != pb {
+			return pa > pb
+		}
+		return a.Item < b.Item
+	}
+	top := make([]Recommendation, 0, n)
+	down := func(i int) {
+		for {
+			w, l, rt := i, 2*i+1, 2*i+2
+			if l < len(top) && better(top[w], top[l]) {
+				w = l
+			}
+			if rt < len(top) && better(top[w], top[rt]) {
+				w = rt
+			}
+			if w == i {
+				return
+			}
+			top[i], top[w] = top[w], top[i]
+			i = w
+		}
+	}
+	for _, j := range touched {
+		c := Recommendation{Item: j, Score: sc.score[j]}
+		switch {
+		case len(top) < n:
+			top = append(top, c)
+			for i := len(top) - 1; i > 0; { // sift up
+				p := (i - 1) / 2
+				if !better(top[p], top[i]) {
+					break
+				}
+				top[p], top[i] = top[i], top[p]
+				i = p
+			}
+		case better(c, top[0]):
+			top[0] = c
+			down(0)
+		}
+	}
+	slices.SortFunc(top, func(a, b Recommendation) int {
+		if better(a, b) {
+			return -1
+		}
+		if better(b, a) {
+			return 1
+		}
+		return 0
+	})
+	if len(top) < n {
+		for _, it := range r.byPop {
+			if len(top) == n {
+				break
+			}
+			if sc.score[it] == 0 { // neither scored nor bought
+				top = append(top, Recommendation{Item: it})
 			}
 		}
 	}
-	out := make([]Recommendation, 0, len(scores))
-	for it, s := range scores {
-		out = append(out, Recommendation{Item: it, Score: s})
+	for _, j := range touched {
+		sc.score[j] = 0
 	}
-	slices.SortFunc(out, func(a, b Recommendation) int {
-		if c := cmp.Compare(b.Score, a.Score); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(r.pop[b.Item], r.pop[a.Item]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Item, b.Item)
-	})
-	if len(out) >= n {
-		return out[:n:n]
-	}
-	for _, it := range r.byPop {
-		if len(out) == n {
-			break
-		}
-		if _, scored := scores[it]; !scored && !contains(bought, it) {
-			out = append(out, Recommendation{Item: it})
+	for _, i := range bought {
+		if i >= 0 && int(i) < len(r.pop) {
+			sc.score[i] = 0
 		}
 	}
-	return out
+	sc.touched = touched[:0]
+	return top
+}
+
+// scoreScratch is NextBest's per-call workspace: a dense score per item
+// and the items touched, reset after use.
+type scoreScratch struct {
+	score   []float64
+	touched []int32
 }
 
 // Popular returns up to n of the most popular items the customer has not

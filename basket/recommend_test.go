@@ -140,3 +140,30 @@ func items(recs []Recommendation) []int32 {
 	}
 	return out
 }
+
+func TestMaxLinks(t *testing.T) {
+	// Item 0 co-occurs with 1 (3 baskets), 2 (2 baskets) and 3 (2 baskets).
+	customers := [][][]int32{{{0, 1}, {0, 1}, {0, 1, 2}}, {{0, 2, 3}, {0, 3}}}
+	all, err := NewRecommender(customers, RecommenderOptions{MinCoCount: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := NewRecommender(customers, RecommenderOptions{MinCoCount: 1, MaxLinks: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With every link, a customer who bought 0 gets 1, then 2 and 3 (tied
+	// at 2/5, by popularity then id); with one link per item only 1
+	// scores and the rest is filled by popularity with score 0.
+	got := all.NextBest([]int32{0}, 3)
+	if len(got) != 3 || got[0].Item != 1 || got[1].Score == 0 || got[2].Score == 0 {
+		t.Errorf("all links: %v", got)
+	}
+	got = one.NextBest([]int32{0}, 3)
+	if len(got) != 3 || got[0].Item != 1 || got[0].Score != 0.6 || got[1].Score != 0 || got[2].Score != 0 {
+		t.Errorf("one link: %v", got)
+	}
+	if _, err := NewRecommender(customers, RecommenderOptions{MaxLinks: -1}); err == nil {
+		t.Error("negative MaxLinks: want an error")
+	}
+}

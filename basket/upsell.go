@@ -100,38 +100,46 @@ func (u *Upseller) Upsell(purchases []Purchase, n int) []string {
 			ceiling[p.Category] = p.Price
 		}
 	}
+	// best holds the n best step-ups so far, best first.
 	type stepUp struct {
 		id   string
 		step float64
 	}
-	var ups []stepUp
+	less := func(a, b stepUp) bool { return a.step < b.step || a.step == b.step && a.id < b.id }
+	best := make([]stepUp, 0, n)
 	for cat, c := range ceiling {
 		ps := u.byCategory[cat]
-		// Within a category the step grows with the price, so the first n
-		// products above the ceiling not yet bought are its candidates.
+		// Within a category the step grows with the price: walk up from the
+		// ceiling until a step cannot enter the n best.
 		i, _ := slices.BinarySearchFunc(ps, c, func(p Product, c float64) int {
 			if p.Price <= c {
 				return -1
 			}
 			return 1
 		})
-		taken := 0
-		for ; i < len(ps) && taken < n; i++ {
-			if !bought[ps[i].ID] {
-				ups = append(ups, stepUp{ps[i].ID, ps[i].Price - c})
-				taken++
+		for ; i < len(ps); i++ {
+			if bought[ps[i].ID] {
+				continue
 			}
+			s := stepUp{ps[i].ID, ps[i].Price - c}
+			if len(best) == n && !less(s, best[n-1]) {
+				break
+			}
+			at, _ := slices.BinarySearchFunc(best, s, func(e, t stepUp) int {
+				if less(e, t) {
+					return -1
+				}
+				return 1
+			})
+			if len(best) == n {
+				best = best[:n-1]
+			}
+			best = slices.Insert(best, at, s)
 		}
 	}
-	slices.SortFunc(ups, func(a, b stepUp) int {
-		if c := cmp.Compare(a.step, b.step); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.id, b.id)
-	})
-	out := make([]string, 0, min(n, len(ups)))
-	for _, up := range ups[:min(n, len(ups))] {
-		out = append(out, up.id)
+	out := make([]string, len(best))
+	for i, b := range best {
+		out[i] = b.id
 	}
 	return out
 }

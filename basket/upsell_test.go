@@ -1,7 +1,10 @@
 package basket
 
 import (
+	"cmp"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -57,5 +60,54 @@ func TestUpsell(t *testing.T) {
 				t.Errorf("Upsell = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestUpsellerMatchesBruteForce checks the indexed search against the rule
+// applied literally to every product, on random catalogues.
+func TestUpsellerMatchesBruteForce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 200 {
+		var catalog []Product
+		for i := range 5 + rng.IntN(40) {
+			catalog = append(catalog, Product{ID: fmt.Sprintf("p%02d", i), Category: fmt.Sprintf("c%d", rng.IntN(4)), Price: float64(rng.IntN(20))})
+		}
+		var purchases []Purchase
+		for range rng.IntN(6) {
+			p := catalog[rng.IntN(len(catalog))]
+			purchases = append(purchases, Purchase{Product: p.ID, Category: p.Category, Price: p.Price + float64(rng.IntN(3)-1)})
+		}
+		n := 1 + rng.IntN(6)
+		ceiling := map[string]float64{}
+		bought := map[string]bool{}
+		for _, p := range purchases {
+			bought[p.Product] = true
+			if c, ok := ceiling[p.Category]; !ok || p.Price > c {
+				ceiling[p.Category] = p.Price
+			}
+		}
+		type cand struct {
+			id   string
+			step float64
+		}
+		var all []cand
+		for _, p := range catalog { // catalogue ids are unique here
+			if c, ok := ceiling[p.Category]; ok && p.Price > c && !bought[p.ID] {
+				all = append(all, cand{p.ID, p.Price - c})
+			}
+		}
+		slices.SortFunc(all, func(a, b cand) int {
+			if c := cmp.Compare(a.step, b.step); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.id, b.id)
+		})
+		want := []string{}
+		for _, c := range all[:min(n, len(all))] {
+			want = append(want, c.id)
+		}
+		if got := NewUpseller(catalog).Upsell(purchases, n); !slices.Equal(got, want) {
+			t.Fatalf("trial %d: got %v, want %v", trial, got, want)
+		}
 	}
 }

@@ -162,6 +162,7 @@ type Model = btyd.Model
 // fit fits every model the data supports, recording each in the report.
 func (a *analysis) fit(rep *Report) (*fitted, error) {
 	f := &fitted{}
+	t0 := time.Now()
 	summaries := make([]btyd.Customer, len(a.custs))
 	repeat := 0
 	for i, c := range a.custs {
@@ -223,6 +224,9 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 		}
 	}
 
+	rep.Seconds["fit_models"] = time.Since(t0).Seconds()
+	t0 = time.Now()
+
 	// RFM over every customer.
 	rcs := make([]rfm.Customer, len(a.custs))
 	for i, c := range a.custs {
@@ -234,6 +238,9 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 	}
 	f.rfm = scores
 	rep.RFM = rfm.Summarise(scores, a.cfg.RFMRules)
+
+	rep.Seconds["rfm"] = time.Since(t0).Seconds()
+	t0 = time.Now()
 
 	// Cross-sell and up-sell.
 	rep.Products = a.products.Len()
@@ -249,6 +256,8 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 		}
 		f.rules = rules
 		rep.RulesTotal = len(rules)
+		rep.Seconds["rules"] = time.Since(t0).Seconds()
+		t0 = time.Now()
 		for _, r := range rules[:min(len(rules), 25)] {
 			rep.Rules = append(rep.Rules, RuleReport{
 				If: a.products.Names(r.Antecedent), Then: a.products.Names(r.Consequent), Count: r.Count,
@@ -263,6 +272,7 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 			catalog = append(catalog, p)
 		}
 		f.up = basket.NewUpseller(catalog)
+		rep.Seconds["recommender"] = time.Since(t0).Seconds()
 	}
 	return f, nil
 }

@@ -251,19 +251,23 @@ func (a *analysis) fillReport(rep *Report) {
 func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string, at time.Time) (int, error) {
 	batch := a.cfg.BatchSize
 	type chunk struct {
-		ps  []kith.ProfileInsights
-		err error
+		ps   []kith.ProfileInsights
+		err  error
+		slot bool // the chunk holds a slot (see below)
 	}
 	nchunks := (len(a.custs) + batch - 1) / batch
 	results := make([]chan chunk, nchunks)
 	for i := range results {
 		results[i] = make(chan chunk, 1)
 	}
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	// A chunk's slot is freed when the writer has written it, so at most
+	// `ahead` chunks of predictions exist at once, however slow the store.
+	ahead := runtime.GOMAXPROCS(0) + 1
+	slots := make(chan struct{}, ahead)
 	go func() {
 		for ci := range nchunks {
 			select {
-			case sem <- struct{}{}:
+			case slots <- struct{}{}:
 			case <-ctx.Done():
 				for cj := ci; cj < nchunks; cj++ {
 					results[cj] <- chunk{err: ctx.Err()}
@@ -271,7 +275,6 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 				return
 			}
 			go func(ci int) {
-				defer func() { <-sem }()
 				lo, hi := ci*batch, min((ci+1)*batch, len(a.custs))
 				ps := make([]kith.ProfileInsights, 0, hi-lo)
 				for i := lo; i < hi; i++ {
@@ -280,14 +283,14 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 					for k, v := range traits {
 						b, err := json.Marshal(v)
 						if err != nil {
-							results[ci] <- chunk{err: fmt.Errorf("insights: encode %s of %s: %w", k, a.custs[i].id, err)}
+							results[ci] <- chunk{err: fmt.Errorf("insights: encode %s of %s: %w", k, a.custs[i].id, err), slot: true}
 							return
 						}
 						enc[k] = b
 					}
 					ps = append(ps, kith.ProfileInsights{ProfileID: a.custs[i].id, Traits: enc})
 				}
-				results[ci] <- chunk{ps: ps}
+				results[ci] <- chunk{ps: ps, slot: true}
 			}(ci)
 		}
 	}()
@@ -295,6 +298,9 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 	var first error
 	for ci := range nchunks {
 		c := <-results[ci]
+		if c.slot {
+			<-slots
+		}
 		if first != nil {
 			continue // drain the workers
 		}
