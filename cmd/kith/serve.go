@@ -145,6 +145,9 @@ func (s *Server) Open(ctx context.Context) error {
 	s.cancel = cancel
 	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
+	if s.Config.Insights.Model == "" { // a ServeConfig built without ParseServeFlags
+		s.Config.Insights = insights.DefaultConfig()
+	}
 	s.insights = &insights.Runner{Store: s.store, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
 	s.wg.Add(4)
 	go func() {

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cdnowArgs read the CDNOW sample as it comes (whitespace, no header).
+var cdnowArgs = []string{"--input", "../../btyd/testdata/CDNOW_sample.txt", "--no-header",
+	"--customer-col", "2", "--date-col", "3", "--amount-col", "5", "--date-format", "%Y%m%d"}
+
+func runJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("kith %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+		t.Fatalf("kith %s printed no JSON object: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return m
+}
+
+// The fixed offline interface: one JSON object with the parameters by
+// their usual names and log_likelihood, to the published precision.
+func TestInsightsFitCLI(t *testing.T) {
+	tests := []struct {
+		model string
+		want  map[string]float64
+		tol   float64
+	}{
+		{"bgnbd", map[string]float64{"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426, "log_likelihood": -9582.43}, 0.0005},
+		{"paretonbd", map[string]float64{"r": 0.553, "s": 0.606, "log_likelihood": -9594.98}, 0.0005},
+		{"gammagamma", map[string]float64{"p": 6.25, "q": 3.74, "gamma": 15.44}, 0.005},
+	}
+	for _, tc := range tests {
+		t.Run(tc.model, func(t *testing.T) {
+			args := append([]string{"insights", "fit", "--model", tc.model, "--calibration-end", "1997-09-30", "--unit", "week"}, cdnowArgs...)
+			got := runJSON(t, args...)
+			for k, w := range tc.want {
+				v, ok := got[k].(float64)
+				tol := tc.tol
+				if k == "log_likelihood" {
+					tol = 0.005
+				}
+				if !ok || math.Abs(v-w) > tol {
+					t.Errorf("%s = %v, want %v ± %v (output %v)", k, got[k], w, tol, got)
+				}
+			}
+		})
+	}
+	// Day units give the same fit in a different scale: alpha in days is
+	// 7 × alpha in weeks.
+	args := append([]string{"insights", "fit", "--model", "bgnbd", "--calibration-end", "1997-09-30", "--unit", "day"}, cdnowArgs...)
+	got := runJSON(t, args...)
+	if a := got["alpha"].(float64); math.Abs(a-7*4.4136) > 0.01 {
+		t.Errorf("alpha in days = %v, want about %v", a, 7*4.4136)
+	}
+}
+
+func TestInsightsRFMCLI(t *testing.T) {
+	args := append([]string{"insights", "rfm", "--analysis-date", "1998-07-01"}, cdnowArgs...)
+	got := runJSON(t, args...)
+	customers, orders := 0.0, 0.0
+	for name, v := range got {
+		seg := v.(map[string]any)
+		for _, k := range []string{"customers", "orders", "revenue"} {
+			if _, ok := seg[k].(float64); !ok {
+				t.Fatalf("segment %s lacks %s: %v", name, k, seg)
+			}
+		}
+		customers += seg["customers"].(float64)
+		orders += seg["orders"].(float64)
+	}
+	if customers != 2357 || orders != 6919 {
+		t.Errorf("segments hold %v customers and %v orders, want 2357 and 6919", customers, orders)
+	}
+	if _, ok := got["Champions"]; !ok {
+		t.Errorf("no Champions in %v", got)
+	}
+}
+
+func TestInsightsValidateCLIFile(t *testing.T) {
+	dir := t.TempDir()
+	args := append([]string{"insights", "validate", "--calibration-end", "1997-09-30", "--holdout-end", "1998-06-30", "--out", dir}, cdnowArgs...)
+	got := runJSON(t, args...)
+	if got["actualHoldout"].(float64) != 1882 || got["cumulativeActual"].(float64) != 4339 {
+		t.Errorf("validate = %v", got)
+	}
+	for _, f := range []string{"report.json", "tracking.svg", "conditional_expectation.svg"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil || len(b) == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+}
+
+func TestInsightsCLIErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"insights", "fit", "--model", "bgnbd", "--unit", "week"},                                         // no calibration end
+		{"insights", "fit", "--model", "bgnbd", "--calibration-end", "1997-09-30", "--unit", "fortnight"}, // bad unit
+		append([]string{"insights", "fit", "--model", "nope", "--calibration-end", "1997-09-30"}, cdnowArgs...),
+		{"insights", "rfm", "--input", "x.csv", "--customer-col", "c", "--date-col", "d", "--analysis-date", "2020-01-01"}, // no amount
+		{"insights", "validate"},
+		{"insights", "frobnicate"},
+	} {
+		var out, errOut bytes.Buffer
+		if err := run(context.Background(), args, &out, &errOut); err == nil {
+			t.Errorf("kith %s: want an error", strings.Join(args, " "))
+		}
+	}
+}
+
+// The server side: orders sent over the API, a run started from the CLI,
+// predictions visible on the profile.
+func TestInsightsRunCLI(t *testing.T) {
+	s := startServer(t)
+	out, err := cli(t, s, "source", "create", "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	var items []string
+	start := time.Date(2025, 1, 6, 12, 0, 0, 0, time.UTC)
+	for c := range 40 {
+		for k := range 1 + c%5 {
+			at := start.AddDate(0, 0, 3*c+17*k)
+			items = append(items, fmt.Sprintf(`{"type":"track","userId":"c%d","event":"Order Completed","timestamp":%q,"properties":{"revenue":%d,"products":[{"product_id":"p%d","category":"k","price":%d}]}}`,
+				c, at.Format(time.RFC3339), 10+c, k, 10+c))
+		}
+	}
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.indexer.Backlog() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, err = cli(t, s, "insights", "run", "--wait", "--analysis-date", "2025-12-31")
+	if err != nil || !strings.Contains(out, `"status": "finished"`) {
+		t.Fatalf("insights run: %v\n%s", err, out)
+	}
+	out, err = cli(t, s, "insights", "runs")
+	if err != nil || !strings.Contains(out, "finished") || !strings.Contains(out, "api") {
+		t.Errorf("insights runs: %v\n%s", err, out)
+	}
+	req, _ = http.NewRequest("GET", "http://"+s.Addr()+"/v1/profiles/user_id:c4/traits?verbose=true", nil)
+	req.Header.Set("Authorization", "Bearer "+s.Config.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tr struct {
+		Traits map[string]struct {
+			Provenance string `json:"provenance"`
+			RunID      string `json:"runId"`
+		} `json:"traits"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if seg := tr.Traits["rfm_segment"]; seg.Provenance != "predicted" || !strings.HasPrefix(seg.RunID, "run_") {
+		t.Errorf("rfm_segment of c4 = %+v, want predicted by a run", seg)
+	}
+}
