@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +100,44 @@ func TestStateRebuiltAfterOSCrash(t *testing.T) {
 				t.Fatalf("the log lost events: head %d", head)
 			}
 		})
+	}
+}
+
+// TestStateMigrationRederives checks that a derived state from before the
+// orders table is emptied on upgrade, so the indexer re-derives it from the
+// log and orders already indexed get their rows.
+func TestStateMigrationRederives(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir)
+	if err := s.ApplyIndexBatch(ctx, 0, kith.IndexBatch{Cursor: 7, Profiles: []kith.NewProfile{{ID: "p1", CreatedAt: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Turn state.db back into the first schema version.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE orders`, `PRAGMA user_version = 1`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	s = open(t, dir)
+	defer s.Close()
+	cur, err := s.IndexCursor(ctx)
+	if err != nil || cur != 0 {
+		t.Errorf("cursor after upgrade = %d, %v; want 0 (re-derive from the log)", cur, err)
+	}
+	if _, err := s.Canonical(ctx, "p1"); kith.ErrorCode(err) != kith.ENOTFOUND {
+		t.Errorf("old derived profile still there: %v", err)
+	}
+	if err := s.ScanOrders(ctx, func(kith.CustomerOrders) error { return nil }); err != nil {
+		t.Errorf("orders table missing after upgrade: %v", err)
 	}
 }
