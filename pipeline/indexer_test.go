@@ -358,3 +358,37 @@ func TestHandOverMatchesLog(t *testing.T) {
 		}
 	}
 }
+
+// TestOrdersAcrossChannels checks that Order Completed events become typed
+// orders on the profile they resolve to, and that after a merge the
+// unified profile has the orders of both channels.
+func TestOrdersAcrossChannels(t *testing.T) {
+	store := openStore(t)
+	appendAll(t, store, "pos",
+		batch(`{"type":"track","userId":"loyal-7","event":"Order Completed","timestamp":"2026-04-01T10:00:00Z",
+			"properties":{"order_id":"pos-1","total":"19.90","currency":"eur","products":[{"sku":"MUG","name":"Mug","category":"Kitchen","price":9.95,"quantity":2}]}}`,
+			`{"type":"track","userId":"loyal-7","event":"Product Viewed","properties":{"product_id":"x"}}`))
+	appendAll(t, store, "web",
+		batch(`{"type":"track","anonymousId":"a-9","event":"Order Completed","timestamp":"2026-03-01T10:00:00Z","properties":{"order_id":"web-1","revenue":5}}`,
+			`{"type":"identify","userId":"loyal-7","anonymousId":"a-9"}`))
+	drain(t, store, 1)
+	id := profileOf(t, store, "user_id:loyal-7")
+	var got []kith.CustomerOrders
+	if err := store.ScanOrders(context.Background(), func(c kith.CustomerOrders) error {
+		got = append(got, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ProfileID != id || len(got[0].Orders) != 2 {
+		t.Fatalf("orders = %+v, want both orders on %s", got, id)
+	}
+	web, pos := got[0].Orders[0], got[0].Orders[1] // oldest first
+	if web.OrderID != "web-1" || web.Revenue != 5 || web.SourceID != "web" || len(web.Items) != 0 {
+		t.Errorf("web order = %+v", web)
+	}
+	want := kith.OrderItem{ProductID: "MUG", SKU: "MUG", Name: "Mug", Category: "Kitchen", Price: 9.95, Quantity: 2}
+	if pos.OrderID != "pos-1" || pos.Revenue != 19.9 || pos.Currency != "EUR" || len(pos.Items) != 1 || pos.Items[0] != want {
+		t.Errorf("pos order = %+v", pos)
+	}
+}
