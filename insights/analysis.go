@@ -51,6 +51,7 @@ type analysis struct {
 	repeatsByDay map[btyd.Day]int
 	firstOrder   time.Time
 	lastOrder    time.Time
+	days         []btyd.DayAmount // add's scratch
 	ordersSeen   int
 	ordersUsed   int
 	customersOut int // first purchase after the calibration end
@@ -60,79 +61,118 @@ func newAnalysis(cfg Config, period btyd.Period) *analysis {
 	return &analysis{cfg: cfg, period: period, catalog: map[int32]basket.Product{}, repeatsByDay: map[btyd.Day]int{}}
 }
 
-// scan reads every customer from src.
+// scan reads every customer from src. Reading (the store's decoding) and
+// summarising run in two goroutines, so a scan uses two cores.
 func (a *analysis) scan(ctx context.Context, src Source) error {
-	days := make([]btyd.DayAmount, 0, 64)
-	return src(ctx, func(co kith.CustomerOrders) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	queue := make(chan []kith.CustomerOrders, 4)
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for part := range queue {
+			for _, co := range part {
+				if err == nil {
+					err = a.add(co)
+				}
+			}
+			if err != nil {
+				cancel(err)
+			}
+		}
+		done <- err
+	}()
+	var part []kith.CustomerOrders
+	n := 0
+	err := src(ctx, func(co kith.CustomerOrders) error {
 		if err := ctx.Err(); err != nil {
-			return err
+			return context.Cause(ctx)
 		}
-		days = days[:0]
-		var c customer
-		c.id = co.ProfileID
-		end := a.period.CalibrationEnd
-		if a.period.HoldoutEnd != 0 {
-			end = a.period.HoldoutEnd
+		part = append(part, co)
+		if n += len(co.Orders); n >= 4096 {
+			queue <- part
+			part, n = nil, 0
 		}
-		var bs [][]int32
-		for _, o := range co.Orders {
-			a.ordersSeen++
-			d := btyd.DayOf(o.Timestamp.UTC())
-			if d > end {
-				continue // after the data the run looks at
-			}
-			a.ordersUsed++
-			if a.firstOrder.IsZero() || o.Timestamp.Before(a.firstOrder) {
-				a.firstOrder = o.Timestamp
-			}
-			if o.Timestamp.After(a.lastOrder) {
-				a.lastOrder = o.Timestamp
-			}
-			days = append(days, btyd.DayAmount{Day: d, Amount: o.Revenue})
-			if d > a.period.CalibrationEnd {
-				continue // holdout: counted by the summary only
-			}
-			c.orders++
-			c.revenue += o.Revenue
-			c.last = max(c.last, d)
-			if len(o.Items) > 0 {
-				b := make([]int32, 0, len(o.Items))
-				for _, it := range o.Items {
-					key := commerce.ItemKey(it)
-					if key == "" {
-						continue
-					}
-					id := a.products.ID(key)
-					b = append(b, id)
-					if it.Category != "" {
-						// The catalogue keeps each product's latest
-						// category and price.
-						a.catalog[id] = basket.Product{ID: key, Category: it.Category, Price: it.Price}
-					}
-					c.addItem(id, it.Price)
-				}
-				if len(b) > 0 {
-					bs = append(bs, b)
-				}
-			}
-		}
-		if len(days) == 0 {
-			return nil
-		}
-		merged := btyd.MergeDays(days)
-		s, ok := a.period.Summarise(c.id, merged)
-		if !ok {
-			a.customersOut++
-			return nil
-		}
-		c.summary = s
-		for _, d := range merged[1:] {
-			a.repeatsByDay[d.Day]++
-		}
-		a.custs = append(a.custs, c)
-		a.baskets = append(a.baskets, bs)
 		return nil
 	})
+	if err == nil && len(part) > 0 {
+		queue <- part
+	}
+	close(queue)
+	if aerr := <-done; aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// add summarises one customer.
+func (a *analysis) add(co kith.CustomerOrders) error {
+	days := a.days[:0]
+	defer func() { a.days = days[:0] }()
+	var c customer
+	c.id = co.ProfileID
+	end := a.period.CalibrationEnd
+	if a.period.HoldoutEnd != 0 {
+		end = a.period.HoldoutEnd
+	}
+	var bs [][]int32
+	for _, o := range co.Orders {
+		a.ordersSeen++
+		d := btyd.DayOf(o.Timestamp.UTC())
+		if d > end {
+			continue // after the data the run looks at
+		}
+		a.ordersUsed++
+		if a.firstOrder.IsZero() || o.Timestamp.Before(a.firstOrder) {
+			a.firstOrder = o.Timestamp
+		}
+		if o.Timestamp.After(a.lastOrder) {
+			a.lastOrder = o.Timestamp
+		}
+		days = append(days, btyd.DayAmount{Day: d, Amount: o.Revenue})
+		if d > a.period.CalibrationEnd {
+			continue // holdout: counted by the summary only
+		}
+		c.orders++
+		c.revenue += o.Revenue
+		c.last = max(c.last, d)
+		if len(o.Items) > 0 {
+			b := make([]int32, 0, len(o.Items))
+			for _, it := range o.Items {
+				key := commerce.ItemKey(it)
+				if key == "" {
+					continue
+				}
+				id := a.products.ID(key)
+				b = append(b, id)
+				if it.Category != "" {
+					// The catalogue keeps each product's latest
+					// category and price.
+					a.catalog[id] = basket.Product{ID: key, Category: it.Category, Price: it.Price}
+				}
+				c.addItem(id, it.Price)
+			}
+			if len(b) > 0 {
+				bs = append(bs, b)
+			}
+		}
+	}
+	if len(days) == 0 {
+		return nil
+	}
+	merged := btyd.MergeDays(days)
+	s, ok := a.period.Summarise(c.id, merged)
+	if !ok {
+		a.customersOut++
+		return nil
+	}
+	c.summary = s
+	for _, d := range merged[1:] {
+		a.repeatsByDay[d.Day]++
+	}
+	a.custs = append(a.custs, c)
+	a.baskets = append(a.baskets, bs)
+	return nil
 }
 
 // addItem records a purchased product and the highest price paid for it.
@@ -272,6 +312,9 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 			catalog = append(catalog, p)
 		}
 		f.up = basket.NewUpseller(catalog)
+		// Predictions use each customer's distinct products, not the
+		// baskets: let them go before the predictions are made.
+		a.baskets, flat = nil, nil
 		rep.Seconds["recommender"] = time.Since(t0).Seconds()
 	}
 	return f, nil
