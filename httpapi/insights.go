@@ -9,6 +9,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/insights"
+	"github.com/kithcdp/kith/rfm"
 )
 
 // InsightRunner starts insight runs (insights.Runner).
@@ -30,6 +31,8 @@ type runRequest struct {
 	TopN           *int     `json:"topN"`
 	MinSupport     *float64 `json:"minSupport"`
 	MinConfidence  *float64 `json:"minConfidence"`
+	// RFMRules replace the named RFM segments (first match wins).
+	RFMRules []rfm.Rule `json:"rfmRules"`
 	// Wait makes the call answer when the run has finished.
 	Wait        bool `json:"wait"`
 	HoldoutDays int  `json:"holdoutDays"`
@@ -67,6 +70,9 @@ func (s *Server) insightConfig(r *http.Request, req *runRequest) (insights.Confi
 		if o.src != nil {
 			*o.dst = *o.src
 		}
+	}
+	if req.RFMRules != nil {
+		cfg.RFMRules = req.RFMRules
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, kith.Errorf(kith.EINVALID, "%v", err)

@@ -121,8 +121,20 @@ func TestInsightsAPI(t *testing.T) {
 		t.Errorf("chart of a run without validation: %d, want 404", code)
 	}
 
+	// Custom RFM segments.
+	code, run = s.admin("POST", "/v1/insights/runs", map[string]any{"wait": true, "analysisDate": "2025-12-31",
+		"rfmRules": []map[string]any{{"name": "Everyone", "r": []int{1, 5}, "f": []int{1, 5}, "m": []int{1, 5}}}})
+	if code != 200 || run["status"] != "finished" {
+		t.Fatalf("run with custom segments: %d %v", code, run)
+	}
+	_, tr = s.admin("GET", "/v1/profiles/user_id:cust-3/traits", nil)
+	if seg := tr["traits"].(map[string]any)["rfm_segment"]; seg != "Everyone" {
+		t.Errorf("rfm_segment with a catch-all rule = %v, want Everyone", seg)
+	}
+
 	// Bad requests say why.
-	for _, body := range []map[string]any{{"model": "nope"}, {"analysisDate": "yesterday"}, {"topN": 0}, {"holdoutDays": 3}, {"colour": "red"}} {
+	for _, body := range []map[string]any{{"model": "nope"}, {"analysisDate": "yesterday"}, {"topN": 0}, {"holdoutDays": 3}, {"colour": "red"},
+		{"rfmRules": []map[string]any{{"name": "Bad", "r": []int{0, 9}, "f": []int{1, 5}, "m": []int{1, 5}}}}, {"rfmRules": []any{}}} {
 		if code, out := s.admin("POST", "/v1/insights/runs", body); code != 400 {
 			t.Errorf("POST runs %v: %d %v, want 400", body, code, out)
 		}

@@ -112,6 +112,15 @@ func (c Config) Validate() error {
 	case c.BatchSize <= 0:
 		return fmt.Errorf("insights: batch size %d must be positive", c.BatchSize)
 	}
+	if c.RFMRules != nil {
+		if len(c.RFMRules) == 0 {
+			return fmt.Errorf("insights: the RFM segment list is empty")
+		}
+		// Scoring one customer checks the rules against the bins.
+		if _, err := rfm.ScoreAll([]rfm.Customer{{ID: "check", Frequency: 1}}, c.RFMBins, c.RFMRules); err != nil {
+			return fmt.Errorf("insights: RFM segments: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -68,6 +68,12 @@ func openStore(t *testing.T) *sqlite.DB {
 }
 
 func TestRunWritesPredictedTraits(t *testing.T) {
+	for _, model := range []string{ModelBGNBD, ModelParetoNBD} {
+		t.Run(model, func(t *testing.T) { testRunWritesPredictedTraits(t, model) })
+	}
+}
+
+func testRunWritesPredictedTraits(t *testing.T, model string) {
 	ctx := t.Context()
 	db := openStore(t)
 	start := time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)
@@ -76,6 +82,7 @@ func TestRunWritesPredictedTraits(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	cfg.Model = model
 	cfg.AnalysisDate = start.AddDate(0, 0, 300) // later orders are ignored
 	clock := time.Date(2026, 1, 5, 3, 0, 0, 0, time.UTC)
 	r := &Runner{Store: db, Config: cfg, Now: func() time.Time { return clock }}
@@ -102,7 +109,7 @@ func TestRunWritesPredictedTraits(t *testing.T) {
 		t.Errorf("report counts read %d used %d customers %d written %d; want %d %d %d %d",
 			rep.OrdersRead, rep.OrdersUsed, rep.Customers, rep.ProfilesWritten, len(b.Orders), used, len(cust), len(cust))
 	}
-	for _, name := range []string{ModelBGNBD, "gammagamma"} {
+	for _, name := range []string{model, "gammagamma"} {
 		m := rep.Models[name]
 		if m == nil || m.Skipped != "" || len(m.Params) == 0 || !m.Fit.Converged {
 			t.Errorf("model %s = %+v, want fitted and converged", name, m)

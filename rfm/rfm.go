@@ -113,13 +113,13 @@ type Score struct {
 type Rule struct {
 	// Name is the segment's name. Several rules may share a name; their
 	// customers are summarised together.
-	Name string
+	Name string `json:"name"`
 	// R is the inclusive {min, max} range of the recency score.
-	R [2]int
+	R [2]int `json:"r"`
 	// F is the inclusive {min, max} range of the frequency score.
-	F [2]int
+	F [2]int `json:"f"`
 	// M is the inclusive {min, max} range of the monetary score.
-	M [2]int
+	M [2]int `json:"m"`
 }
 
 // Matches reports whether recency, frequency and monetary scores r, f and

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -176,5 +177,36 @@ func TestInsightsRunCLI(t *testing.T) {
 	}
 	if seg := tr.Traits["rfm_segment"]; seg.Provenance != "predicted" || !strings.HasPrefix(seg.RunID, "run_") {
 		t.Errorf("rfm_segment of c4 = %+v, want predicted by a run", seg)
+	}
+}
+
+func TestServeInsightsFlags(t *testing.T) {
+	for _, k := range []string{"KITH_INSIGHTS_EVERY", "KITH_INSIGHTS_MODEL", "KITH_RFM_SEGMENTS"} {
+		t.Setenv(k, "")
+	}
+	c, err := ParseServeFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InsightsEvery != 24*time.Hour || c.Insights.Model != "bgnbd" || c.Insights.RFMRules != nil {
+		t.Errorf("defaults: every %v model %q rules %v", c.InsightsEvery, c.Insights.Model, c.Insights.RFMRules)
+	}
+	rules := filepath.Join(t.TempDir(), "segments.json")
+	os.WriteFile(rules, []byte(`[{"name":"Best","r":[4,5],"f":[4,5],"m":[4,5]},{"name":"Rest","r":[1,5],"f":[1,5],"m":[1,5]}]`), 0o600)
+	t.Setenv("KITH_INSIGHTS_MODEL", "paretonbd")
+	c, err = ParseServeFlags([]string{"--insights-every", "0", "--rfm-segments", rules}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InsightsEvery != 0 || c.Insights.Model != "paretonbd" || len(c.Insights.RFMRules) != 2 || c.Insights.RFMRules[0].Name != "Best" || c.Insights.RFMRules[0].R != [2]int{4, 5} {
+		t.Errorf("configured: every %v model %q rules %+v", c.InsightsEvery, c.Insights.Model, c.Insights.RFMRules)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`[{"name":"Bad","r":[0,7],"f":[1,5],"m":[1,5]}]`), 0o600)
+	if _, err := ParseServeFlags([]string{"--rfm-segments", bad}, io.Discard); err == nil {
+		t.Error("segments with a range outside 1..5: want an error")
+	}
+	if _, err := ParseServeFlags([]string{"--insights-model", "nope"}, io.Discard); err == nil {
+		t.Error("unknown model: want an error")
 	}
 }

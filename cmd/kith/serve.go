@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -77,8 +78,18 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	fs.DurationVar(&c.InsightsEvery, "insights-every", envDuration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
 	c.Insights = insights.DefaultConfig()
 	fs.StringVar(&c.Insights.Model, "insights-model", envOr("KITH_INSIGHTS_MODEL", c.Insights.Model), "purchase model: bgnbd or paretonbd (env KITH_INSIGHTS_MODEL)")
+	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *rfmRules != "" {
+		b, err := os.ReadFile(*rfmRules)
+		if err != nil {
+			return c, fmt.Errorf("RFM segments: %w", err)
+		}
+		if err := json.Unmarshal(b, &c.Insights.RFMRules); err != nil {
+			return c, fmt.Errorf("RFM segments in %s: %w", *rfmRules, err)
+		}
 	}
 	if err := c.Insights.Validate(); err != nil {
 		return c, err
