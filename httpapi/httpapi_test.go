@@ -480,15 +480,17 @@ func TestProfileStitchingAndAPI(t *testing.T) {
 	// An anonymous visitor browses, a CRM record exists by e-mail, then the
 	// visitor signs up: one identify linking anonymousId, userId and e-mail.
 	post(webKey, "page", `{"anonymousId":"anon-1","name":"Home","messageId":"w1","timestamp":"2026-11-01T10:00:00Z"}`)
-	post(crmKey, "identify", `{"userId":"crm-77","traits":{"email":"Ada@Example.com ","plan":"gold","name":"Ada L."},"messageId":"c1","timestamp":"2026-10-01T00:00:00Z"}`)
+	// (The CRM's own id is a custom type: two different user_ids would
+	// never merge under the default identity rules.)
+	post(crmKey, "identify", `{"anonymousId":"crm-row-77","traits":{"email":"Ada@Example.com ","plan":"gold","name":"Ada L."},"context":{"externalIds":[{"id":"crm-77","type":"crm_id","collection":"users","encoding":"none"}]},"messageId":"c1","timestamp":"2026-10-01T00:00:00Z"}`)
 	s.waitProcessed()
 	post(webKey, "identify", `{"anonymousId":"anon-1","userId":"u-1","traits":{"email":"ada@example.com","name":"Ada Lovelace"},"messageId":"w2","timestamp":"2026-11-01T10:05:00Z"}`)
 	// An older CRM update arriving late must not overwrite a newer value.
-	post(crmKey, "identify", `{"userId":"crm-77","traits":{"name":"Ada (old)"},"messageId":"c2","timestamp":"2026-09-01T00:00:00Z"}`)
+	post(crmKey, "identify", `{"anonymousId":"crm-row-77","traits":{"name":"Ada (old)"},"context":{"externalIds":[{"id":"crm-77","type":"crm_id"}]},"messageId":"c2","timestamp":"2026-09-01T00:00:00Z"}`)
 	s.waitProcessed()
 
 	var ids []string
-	for _, ref := range []string{"user_id:u-1", "email:ADA@example.com", "anonymous_id:anon-1", "user_id:crm-77"} {
+	for _, ref := range []string{"user_id:u-1", "email:ADA@example.com", "anonymous_id:anon-1", "crm_id:crm-77"} {
 		code, p := s.admin("GET", "/v1/profiles/"+url.PathEscape(ref), nil)
 		if code != 200 {
 			t.Fatalf("profile %s: %d %v", ref, code, p)
@@ -530,9 +532,15 @@ func TestProfileStitchingAndAPI(t *testing.T) {
 		t.Fatalf("identities page 1: %d %v", code, idn)
 	}
 	next := idn["cursor"].(map[string]any)["next"].(string)
+	// Five identifiers: anon-1, crm-row-77, crm_id, e-mail, u-1.
 	_, idn2 := s.admin("GET", "/v1/profiles/"+ids[0]+"/identities?limit=2&next="+next, nil)
-	if n := len(idn2["data"].([]any)); n != 2 || idn2["cursor"].(map[string]any)["has_more"] != false {
+	if n := len(idn2["data"].([]any)); n != 2 || idn2["cursor"].(map[string]any)["has_more"] != true {
 		t.Fatalf("identities page 2: %v", idn2)
+	}
+	next = idn2["cursor"].(map[string]any)["next"].(string)
+	_, idn3 := s.admin("GET", "/v1/profiles/"+ids[0]+"/identities?limit=2&next="+next, nil)
+	if n := len(idn3["data"].([]any)); n != 1 || idn3["cursor"].(map[string]any)["has_more"] != false {
+		t.Fatalf("identities page 3: %v", idn3)
 	}
 	// Events: newest first, paginated with a cursor, filterable.
 	var got []string

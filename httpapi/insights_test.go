@@ -183,3 +183,25 @@ func TestInsightsDisabled(t *testing.T) {
 		t.Errorf("runs without an insights engine: %d %v, want 404", code, out)
 	}
 }
+
+func TestIdentityRulesEndpoint(t *testing.T) {
+	s := startStack(t, t.TempDir(), func() time.Time { return fixedNow })
+	code, out := s.admin("GET", "/v1/identity/rules", nil)
+	if code != 200 {
+		t.Fatalf("rules: %d %v", code, out)
+	}
+	types := map[string]map[string]any{}
+	for _, x := range out["types"].([]any) {
+		m := x.(map[string]any)
+		types[m["name"].(string)] = m
+	}
+	if u := types["user_id"]; u == nil || u["limit"] != 1.0 || u["priority"] != 1.0 {
+		t.Errorf("user_id rule = %v, want limit 1 priority 1", u)
+	}
+	if a := types["anonymous_id"]; a == nil || a["priority"].(float64) <= types["email"]["priority"].(float64) {
+		t.Errorf("anonymous_id must rank below email: %v", a)
+	}
+	if b := out["blocked"].(map[string]any); len(b["exact"].([]any)) == 0 || len(b["patterns"].([]any)) == 0 {
+		t.Errorf("blocked = %v", b)
+	}
+}

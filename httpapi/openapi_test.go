@@ -45,6 +45,7 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/insights/runs/{id}"},
 	{"GET", "/v1/insights/runs/{id}/charts/{name}"},
 	{"POST", "/v1/insights/validations"},
+	{"GET", "/v1/identity/rules"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -18,7 +18,7 @@ import (
 // profile id.
 func (s *Server) resolve(r *http.Request) (string, error) {
 	ref := r.PathValue("ref")
-	if id, ok := identity.ParseRef(ref); ok {
+	if id, ok := s.cfg.IdentityRules.ParseRef(ref); ok {
 		keyer, err := s.keyer(r)
 		if err != nil {
 			return "", err

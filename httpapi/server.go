@@ -46,6 +46,9 @@ type Config struct {
 	// configuration requests start from.
 	Insights      InsightRunner
 	InsightConfig insights.Config
+	// IdentityRules normalise identifier references the way the indexer
+	// does; nil means identity.DefaultRules.
+	IdentityRules *identity.Rules
 }
 
 // Server serves the whole API over one store.
@@ -85,6 +88,9 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.IdentityRules == nil {
+		cfg.IdentityRules = identity.DefaultRules()
+	}
 	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
 	s.routes()
 	return s
@@ -121,6 +127,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/identities", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Identities)))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
+
+	s.mux.HandleFunc("GET /v1/identity/rules", s.admin(kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.cfg.IdentityRules)
+	}))
 
 	s.mux.HandleFunc("POST /v1/insights/runs", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleStartRun)))
 	s.mux.HandleFunc("POST /v1/insights/validations", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleValidate)))

@@ -15,7 +15,7 @@ func TestNormalise(t *testing.T) {
 	}{
 		{"email", "  Ada@Example.COM ", Identifier{"email", "ada@example.com"}},
 		{"EMAIL", "x@y.z", Identifier{"email", "x@y.z"}},
-		{"phone", "+31 (0)6-1234 5678", Identifier{"phone", "+31061234" + "5678"}},
+		{"phone", "+31 (0)6-1234 5678", Identifier{"phone", "+3161234" + "5678"}},
 		{"phone", "06 1234+5678", Identifier{"phone", "0612345678"}},
 		{"user_id", " 42 ", Identifier{"user_id", "42"}},
 		{"crm_id", "AbC", Identifier{"crm_id", "AbC"}},

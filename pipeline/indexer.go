@@ -36,6 +36,9 @@ type Store interface {
 	IndexCursor(ctx context.Context) (int64, error)
 	LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error)
 	ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error
+	// Identities lists a unified profile's identifiers (limits are checked
+	// against them).
+	Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error)
 }
 
 // Indexer applies the log to the derived state. Run it in one goroutine.
@@ -58,6 +61,11 @@ type Indexer struct {
 	// has written (unix µs). An event inside [first, last+lastSeenSlack] does
 	// not rewrite the row: last seen is kept to within a minute.
 	seen map[kith.IdentKey][2]int64
+	// idents holds, per canonical profile the indexer has checked limits
+	// for, its identifier keys by type with their last-seen time (unix
+	// µs). Every profile a batch changes is here before it changes.
+	idents map[string]map[string]map[kith.IdentKey]int64
+	rules  *identity.Rules
 
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
@@ -72,6 +80,8 @@ type Config struct {
 	// grows past it (the store stays the source of truth).
 	MaxCache int
 	Logger   *slog.Logger
+	// Rules are the identity rules; nil means identity.DefaultRules.
+	Rules *identity.Rules
 }
 
 // New returns an indexer over store; secret keys the identifier hashes.
@@ -85,7 +95,11 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Rules == nil {
+		cfg.Rules = identity.DefaultRules()
+	}
 	return &Indexer{
+		rules: cfg.Rules, idents: map[string]map[string]map[kith.IdentKey]int64{},
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
 		tail:  tail{max: 4 * cfg.BatchSize},
@@ -372,6 +386,7 @@ func (ix *Indexer) reset() {
 	ix.owner = map[kith.IdentKey]string{}
 	ix.parent = map[string]string{}
 	ix.seen = map[kith.IdentKey][2]int64{}
+	ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
 }
 
 // find resolves a profile through the cached merge graph.
@@ -414,7 +429,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 	}
 	for i, m := range msgs {
-		e, err := identity.Extract(m)
+		e, err := ix.rules.Extract(m)
 		if err != nil {
 			// The log only holds messages collect produced; a message that
 			// no longer decodes is processed without identity rather than
@@ -431,8 +446,8 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 		if e.PreviousID != "" {
 			ex[i].prevID = e.PreviousID
-			ex[i].prev[0] = ix.keyer.Key(identity.Normalise(kith.IdentUserID, e.PreviousID))
-			ex[i].prev[1] = ix.keyer.Key(identity.Normalise(kith.IdentAnonymousID, e.PreviousID))
+			ex[i].prev[0] = ix.keyer.Key(ix.rules.Normalise(kith.IdentUserID, e.PreviousID))
+			ex[i].prev[1] = ix.keyer.Key(ix.rules.Normalise(kith.IdentAnonymousID, e.PreviousID))
 			need(ex[i].prev[0])
 			need(ex[i].prev[1])
 		}
@@ -465,15 +480,18 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		if e.prevID != "" {
 			// An alias links previousId, known as a user or anonymous id,
 			// to userId; an unknown previousId becomes an anonymous id.
-			id := identity.Normalise(kith.IdentAnonymousID, e.prevID)
+			id := ix.rules.Normalise(kith.IdentAnonymousID, e.prevID)
 			key := e.prev[1]
 			if _, ok := ix.owner[e.prev[0]]; ok {
-				id, key = identity.Normalise(kith.IdentUserID, e.prevID), e.prev[0]
+				id, key = ix.rules.Normalise(kith.IdentUserID, e.prevID), e.prev[0]
 			}
 			if !containsKey(e.keys, key) {
 				e.ids = append(e.ids, id)
 				e.keys = append(e.keys, key)
 			}
+		}
+		if err := ix.admit(ctx, e, m.Timestamp, m.Type == "alias"); err != nil {
+			return kith.IndexBatch{}, err
 		}
 		if len(e.ids) == 0 {
 			continue // only blocked identifiers: nothing to link
@@ -497,9 +515,11 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		if len(profiles) == 0 {
 			survivor = ix.profileID(m.Seq)
 			b.Profiles = append(b.Profiles, kith.NewProfile{ID: survivor, CreatedAt: m.ReceivedAt})
+			ix.idents[survivor] = map[string]map[kith.IdentKey]int64{}
 		} else {
 			survivor = profiles[0]
 			for _, absorbed := range profiles[1:] {
+				ix.mergeIdents(survivor, absorbed)
 				id := e.ids[via[absorbed]]
 				b.Merges = append(b.Merges, kith.Merge{
 					Survivor: survivor, Absorbed: absorbed, SourceID: m.SourceID, MessageID: m.MessageID,
@@ -508,6 +528,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 				ix.parent[absorbed] = survivor
 			}
 		}
+		ix.noteIdents(survivor, e.ids, e.keys, m.Timestamp)
 		for j, k := range e.keys {
 			owner, known := ix.owner[k]
 			if !known {

@@ -210,3 +210,23 @@ func TestServeInsightsFlags(t *testing.T) {
 		t.Error("unknown model: want an error")
 	}
 }
+
+func TestServeIdentityRulesFlag(t *testing.T) {
+	t.Setenv("KITH_IDENTITY_RULES", "")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "rules.json")
+	os.WriteFile(good, []byte(`{"types":[{"name":"user_id","sources":["userId"],"priority":1,"limit":1},
+		{"name":"member_no","sources":["traits.member_no"],"priority":2,"limit":1,"neverMerge":true}],"defaultRegion":"nl"}`), 0o600)
+	c, err := ParseServeFlags([]string{"--identity-rules", good}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.IdentityRules; r == nil || !r.Rule("member_no").NeverMerge || r.DefaultRegion != "NL" {
+		t.Errorf("rules = %+v", c.IdentityRules)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"types":[{"name":"x","sources":["somewhere"],"priority":1}]}`), 0o600)
+	if _, err := ParseServeFlags([]string{"--identity-rules", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), "unknown source") {
+		t.Errorf("bad rules file: %v, want an unknown-source error", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/httpapi"
+	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/postgres"
@@ -41,6 +42,8 @@ type ServeConfig struct {
 	// the schedule off (runs can still be started through the API).
 	InsightsEvery time.Duration
 	Insights      insights.Config
+	// IdentityRules are the identity-resolution rules (nil: the defaults).
+	IdentityRules *identity.Rules
 }
 
 // Server is a running Kith: store, group committer, indexer and HTTP API.
@@ -78,9 +81,17 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	fs.DurationVar(&c.InsightsEvery, "insights-every", envDuration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
 	c.Insights = insights.DefaultConfig()
 	fs.StringVar(&c.Insights.Model, "insights-model", envOr("KITH_INSIGHTS_MODEL", c.Insights.Model), "purchase model: bgnbd or paretonbd (env KITH_INSIGHTS_MODEL)")
+	rulesFile := fs.String("identity-rules", os.Getenv("KITH_IDENTITY_RULES"), "JSON file of identity rules: identifier types, sources, normalisation, limits, priorities, never-merge, blocked values (env KITH_IDENTITY_RULES); see GET /v1/identity/rules for the defaults")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *rulesFile != "" {
+		r, err := identity.LoadRules(*rulesFile)
+		if err != nil {
+			return c, err
+		}
+		c.IdentityRules = r
 	}
 	if *rfmRules != "" {
 		b, err := os.ReadFile(*rfmRules)
@@ -154,7 +165,7 @@ func (s *Server) Open(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger})
+	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.Config.IdentityRules})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
 	if s.Config.Insights.Model == "" { // a ServeConfig built without ParseServeFlags
 		s.Config.Insights = insights.DefaultConfig()
@@ -182,7 +193,7 @@ func (s *Server) Open(ctx context.Context) error {
 
 	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
-		Insights: s.insights, InsightConfig: s.Config.Insights,
+		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {

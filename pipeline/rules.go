@@ -1,0 +1,178 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+)
+
+// admit applies the identity rules to an event before it links anything,
+// as Segment Unify does: while linking the event's identifiers would give
+// a profile more values of a type than the type's limit (within its
+// window), or merge profiles that hold different values of a never-merge
+// type, the event's lowest-priority identifier is dropped and matching is
+// retried. Dropped identifiers neither link nor attach. In Segment's
+// missed-logout example (anonymous_id a1 identified as u1, then as u2) the
+// second event would give u1's profile a second user_id: a1 is dropped and
+// u2 gets a profile of its own.
+//
+// An alias is the source saying outright that two ids are one person, so
+// it is held to never-merge declarations but not to limits (otherwise, with
+// user_id limited to one, no alias could ever join two user ids).
+func (ix *Indexer) admit(ctx context.Context, e *extracted, at time.Time, alias bool) error {
+	for len(e.ids) > 0 {
+		ok, err := ix.fits(ctx, e.ids, e.keys, at, !alias)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		last := len(e.ids) - 1
+		e.ids, e.keys = e.ids[:last], e.keys[:last]
+	}
+	return nil
+}
+
+// fits reports whether linking ids breaks no rule.
+func (ix *Indexer) fits(ctx context.Context, ids []identity.Identifier, keys []kith.IdentKey, at time.Time, limits bool) (bool, error) {
+	var profiles []string
+	known := map[kith.IdentKey]bool{}
+	for _, k := range keys {
+		owner, ok := ix.owner[k]
+		if !ok {
+			continue
+		}
+		known[k] = true
+		c := ix.find(owner)
+		if !containsString(profiles, c) {
+			profiles = append(profiles, c)
+		}
+	}
+	if len(profiles) == 1 && len(known) == len(keys) {
+		return true, nil // nothing new: no profile changes
+	}
+	now := at.UnixMicro()
+	// Values per type the linked profile would hold.
+	values := map[string]map[kith.IdentKey]bool{}
+	add := func(typ string, k kith.IdentKey) {
+		if values[typ] == nil {
+			values[typ] = map[kith.IdentKey]bool{}
+		}
+		values[typ][k] = true
+	}
+	// Distinct never-merge values held by the profiles being merged.
+	held := map[string]map[kith.IdentKey]bool{}
+	for _, p := range profiles {
+		byType, err := ix.profileIdents(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		for typ, ks := range byType {
+			rule := ix.rules.Rule(typ)
+			for k, last := range ks {
+				if rule.NeverMerge && len(profiles) > 1 {
+					if held[typ] == nil {
+						held[typ] = map[kith.IdentKey]bool{}
+					}
+					held[typ][k] = true
+				}
+				if rule.Window > 0 && last < now-time.Duration(rule.Window).Microseconds() && !containsKey(keys, k) {
+					continue // outside the window
+				}
+				add(typ, k)
+			}
+		}
+	}
+	for _, ks := range held {
+		if len(ks) > 1 {
+			return false, nil
+		}
+	}
+	if !limits {
+		return true, nil
+	}
+	for j, id := range ids {
+		add(id.Type, keys[j])
+	}
+	for typ, ks := range values {
+		if l := ix.rules.Rule(typ).Limit; l > 0 && len(ks) > l {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// profileIdents returns a canonical profile's identifiers by type, loading
+// them from the store the first time.
+func (ix *Indexer) profileIdents(ctx context.Context, p string) (map[string]map[kith.IdentKey]int64, error) {
+	if m, ok := ix.idents[p]; ok {
+		return m, nil
+	}
+	list, err := ix.store.Identities(ctx, p)
+	if err != nil && kith.ErrorCode(err) != kith.ENOTFOUND {
+		return nil, fmt.Errorf("pipeline: identifiers of profile %s: %w", p, err)
+	}
+	m := map[string]map[kith.IdentKey]int64{}
+	for _, id := range list {
+		k := ix.keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
+		if m[id.Type] == nil {
+			m[id.Type] = map[kith.IdentKey]int64{}
+		}
+		m[id.Type][k] = max(m[id.Type][k], id.LastSeen.UnixMicro())
+	}
+	ix.idents[p] = m
+	return m, nil
+}
+
+// noteIdents records that profile p holds ids, seen at at. Only profiles
+// already cached are updated: a profile is cached before anything adds to
+// it (fits loads every profile an event changes).
+func (ix *Indexer) noteIdents(p string, ids []identity.Identifier, keys []kith.IdentKey, at time.Time) {
+	m, ok := ix.idents[p]
+	if !ok {
+		return
+	}
+	t := at.UnixMicro()
+	for j, id := range ids {
+		if m[id.Type] == nil {
+			m[id.Type] = map[kith.IdentKey]int64{}
+		}
+		m[id.Type][keys[j]] = max(m[id.Type][keys[j]], t)
+	}
+}
+
+// mergeIdents moves absorbed's cached identifiers to survivor.
+func (ix *Indexer) mergeIdents(survivor, absorbed string) {
+	from, ok := ix.idents[absorbed]
+	if !ok {
+		delete(ix.idents, survivor) // unknown union: reload when needed
+		return
+	}
+	to, ok := ix.idents[survivor]
+	if !ok {
+		delete(ix.idents, absorbed)
+		return
+	}
+	for typ, ks := range from {
+		if to[typ] == nil {
+			to[typ] = map[kith.IdentKey]int64{}
+		}
+		for k, t := range ks {
+			to[typ][k] = max(to[typ][k], t)
+		}
+	}
+	delete(ix.idents, absorbed)
+}
+
+func containsString(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
