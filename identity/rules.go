@@ -1,8 +1,10 @@
 package identity
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -35,7 +37,7 @@ type Rules struct {
 	blocked []*regexp.Regexp
 	exact   map[string]bool
 	byName  map[string]int
-	fast    []string // byte markers that force the full extraction path
+	fast    [][]byte // byte markers that force the full extraction path
 }
 
 // TypeRule declares one identifier type.
@@ -67,6 +69,8 @@ type TypeRule struct {
 	// NeverMerge: two profiles with different values of this type are
 	// never merged, whatever links them.
 	NeverMerge bool `json:"neverMerge,omitempty"`
+
+	paths [][]string // Sources split at dots
 }
 
 // Blocklist is the junk values: exact (compared lower-cased) and patterns
@@ -216,7 +220,9 @@ func (r *Rules) compile() error {
 		if len(t.Sources) == 0 {
 			return fmt.Errorf("identity rules: type %q has no sources", t.Name)
 		}
+		t.paths = nil
 		for _, s := range t.Sources {
+			t.paths = append(t.paths, strings.Split(s, "."))
 			ok := slices.Contains(knownSources, s)
 			for _, p := range []string{"traits.", "context.traits.", "properties.", "integrations."} {
 				if rest, found := strings.CutPrefix(s, p); found && rest != "" {
@@ -247,10 +253,9 @@ func (r *Rules) compile() error {
 	}
 	delete(markers, "")
 	r.fast = nil
-	for m := range markers {
-		r.fast = append(r.fast, `"`+m+`"`)
+	for _, m := range slices.Sorted(maps.Keys(markers)) {
+		r.fast = append(r.fast, []byte(`"`+m+`"`))
 	}
-	slices.Sort(r.fast)
 	return nil
 }
 
@@ -361,7 +366,7 @@ func (r *Rules) Extract(m kith.Message) (Extracted, error) {
 	// when none of the keys the rules read appears in the message, it need
 	// not be decoded at all. (A message with \u escapes takes the full
 	// path: a key could be spelled with them.)
-	if m.Type != "identify" && m.Type != "alias" && !strings.Contains(string(m.Raw), `\u`) && !r.mentionsAny(m.Raw) {
+	if m.Type != "identify" && m.Type != "alias" && !bytes.Contains(m.Raw, []byte(`\u`)) && !r.mentionsAny(m.Raw) {
 		for _, s := range []struct{ src, v string }{{"userId", m.UserID}, {"anonymousId", m.AnonymousID}} {
 			for _, t := range r.Types {
 				if slices.Contains(t.Sources, s.src) {
@@ -378,19 +383,20 @@ func (r *Rules) Extract(m kith.Message) (Extracted, error) {
 }
 
 func (r *Rules) mentionsAny(raw []byte) bool {
-	s := string(raw)
 	for _, mk := range r.fast {
-		if strings.Contains(s, mk) {
+		if bytes.Contains(raw, mk) {
 			return true
 		}
 	}
 	return false
 }
 
-// message is a lazily split message.
+// message is a lazily split message: each nested object is split once,
+// however many sources read below it.
 type message struct {
 	top, ctx, device map[string]json.RawMessage
 	typ              string
+	objs             map[string]map[string]json.RawMessage // by dotted path
 }
 
 func (mg *message) path(p []string) json.RawMessage {
@@ -403,8 +409,16 @@ func (mg *message) path(p []string) json.RawMessage {
 		if i == len(p)-1 {
 			return v
 		}
-		next, err := rawjson.Object(v)
-		if err != nil || next == nil {
+		prefix := strings.Join(p[:i+1], ".")
+		next, seen := mg.objs[prefix]
+		if !seen {
+			next, _ = rawjson.Object(v)
+			if mg.objs == nil {
+				mg.objs = map[string]map[string]json.RawMessage{}
+			}
+			mg.objs[prefix] = next
+		}
+		if next == nil {
 			return nil
 		}
 		obj = next
@@ -423,6 +437,7 @@ func (r *Rules) extractFull(m kith.Message) (Extracted, error) {
 		return ex, fmt.Errorf("identity: context: %w", err)
 	}
 	mg.device, _ = rawjson.Object(mg.ctx["device"])
+	mg.objs = map[string]map[string]json.RawMessage{"context": mg.ctx, "context.device": mg.device}
 	deviceType := strings.ToLower(strings.TrimSpace(scalar(mg.device["type"])))
 	if deviceType == "" {
 		deviceType = "device"
@@ -454,7 +469,7 @@ func (r *Rules) extractFull(m kith.Message) (Extracted, error) {
 			typ = deviceType + "." + t.Name
 		}
 		declared[t.Name] = true
-		for _, src := range t.Sources {
+		for si, src := range t.Sources {
 			switch {
 			case src == "externalIds":
 				continue // below, in one pass
@@ -470,10 +485,10 @@ func (r *Rules) extractFull(m kith.Message) (Extracted, error) {
 				// Top-level traits describe the person only on identify;
 				// on group they describe the company.
 				if m.Type == "identify" {
-					add(typ, mg.path(strings.Split(src, ".")))
+					add(typ, mg.path(t.paths[si]))
 				}
 			default:
-				add(typ, mg.path(strings.Split(src, ".")))
+				add(typ, mg.path(t.paths[si]))
 			}
 		}
 	}
@@ -496,13 +511,17 @@ func (r *Rules) extractFull(m kith.Message) (Extracted, error) {
 			ex.PreviousID = p
 		}
 	}
-	ctxTraits, err := rawjson.Object(mg.ctx["traits"])
-	if err != nil {
-		return ex, fmt.Errorf("identity: context.traits: %w", err)
+	ctxTraits, ok := mg.objs["context.traits"]
+	if !ok {
+		if ctxTraits, err = rawjson.Object(mg.ctx["traits"]); err != nil {
+			return ex, fmt.Errorf("identity: context.traits: %w", err)
+		}
 	}
-	traits, err := rawjson.Object(top["traits"])
-	if err != nil {
-		return ex, fmt.Errorf("identity: traits: %w", err)
+	traits, ok := mg.objs["traits"]
+	if !ok {
+		if traits, err = rawjson.Object(top["traits"]); err != nil {
+			return ex, fmt.Errorf("identity: traits: %w", err)
+		}
 	}
 	if m.Type == "identify" || len(ctxTraits) > 0 {
 		ex.Traits = map[string]json.RawMessage{}

@@ -39,20 +39,21 @@ func (ix *Indexer) admit(ctx context.Context, e *extracted, at time.Time, alias 
 
 // fits reports whether linking ids breaks no rule.
 func (ix *Indexer) fits(ctx context.Context, ids []identity.Identifier, keys []kith.IdentKey, at time.Time, limits bool) (bool, error) {
-	var profiles []string
-	known := map[kith.IdentKey]bool{}
+	var buf [4]string
+	profiles := buf[:0]
+	known := 0
 	for _, k := range keys {
 		owner, ok := ix.owner[k]
 		if !ok {
 			continue
 		}
-		known[k] = true
+		known++
 		c := ix.find(owner)
 		if !containsString(profiles, c) {
 			profiles = append(profiles, c)
 		}
 	}
-	if len(profiles) == 1 && len(known) == len(keys) {
+	if len(profiles) == 1 && known == len(keys) {
 		return true, nil // nothing new: no profile changes
 	}
 	now := at.UnixMicro()
