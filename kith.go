@@ -195,6 +195,10 @@ type Identity struct {
 // Merge is a recorded fact: Absorbed became part of Survivor because the
 // event MessageID from SourceID carried an identifier of both.
 type Merge struct {
+	// ID names the merge for an unmerge ("m_" and a number). A split
+	// re-derives the profiles involved, and the merges that remain get new
+	// ids.
+	ID        string    `json:"id"`
 	Survivor  string    `json:"survivor"`
 	Absorbed  string    `json:"absorbed"`
 	SourceID  string    `json:"sourceId"`
@@ -202,6 +206,30 @@ type Merge struct {
 	IdentType string    `json:"identifierType"`
 	Ident     string    `json:"identifier"`
 	At        time.Time `json:"at"`
+}
+
+// Split is the recorded undoing of a merge: Survivor and Absorbed (the
+// profiles the merge joined) are kept apart from then on, whatever links
+// them, and the profiles they belong to were re-derived from their events.
+// Merge is the undone merge's evidence, By the admin token that asked, and
+// Reason why.
+type Split struct {
+	ID       string    `json:"id"`
+	Survivor string    `json:"survivor"`
+	Absorbed string    `json:"absorbed"`
+	Merge    Merge     `json:"merge"`
+	By       string    `json:"by"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// Cluster is what re-deriving a unified profile needs: its member profile
+// ids, the identifier keys they own, and the log positions of the events
+// on their timelines.
+type Cluster struct {
+	Members []string
+	Keys    []IdentKey
+	Seqs    []int64
 }
 
 // TraitUpsert sets a trait on a profile unless the stored value comes from
@@ -406,6 +434,17 @@ type ProfileStore interface {
 	Identities(ctx context.Context, canonicalID string) ([]Identity, error)
 	Merges(ctx context.Context, canonicalID string) ([]Merge, error)
 	Timeline(ctx context.Context, canonicalID string, q TimelineQuery) ([]TimelineEntry, error)
+
+	// Cluster returns what re-deriving the unified profile needs;
+	// ENOTFOUND if no such profile.
+	Cluster(ctx context.Context, canonicalID string) (Cluster, error)
+	// ReplaceCluster atomically replaces the derived rows of the member
+	// profiles (profiles, identifiers, merges among them, traits,
+	// timeline, orders) with b's, and records s. The index cursor and the
+	// processed counters do not move.
+	ReplaceCluster(ctx context.Context, members []string, b IndexBatch, s Split) error
+	// Splits lists every recorded split, oldest first.
+	Splits(ctx context.Context) ([]Split, error)
 }
 
 // SourceStore keeps sources and admin tokens.

@@ -48,100 +48,8 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 	}
 	queue("cursor", `UPDATE index_cursor SET seq = $2 WHERE id = 1 AND seq = $1`, from, b.Cursor)
 
-	if ps := b.Profiles; len(ps) > 0 {
-		queue("profiles", `
-			INSERT INTO profiles (id, canonical_id, created_at)
-			SELECT id, id, created_at FROM unnest($1::text[], $2::timestamptz[]) AS u(id, created_at)
-			ON CONFLICT (id) DO NOTHING`,
-			column(ps, func(p kith.NewProfile) string { return p.ID }),
-			column(ps, func(p kith.NewProfile) time.Time { return p.CreatedAt }))
-	}
-
-	if us := coalesceIdentifiers(b.Identifiers); len(us) > 0 {
-		queue("identifiers", `
-			INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)
-			SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
-			ON CONFLICT (key) DO UPDATE SET
-				first_seen = least(identifiers.first_seen, excluded.first_seen),
-				last_seen = greatest(identifiers.last_seen, excluded.last_seen)`,
-			column(us, func(u kith.IdentifierUpsert) []byte { return u.Key[:] }),
-			column(us, func(u kith.IdentifierUpsert) string { return u.Type }),
-			column(us, func(u kith.IdentifierUpsert) string { return u.Value }),
-			column(us, func(u kith.IdentifierUpsert) string { return u.ProfileID }),
-			column(us, func(u kith.IdentifierUpsert) string { return u.SourceID }),
-			column(us, func(u kith.IdentifierUpsert) string { return u.MessageID }),
-			column(us, func(u kith.IdentifierUpsert) time.Time { return u.FirstSeen }),
-			column(us, func(u kith.IdentifierUpsert) time.Time { return u.LastSeen }))
-	}
-
-	// Merges in order. Both ends are resolved through the graph first, so a
-	// merge naming an already absorbed profile still moves the whole group.
-	for _, m := range b.Merges {
-		queue("merge", `
-			INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, m.At)
-		queue("merge", `
-			UPDATE profiles
-			SET canonical_id = coalesce((SELECT canonical_id FROM profiles WHERE id = $1), $1::text)
-			WHERE canonical_id = coalesce((SELECT canonical_id FROM profiles WHERE id = $2), $2::text)`,
-			m.Survivor, m.Absorbed)
-	}
-
-	if ts := coalesceTraits(b.Traits); len(ts) > 0 {
-		queue("traits", `
-			INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time)
-			SELECT profile_id, key, value::json, source_id, message_id, event_time
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-			     AS u(profile_id, key, value, source_id, message_id, event_time)
-			ON CONFLICT (profile_id, key) DO UPDATE SET
-				value = excluded.value, source_id = excluded.source_id,
-				message_id = excluded.message_id, event_time = excluded.event_time
-			WHERE excluded.event_time >= traits.event_time`,
-			column(ts, func(u kith.TraitUpsert) string { return u.ProfileID }),
-			column(ts, func(u kith.TraitUpsert) string { return u.Key }),
-			column(ts, func(u kith.TraitUpsert) string { return string(u.Value) }),
-			column(ts, func(u kith.TraitUpsert) string { return u.SourceID }),
-			column(ts, func(u kith.TraitUpsert) string { return u.MessageID }),
-			column(ts, func(u kith.TraitUpsert) time.Time { return u.EventTime }))
-	}
-
-	if es := b.Timeline; len(es) > 0 {
-		// A replayed row is the same fact; keep the stored one.
-		queue("timeline", `
-			INSERT INTO timeline (profile_id, ts, seq, type, event)
-			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[])
-			ON CONFLICT DO NOTHING`,
-			column(es, func(e kith.TimelineEntry) string { return e.ProfileID }),
-			column(es, func(e kith.TimelineEntry) time.Time { return e.Timestamp }),
-			column(es, func(e kith.TimelineEntry) int64 { return e.Seq }),
-			column(es, func(e kith.TimelineEntry) string { return e.Type }),
-			column(es, func(e kith.TimelineEntry) string { return e.Event }))
-	}
-
-	if os := b.Orders; len(os) > 0 {
-		items := make([]string, len(os))
-		for i, o := range os {
-			j, err := json.Marshal(orderItems(o.Items))
-			if err != nil {
-				return fmt.Errorf("postgres: apply index batch: order items: %w", err)
-			}
-			items[i] = string(j)
-		}
-		queue("orders", `
-			INSERT INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)
-			SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items::jsonb
-			FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[])
-			     AS u(profile_id, ts, seq, source_id, order_id, revenue, currency, items)
-			ON CONFLICT DO NOTHING`,
-			column(os, func(o kith.Order) string { return o.ProfileID }),
-			column(os, func(o kith.Order) time.Time { return o.Timestamp }),
-			column(os, func(o kith.Order) int64 { return o.Seq }),
-			column(os, func(o kith.Order) string { return o.SourceID }),
-			column(os, func(o kith.Order) string { return o.OrderID }),
-			column(os, func(o kith.Order) float64 { return o.Revenue }),
-			column(os, func(o kith.Order) string { return o.Currency }),
-			items)
+	if err := queueRows(queue, b); err != nil {
+		return err
 	}
 
 	processed := map[string]map[string]int64{}
@@ -377,7 +285,7 @@ func (db *DB) Identities(ctx context.Context, canonicalID string) ([]kith.Identi
 // the members, in the order they were applied.
 func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, error) {
 	rows, err := db.pool.Query(ctx, `
-		SELECT survivor, absorbed, source_id, message_id, ident_type, ident, at
+		SELECT id, survivor, absorbed, source_id, message_id, ident_type, ident, at
 		FROM merges WHERE absorbed = ANY(ARRAY(`+membersSQL+`))
 		ORDER BY id`, canonicalID)
 	if err != nil {
@@ -385,8 +293,10 @@ func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, err
 	}
 	merges, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kith.Merge, error) {
 		var m kith.Merge
-		err := row.Scan(&m.Survivor, &m.Absorbed, &m.SourceID, &m.MessageID, &m.IdentType, &m.Ident, &m.At)
+		var id int64
+		err := row.Scan(&id, &m.Survivor, &m.Absorbed, &m.SourceID, &m.MessageID, &m.IdentType, &m.Ident, &m.At)
 		m.At = m.At.UTC()
+		m.ID = fmt.Sprintf("m_%d", id)
 		return m, err
 	})
 	if err != nil {
@@ -450,4 +360,106 @@ func (db *DB) Timeline(ctx context.Context, canonicalID string, q kith.TimelineQ
 		return nil, fmt.Errorf("postgres: timeline: %w", err)
 	}
 	return entries, nil
+}
+
+// queueRows queues the statements that insert a batch's derived rows (not
+// its cursor or counts).
+func queueRows(queue func(step, sql string, args ...any), b kith.IndexBatch) error {
+	if ps := b.Profiles; len(ps) > 0 {
+		queue("profiles", `
+			INSERT INTO profiles (id, canonical_id, created_at)
+			SELECT id, id, created_at FROM unnest($1::text[], $2::timestamptz[]) AS u(id, created_at)
+			ON CONFLICT (id) DO NOTHING`,
+			column(ps, func(p kith.NewProfile) string { return p.ID }),
+			column(ps, func(p kith.NewProfile) time.Time { return p.CreatedAt }))
+	}
+
+	if us := coalesceIdentifiers(b.Identifiers); len(us) > 0 {
+		queue("identifiers", `
+			INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)
+			SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])
+			ON CONFLICT (key) DO UPDATE SET
+				first_seen = least(identifiers.first_seen, excluded.first_seen),
+				last_seen = greatest(identifiers.last_seen, excluded.last_seen)`,
+			column(us, func(u kith.IdentifierUpsert) []byte { return u.Key[:] }),
+			column(us, func(u kith.IdentifierUpsert) string { return u.Type }),
+			column(us, func(u kith.IdentifierUpsert) string { return u.Value }),
+			column(us, func(u kith.IdentifierUpsert) string { return u.ProfileID }),
+			column(us, func(u kith.IdentifierUpsert) string { return u.SourceID }),
+			column(us, func(u kith.IdentifierUpsert) string { return u.MessageID }),
+			column(us, func(u kith.IdentifierUpsert) time.Time { return u.FirstSeen }),
+			column(us, func(u kith.IdentifierUpsert) time.Time { return u.LastSeen }))
+	}
+
+	// Merges in order. Both ends are resolved through the graph first, so a
+	// merge naming an already absorbed profile still moves the whole group.
+	for _, m := range b.Merges {
+		queue("merge", `
+			INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, m.At)
+		queue("merge", `
+			UPDATE profiles
+			SET canonical_id = coalesce((SELECT canonical_id FROM profiles WHERE id = $1), $1::text)
+			WHERE canonical_id = coalesce((SELECT canonical_id FROM profiles WHERE id = $2), $2::text)`,
+			m.Survivor, m.Absorbed)
+	}
+
+	if ts := coalesceTraits(b.Traits); len(ts) > 0 {
+		queue("traits", `
+			INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time)
+			SELECT profile_id, key, value::json, source_id, message_id, event_time
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+			     AS u(profile_id, key, value, source_id, message_id, event_time)
+			ON CONFLICT (profile_id, key) DO UPDATE SET
+				value = excluded.value, source_id = excluded.source_id,
+				message_id = excluded.message_id, event_time = excluded.event_time
+			WHERE excluded.event_time >= traits.event_time`,
+			column(ts, func(u kith.TraitUpsert) string { return u.ProfileID }),
+			column(ts, func(u kith.TraitUpsert) string { return u.Key }),
+			column(ts, func(u kith.TraitUpsert) string { return string(u.Value) }),
+			column(ts, func(u kith.TraitUpsert) string { return u.SourceID }),
+			column(ts, func(u kith.TraitUpsert) string { return u.MessageID }),
+			column(ts, func(u kith.TraitUpsert) time.Time { return u.EventTime }))
+	}
+
+	if es := b.Timeline; len(es) > 0 {
+		// A replayed row is the same fact; keep the stored one.
+		queue("timeline", `
+			INSERT INTO timeline (profile_id, ts, seq, type, event)
+			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[])
+			ON CONFLICT DO NOTHING`,
+			column(es, func(e kith.TimelineEntry) string { return e.ProfileID }),
+			column(es, func(e kith.TimelineEntry) time.Time { return e.Timestamp }),
+			column(es, func(e kith.TimelineEntry) int64 { return e.Seq }),
+			column(es, func(e kith.TimelineEntry) string { return e.Type }),
+			column(es, func(e kith.TimelineEntry) string { return e.Event }))
+	}
+
+	if os := b.Orders; len(os) > 0 {
+		items := make([]string, len(os))
+		for i, o := range os {
+			j, err := json.Marshal(orderItems(o.Items))
+			if err != nil {
+				return fmt.Errorf("postgres: apply index batch: order items: %w", err)
+			}
+			items[i] = string(j)
+		}
+		queue("orders", `
+			INSERT INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)
+			SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items::jsonb
+			FROM unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[])
+			     AS u(profile_id, ts, seq, source_id, order_id, revenue, currency, items)
+			ON CONFLICT DO NOTHING`,
+			column(os, func(o kith.Order) string { return o.ProfileID }),
+			column(os, func(o kith.Order) time.Time { return o.Timestamp }),
+			column(os, func(o kith.Order) int64 { return o.Seq }),
+			column(os, func(o kith.Order) string { return o.SourceID }),
+			column(os, func(o kith.Order) string { return o.OrderID }),
+			column(os, func(o kith.Order) float64 { return o.Revenue }),
+			column(os, func(o kith.Order) string { return o.Currency }),
+			items)
+	}
+
+	return nil
 }

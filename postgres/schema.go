@@ -173,6 +173,19 @@ CREATE TABLE profile_insights (
 	traits     jsonb NOT NULL
 );
 `,
+	// 5: splits (undone merges): decisions an admin took, kept apart from
+	// the derived state; re-deriving applies them.
+	`
+CREATE TABLE splits (
+	id       text PRIMARY KEY,
+	survivor text NOT NULL,
+	absorbed text NOT NULL,
+	merge    jsonb NOT NULL,
+	by_token text NOT NULL,
+	reason   text NOT NULL,
+	at       timestamptz NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

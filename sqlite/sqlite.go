@@ -290,6 +290,17 @@ var logMigrations = []string{
 		hash       BLOB    NOT NULL UNIQUE,
 		created_at INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+	// Splits (undone merges) are decisions, not derived state: they live
+	// in the durable log.db, and a rebuild of state.db applies them.
+	`CREATE TABLE splits (
+		id       TEXT PRIMARY KEY,
+		survivor TEXT    NOT NULL,
+		absorbed TEXT    NOT NULL,
+		merge    BLOB    NOT NULL,
+		by       TEXT    NOT NULL,
+		reason   TEXT    NOT NULL,
+		at       INTEGER NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

@@ -86,51 +86,7 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 	if cur != from {
 		return kith.Errorf(kith.ECONFLICT, "index cursor is at %d, batch was derived from %d", cur, from)
 	}
-	exec := func(what, insert string, ncols int, conflict string, rows int, args func(i int) []any) error {
-		return insertRows(ctx, tx, insert, ncols, conflict, rows, args)
-	}
-	if err := exec("profiles", `INSERT INTO profiles (id, canonical_id, created_at)`, 3, ``, len(b.Profiles), func(i int) []any {
-		p := b.Profiles[i]
-		return []any{p.ID, p.ID, micros(p.CreatedAt)}
-	}); err != nil {
-		return err
-	}
-	if err := exec("identifiers", `INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)`, 8,
-		`ON CONFLICT (key) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)`,
-		len(b.Identifiers), func(i int) []any {
-			u := b.Identifiers[i]
-			return []any{u.Key[:], u.Type, u.Value, u.ProfileID, u.SourceID, u.MessageID, micros(u.FirstSeen), micros(u.LastSeen)}
-		}); err != nil {
-		return err
-	}
-	for _, m := range b.Merges {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
-			VALUES ($1,$2,$3,$4,$5,$6,$7)`, m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, micros(m.At)); err != nil {
-			return fmt.Errorf("sqlite: apply merge: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE profiles SET canonical_id = $1 WHERE canonical_id = $2`, m.Survivor, m.Absorbed); err != nil {
-			return fmt.Errorf("sqlite: apply merge: %w", err)
-		}
-	}
-	if err := exec("traits", `INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time)`, 6,
-		`ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, source_id = excluded.source_id,
-			message_id = excluded.message_id, event_time = excluded.event_time
-		WHERE excluded.event_time >= traits.event_time`, len(b.Traits), func(i int) []any {
-			t := b.Traits[i]
-			return []any{t.ProfileID, t.Key, []byte(t.Value), t.SourceID, t.MessageID, micros(t.EventTime)}
-		}); err != nil {
-		return err
-	}
-	if err := exec("timeline", `INSERT OR IGNORE INTO timeline (profile_id, ts, seq, type, event)`, 5, ``, len(b.Timeline), func(i int) []any {
-		e := b.Timeline[i]
-		return []any{e.ProfileID, micros(e.Timestamp), e.Seq, e.Type, e.Event}
-	}); err != nil {
-		return err
-	}
-	if err := exec("orders", `INSERT OR IGNORE INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)`, 8, ``, len(b.Orders), func(i int) []any {
-		o := b.Orders[i]
-		return []any{o.ProfileID, micros(o.Timestamp), o.Seq, o.SourceID, o.OrderID, o.Revenue, o.Currency, encodeItems(o.Items)}
-	}); err != nil {
+	if err := applyRows(ctx, tx, b); err != nil {
 		return err
 	}
 	for src, n := range b.Processed {
@@ -313,7 +269,7 @@ func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, err
 	if err := db.exists(ctx, canonicalID); err != nil {
 		return nil, err
 	}
-	rows, err := db.stateR.QueryContext(ctx, `SELECT survivor, absorbed, source_id, message_id, ident_type, ident, at FROM merges
+	rows, err := db.stateR.QueryContext(ctx, `SELECT id, survivor, absorbed, source_id, message_id, ident_type, ident, at FROM merges
 		WHERE survivor IN (`+memberSet+`) ORDER BY id`, canonicalID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: merges: %w", err)
@@ -322,10 +278,11 @@ func (db *DB) Merges(ctx context.Context, canonicalID string) ([]kith.Merge, err
 	var out []kith.Merge
 	for rows.Next() {
 		var m kith.Merge
-		var at int64
-		if err := rows.Scan(&m.Survivor, &m.Absorbed, &m.SourceID, &m.MessageID, &m.IdentType, &m.Ident, &at); err != nil {
+		var at, id int64
+		if err := rows.Scan(&id, &m.Survivor, &m.Absorbed, &m.SourceID, &m.MessageID, &m.IdentType, &m.Ident, &at); err != nil {
 			return nil, fmt.Errorf("sqlite: merges: %w", err)
 		}
+		m.ID = fmt.Sprintf("m_%d", id)
 		m.At = fromMicros(at)
 		out = append(out, m)
 	}
@@ -468,6 +425,58 @@ func insertRows(ctx context.Context, tx *sql.Tx, insert string, ncols int, confl
 		// A large batch takes a while; let request goroutines run between
 		// statements rather than wait for the scheduler's 10 ms preemption.
 		runtime.Gosched()
+	}
+	return nil
+}
+
+// applyRows inserts a batch's derived rows (not its cursor or counts).
+func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
+	exec := func(what, insert string, ncols int, conflict string, rows int, args func(i int) []any) error {
+		return insertRows(ctx, tx, insert, ncols, conflict, rows, args)
+	}
+	if err := exec("profiles", `INSERT INTO profiles (id, canonical_id, created_at)`, 3, ``, len(b.Profiles), func(i int) []any {
+		p := b.Profiles[i]
+		return []any{p.ID, p.ID, micros(p.CreatedAt)}
+	}); err != nil {
+		return err
+	}
+	if err := exec("identifiers", `INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)`, 8,
+		`ON CONFLICT (key) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)`,
+		len(b.Identifiers), func(i int) []any {
+			u := b.Identifiers[i]
+			return []any{u.Key[:], u.Type, u.Value, u.ProfileID, u.SourceID, u.MessageID, micros(u.FirstSeen), micros(u.LastSeen)}
+		}); err != nil {
+		return err
+	}
+	for _, m := range b.Merges {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)`, m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, micros(m.At)); err != nil {
+			return fmt.Errorf("sqlite: apply merge: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE profiles SET canonical_id = $1 WHERE canonical_id = $2`, m.Survivor, m.Absorbed); err != nil {
+			return fmt.Errorf("sqlite: apply merge: %w", err)
+		}
+	}
+	if err := exec("traits", `INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time)`, 6,
+		`ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value, source_id = excluded.source_id,
+			message_id = excluded.message_id, event_time = excluded.event_time
+		WHERE excluded.event_time >= traits.event_time`, len(b.Traits), func(i int) []any {
+			t := b.Traits[i]
+			return []any{t.ProfileID, t.Key, []byte(t.Value), t.SourceID, t.MessageID, micros(t.EventTime)}
+		}); err != nil {
+		return err
+	}
+	if err := exec("timeline", `INSERT OR IGNORE INTO timeline (profile_id, ts, seq, type, event)`, 5, ``, len(b.Timeline), func(i int) []any {
+		e := b.Timeline[i]
+		return []any{e.ProfileID, micros(e.Timestamp), e.Seq, e.Type, e.Event}
+	}); err != nil {
+		return err
+	}
+	if err := exec("orders", `INSERT OR IGNORE INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)`, 8, ``, len(b.Orders), func(i int) []any {
+		o := b.Orders[i]
+		return []any{o.ProfileID, micros(o.Timestamp), o.Seq, o.SourceID, o.OrderID, o.Revenue, o.Currency, encodeItems(o.Items)}
+	}); err != nil {
+		return err
 	}
 	return nil
 }

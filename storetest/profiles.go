@@ -144,7 +144,11 @@ func checkMerges(t *testing.T, got, want []kith.Merge) {
 	for i := range got {
 		g, w := got[i], want[i]
 		at := g.At
+		if !strings.HasPrefix(g.ID, "m_") {
+			t.Errorf("merge %d has id %q, want m_…", i, g.ID)
+		}
 		g.At, w.At = time.Time{}, time.Time{}
+		g.ID, w.ID = "", ""
 		if g != w || !sameTime(at, want[i].At) {
 			t.Errorf("merge %d = %+v at %v, want %+v at %v in UTC", i, g, at, w, want[i].At)
 		}

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"Orders", testOrders},
 		{"Insights", testInsights},
 		{"InsightRuns", testInsightRuns},
+		{"ClusterReplace", testClusterReplace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
