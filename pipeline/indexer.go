@@ -39,6 +39,13 @@ type Store interface {
 	// Identities lists a unified profile's identifiers (limits are checked
 	// against them).
 	Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error)
+	// For splits (see unmerge.go).
+	Canonical(ctx context.Context, profileID string) (string, error)
+	Merges(ctx context.Context, canonicalID string) ([]kith.Merge, error)
+	Cluster(ctx context.Context, canonicalID string) (kith.Cluster, error)
+	EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error)
+	ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s kith.Split) error
+	Splits(ctx context.Context) ([]kith.Split, error)
 }
 
 // Indexer applies the log to the derived state. Run it in one goroutine.
@@ -66,6 +73,12 @@ type Indexer struct {
 	// µs). Every profile a batch changes is here before it changes.
 	idents map[string]map[string]map[kith.IdentKey]int64
 	rules  *identity.Rules
+	// splits are the profile pairs that must never be in one cluster.
+	splits [][2]string
+	// allow, when set, restricts the identifiers derive links to these
+	// keys (re-deriving one cluster must not touch anyone else's).
+	allow    map[kith.IdentKey]bool
+	requests chan unmergeRequest
 
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
@@ -99,7 +112,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 		cfg.Rules = identity.DefaultRules()
 	}
 	return &Indexer{
-		rules: cfg.Rules, idents: map[string]map[string]map[kith.IdentKey]int64{},
+		rules: cfg.Rules, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan unmergeRequest),
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
 		tail:  tail{max: 4 * cfg.BatchSize},
@@ -223,6 +236,16 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 		case err := <-applied:
 			close(jobs)
 			return err
+		case req := <-ix.requests:
+			// Let the store catch up, then split with nothing in flight.
+			if err := stop(nil); err != nil {
+				req.reply <- unmergeReply{err: err}
+				return err
+			}
+			res, err := ix.unmerge(ctx, req)
+			req.reply <- unmergeReply{res, err}
+			ix.reset()
+			return nil
 		default:
 		}
 		if ctx.Err() != nil {
@@ -241,6 +264,15 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			case err := <-applied:
 				close(jobs)
 				return err
+			case req := <-ix.requests:
+				if err := stop(nil); err != nil {
+					req.reply <- unmergeReply{err: err}
+					return err
+				}
+				res, err := ix.unmerge(ctx, req)
+				req.reply <- unmergeReply{res, err}
+				ix.reset()
+				return nil
 			}
 			continue
 		}
@@ -335,6 +367,9 @@ func (ix *Indexer) load(ctx context.Context) error {
 	c, err := ix.store.IndexCursor(ctx)
 	if err != nil {
 		return fmt.Errorf("pipeline: read cursor: %w", err)
+	}
+	if err := ix.loadSplits(ctx); err != nil {
+		return err
 	}
 	ix.cursor.Store(c)
 	ix.loaded = true
@@ -437,6 +472,19 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			ix.log.Warn("indexer: message does not decode", "seq", m.Seq, "err", err)
 			ex[i].invalid = true
 			continue
+		}
+		if ix.allow != nil {
+			kept := e.Identifiers[:0]
+			for _, id := range e.Identifiers {
+				if ix.allow[ix.keyer.Key(id)] {
+					kept = append(kept, id)
+				}
+			}
+			e.Identifiers = kept
+			if e.PreviousID != "" && !ix.allow[ix.keyer.Key(ix.rules.Normalise(kith.IdentUserID, e.PreviousID))] &&
+				!ix.allow[ix.keyer.Key(ix.rules.Normalise(kith.IdentAnonymousID, e.PreviousID))] {
+				e.PreviousID = ""
+			}
 		}
 		ex[i].ids, ex[i].traits = e.Identifiers, e.Traits
 		ex[i].keys = make([]kith.IdentKey, len(e.Identifiers))

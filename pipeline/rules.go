@@ -93,6 +93,15 @@ func (ix *Indexer) fits(ctx context.Context, ids []identity.Identifier, keys []k
 			return false, nil
 		}
 	}
+	// Split profiles stay apart, whatever links them.
+	if len(profiles) > 1 {
+		for _, sp := range ix.splits {
+			a, b := ix.find(sp[0]), ix.find(sp[1])
+			if a != b && containsString(profiles, a) && containsString(profiles, b) {
+				return false, nil
+			}
+		}
+	}
 	if !limits {
 		return true, nil
 	}

@@ -1,0 +1,167 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+// Unmerge is an admin's request to undo a merge.
+type Unmerge struct {
+	// Profile is the canonical profile that holds the merge.
+	Profile string
+	MergeID string
+	// By is who asks (an admin token id); Reason why.
+	By, Reason string
+	At         time.Time
+}
+
+// UnmergeResult names the two profiles the merge's sides resolve to
+// afterwards, and the recorded split.
+type UnmergeResult struct {
+	Profiles [2]string  `json:"profiles"`
+	Split    kith.Split `json:"split"`
+}
+
+type unmergeRequest struct {
+	u     Unmerge
+	reply chan unmergeReply
+}
+
+type unmergeReply struct {
+	res UnmergeResult
+	err error
+}
+
+// Unmerge asks the running indexer (Run) to undo a merge between two
+// batches and waits for the outcome.
+func (ix *Indexer) Unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error) {
+	req := unmergeRequest{u: u, reply: make(chan unmergeReply, 1)}
+	select {
+	case ix.requests <- req:
+	case <-ctx.Done():
+		return UnmergeResult{}, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.res, r.err
+	case <-ctx.Done():
+		return UnmergeResult{}, ctx.Err()
+	}
+}
+
+// UnmergeNow undoes a merge synchronously; only for an indexer driven by
+// Step (never beside Run).
+func (ix *Indexer) UnmergeNow(ctx context.Context, u Unmerge) (UnmergeResult, error) {
+	if err := ix.load(ctx); err != nil {
+		return UnmergeResult{}, err
+	}
+	res, err := ix.unmerge(ctx, unmergeRequest{u: u})
+	ix.reset()
+	return res, err
+}
+
+// unmerge splits a merge. Events are never rewritten: the cluster that
+// holds the merge is re-derived from its own events, in log order, by a
+// private indexer that knows only the cluster's identifiers and keeps the
+// merge's two profiles apart (a split is a rule like never-merge, recorded
+// for every later event too). Profile ids derive from the events that
+// create them, so both sides get their original ids back, and every event,
+// identifier, trait and order lands on the side its identifiers belong to.
+// The event that linked the two sides stays on one side, its other side's
+// identifier dropped as a rule violation would drop it.
+func (ix *Indexer) unmerge(ctx context.Context, req unmergeRequest) (UnmergeResult, error) {
+	u := req.u
+	merges, err := ix.store.Merges(ctx, u.Profile)
+	if err != nil {
+		return UnmergeResult{}, err
+	}
+	var m *kith.Merge
+	for i := range merges {
+		if merges[i].ID == u.MergeID {
+			m = &merges[i]
+		}
+	}
+	if m == nil {
+		return UnmergeResult{}, kith.Errorf(kith.ENOTFOUND, "profile %s has no merge %q", u.Profile, u.MergeID)
+	}
+	cluster, err := ix.store.Cluster(ctx, u.Profile)
+	if err != nil {
+		return UnmergeResult{}, err
+	}
+	msgs, err := ix.store.EventsBySeq(ctx, cluster.Seqs)
+	if err != nil {
+		return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: read events: %w", err)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	at := u.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	split := kith.Split{ID: "split_" + hex.EncodeToString(rnd[:]), Survivor: m.Survivor, Absorbed: m.Absorbed, Merge: *m, By: u.By, Reason: u.Reason, At: at.UTC()}
+
+	sub := &Indexer{
+		store: clusterStore{}, keyer: ix.keyer, rules: ix.rules, log: ix.log,
+		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
+		idents: map[string]map[string]map[kith.IdentKey]int64{}, allow: map[kith.IdentKey]bool{},
+	}
+	for _, k := range cluster.Keys {
+		sub.allow[k] = true
+	}
+	for _, sp := range ix.splits {
+		sub.splits = append(sub.splits, sp)
+	}
+	sub.splits = append(sub.splits, [2]string{m.Survivor, m.Absorbed})
+	var b kith.IndexBatch
+	if len(msgs) > 0 {
+		if b, err = sub.derive(ctx, msgs); err != nil {
+			return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: re-derive: %w", err)
+		}
+	}
+	b.Cursor, b.Processed = 0, nil
+	if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, split); err != nil {
+		return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: %w", err)
+	}
+	ix.log.Info("unmerged", "merge", m.ID, "survivor", m.Survivor, "absorbed", m.Absorbed, "by", u.By, "split", split.ID)
+	return UnmergeResult{Profiles: [2]string{sub.find(m.Survivor), sub.find(m.Absorbed)}, Split: split}, nil
+}
+
+// loadSplits reads the recorded splits and where their profiles resolve.
+func (ix *Indexer) loadSplits(ctx context.Context) error {
+	splits, err := ix.store.Splits(ctx)
+	if err != nil {
+		return fmt.Errorf("pipeline: read splits: %w", err)
+	}
+	ix.splits = ix.splits[:0]
+	for _, s := range splits {
+		ix.splits = append(ix.splits, [2]string{s.Survivor, s.Absorbed})
+		for _, p := range []string{s.Survivor, s.Absorbed} {
+			c, err := ix.store.Canonical(ctx, p)
+			if kith.ErrorCode(err) == kith.ENOTFOUND {
+				continue // not derived yet (a rebuild replaying the log)
+			} else if err != nil {
+				return fmt.Errorf("pipeline: read splits: %w", err)
+			}
+			if c != p {
+				ix.parent[p] = c
+			}
+		}
+	}
+	return nil
+}
+
+// clusterStore is the empty world a cluster is re-derived in: nothing
+// outside the cluster exists, and the cluster's own profiles are rebuilt
+// from its events.
+type clusterStore struct{ Store }
+
+func (clusterStore) LookupIdentifiers(context.Context, []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error) {
+	return nil, nil
+}
+
+func (clusterStore) Identities(context.Context, string) ([]kith.Identity, error) { return nil, nil }
