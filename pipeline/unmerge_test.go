@@ -79,9 +79,9 @@ func TestMergeThenUnmergeRestoresBothProfiles(t *testing.T) {
 	store := openStore(t)
 	ix := newIndexer(t, store)
 	appendAll(t, store, "web",
-		batch(`{"type":"identify","userId":"u1","traits":{"email":"ann@x.io","name":"Ann"},"timestamp":"2026-04-01T10:00:00Z"}`), // seq 1
-		batch(`{"type":"track","userId":"u1","event":"Viewed","timestamp":"2026-04-01T11:00:00Z"}`),                              // 2
-		batch(`{"type":"identify","anonymousId":"a2","traits":{"email":"bea@x.io","city":"Oslo"},"timestamp":"2026-04-02T10:00:00Z"}`), // 3
+		batch(`{"type":"identify","userId":"u1","traits":{"email":"ann@x.io","name":"Ann"},"timestamp":"2026-04-01T10:00:00Z"}`),              // seq 1
+		batch(`{"type":"track","userId":"u1","event":"Viewed","timestamp":"2026-04-01T11:00:00Z"}`),                                           // 2
+		batch(`{"type":"identify","anonymousId":"a2","traits":{"email":"bea@x.io","city":"Oslo"},"timestamp":"2026-04-02T10:00:00Z"}`),        // 3
 		batch(`{"type":"track","anonymousId":"a2","event":"Order Completed","properties":{"revenue":12},"timestamp":"2026-04-02T11:00:00Z"}`)) // 4
 	stepAll(t, ix)
 	u1Before, a2Before := snap(t, store, "user_id:u1"), snap(t, store, "anonymous_id:a2")
@@ -92,8 +92,8 @@ func TestMergeThenUnmergeRestoresBothProfiles(t *testing.T) {
 	// The wrong link, then life goes on on the merged profile.
 	appendAll(t, store, "web",
 		batch(`{"type":"track","anonymousId":"a2","event":"Typo","context":{"traits":{"email":"ann@x.io"}},"timestamp":"2026-04-03T10:00:00Z"}`), // 5
-		batch(`{"type":"track","anonymousId":"a2","event":"After","timestamp":"2026-04-04T10:00:00Z"}`),                                         // 6
-		batch(`{"type":"identify","userId":"u1","traits":{"tier":"gold"},"timestamp":"2026-04-05T10:00:00Z"}`))                                 // 7
+		batch(`{"type":"track","anonymousId":"a2","event":"After","timestamp":"2026-04-04T10:00:00Z"}`),                                          // 6
+		batch(`{"type":"identify","userId":"u1","traits":{"tier":"gold"},"timestamp":"2026-04-05T10:00:00Z"}`))                                   // 7
 	stepAll(t, ix)
 	merged := profileOf(t, store, "user_id:u1")
 	if profileOf(t, store, "anonymous_id:a2") != merged {
