@@ -64,7 +64,9 @@ const (
 	ScopeSourcesWrite = "sources:write"
 	ScopeSourcesRead  = "sources:read"
 	ScopeProfilesRead = "profiles:read"
-	ScopeStatsRead    = "stats:read"
+	// ScopeProfilesWrite changes profiles (unmerge).
+	ScopeProfilesWrite = "profiles:write"
+	ScopeStatsRead     = "stats:read"
 	// ScopeInsightsRead lists insight runs and reports; ScopeInsightsWrite
 	// starts runs.
 	ScopeInsightsRead  = "insights:read"

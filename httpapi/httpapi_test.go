@@ -84,7 +84,7 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 	lim := collect.DefaultLimits()
 	lim.MaxRequestBytes = 64 << 10
 	lim.MaxEventBytes = 4 << 10
-	cfg := httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog}
+	cfg := httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog, Unmerger: ix}
 	var runner *insights.Runner
 	if opts.insights != nil {
 		runner = &insights.Runner{Store: store, Config: *opts.insights, Now: now, Context: rctx}

@@ -46,6 +46,7 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/insights/runs/{id}/charts/{name}"},
 	{"POST", "/v1/insights/validations"},
 	{"GET", "/v1/identity/rules"},
+	{"POST", "/v1/profiles/{ref}/unmerge"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -172,7 +173,7 @@ func TestOpenAPIEnums(t *testing.T) {
 	}{
 		{"ErrorCode", []string{kith.ECONFLICT, kith.EINTERNAL, kith.EINVALID, kith.ENOTFOUND, kith.EUNAUTHORIZED, kith.EFORBIDDEN, kith.ETOOLARGE, kith.EOVERLOADED}},
 		{"RejectionReason", []string{kith.ReasonInvalidJSON, kith.ReasonMissingType, kith.ReasonUnknownType, kith.ReasonMissingID, kith.ReasonMissingEvent, kith.ReasonMissingPrevious, kith.ReasonMissingGroupID, kith.ReasonEventTooLarge, kith.ReasonMessageIDTooLong, kith.ReasonInvalidField}},
-		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite}},
+		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite, kith.ScopeProfilesWrite}},
 	} {
 		s, ok := openapiPointer(doc, "#/components/schemas/"+tc.schema)
 		if !ok {

@@ -21,6 +21,7 @@ import (
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
+	"github.com/kithcdp/kith/pipeline"
 )
 
 // Committer makes submissions durable (collect.Committer).
@@ -49,6 +50,23 @@ type Config struct {
 	// IdentityRules normalise identifier references the way the indexer
 	// does; nil means identity.DefaultRules.
 	IdentityRules *identity.Rules
+	// Unmerger undoes merges (the running indexer); nil leaves unmerge
+	// answering that it is not available.
+	Unmerger Unmerger
+}
+
+// Unmerger undoes a merge (pipeline.Indexer).
+type Unmerger interface {
+	Unmerge(ctx context.Context, u pipeline.Unmerge) (pipeline.UnmergeResult, error)
+}
+
+// tokenKey carries the authenticated admin token in a request's context.
+type tokenKey struct{}
+
+// tokenOf returns the admin token that authenticated r.
+func tokenOf(r *http.Request) kith.Token {
+	t, _ := r.Context().Value(tokenKey{}).(kith.Token)
+	return t
 }
 
 // Server serves the whole API over one store.
@@ -128,6 +146,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
 
+	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.handleUnmerge))
 	s.mux.HandleFunc("GET /v1/identity/rules", s.admin(kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.cfg.IdentityRules)
 	}))
@@ -176,7 +195,7 @@ func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 			s.error(w, r, kith.Errorf(kith.EFORBIDDEN, "token %q lacks scope %q", tok.Name, scope))
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 	}
 }
 

@@ -230,3 +230,49 @@ func TestServeIdentityRulesFlag(t *testing.T) {
 		t.Errorf("bad rules file: %v, want an unknown-source error", err)
 	}
 }
+
+func TestProfileUnmergeCLI(t *testing.T) {
+	s := startServer(t)
+	out, err := cli(t, s, "source", "create", "pos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[
+		{"type":"identify","userId":"u1","traits":{"email":"ann@x.io"}},
+		{"type":"identify","anonymousId":"t2","traits":{"email":"bea@x.io"}},
+		{"type":"track","anonymousId":"t2","event":"Link","context":{"traits":{"email":"ann@x.io"}}}]}`))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.indexer.Backlog() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var id string
+	for time.Now().Before(deadline) { // the merge is applied just after the backlog drains
+		out, err = cli(t, s, "profile", "merges", "user_id:u1")
+		if err == nil && strings.Contains(out, "m_") {
+			id = strings.Fields(strings.Split(out, "\n")[1])[0]
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if id == "" {
+		t.Fatalf("profile merges: %v\n%s", err, out)
+	}
+	if _, err := cli(t, s, "profile", "unmerge", "user_id:u1", "--merge", id); err == nil {
+		t.Error("unmerge without --reason: want an error")
+	}
+	out, err = cli(t, s, "profile", "unmerge", "user_id:u1", "--merge", id, "--reason", "typo")
+	if err != nil || !strings.Contains(out, "split split_") {
+		t.Fatalf("profile unmerge: %v\n%s", err, out)
+	}
+	out, _ = cli(t, s, "profile", "merges", "user_id:u1")
+	if strings.Contains(out, "m_") {
+		t.Errorf("merges after unmerge:\n%s", out)
+	}
+}

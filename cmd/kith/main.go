@@ -32,6 +32,7 @@ Usage:
   kith source disable|enable ID
   kith token create NAME [--scopes '*']
   kith stats                     per-source accounting
+  kith profile merges|unmerge REF  merge evidence; undo a merge (kith profile)
   kith insights run|runs|show|validate|fit|rfm
                                  churn risk, CLV, RFM, cross-sell (kith insights help)
   kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
@@ -81,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStats(ctx, args[1:], stdout, stderr)
 	case "insights":
 		return runInsights(ctx, args[1:], stdout, stderr)
+	case "profile":
+		return runProfile(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

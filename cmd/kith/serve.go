@@ -194,6 +194,7 @@ func (s *Server) Open(ctx context.Context) error {
 	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
+		Unmerger: s.indexer,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {

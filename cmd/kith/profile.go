@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+const profileUsage = `Usage:
+  kith profile merges REF                            a profile's merges with their evidence
+  kith profile unmerge REF --merge ID --reason TEXT  undo one of them
+REF is a profile id or type:value (user_id:u-42, email:ada@example.com).
+`
+
+func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, profileUsage)
+		return flag.ErrHelp
+	}
+	fs := flag.NewFlagSet("kith profile "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := clientFlags(fs)
+	mergeID := fs.String("merge", "", "merge id (from kith profile merges)")
+	reason := fs.String("reason", "", "why the merge is wrong (recorded)")
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fmt.Fprint(stderr, profileUsage)
+		return errors.New("give one profile reference")
+	}
+	ref := url.PathEscape(pos[0])
+	switch args[0] {
+	case "merges":
+		var resp struct {
+			Data []kith.Merge `json:"data"`
+		}
+		if err := c.do(ctx, "GET", "/v1/profiles/"+ref+"/merges?limit=1000", nil, &resp); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSURVIVOR\tABSORBED\tVIA\tEVENT\tSOURCE\tAT")
+		for _, m := range resp.Data {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%s\t%s\t%s\t%s\n", m.ID, m.Survivor, m.Absorbed, m.IdentType, m.Ident, m.MessageID, m.SourceID, m.At.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "unmerge":
+		if *mergeID == "" || *reason == "" {
+			return errors.New("--merge and --reason are required")
+		}
+		var res struct {
+			Profiles []string   `json:"profiles"`
+			Split    kith.Split `json:"split"`
+		}
+		if err := c.do(ctx, "POST", "/v1/profiles/"+ref+"/unmerge", map[string]string{"merge_id": *mergeID, "reason": *reason}, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "split %s: the two sides are now profiles %s and %s\n", res.Split.ID, res.Profiles[0], res.Profiles[1])
+		return nil
+	}
+	fmt.Fprint(stderr, profileUsage)
+	return fmt.Errorf("unknown profile command %q", args[0])
+}
