@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/rawjson"
 )
 
 // OrderCompleted is the spec's event name for a purchase.
@@ -69,14 +70,12 @@ type wireProduct struct {
 	Quantity  number `json:"quantity"`
 }
 
-type wireOrder struct {
-	Properties struct {
-		OrderID  text          `json:"order_id"`
-		Revenue  number        `json:"revenue"`
-		Total    number        `json:"total"`
-		Currency text          `json:"currency"`
-		Products []wireProduct `json:"products"`
-	} `json:"properties"`
+type wireProperties struct {
+	OrderID  text          `json:"order_id"`
+	Revenue  number        `json:"revenue"`
+	Total    number        `json:"total"`
+	Currency text          `json:"currency"`
+	Products []wireProduct `json:"products"`
 }
 
 // ParseOrder reads the order carried by an `Order Completed` message. The
@@ -85,11 +84,19 @@ type wireOrder struct {
 // type are treated as absent rather than failing the order; only a message
 // that is not JSON is an error.
 func ParseOrder(m kith.Message) (kith.Order, error) {
-	var w wireOrder
-	if err := json.Unmarshal(m.Raw, &w); err != nil {
-		return kith.Order{}, fmt.Errorf("commerce: order %s: %w", m.MessageID, err)
+	// Only properties is decoded: the rest of the message (context, the
+	// ids) is split past without being parsed.
+	top, err := rawjson.Object(m.Raw)
+	if err != nil || top == nil {
+		return kith.Order{}, fmt.Errorf("commerce: order %s: not a JSON object: %v", m.MessageID, err)
 	}
-	p := w.Properties
+	var p wireProperties
+	if raw, ok := top["properties"]; ok {
+		if err := json.Unmarshal(raw, &p); err != nil {
+			// Properties that are not an object hold no order fields.
+			p = wireProperties{}
+		}
+	}
 	o := kith.Order{
 		Seq: m.Seq, Timestamp: m.Timestamp, SourceID: m.SourceID,
 		OrderID: string(p.OrderID), Currency: strings.ToUpper(string(p.Currency)),
