@@ -3,11 +3,15 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/sqlite"
 )
@@ -70,4 +74,109 @@ func BenchmarkIndex(b *testing.B) {
 		store.Close()
 	}
 	b.ReportMetric(float64(len(msgs)*b.N)/total.Seconds(), "events/s")
+}
+
+// BenchmarkIdentityResolution measures the indexer with the identity rules
+// on a stream built to exercise them: people browse anonymously in
+// sessions (anonymous_id and ga_client_id, new each session: a new
+// anonymous profile), and three events in ten are a login (user_id,
+// e-mail and the session's anonymous_id), which merges the session's
+// profile into the person's when both exist: about one event in five
+// merges (reported as merges/event). The rules are the defaults except
+// that a person may have 100 anonymous and GA client ids (the default 5
+// would, rightly, stop merging this stream's frequent sessions after the
+// fifth).
+// KITH_BENCH_EVENTS sets the stream length (default 200,000;
+// BENCHMARKS.md uses 1,000,000).
+func BenchmarkIdentityResolution(b *testing.B) {
+	n := 200000
+	if v, err := strconv.Atoi(os.Getenv("KITH_BENCH_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	people := n / 60
+	rng := rand.New(rand.NewPCG(42, 1))
+	session := make([]int, people)
+	msgs := make([]kith.Message, 0, n)
+	logins := 0
+	for i := 0; i < n; i++ {
+		p := rng.IntN(people)
+		var body string
+		if rng.IntN(10) < 3 {
+			body = fmt.Sprintf(`{"type":"identify","userId":"u%d","anonymousId":"a%d-%d","traits":{"email":"p%d@example.com","plan":"pro"}}`, p, p, session[p], p)
+			session[p]++
+			logins++
+		} else {
+			body = fmt.Sprintf(`{"type":"track","event":"Product Viewed","anonymousId":"a%d-%d","properties":{"product_id":"p%d"},"integrations":{"Google Analytics":{"clientId":"g%d-%d"}}}`, p, session[p], i%500, p, session[p])
+		}
+		parsed := collect.Parse([]byte(`{"batch":[`+body+`]}`), "batch", collect.Meta{ReceivedAt: time.Now()}, collect.DefaultLimits())
+		if len(parsed.Messages) != 1 {
+			b.Fatalf("fixture rejected: %v", parsed.Rejected)
+		}
+		m := parsed.Messages[0]
+		m.SourceID = "bench"
+		msgs = append(msgs, m)
+	}
+	rules := identity.DefaultRules()
+	for i := range rules.Types {
+		if n := rules.Types[i].Name; n == kith.IdentAnonymousID || n == "ga_client_id" {
+			rules.Types[i].Limit = 100
+		}
+	}
+	b.ResetTimer()
+	var total time.Duration
+	var merges int
+	for range b.N {
+		b.StopTimer()
+		store, err := sqlite.Open(context.Background(), b.TempDir(), sqlite.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < len(msgs); i += 5000 {
+			if _, err := store.Append(context.Background(), kith.AppendBatch{Events: msgs[i:min(i+5000, len(msgs))]}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		secret, _ := store.Secret(context.Background())
+		ix := pipeline.New(store, secret, pipeline.Config{Rules: rules})
+		head, _ := store.LogHead(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		b.StartTimer()
+		start := time.Now()
+		go func() { ix.Run(ctx); close(done) }()
+		for ix.Cursor() < head {
+			time.Sleep(time.Millisecond)
+		}
+		total += time.Since(start)
+		cancel()
+		<-done
+		b.StopTimer()
+		merges = countMerges(b, store, people)
+		store.Close()
+	}
+	b.ReportMetric(float64(len(msgs)*b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(float64(merges)/float64(len(msgs)), "merges/event")
+	b.ReportMetric(float64(logins)/float64(len(msgs)), "logins/event")
+}
+
+// countMerges sums the merges of every person's profile.
+func countMerges(b *testing.B, store kith.Store, people int) int {
+	secret, _ := store.Secret(context.Background())
+	keyer := identity.NewKeyer(secret)
+	total := 0
+	for p := range people {
+		k := keyer.Key(identity.Normalise(kith.IdentUserID, fmt.Sprintf("u%d", p)))
+		o, err := store.LookupIdentifiers(context.Background(), []kith.IdentKey{k})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if owner, ok := o[k]; ok {
+			ms, err := store.Merges(context.Background(), owner.Canonical)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += len(ms)
+		}
+	}
+	return total
 }

@@ -448,13 +448,27 @@ func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
 		}); err != nil {
 		return err
 	}
-	for _, m := range b.Merges {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
-			VALUES ($1,$2,$3,$4,$5,$6,$7)`, m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, micros(m.At)); err != nil {
+	if len(b.Merges) > 0 {
+		// In order (a later merge may move what an earlier one built), with
+		// the two statements prepared once per batch.
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)`)
+		if err != nil {
 			return fmt.Errorf("sqlite: apply merge: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE profiles SET canonical_id = $1 WHERE canonical_id = $2`, m.Survivor, m.Absorbed); err != nil {
+		defer ins.Close()
+		move, err := tx.PrepareContext(ctx, `UPDATE profiles SET canonical_id = $1 WHERE canonical_id = $2`)
+		if err != nil {
 			return fmt.Errorf("sqlite: apply merge: %w", err)
+		}
+		defer move.Close()
+		for _, m := range b.Merges {
+			if _, err := ins.ExecContext(ctx, m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, micros(m.At)); err != nil {
+				return fmt.Errorf("sqlite: apply merge: %w", err)
+			}
+			if _, err := move.ExecContext(ctx, m.Survivor, m.Absorbed); err != nil {
+				return fmt.Errorf("sqlite: apply merge: %w", err)
+			}
 		}
 	}
 	if err := exec("traits", `INSERT INTO traits (profile_id, key, value, source_id, message_id, event_time)`, 6,
