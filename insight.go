@@ -47,9 +47,14 @@ func WithPredicted(events, predicted []Trait) []Trait {
 	}
 	out := make([]Trait, 0, len(events)+len(latest))
 	for _, t := range events {
-		if _, ok := latest[t.Key]; !ok {
-			out = append(out, t)
+		if p, ok := latest[t.Key]; ok {
+			others := t.Others
+			t.Others = nil
+			p.Others = append(append(p.Others, t), others...)
+			latest[t.Key] = p
+			continue
 		}
+		out = append(out, t)
 	}
 	for _, p := range latest {
 		out = append(out, p)

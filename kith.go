@@ -265,6 +265,10 @@ type Trait struct {
 	MessageID  string          `json:"messageId,omitempty"`
 	RunID      string          `json:"runId,omitempty"`
 	EventTime  time.Time       `json:"eventTime"`
+	// Others are the values of the same key that lost: older values held
+	// by other members of a merged profile (latest first), and an event
+	// value a prediction replaced. Merged profiles lose nothing.
+	Others []Trait `json:"others,omitempty"`
 }
 
 // TimelineEntry places an event on the timeline of the profile it resolved

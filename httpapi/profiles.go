@@ -128,6 +128,16 @@ type verboseTrait struct {
 	RunID      string          `json:"runId,omitempty"`
 	EventTime  time.Time       `json:"eventTime"`
 	ProfileID  string          `json:"profileId"`
+	// Others are the key's losing values (see kith.Trait.Others).
+	Others []verboseTrait `json:"others,omitempty"`
+}
+
+func toVerbose(t kith.Trait) verboseTrait {
+	v := verboseTrait{Value: t.Value, Provenance: t.Provenance, SourceID: t.SourceID, MessageID: t.MessageID, RunID: t.RunID, EventTime: t.EventTime, ProfileID: t.ProfileID}
+	for _, o := range t.Others {
+		v.Others = append(v.Others, toVerbose(o))
+	}
+	return v
 }
 
 func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +155,7 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 	out := make(map[string]any, len(traits))
 	for _, t := range traits {
 		if verbose {
-			out[t.Key] = verboseTrait{Value: t.Value, Provenance: t.Provenance, SourceID: t.SourceID, MessageID: t.MessageID, RunID: t.RunID, EventTime: t.EventTime, ProfileID: t.ProfileID}
+			out[t.Key] = toVerbose(t)
 		} else {
 			out[t.Key] = t.Value
 		}

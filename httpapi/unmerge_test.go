@@ -32,6 +32,16 @@ func TestUnmergeAPI(t *testing.T) {
 		t.Fatalf("merge = %v", m)
 	}
 
+	// While merged, both names are kept: one wins (the latest event time;
+	// here a tie), the other is visible in the verbose traits.
+	_, tr := s.admin("GET", "/v1/profiles/"+id+"/traits?verbose=true", nil)
+	name := tr["traits"].(map[string]any)["name"].(map[string]any)
+	others, _ := name["others"].([]any)
+	if len(others) != 1 || !(name["value"] == "Ann" && others[0].(map[string]any)["value"] == "Bea" ||
+		name["value"] == "Bea" && others[0].(map[string]any)["value"] == "Ann") {
+		t.Errorf("merged name = %v, want one name with the other among the others", name)
+	}
+
 	for _, tc := range []struct {
 		body map[string]any
 		code int
@@ -67,7 +77,7 @@ func TestUnmergeAPI(t *testing.T) {
 	if split["reason"] != "cashier typed the wrong e-mail" || split["by"] == "" {
 		t.Errorf("split = %v", split)
 	}
-	_, tr := s.admin("GET", "/v1/profiles/anonymous_id:till-2/traits", nil)
+	_, tr = s.admin("GET", "/v1/profiles/anonymous_id:till-2/traits", nil)
 	if tr["traits"].(map[string]any)["name"] != "Bea" {
 		t.Errorf("Bea's traits after unmerge: %v", tr)
 	}

@@ -230,7 +230,7 @@ func (db *DB) Profile(ctx context.Context, canonicalID string) (kith.ProfileSumm
 // latest event time among the members, sorted by key.
 func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error) {
 	rows, err := db.pool.Query(ctx, `
-		SELECT DISTINCT ON (key) key, value, profile_id, source_id, message_id, event_time
+		SELECT key, value, profile_id, source_id, message_id, event_time
 		FROM traits WHERE profile_id = ANY(ARRAY(`+membersSQL+`))
 		ORDER BY key, event_time DESC, profile_id`, canonicalID)
 	if err != nil {
@@ -250,8 +250,18 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 	if err != nil {
 		return nil, fmt.Errorf("postgres: traits: %w", err)
 	}
-	// Byte order, whatever the database collation.
-	slices.SortFunc(traits, func(a, b kith.Trait) int { return strings.Compare(a.Key, b.Key) })
+	// Byte order, whatever the database collation; then the latest value
+	// per key, with the other members' older values kept beside it.
+	slices.SortStableFunc(traits, func(a, b kith.Trait) int { return strings.Compare(a.Key, b.Key) })
+	folded := traits[:0]
+	for _, t := range traits {
+		if n := len(folded); n > 0 && folded[n-1].Key == t.Key {
+			folded[n-1].Others = append(folded[n-1].Others, t)
+			continue
+		}
+		folded = append(folded, t)
+	}
+	traits = folded
 	predicted, err := db.predictedTraits(ctx, canonicalID)
 	if err != nil {
 		return nil, err

@@ -208,10 +208,12 @@ func (db *DB) Traits(ctx context.Context, canonicalID string) ([]kith.Trait, err
 		if err := rows.Scan(&t.ProfileID, &t.Key, &v, &t.SourceID, &t.MessageID, &et); err != nil {
 			return nil, fmt.Errorf("sqlite: traits: %w", err)
 		}
-		if len(out) > 0 && out[len(out)-1].Key == t.Key {
-			continue // an older value of a key already taken
-		}
 		t.Value, t.EventTime, t.Provenance = v, fromMicros(et), kith.ProvenanceEvent
+		if len(out) > 0 && out[len(out)-1].Key == t.Key {
+			// An older value of the key, from another member: kept.
+			out[len(out)-1].Others = append(out[len(out)-1].Others, t)
+			continue
+		}
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {

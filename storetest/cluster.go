@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 
@@ -89,5 +90,33 @@ func testClusterReplace(t *testing.T, s kith.Store) {
 	if len(splits) != 1 || splits[0].ID != "split-1" || splits[0].By != "tok_1" || splits[0].Reason != "wrong merge" ||
 		splits[0].Merge.Absorbed != "p2" || !sameTime(splits[0].At, at(10)) {
 		t.Errorf("Splits = %+v", splits)
+	}
+}
+
+// Merged profiles lose nothing: a key's losing values stay visible.
+func testTraitsKeepOthers(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	mustApply(t, s, 0, kith.IndexBatch{Cursor: 1, Profiles: profiles("p1", "p2"),
+		Traits: []kith.TraitUpsert{trait("p1", "plan", `"gold"`, "web", "m1", 30), trait("p2", "plan", `"silver"`, "crm", "m2", 25), trait("p2", "city", `"Oslo"`, "crm", "m2", 25)}})
+	mustApply(t, s, 1, kith.IndexBatch{Cursor: 2, Merges: []kith.Merge{merge("p1", "p2", 40)}})
+	traits, err := s.Traits(ctx, "p1")
+	noErr(t, err, "Traits")
+	if len(traits) != 2 || traits[0].Key != "city" || traits[1].Key != "plan" {
+		t.Fatalf("traits = %+v", traits)
+	}
+	plan := traits[1]
+	if !jsonEqual(plan.Value, []byte(`"gold"`)) || len(plan.Others) != 1 || !jsonEqual(plan.Others[0].Value, []byte(`"silver"`)) ||
+		plan.Others[0].ProfileID != "p2" || plan.Others[0].SourceID != "crm" || !sameTime(plan.Others[0].EventTime, at(25)) {
+		t.Errorf("plan = %+v, want gold with silver from p2 kept", plan)
+	}
+	if len(traits[0].Others) != 0 {
+		t.Errorf("city has others: %+v", traits[0].Others)
+	}
+	// A prediction replacing an event value keeps it among the others.
+	noErr(t, s.WriteInsights(ctx, "r1", at(50), []kith.ProfileInsights{{ProfileID: "p1", Traits: map[string]json.RawMessage{"plan": json.RawMessage(`"platinum"`)}}}), "WriteInsights")
+	traits, err = s.Traits(ctx, "p1")
+	noErr(t, err, "Traits")
+	if p := traits[1]; p.Provenance != kith.ProvenancePredicted || len(p.Others) != 2 || !jsonEqual(p.Others[0].Value, []byte(`"gold"`)) {
+		t.Errorf("predicted plan = %+v, want gold and silver among the others", p)
 	}
 }

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"Insights", testInsights},
 		{"InsightRuns", testInsightRuns},
 		{"ClusterReplace", testClusterReplace},
+		{"TraitsKeepOthers", testTraitsKeepOthers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
