@@ -225,6 +225,74 @@ type Split struct {
 	At       time.Time `json:"at"`
 }
 
+// Link is a decision that two profiles are one person, taken without an
+// event that links them: by an admin (Kind "manual") or by probabilistic
+// matching (Kind "probabilistic", with the match weight and its breakdown
+// as Evidence). The indexer applies it as a merge once the log has been
+// applied up to AtSeq, so a rebuild of the derived state from the log
+// applies it at the same point again.
+type Link struct {
+	ID       string          `json:"id"`
+	A        string          `json:"a"`
+	B        string          `json:"b"`
+	Kind     string          `json:"kind"`
+	Weight   float64         `json:"weight,omitempty"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+	By       string          `json:"by"`
+	Reason   string          `json:"reason"`
+	AtSeq    int64           `json:"atSeq"`
+	At       time.Time       `json:"at"`
+}
+
+// Link kinds.
+const (
+	LinkManual        = "manual"
+	LinkProbabilistic = "probabilistic"
+)
+
+// ReviewItem is a candidate pair probabilistic matching was not sure
+// enough about to merge: a person accepts (a Link follows) or rejects it.
+type ReviewItem struct {
+	ID          string          `json:"id"`
+	A           string          `json:"a"`
+	B           string          `json:"b"`
+	Probability float64         `json:"probability"`
+	Weight      float64         `json:"weight"`
+	Evidence    json.RawMessage `json:"evidence,omitempty"`
+	RunID       string          `json:"runId"`
+	Status      string          `json:"status"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	DecidedAt   time.Time       `json:"decidedAt,omitzero"`
+	DecidedBy   string          `json:"decidedBy,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+}
+
+// Review statuses.
+const (
+	ReviewPending  = "pending"
+	ReviewAccepted = "accepted"
+	ReviewRejected = "rejected"
+)
+
+// DecisionStore keeps the identity decisions people and matching take:
+// links and the review queue. They are not derived from the log, so they
+// are kept durably, apart from the derived state.
+type DecisionStore interface {
+	SaveLink(ctx context.Context, l Link) error
+	// Links lists every link, in AtSeq order.
+	Links(ctx context.Context) ([]Link, error)
+	// AddReviewItems queues candidates; a pair (in either order) already
+	// queued, accepted or rejected is not queued again.
+	AddReviewItems(ctx context.Context, items []ReviewItem) (added int, err error)
+	// ReviewItems lists at most limit items with the status ("" for
+	// all), newest first.
+	ReviewItems(ctx context.Context, status string, limit int) ([]ReviewItem, error)
+	ReviewItem(ctx context.Context, id string) (ReviewItem, error)
+	// DecideReview sets a pending item's status; ECONFLICT if it is not
+	// pending any more.
+	DecideReview(ctx context.Context, id, status, by, reason string, at time.Time) error
+}
+
 // Cluster is what re-deriving a unified profile needs: its member profile
 // ids, the identifier keys they own, and the log positions of the events
 // on their timelines.
@@ -471,6 +539,7 @@ type Store interface {
 	ProfileStore
 	SourceStore
 	InsightStore
+	DecisionStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,

@@ -186,6 +186,39 @@ CREATE TABLE splits (
 	at       timestamptz NOT NULL
 );
 `,
+	// 6: identity decisions: links (merges without a linking event) and
+	// probabilistic matching's review queue.
+	`
+CREATE TABLE links (
+	id       text PRIMARY KEY,
+	a        text NOT NULL,
+	b        text NOT NULL,
+	kind     text NOT NULL,
+	weight   double precision NOT NULL,
+	evidence jsonb,
+	by_token text NOT NULL,
+	reason   text NOT NULL,
+	at_seq   bigint NOT NULL,
+	at       timestamptz NOT NULL
+);
+
+CREATE TABLE review_items (
+	id          text PRIMARY KEY,
+	pair        text NOT NULL UNIQUE,
+	a           text NOT NULL,
+	b           text NOT NULL,
+	probability double precision NOT NULL,
+	weight      double precision NOT NULL,
+	evidence    jsonb,
+	run_id      text NOT NULL,
+	status      text NOT NULL,
+	created_at  timestamptz NOT NULL,
+	decided_at  timestamptz,
+	decided_by  text NOT NULL DEFAULT '',
+	reason      text NOT NULL DEFAULT ''
+);
+CREATE INDEX review_items_status ON review_items (status, created_at);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

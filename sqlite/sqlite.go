@@ -301,6 +301,36 @@ var logMigrations = []string{
 		reason   TEXT    NOT NULL,
 		at       INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+	// Identity decisions: links (merges without a linking event) and the
+	// review queue of probabilistic matching.
+	`CREATE TABLE links (
+		id       TEXT PRIMARY KEY,
+		a        TEXT    NOT NULL,
+		b        TEXT    NOT NULL,
+		kind     TEXT    NOT NULL,
+		weight   REAL    NOT NULL,
+		evidence BLOB,
+		by       TEXT    NOT NULL,
+		reason   TEXT    NOT NULL,
+		at_seq   INTEGER NOT NULL,
+		at       INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE review_items (
+		id          TEXT PRIMARY KEY,
+		pair        TEXT    NOT NULL UNIQUE,
+		a           TEXT    NOT NULL,
+		b           TEXT    NOT NULL,
+		probability REAL    NOT NULL,
+		weight      REAL    NOT NULL,
+		evidence    BLOB,
+		run_id      TEXT    NOT NULL,
+		status      TEXT    NOT NULL,
+		created_at  INTEGER NOT NULL,
+		decided_at  INTEGER NOT NULL,
+		decided_by  TEXT    NOT NULL,
+		reason      TEXT    NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX review_items_status ON review_items (status, created_at);`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

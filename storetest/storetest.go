@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"InsightRuns", testInsightRuns},
 		{"ClusterReplace", testClusterReplace},
 		{"TraitsKeepOthers", testTraitsKeepOthers},
+		{"Decisions", testDecisions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
