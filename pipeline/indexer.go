@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,9 @@ type Store interface {
 	EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error)
 	ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s kith.Split) error
 	Splits(ctx context.Context) ([]kith.Split, error)
+	// For links (see links.go).
+	SaveLink(ctx context.Context, l kith.Link) error
+	Links(ctx context.Context) ([]kith.Link, error)
 }
 
 // Indexer applies the log to the derived state. Run it in one goroutine.
@@ -78,7 +82,11 @@ type Indexer struct {
 	// allow, when set, restricts the identifiers derive links to these
 	// keys (re-deriving one cluster must not touch anyone else's).
 	allow    map[kith.IdentKey]bool
-	requests chan unmergeRequest
+	requests chan request
+	// links are the recorded links (see links.go), in AtSeq order.
+	links []kith.Link
+	// members, in a cluster re-derivation, are the profiles that exist.
+	members map[string]bool
 
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
@@ -112,7 +120,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 		cfg.Rules = identity.DefaultRules()
 	}
 	return &Indexer{
-		rules: cfg.Rules, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan unmergeRequest),
+		rules: cfg.Rules, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
 		tail:  tail{max: 4 * cfg.BatchSize},
@@ -237,14 +245,12 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			close(jobs)
 			return err
 		case req := <-ix.requests:
-			// Let the store catch up, then split with nothing in flight.
+			// Let the store catch up, then act with nothing in flight.
 			if err := stop(nil); err != nil {
-				req.reply <- unmergeReply{err: err}
+				req.reply <- reply{err: err}
 				return err
 			}
-			res, err := ix.unmerge(ctx, req)
-			req.reply <- unmergeReply{res, err}
-			ix.reset()
+			ix.serve(ctx, req)
 			return nil
 		default:
 		}
@@ -266,12 +272,10 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 				return err
 			case req := <-ix.requests:
 				if err := stop(nil); err != nil {
-					req.reply <- unmergeReply{err: err}
+					req.reply <- reply{err: err}
 					return err
 				}
-				res, err := ix.unmerge(ctx, req)
-				req.reply <- unmergeReply{res, err}
-				ix.reset()
+				ix.serve(ctx, req)
 				return nil
 			}
 			continue
@@ -371,6 +375,11 @@ func (ix *Indexer) load(ctx context.Context) error {
 	if err := ix.loadSplits(ctx); err != nil {
 		return err
 	}
+	links, err := ix.store.Links(ctx)
+	if err != nil {
+		return fmt.Errorf("pipeline: read links: %w", err)
+	}
+	ix.links = links
 	ix.cursor.Store(c)
 	ix.loaded = true
 	return nil
@@ -514,6 +523,9 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 	}
 
 	b := kith.IndexBatch{Cursor: msgs[len(msgs)-1].Seq, Processed: map[string]int64{}}
+	// Links taken inside this stretch of the log (a replay) are applied
+	// where they were taken: right after event AtSeq.
+	nextLink := sort.Search(len(ix.links), func(i int) bool { return ix.links[i].AtSeq >= msgs[0].Seq })
 	idents := map[kith.IdentKey]int{} // index into b.Identifiers
 	traits := map[[2]string]int{}     // (profile, key) -> index into b.Traits
 	for i, m := range msgs {
@@ -521,6 +533,11 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			runtime.Gosched() // keep request latency low while a big batch is derived
 		}
 		b.Processed[m.SourceID]++
+		for ; nextLink < len(ix.links) && ix.links[nextLink].AtSeq < m.Seq; nextLink++ {
+			if err := ix.applyLink(ctx, &b, ix.links[nextLink]); err != nil {
+				return kith.IndexBatch{}, err
+			}
+		}
 		e := &ex[i]
 		if e.invalid {
 			continue
@@ -632,6 +649,11 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			}
 			o.ProfileID = survivor
 			b.Orders = append(b.Orders, o)
+		}
+	}
+	for ; nextLink < len(ix.links) && ix.links[nextLink].AtSeq <= b.Cursor; nextLink++ {
+		if err := ix.applyLink(ctx, &b, ix.links[nextLink]); err != nil {
+			return kith.IndexBatch{}, err
 		}
 	}
 	for _, u := range b.Identifiers {

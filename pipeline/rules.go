@@ -56,6 +56,12 @@ func (ix *Indexer) fits(ctx context.Context, ids []identity.Identifier, keys []k
 	if len(profiles) == 1 && known == len(keys) {
 		return true, nil // nothing new: no profile changes
 	}
+	return ix.allowed(ctx, profiles, ids, keys, at, limits)
+}
+
+// allowed reports whether joining the canonical profiles and attaching ids
+// to them breaks no rule.
+func (ix *Indexer) allowed(ctx context.Context, profiles []string, ids []identity.Identifier, keys []kith.IdentKey, at time.Time, limits bool) (bool, error) {
 	now := at.UnixMicro()
 	// Values per type the linked profile would hold.
 	values := map[string]map[kith.IdentKey]bool{}

@@ -27,41 +27,64 @@ type UnmergeResult struct {
 	Split    kith.Split `json:"split"`
 }
 
-type unmergeRequest struct {
-	u     Unmerge
-	reply chan unmergeReply
+// request is work the running indexer does between two batches, with
+// nothing in flight: graph operations an admin or matching asks for.
+type request struct {
+	do    func(ctx context.Context) (any, error)
+	reply chan reply
 }
 
-type unmergeReply struct {
-	res UnmergeResult
+type reply struct {
+	v   any
 	err error
+}
+
+// ask hands do to the running indexer (Run) and waits for its outcome.
+func (ix *Indexer) ask(ctx context.Context, do func(ctx context.Context) (any, error)) (any, error) {
+	req := request{do: do, reply: make(chan reply, 1)}
+	select {
+	case ix.requests <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-req.reply:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// serve runs a request; the caches are dropped after it, as the request
+// changed the graph behind them.
+func (ix *Indexer) serve(ctx context.Context, req request) {
+	v, err := ix.now(ctx, req.do)
+	req.reply <- reply{v, err}
+}
+
+// now runs do with the cursor and decisions loaded, then drops the caches.
+func (ix *Indexer) now(ctx context.Context, do func(ctx context.Context) (any, error)) (any, error) {
+	if err := ix.load(ctx); err != nil {
+		return nil, err
+	}
+	v, err := do(ctx)
+	ix.reset()
+	return v, err
 }
 
 // Unmerge asks the running indexer (Run) to undo a merge between two
 // batches and waits for the outcome.
 func (ix *Indexer) Unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error) {
-	req := unmergeRequest{u: u, reply: make(chan unmergeReply, 1)}
-	select {
-	case ix.requests <- req:
-	case <-ctx.Done():
-		return UnmergeResult{}, ctx.Err()
-	}
-	select {
-	case r := <-req.reply:
-		return r.res, r.err
-	case <-ctx.Done():
-		return UnmergeResult{}, ctx.Err()
-	}
+	v, err := ix.ask(ctx, func(ctx context.Context) (any, error) { return ix.unmerge(ctx, u) })
+	res, _ := v.(UnmergeResult)
+	return res, err
 }
 
 // UnmergeNow undoes a merge synchronously; only for an indexer driven by
 // Step (never beside Run).
 func (ix *Indexer) UnmergeNow(ctx context.Context, u Unmerge) (UnmergeResult, error) {
-	if err := ix.load(ctx); err != nil {
-		return UnmergeResult{}, err
-	}
-	res, err := ix.unmerge(ctx, unmergeRequest{u: u})
-	ix.reset()
+	v, err := ix.now(ctx, func(ctx context.Context) (any, error) { return ix.unmerge(ctx, u) })
+	res, _ := v.(UnmergeResult)
 	return res, err
 }
 
@@ -74,8 +97,7 @@ func (ix *Indexer) UnmergeNow(ctx context.Context, u Unmerge) (UnmergeResult, er
 // identifier, trait and order lands on the side its identifiers belong to.
 // The event that linked the two sides stays on one side, its other side's
 // identifier dropped as a rule violation would drop it.
-func (ix *Indexer) unmerge(ctx context.Context, req unmergeRequest) (UnmergeResult, error) {
-	u := req.u
+func (ix *Indexer) unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error) {
 	merges, err := ix.store.Merges(ctx, u.Profile)
 	if err != nil {
 		return UnmergeResult{}, err
@@ -112,6 +134,15 @@ func (ix *Indexer) unmerge(ctx context.Context, req unmergeRequest) (UnmergeResu
 	}
 	for _, k := range cluster.Keys {
 		sub.allow[k] = true
+	}
+	sub.members = map[string]bool{}
+	for _, p := range cluster.Members {
+		sub.members[p] = true
+	}
+	for _, l := range ix.links {
+		if sub.members[l.A] && sub.members[l.B] {
+			sub.links = append(sub.links, l)
+		}
 	}
 	for _, sp := range ix.splits {
 		sub.splits = append(sub.splits, sp)

@@ -1,0 +1,102 @@
+package pipeline_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/sqlite"
+)
+
+// rebuild discards the derived state and re-derives it from the log.
+func rebuild(t *testing.T, store *sqlite.DB, dir string) *sqlite.DB {
+	t.Helper()
+	store.Close()
+	for _, f := range []string{"state.db", "state.db-wal", "state.db-shm"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	s, err := sqlite.Open(context.Background(), dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stepAll(t, newIndexer(t, s))
+	return s
+}
+
+func TestLinks(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { store.Close() }()
+	ix := newIndexer(t, store)
+	appendAll(t, store, "pos",
+		batch(`{"type":"identify","anonymousId":"card-1","traits":{"name":"Ann Smith","email":"ann@x.io"}}`),
+		batch(`{"type":"identify","anonymousId":"crm-9","traits":{"name":"Anne Smith","phone":"+31612345678"}}`),
+		batch(`{"type":"identify","userId":"u1"}`),
+		batch(`{"type":"identify","userId":"u2"}`))
+	stepAll(t, ix)
+	a, b := profileOf(t, store, "anonymous_id:card-1"), profileOf(t, store, "anonymous_id:crm-9")
+	if a == b {
+		t.Fatal("fixture: already one profile")
+	}
+
+	m, err := ix.LinkNow(ctx, kith.Link{A: a, B: b, Kind: kith.LinkManual, By: "tok_support", Reason: "same customer, confirmed by phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if profileOf(t, store, "anonymous_id:crm-9") != profileOf(t, store, "anonymous_id:card-1") {
+		t.Fatal("link did not merge")
+	}
+	if m.IdentType != kith.LinkManual || m.SourceID != "link" || m.Survivor != a || m.Absorbed != b {
+		t.Errorf("merge = %+v", m)
+	}
+	ms, _ := store.Merges(ctx, a)
+	if len(ms) != 1 || ms[0].MessageID == "" {
+		t.Fatalf("merges = %+v", ms)
+	}
+	if _, err := ix.LinkNow(ctx, kith.Link{A: a, B: b, Kind: kith.LinkManual}); kith.ErrorCode(err) != kith.ECONFLICT {
+		t.Errorf("linking one profile to itself = %v, want ECONFLICT", err)
+	}
+	// Two user ids: the default limit of one forbids it.
+	if _, err := ix.LinkNow(ctx, kith.Link{A: profileOf(t, store, "user_id:u1"), B: profileOf(t, store, "user_id:u2"), Kind: kith.LinkManual}); kith.ErrorCode(err) != kith.ECONFLICT {
+		t.Errorf("linking two user ids = %v, want ECONFLICT", err)
+	}
+	if _, err := ix.LinkNow(ctx, kith.Link{A: a, B: "p_nobody", Kind: kith.LinkManual}); kith.ErrorCode(err) != kith.ENOTFOUND {
+		t.Errorf("linking an unknown profile = %v, want ENOTFOUND", err)
+	}
+
+	// Later events see one person; a rebuild from the log applies the link
+	// again at the same point.
+	appendAll(t, store, "pos", batch(`{"type":"track","anonymousId":"crm-9","event":"Called"}`))
+	stepAll(t, ix)
+	before := snap(t, store, "anonymous_id:card-1")
+	store = rebuild(t, store, dir)
+	after := snap(t, store, "anonymous_id:card-1")
+	if before.ID != after.ID || len(after.Seqs) != 3 || len(after.Identities) != len(before.Identities) {
+		t.Errorf("after rebuild %+v, want %+v", after, before)
+	}
+
+	// Undo the link: apart again, and a rebuild keeps them apart.
+	ix = newIndexer(t, store)
+	ms, _ = store.Merges(ctx, after.ID)
+	if _, err := ix.UnmergeNow(ctx, pipeline.Unmerge{Profile: after.ID, MergeID: ms[0].ID, By: "tok_support", Reason: "two Smiths after all"}); err != nil {
+		t.Fatal(err)
+	}
+	if profileOf(t, store, "anonymous_id:crm-9") == profileOf(t, store, "anonymous_id:card-1") {
+		t.Fatal("unmerge of a link did not split")
+	}
+	crm := snap(t, store, "anonymous_id:crm-9")
+	if len(crm.Seqs) != 2 {
+		t.Errorf("crm-9 side after the split: %+v, want its 2 events", crm)
+	}
+	store = rebuild(t, store, dir)
+	if profileOf(t, store, "anonymous_id:crm-9") == profileOf(t, store, "anonymous_id:card-1") {
+		t.Error("a rebuild re-applied an undone link")
+	}
+}
