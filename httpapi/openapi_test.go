@@ -47,6 +47,10 @@ var openapiRoutes = []struct{ method, path string }{
 	{"POST", "/v1/insights/validations"},
 	{"GET", "/v1/identity/rules"},
 	{"POST", "/v1/profiles/{ref}/unmerge"},
+	{"POST", "/v1/profiles/{ref}/merge"},
+	{"GET", "/v1/review"},
+	{"GET", "/v1/review/{id}"},
+	{"POST", "/v1/review/{id}"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -18,7 +18,11 @@ import (
 // resolve turns {ref} — a profile id or "type:value" — into the canonical
 // profile id.
 func (s *Server) resolve(r *http.Request) (string, error) {
-	ref := r.PathValue("ref")
+	return s.resolveRef(r, r.PathValue("ref"))
+}
+
+// resolveRef turns a profile reference into the canonical profile id.
+func (s *Server) resolveRef(r *http.Request, ref string) (string, error) {
 	if id, ok := s.cfg.IdentityRules.ParseRef(ref); ok {
 		keyer, err := s.keyer(r)
 		if err != nil {

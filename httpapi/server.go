@@ -55,9 +55,11 @@ type Config struct {
 	Unmerger Unmerger
 }
 
-// Unmerger undoes a merge (pipeline.Indexer).
+// Unmerger changes the identity graph on an admin's request: undoes a
+// merge, joins two profiles (pipeline.Indexer).
 type Unmerger interface {
 	Unmerge(ctx context.Context, u pipeline.Unmerge) (pipeline.UnmergeResult, error)
+	Link(ctx context.Context, l kith.Link) (kith.Merge, error)
 }
 
 // tokenKey carries the authenticated admin token in a request's context.
@@ -147,6 +149,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
 
 	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.handleUnmerge))
+	s.mux.HandleFunc("POST /v1/profiles/{ref}/merge", s.admin(kith.ScopeProfilesWrite, s.handleMerge))
+	s.mux.HandleFunc("GET /v1/review", s.admin(kith.ScopeProfilesRead, s.handleReviewList))
+	s.mux.HandleFunc("GET /v1/review/{id}", s.admin(kith.ScopeProfilesRead, s.handleReviewGet))
+	s.mux.HandleFunc("POST /v1/review/{id}", s.admin(kith.ScopeProfilesWrite, s.handleReviewDecide))
 	s.mux.HandleFunc("GET /v1/identity/rules", s.admin(kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.cfg.IdentityRules)
 	}))

@@ -1,9 +1,12 @@
 package httpapi_test
 
 import (
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/kithcdp/kith"
 )
 
 func TestUnmergeAPI(t *testing.T) {
@@ -84,5 +87,100 @@ func TestUnmergeAPI(t *testing.T) {
 	_, tr = s.admin("GET", "/v1/profiles/user_id:u1/traits", nil)
 	if tr["traits"].(map[string]any)["name"] != "Ann" {
 		t.Errorf("Ann's traits after unmerge: %v", tr)
+	}
+}
+
+func TestManualMergeAndReviewQueue(t *testing.T) {
+	s := startStack(t, t.TempDir(), func() time.Time { return fixedNow })
+	s.createSource("crm")
+	for _, body := range []string{
+		`{"type":"identify","anonymousId":"crm-1","traits":{"name":"Ann Smith"}}`,
+		`{"type":"identify","anonymousId":"pos-1","traits":{"name":"Anne Smith"}}`,
+		`{"type":"identify","anonymousId":"crm-2","traits":{"name":"Bob Jones"}}`,
+		`{"type":"identify","anonymousId":"pos-2","traits":{"name":"Rob Jones"}}`,
+		`{"type":"identify","userId":"u1"}`,
+		`{"type":"identify","userId":"u2"}`,
+	} {
+		if code, out := s.send("identify", body); code != 200 {
+			t.Fatalf("%s: %d %v", body, code, out)
+		}
+	}
+	s.waitProcessed()
+	idOf := func(ref string) string {
+		t.Helper()
+		_, p := s.admin("GET", "/v1/profiles/"+url.PathEscape(ref), nil)
+		return p["id"].(string)
+	}
+
+	// A manual merge.
+	code, out := s.admin("POST", "/v1/profiles/anonymous_id:crm-1/merge", map[string]any{"with": "anonymous_id:pos-1", "reason": "same card holder"})
+	if code != 200 || idOf("anonymous_id:crm-1") != idOf("anonymous_id:pos-1") {
+		t.Fatalf("merge: %d %v", code, out)
+	}
+	if m := out["merge"].(map[string]any); m["identifierType"] != "manual" || m["id"] == "" {
+		t.Errorf("merge evidence = %v", m)
+	}
+	for _, tc := range []struct {
+		ref  string
+		body map[string]any
+		code int
+	}{
+		{"anonymous_id:crm-1", map[string]any{"with": "anonymous_id:pos-1", "reason": "again"}, 409}, // one profile already
+		{"user_id:u1", map[string]any{"with": "user_id:u2", "reason": "x"}, 409},                     // two user ids
+		{"anonymous_id:crm-2", map[string]any{"with": "anonymous_id:nobody", "reason": "x"}, 404},
+		{"anonymous_id:crm-2", map[string]any{"with": "anonymous_id:pos-2"}, 400}, // no reason
+	} {
+		if code, out := s.admin("POST", "/v1/profiles/"+tc.ref+"/merge", tc.body); code != tc.code {
+			t.Errorf("merge %s %v: %d %v, want %d", tc.ref, tc.body, code, out, tc.code)
+		}
+	}
+
+	// The review queue: one candidate accepted, one rejected.
+	n, err := s.store.AddReviewItems(t.Context(), []kith.ReviewItem{
+		{ID: "rv1", A: idOf("anonymous_id:crm-2"), B: idOf("anonymous_id:pos-2"), Probability: 0.93, Weight: 7.5,
+			Evidence: json.RawMessage(`{"surname":{"level":"exact","weight":6.1},"given_name":{"level":"jaro-winkler >= 0.8","weight":1.4}}`), RunID: "m1", CreatedAt: fixedNow},
+		{ID: "rv2", A: idOf("user_id:u1"), B: idOf("anonymous_id:crm-1"), Probability: 0.6, Weight: 1, RunID: "m1", CreatedAt: fixedNow.Add(time.Second)},
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("seed review: %d %v", n, err)
+	}
+	code, list := s.admin("GET", "/v1/review", nil)
+	if code != 200 || len(list["data"].([]any)) != 2 {
+		t.Fatalf("review list: %d %v", code, list)
+	}
+	code, out = s.admin("POST", "/v1/review/rv1", map[string]any{"decision": "accept"})
+	if code != 200 || out["item"].(map[string]any)["status"] != "accepted" || idOf("anonymous_id:crm-2") != idOf("anonymous_id:pos-2") {
+		t.Fatalf("accept: %d %v", code, out)
+	}
+	if m := out["merge"].(map[string]any); m["identifierType"] != "probabilistic" || m["identifier"] != "match weight 7.50" {
+		t.Errorf("accepted merge evidence = %v", m)
+	}
+	code, out = s.admin("POST", "/v1/review/rv2", map[string]any{"decision": "reject", "reason": "different people"})
+	if code != 200 || out["item"].(map[string]any)["status"] != "rejected" || idOf("user_id:u1") == idOf("anonymous_id:crm-1") {
+		t.Fatalf("reject: %d %v", code, out)
+	}
+	for _, tc := range []struct {
+		id   string
+		body map[string]any
+		code int
+	}{
+		{"rv1", map[string]any{"decision": "reject"}, 409},
+		{"rv9", map[string]any{"decision": "accept"}, 404},
+		{"rv2", map[string]any{"decision": "maybe"}, 409}, // decided already comes first
+	} {
+		if code, out := s.admin("POST", "/v1/review/"+tc.id, tc.body); code != tc.code {
+			t.Errorf("decide %s %v: %d %v, want %d", tc.id, tc.body, code, out, tc.code)
+		}
+	}
+	code, list = s.admin("GET", "/v1/review?status=all", nil)
+	if code != 200 || len(list["data"].([]any)) != 2 {
+		t.Errorf("all: %d %v", code, list)
+	}
+	code, list = s.admin("GET", "/v1/review", nil)
+	if code != 200 || len(list["data"].([]any)) != 0 {
+		t.Errorf("pending after decisions: %d %v", code, list)
+	}
+	if code, _ := s.admin("GET", "/v1/review?status=odd", nil); code != 400 {
+		t.Errorf("bad status: %d", code)
 	}
 }

@@ -69,8 +69,19 @@ func (ix *Indexer) link(ctx context.Context, l kith.Link) (kith.Merge, error) {
 		return kith.Merge{}, fmt.Errorf("pipeline: apply link: %w", err)
 	}
 	ix.links = append(ix.links, l)
-	ix.log.Info("linked", "link", l.ID, "kind", l.Kind, "survivor", b.Merges[0].Survivor, "absorbed", b.Merges[0].Absorbed, "by", l.By)
-	return b.Merges[0], nil
+	m := b.Merges[0]
+	ix.log.Info("linked", "link", l.ID, "kind", l.Kind, "survivor", m.Survivor, "absorbed", m.Absorbed, "by", l.By)
+	// The stored merge carries its id.
+	stored, err := ix.store.Merges(ctx, m.Survivor)
+	if err != nil {
+		return m, err
+	}
+	for _, sm := range stored {
+		if sm.MessageID == l.ID {
+			return sm, nil
+		}
+	}
+	return m, nil
 }
 
 // applyLink joins a link's profiles in b when the rules allow it; a link

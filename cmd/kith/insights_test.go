@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/kithcdp/kith"
 	"io"
 	"math"
 	"net/http"
@@ -275,4 +276,73 @@ func TestProfileUnmergeCLI(t *testing.T) {
 	if strings.Contains(out, "m_") {
 		t.Errorf("merges after unmerge:\n%s", out)
 	}
+}
+
+func TestReviewAndMergeCLI(t *testing.T) {
+	s := startServer(t)
+	out, err := cli(t, s, "source", "create", "crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[
+		{"type":"identify","anonymousId":"c1","traits":{"name":"Ann"}},
+		{"type":"identify","anonymousId":"c2","traits":{"name":"Anne"}},
+		{"type":"identify","anonymousId":"c3","traits":{"name":"Bo"}},
+		{"type":"identify","anonymousId":"c4","traits":{"name":"Bob"}}]}`))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for canonicalOf(t, s, "anonymous_id:c4") == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, err = cli(t, s, "profile", "merge", "anonymous_id:c1", "--with", "anonymous_id:c2", "--reason", "same person")
+	if err != nil || !strings.Contains(out, "merged into p_") {
+		t.Fatalf("profile merge: %v\n%s", err, out)
+	}
+	// Queue two candidates the way a matching run does, then decide them.
+	items := []kith.ReviewItem{
+		{ID: "rvA", A: canonicalOf(t, s, "anonymous_id:c3"), B: canonicalOf(t, s, "anonymous_id:c4"), Probability: 0.9, Weight: 5, RunID: "m", CreatedAt: time.Now()},
+		{ID: "rvB", A: canonicalOf(t, s, "anonymous_id:c1"), B: canonicalOf(t, s, "anonymous_id:c3"), Probability: 0.5, Weight: 0.1, RunID: "m", CreatedAt: time.Now()},
+	}
+	if _, err := s.store.AddReviewItems(context.Background(), items); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli(t, s, "review", "list")
+	if err != nil || !strings.Contains(out, "rvA") || !strings.Contains(out, "rvB") {
+		t.Fatalf("review list: %v\n%s", err, out)
+	}
+	if out, err = cli(t, s, "review", "accept", "rvA"); err != nil || !strings.Contains(out, "accepted, merged into") {
+		t.Fatalf("review accept: %v\n%s", err, out)
+	}
+	if out, err = cli(t, s, "review", "reject", "rvB", "--reason", "no"); err != nil || !strings.Contains(out, "rejected") {
+		t.Fatalf("review reject: %v\n%s", err, out)
+	}
+	if canonicalOf(t, s, "anonymous_id:c3") != canonicalOf(t, s, "anonymous_id:c4") || canonicalOf(t, s, "anonymous_id:c1") == canonicalOf(t, s, "anonymous_id:c3") {
+		t.Error("review decisions did not take effect")
+	}
+	if _, err := cli(t, s, "review", "accept", "rvA"); err == nil {
+		t.Error("accepting twice: want an error")
+	}
+}
+
+// canonicalOf resolves a reference through the API.
+func canonicalOf(t *testing.T, s *Server, ref string) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/v1/profiles/"+ref, nil)
+	req.Header.Set("Authorization", "Bearer "+s.Config.AdminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct {
+		ID string `json:"id"`
+	}
+	json.NewDecoder(resp.Body).Decode(&p)
+	return p.ID
 }

@@ -32,7 +32,10 @@ Usage:
   kith source disable|enable ID
   kith token create NAME [--scopes '*']
   kith stats                     per-source accounting
-  kith profile merges|unmerge REF  merge evidence; undo a merge (kith profile)
+  kith profile merges|merge|unmerge REF
+                                 merge evidence; join or split profiles (kith profile)
+  kith review list|show|accept|reject
+                                 probabilistic matching's review queue
   kith insights run|runs|show|validate|fit|rfm
                                  churn risk, CLV, RFM, cross-sell (kith insights help)
   kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
@@ -84,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runInsights(ctx, args[1:], stdout, stderr)
 	case "profile":
 		return runProfile(ctx, args[1:], stdout, stderr)
+	case "review":
+		return runReview(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -16,6 +16,7 @@ import (
 const profileUsage = `Usage:
   kith profile merges REF                            a profile's merges with their evidence
   kith profile unmerge REF --merge ID --reason TEXT  undo one of them
+  kith profile merge REF --with REF2 --reason TEXT   join two profiles no event links
 REF is a profile id or type:value (user_id:u-42, email:ada@example.com).
 `
 
@@ -28,7 +29,8 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
 	mergeID := fs.String("merge", "", "merge id (from kith profile merges)")
-	reason := fs.String("reason", "", "why the merge is wrong (recorded)")
+	reason := fs.String("reason", "", "why (recorded)")
+	with := fs.String("with", "", "the other profile (merge)")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
@@ -52,6 +54,19 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%s\t%s\t%s\t%s\n", m.ID, m.Survivor, m.Absorbed, m.IdentType, m.Ident, m.MessageID, m.SourceID, m.At.Format(time.RFC3339))
 		}
 		return tw.Flush()
+	case "merge":
+		if *with == "" || *reason == "" {
+			return errors.New("--with and --reason are required")
+		}
+		var res struct {
+			Profile string     `json:"profile"`
+			Merge   kith.Merge `json:"merge"`
+		}
+		if err := c.do(ctx, "POST", "/v1/profiles/"+ref+"/merge", map[string]string{"with": *with, "reason": *reason}, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "merged into %s (merge %s)\n", res.Profile, res.Merge.ID)
+		return nil
 	case "unmerge":
 		if *mergeID == "" || *reason == "" {
 			return errors.New("--merge and --reason are required")

@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/kithcdp/kith"
+)
+
+// handleMerge joins two profiles no event links: {"with": "<ref>",
+// "reason": "…"}.
+func (s *Server) handleMerge(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Unmerger == nil {
+		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "merging is not available on this server"))
+		return
+	}
+	var req struct {
+		With   string `json:"with"`
+		Reason string `json:"reason"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if req.With == "" || strings.TrimSpace(req.Reason) == "" {
+		s.error(w, r, kith.Errorf(kith.EINVALID, `body must set "with" (a profile reference) and a "reason"`))
+		return
+	}
+	a, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	b, err := s.resolveRef(r, req.With)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	m, err := s.cfg.Unmerger.Link(r.Context(), kith.Link{A: a, B: b, Kind: kith.LinkManual, By: tokenOf(r).ID, Reason: strings.TrimSpace(req.Reason), At: s.cfg.Now()})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"profile": m.Survivor, "merge": m})
+}
+
+func (s *Server) handleReviewList(w http.ResponseWriter, r *http.Request) {
+	status := r.URL.Query().Get("status")
+	switch status {
+	case "":
+		status = kith.ReviewPending
+	case "all":
+		status = ""
+	case kith.ReviewPending, kith.ReviewAccepted, kith.ReviewRejected:
+	default:
+		s.error(w, r, kith.Errorf(kith.EINVALID, "status must be pending, accepted, rejected or all"))
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			s.error(w, r, kith.Errorf(kith.EINVALID, "limit must be 1..1000"))
+			return
+		}
+		limit = n
+	}
+	items, err := s.store.ReviewItems(r.Context(), status, limit)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if items == nil {
+		items = []kith.ReviewItem{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": items})
+}
+
+func (s *Server) handleReviewGet(w http.ResponseWriter, r *http.Request) {
+	it, err := s.store.ReviewItem(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, it)
+}
+
+// handleReviewDecide accepts (the pair is linked, its match evidence kept
+// on the merge's link) or rejects a queued pair.
+func (s *Server) handleReviewDecide(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Decision string `json:"decision"`
+		Reason   string `json:"reason"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	it, err := s.store.ReviewItem(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if it.Status != kith.ReviewPending {
+		s.error(w, r, kith.Errorf(kith.ECONFLICT, "review item %s is already %s", it.ID, it.Status))
+		return
+	}
+	by := tokenOf(r).ID
+	switch req.Decision {
+	case "accept":
+		if s.cfg.Unmerger == nil {
+			s.error(w, r, kith.Errorf(kith.ENOTFOUND, "merging is not available on this server"))
+			return
+		}
+		reason := strings.TrimSpace(req.Reason)
+		if reason == "" {
+			reason = "accepted in review"
+		}
+		m, err := s.cfg.Unmerger.Link(r.Context(), kith.Link{
+			A: it.A, B: it.B, Kind: kith.LinkProbabilistic, Weight: it.Weight, Evidence: it.Evidence,
+			By: by, Reason: reason, At: s.cfg.Now(),
+		})
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if err := s.store.DecideReview(r.Context(), it.ID, kith.ReviewAccepted, by, reason, s.cfg.Now()); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		it, _ = s.store.ReviewItem(r.Context(), it.ID)
+		writeJSON(w, http.StatusOK, map[string]any{"item": it, "merge": m})
+	case "reject":
+		if err := s.store.DecideReview(r.Context(), it.ID, kith.ReviewRejected, by, strings.TrimSpace(req.Reason), s.cfg.Now()); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		it, _ = s.store.ReviewItem(r.Context(), it.ID)
+		writeJSON(w, http.StatusOK, map[string]any{"item": it})
+	default:
+		s.error(w, r, kith.Errorf(kith.EINVALID, `decision must be "accept" or "reject"`))
+	}
+}
