@@ -519,6 +519,10 @@ type ProfileStore interface {
 	ReplaceCluster(ctx context.Context, members []string, b IndexBatch, s Split) error
 	// Splits lists every recorded split, oldest first.
 	Splits(ctx context.Context) ([]Split, error)
+	// ScanTraits calls fn once per canonical profile holding any of the
+	// keys, with, per key, the value of the latest event time among its
+	// members. The order of profiles is unspecified.
+	ScanTraits(ctx context.Context, keys []string, fn func(canonicalID string, traits map[string]json.RawMessage) error) error
 }
 
 // SourceStore keeps sources and admin tokens.

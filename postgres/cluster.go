@@ -105,3 +105,42 @@ func (db *DB) Splits(ctx context.Context) ([]kith.Split, error) {
 	}
 	return out, nil
 }
+
+// ScanTraits implements kith.ProfileStore: the traits joined to their
+// canonical profile and sorted by it, folded to the latest value per key.
+func (db *DB) ScanTraits(ctx context.Context, keys []string, fn func(string, map[string]json.RawMessage) error) error {
+	rows, err := db.pool.Query(ctx, `
+		SELECT p.canonical_id, t.key, t.value::text
+		FROM traits t JOIN profiles p ON p.id = t.profile_id
+		WHERE t.key = ANY($1)
+		ORDER BY p.canonical_id, t.key, t.event_time DESC, t.profile_id`, keys)
+	if err != nil {
+		return fmt.Errorf("postgres: scan traits: %w", err)
+	}
+	defer rows.Close()
+	var cur string
+	vals := map[string]json.RawMessage{}
+	for rows.Next() {
+		var c, k, v string
+		if err := rows.Scan(&c, &k, &v); err != nil {
+			return fmt.Errorf("postgres: scan traits: %w", err)
+		}
+		if c != cur && len(vals) > 0 {
+			if err := fn(cur, vals); err != nil {
+				return err
+			}
+			vals = map[string]json.RawMessage{}
+		}
+		cur = c
+		if _, seen := vals[k]; !seen { // the latest comes first
+			vals[k] = json.RawMessage(v)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: scan traits: %w", err)
+	}
+	if len(vals) > 0 {
+		return fn(cur, vals)
+	}
+	return nil
+}

@@ -120,3 +120,31 @@ func testTraitsKeepOthers(t *testing.T, s kith.Store) {
 		t.Errorf("predicted plan = %+v, want gold and silver among the others", p)
 	}
 }
+
+func testScanTraits(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	mustApply(t, s, 0, kith.IndexBatch{Cursor: 1, Profiles: profiles("p1", "p2", "p3", "p4"),
+		Traits: []kith.TraitUpsert{
+			trait("p1", "name", `"Ann Smith"`, "web", "m1", 10), trait("p1", "city", `"Oslo"`, "web", "m1", 10),
+			trait("p2", "name", `"Anne Smith"`, "crm", "m2", 20), trait("p3", "name", `"Bob"`, "crm", "m3", 5),
+			trait("p4", "plan", `"gold"`, "crm", "m4", 5),
+		}})
+	mustApply(t, s, 1, kith.IndexBatch{Cursor: 2, Merges: []kith.Merge{merge("p1", "p2", 30)}})
+	got := map[string]map[string]string{}
+	noErr(t, s.ScanTraits(ctx, []string{"name", "city"}, func(p string, tr map[string]json.RawMessage) error {
+		if _, dup := got[p]; dup {
+			t.Errorf("profile %s visited twice", p)
+		}
+		got[p] = map[string]string{}
+		for k, v := range tr {
+			var x string
+			json.Unmarshal(v, &x)
+			got[p][k] = x
+		}
+		return nil
+	}), "ScanTraits")
+	want := map[string]map[string]string{"p1": {"name": "Anne Smith", "city": "Oslo"}, "p3": {"name": "Bob"}}
+	if len(got) != len(want) || got["p1"]["name"] != "Anne Smith" || got["p1"]["city"] != "Oslo" || got["p3"]["name"] != "Bob" {
+		t.Errorf("ScanTraits = %v, want %v", got, want)
+	}
+}

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"ClusterReplace", testClusterReplace},
 		{"TraitsKeepOthers", testTraitsKeepOthers},
 		{"Decisions", testDecisions},
+		{"ScanTraits", testScanTraits},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
