@@ -18,7 +18,9 @@ import (
 // stepLinker links through an indexer driven by Step.
 type stepLinker struct{ ix *pipeline.Indexer }
 
-func (l stepLinker) Link(ctx context.Context, k kith.Link) (kith.Merge, error) { return l.ix.LinkNow(ctx, k) }
+func (l stepLinker) Link(ctx context.Context, k kith.Link) (kith.Merge, error) {
+	return l.ix.LinkNow(ctx, k)
+}
 
 // TestMatchingRunLinksDuplicateProfiles loads Febrl-style synthetic
 // people — each record a CRM or POS contact with its own anonymous id, so
