@@ -48,6 +48,7 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/identity/rules"},
 	{"POST", "/v1/profiles/{ref}/unmerge"},
 	{"POST", "/v1/profiles/{ref}/merge"},
+	{"POST", "/v1/match/runs"},
 	{"GET", "/v1/review"},
 	{"GET", "/v1/review/{id}"},
 	{"POST", "/v1/review/{id}"},

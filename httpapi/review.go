@@ -142,3 +142,17 @@ func (s *Server) handleReviewDecide(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.EINVALID, `decision must be "accept" or "reject"`))
 	}
 }
+
+// handleMatchRun runs probabilistic matching and answers the finished run.
+func (s *Server) handleMatchRun(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Matcher == nil {
+		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "matching is not available on this server"))
+		return
+	}
+	run, err := s.cfg.Matcher.Run(r.Context())
+	if err != nil && run.ID == "" {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}

@@ -53,6 +53,14 @@ type Config struct {
 	// Unmerger undoes merges (the running indexer); nil leaves unmerge
 	// answering that it is not available.
 	Unmerger Unmerger
+	// Matcher runs probabilistic matching (dedupe.Job); nil leaves
+	// /v1/match/runs answering that it is not available.
+	Matcher Matcher
+}
+
+// Matcher runs probabilistic matching over the profiles.
+type Matcher interface {
+	Run(ctx context.Context) (kith.InsightRun, error)
 }
 
 // Unmerger changes the identity graph on an admin's request: undoes a
@@ -150,6 +158,7 @@ func (s *Server) routes() {
 
 	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.handleUnmerge))
 	s.mux.HandleFunc("POST /v1/profiles/{ref}/merge", s.admin(kith.ScopeProfilesWrite, s.handleMerge))
+	s.mux.HandleFunc("POST /v1/match/runs", s.admin(kith.ScopeProfilesWrite, s.handleMatchRun))
 	s.mux.HandleFunc("GET /v1/review", s.admin(kith.ScopeProfilesRead, s.handleReviewList))
 	s.mux.HandleFunc("GET /v1/review/{id}", s.admin(kith.ScopeProfilesRead, s.handleReviewGet))
 	s.mux.HandleFunc("POST /v1/review/{id}", s.admin(kith.ScopeProfilesWrite, s.handleReviewDecide))

@@ -346,3 +346,49 @@ func canonicalOf(t *testing.T, s *Server, ref string) string {
 	json.NewDecoder(resp.Body).Decode(&p)
 	return p.ID
 }
+
+func TestMatchCLI(t *testing.T) {
+	s := startServer(t)
+	out, err := cli(t, s, "source", "create", "crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	var items []string
+	for i := range 60 {
+		// Pairs of contacts for the same person, one with a typo in the
+		// surname, and no identifier in common.
+		items = append(items,
+			fmt.Sprintf(`{"type":"identify","anonymousId":"crm-%d","traits":{"first_name":"name%d","last_name":"smithson%d","birthday":"19%02d-03-%02d"}}`, i, i, i, 50+i%40, 1+i%28),
+			fmt.Sprintf(`{"type":"identify","anonymousId":"pos-%d","traits":{"first_name":"name%d","last_name":"smithsen%d","birthday":"19%02d-03-%02d"}}`, i, i, i, 50+i%40, 1+i%28))
+	}
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for canonicalOf(t, s, "anonymous_id:pos-59") == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out, err = cli(t, s, "match")
+	if err != nil || !strings.Contains(out, `"status": "finished"`) || !strings.Contains(out, `"trigger": "match"`) {
+		t.Fatalf("kith match: %v\n%s", err, out)
+	}
+	linked := 0
+	for i := range 60 {
+		if canonicalOf(t, s, fmt.Sprintf("anonymous_id:crm-%d", i)) == canonicalOf(t, s, fmt.Sprintf("anonymous_id:pos-%d", i)) {
+			linked++
+		}
+	}
+	q, _ := cli(t, s, "review", "list")
+	queued := strings.Count(q, "rv_")
+	if linked+queued < 50 {
+		t.Errorf("of 60 duplicate pairs %d were linked and %d queued\n%s", linked, queued, out)
+	}
+	if canonicalOf(t, s, "anonymous_id:crm-1") == canonicalOf(t, s, "anonymous_id:crm-2") {
+		t.Error("two different people were linked")
+	}
+}

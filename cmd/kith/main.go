@@ -34,6 +34,7 @@ Usage:
   kith stats                     per-source accounting
   kith profile merges|merge|unmerge REF
                                  merge evidence; join or split profiles (kith profile)
+  kith match                      probabilistic matching: link sure duplicates, queue the rest
   kith review list|show|accept|reject
                                  probabilistic matching's review queue
   kith insights run|runs|show|validate|fit|rfm
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProfile(ctx, args[1:], stdout, stderr)
 	case "review":
 		return runReview(ctx, args[1:], stdout, stderr)
+	case "match":
+		return runMatch(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/kithcdp/kith"
 )
@@ -74,4 +75,25 @@ func runReview(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprint(stderr, reviewUsage)
 	return fmt.Errorf("unknown review command %q", args[0])
+}
+
+func runMatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kith match", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := clientFlags(fs)
+	c.http.Timeout = 60 * time.Minute
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	var run kith.InsightRun
+	if err := c.do(ctx, "POST", "/v1/match/runs", nil, &run); err != nil {
+		return err
+	}
+	if err := printJSON(stdout, run); err != nil {
+		return err
+	}
+	if run.Status == kith.RunFailed {
+		return fmt.Errorf("matching run %s failed: %s", run.ID, run.Error)
+	}
+	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/dedupe"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
@@ -44,6 +45,9 @@ type ServeConfig struct {
 	Insights      insights.Config
 	// IdentityRules are the identity-resolution rules (nil: the defaults).
 	IdentityRules *identity.Rules
+	// MatchEvery is the interval of scheduled probabilistic matching runs;
+	// 0 (the default) runs them only on request.
+	MatchEvery time.Duration
 }
 
 // Server is a running Kith: store, group committer, indexer and HTTP API.
@@ -56,6 +60,7 @@ type Server struct {
 	committer *collect.Committer
 	indexer   *pipeline.Indexer
 	insights  *insights.Runner
+	matcher   *dedupe.Job
 	ln        net.Listener
 	http      *http.Server
 	cancel    context.CancelFunc
@@ -81,6 +86,7 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	fs.DurationVar(&c.InsightsEvery, "insights-every", envDuration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
 	c.Insights = insights.DefaultConfig()
 	fs.StringVar(&c.Insights.Model, "insights-model", envOr("KITH_INSIGHTS_MODEL", c.Insights.Model), "purchase model: bgnbd or paretonbd (env KITH_INSIGHTS_MODEL)")
+	fs.DurationVar(&c.MatchEvery, "match-every", envDuration("KITH_MATCH_EVERY", 0), "interval of scheduled probabilistic matching runs, 0 = only on request (env KITH_MATCH_EVERY)")
 	rulesFile := fs.String("identity-rules", os.Getenv("KITH_IDENTITY_RULES"), "JSON file of identity rules: identifier types, sources, normalisation, limits, priorities, never-merge, blocked values (env KITH_IDENTITY_RULES); see GET /v1/identity/rules for the defaults")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	if err := fs.Parse(args); err != nil {
@@ -171,7 +177,8 @@ func (s *Server) Open(ctx context.Context) error {
 		s.Config.Insights = insights.DefaultConfig()
 	}
 	s.insights = &insights.Runner{Store: s.store, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
-	s.wg.Add(4)
+	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: dedupe.DefaultConfig(), Logger: s.Logger}
+	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
 		s.indexer.WatchHead(runCtx)
@@ -190,11 +197,15 @@ func (s *Server) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.insights.Schedule(runCtx, s.Config.InsightsEvery)
 	}()
+	go func() {
+		defer s.wg.Done()
+		s.scheduleMatching(runCtx)
+	}()
 
 	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
-		Unmerger: s.indexer,
+		Unmerger: s.indexer, Matcher: s.matcher,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
@@ -279,4 +290,23 @@ func (s *Server) Close() error {
 		}
 	})
 	return err
+}
+
+// scheduleMatching runs probabilistic matching every MatchEvery.
+func (s *Server) scheduleMatching(ctx context.Context) {
+	if s.Config.MatchEvery <= 0 {
+		return
+	}
+	t := time.NewTicker(s.Config.MatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.matcher.Run(ctx); err != nil && kith.ErrorCode(err) != kith.ECONFLICT {
+				s.Logger.Error("scheduled matching run failed", "err", err)
+			}
+		}
+	}
 }
