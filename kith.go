@@ -250,6 +250,21 @@ const (
 	LinkProbabilistic = "probabilistic"
 )
 
+// Detachment is the recorded removal of an identifier from a profile (a
+// shared family e-mail, a till's card number typed for the wrong
+// customer): from then on the identifier identifies no one, and the
+// profile it was on was re-derived without it. Only the identifier's type
+// and keyed hash are kept.
+type Detachment struct {
+	ID      string    `json:"id"`
+	Key     IdentKey  `json:"-"`
+	Type    string    `json:"type"`
+	Profile string    `json:"profile"`
+	By      string    `json:"by"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+}
+
 // ReviewItem is a candidate pair probabilistic matching was not sure
 // enough about to merge: a person accepts (a Link follows) or rejects it.
 type ReviewItem struct {
@@ -291,6 +306,9 @@ type DecisionStore interface {
 	// DecideReview sets a pending item's status; ECONFLICT if it is not
 	// pending any more.
 	DecideReview(ctx context.Context, id, status, by, reason string, at time.Time) error
+	SaveDetachment(ctx context.Context, d Detachment) error
+	// Detachments lists every detachment, oldest first.
+	Detachments(ctx context.Context) ([]Detachment, error)
 }
 
 // Cluster is what re-deriving a unified profile needs: its member profile
@@ -514,9 +532,9 @@ type ProfileStore interface {
 	Cluster(ctx context.Context, canonicalID string) (Cluster, error)
 	// ReplaceCluster atomically replaces the derived rows of the member
 	// profiles (profiles, identifiers, merges among them, traits,
-	// timeline, orders) with b's, and records s. The index cursor and the
-	// processed counters do not move.
-	ReplaceCluster(ctx context.Context, members []string, b IndexBatch, s Split) error
+	// timeline, orders) with b's, and records s if it is not nil. The index
+	// cursor and the processed counters do not move.
+	ReplaceCluster(ctx context.Context, members []string, b IndexBatch, s *Split) error
 	// Splits lists every recorded split, oldest first.
 	Splits(ctx context.Context) ([]Split, error)
 	// ScanTraits calls fn once per canonical profile holding any of the

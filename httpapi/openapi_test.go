@@ -49,6 +49,7 @@ var openapiRoutes = []struct{ method, path string }{
 	{"POST", "/v1/profiles/{ref}/unmerge"},
 	{"POST", "/v1/profiles/{ref}/merge"},
 	{"POST", "/v1/match/runs"},
+	{"POST", "/v1/profiles/{ref}/identities/detach"},
 	{"GET", "/v1/review"},
 	{"GET", "/v1/review/{id}"},
 	{"POST", "/v1/review/{id}"},

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/pipeline"
 )
 
 // handleMerge joins two profiles no event links: {"with": "<ref>",
@@ -155,4 +156,37 @@ func (s *Server) handleMatchRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, run)
+}
+
+// handleDetach removes an identifier from a profile:
+// {"identifier": "email:…", "reason": "…"}.
+func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Unmerger == nil {
+		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "detaching is not available on this server"))
+		return
+	}
+	var req struct {
+		Identifier string `json:"identifier"`
+		Reason     string `json:"reason"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	id, ok := s.cfg.IdentityRules.ParseRef(req.Identifier)
+	if !ok || strings.TrimSpace(req.Reason) == "" {
+		s.error(w, r, kith.Errorf(kith.EINVALID, `body must set "identifier" (type:value) and a "reason"`))
+		return
+	}
+	p, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	res, err := s.cfg.Unmerger.Detach(r.Context(), pipeline.Detach{Profile: p, Identifier: id, By: tokenOf(r).ID, Reason: strings.TrimSpace(req.Reason), At: s.cfg.Now()})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

@@ -68,6 +68,7 @@ type Matcher interface {
 type Unmerger interface {
 	Unmerge(ctx context.Context, u pipeline.Unmerge) (pipeline.UnmergeResult, error)
 	Link(ctx context.Context, l kith.Link) (kith.Merge, error)
+	Detach(ctx context.Context, d pipeline.Detach) (pipeline.DetachResult, error)
 }
 
 // tokenKey carries the authenticated admin token in a request's context.
@@ -158,6 +159,7 @@ func (s *Server) routes() {
 
 	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.handleUnmerge))
 	s.mux.HandleFunc("POST /v1/profiles/{ref}/merge", s.admin(kith.ScopeProfilesWrite, s.handleMerge))
+	s.mux.HandleFunc("POST /v1/profiles/{ref}/identities/detach", s.admin(kith.ScopeProfilesWrite, s.handleDetach))
 	s.mux.HandleFunc("POST /v1/match/runs", s.admin(kith.ScopeProfilesWrite, s.handleMatchRun))
 	s.mux.HandleFunc("GET /v1/review", s.admin(kith.ScopeProfilesRead, s.handleReviewList))
 	s.mux.HandleFunc("GET /v1/review/{id}", s.admin(kith.ScopeProfilesRead, s.handleReviewGet))

@@ -184,3 +184,35 @@ func TestManualMergeAndReviewQueue(t *testing.T) {
 		t.Errorf("bad status: %d", code)
 	}
 }
+
+func TestDetachAPI(t *testing.T) {
+	s := startStack(t, t.TempDir(), func() time.Time { return fixedNow })
+	s.createSource("web")
+	for _, body := range []string{
+		`{"type":"identify","anonymousId":"dad","traits":{"email":"family@x.io"}}`,
+		`{"type":"identify","anonymousId":"kid","traits":{"email":"family@x.io"}}`,
+	} {
+		if code, out := s.send("identify", body); code != 200 {
+			t.Fatalf("%d %v", code, out)
+		}
+	}
+	s.waitProcessed()
+	if code, _ := s.admin("POST", "/v1/profiles/anonymous_id:dad/identities/detach", map[string]any{"identifier": "email:family@x.io"}); code != 400 {
+		t.Errorf("without a reason: %d", code)
+	}
+	if code, _ := s.admin("POST", "/v1/profiles/anonymous_id:dad/identities/detach", map[string]any{"identifier": "email:other@x.io", "reason": "x"}); code != 404 {
+		t.Errorf("an identifier the profile lacks: %d", code)
+	}
+	code, out := s.admin("POST", "/v1/profiles/anonymous_id:dad/identities/detach", map[string]any{"identifier": "email:FAMILY@x.io", "reason": "shared family address"})
+	if code != 200 || len(out["profiles"].([]any)) != 2 {
+		t.Fatalf("detach: %d %v", code, out)
+	}
+	_, a := s.admin("GET", "/v1/profiles/anonymous_id:dad", nil)
+	_, b := s.admin("GET", "/v1/profiles/anonymous_id:kid", nil)
+	if a["id"] == b["id"] {
+		t.Error("still one profile")
+	}
+	if code, _ := s.admin("GET", "/v1/profiles/email:family@x.io", nil); code != 404 {
+		t.Errorf("the detached e-mail still resolves: %d", code)
+	}
+}

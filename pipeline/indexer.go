@@ -45,11 +45,13 @@ type Store interface {
 	Merges(ctx context.Context, canonicalID string) ([]kith.Merge, error)
 	Cluster(ctx context.Context, canonicalID string) (kith.Cluster, error)
 	EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error)
-	ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s kith.Split) error
+	ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s *kith.Split) error
 	Splits(ctx context.Context) ([]kith.Split, error)
 	// For links (see links.go).
 	SaveLink(ctx context.Context, l kith.Link) error
 	Links(ctx context.Context) ([]kith.Link, error)
+	SaveDetachment(ctx context.Context, d kith.Detachment) error
+	Detachments(ctx context.Context) ([]kith.Detachment, error)
 }
 
 // Indexer applies the log to the derived state. Run it in one goroutine.
@@ -87,6 +89,8 @@ type Indexer struct {
 	links []kith.Link
 	// members, in a cluster re-derivation, are the profiles that exist.
 	members map[string]bool
+	// detached identifiers identify no one (see Detach).
+	detached map[kith.IdentKey]bool
 
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
@@ -380,6 +384,14 @@ func (ix *Indexer) load(ctx context.Context) error {
 		return fmt.Errorf("pipeline: read links: %w", err)
 	}
 	ix.links = links
+	ds, err := ix.store.Detachments(ctx)
+	if err != nil {
+		return fmt.Errorf("pipeline: read detachments: %w", err)
+	}
+	ix.detached = map[kith.IdentKey]bool{}
+	for _, d := range ds {
+		ix.detached[d.Key] = true
+	}
 	ix.cursor.Store(c)
 	ix.loaded = true
 	return nil
@@ -482,14 +494,17 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			ex[i].invalid = true
 			continue
 		}
-		if ix.allow != nil {
+		if ix.allow != nil || len(ix.detached) > 0 {
 			kept := e.Identifiers[:0]
 			for _, id := range e.Identifiers {
-				if ix.allow[ix.keyer.Key(id)] {
+				k := ix.keyer.Key(id)
+				if (ix.allow == nil || ix.allow[k]) && !ix.detached[k] {
 					kept = append(kept, id)
 				}
 			}
 			e.Identifiers = kept
+		}
+		if ix.allow != nil {
 			if e.PreviousID != "" && !ix.allow[ix.keyer.Key(ix.rules.Normalise(kith.IdentUserID, e.PreviousID))] &&
 				!ix.allow[ix.keyer.Key(ix.rules.Normalise(kith.IdentAnonymousID, e.PreviousID))] {
 				e.PreviousID = ""

@@ -127,35 +127,12 @@ func (ix *Indexer) unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error
 	}
 	split := kith.Split{ID: "split_" + hex.EncodeToString(rnd[:]), Survivor: m.Survivor, Absorbed: m.Absorbed, Merge: *m, By: u.By, Reason: u.Reason, At: at.UTC()}
 
-	sub := &Indexer{
-		store: clusterStore{}, keyer: ix.keyer, rules: ix.rules, log: ix.log,
-		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
-		idents: map[string]map[string]map[kith.IdentKey]int64{}, allow: map[kith.IdentKey]bool{},
-	}
-	for _, k := range cluster.Keys {
-		sub.allow[k] = true
-	}
-	sub.members = map[string]bool{}
-	for _, p := range cluster.Members {
-		sub.members[p] = true
-	}
-	for _, l := range ix.links {
-		if sub.members[l.A] && sub.members[l.B] {
-			sub.links = append(sub.links, l)
-		}
-	}
-	for _, sp := range ix.splits {
-		sub.splits = append(sub.splits, sp)
-	}
-	sub.splits = append(sub.splits, [2]string{m.Survivor, m.Absorbed})
-	var b kith.IndexBatch
-	if len(msgs) > 0 {
-		if b, err = sub.derive(ctx, msgs); err != nil {
-			return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: re-derive: %w", err)
-		}
+	b, sub, err := ix.rederive(ctx, cluster, msgs, [2]string{m.Survivor, m.Absorbed}, nil)
+	if err != nil {
+		return UnmergeResult{}, err
 	}
 	b.Cursor, b.Processed = 0, nil
-	if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, split); err != nil {
+	if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, &split); err != nil {
 		return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: %w", err)
 	}
 	ix.log.Info("unmerged", "merge", m.ID, "survivor", m.Survivor, "absorbed", m.Absorbed, "by", u.By, "split", split.ID)
@@ -196,3 +173,47 @@ func (clusterStore) LookupIdentifiers(context.Context, []kith.IdentKey) (map[kit
 }
 
 func (clusterStore) Identities(context.Context, string) ([]kith.Identity, error) { return nil, nil }
+
+// rederive replays a cluster's events (msgs) in a private indexer that
+// knows only the cluster's identifiers (minus detached), with the recorded
+// splits, links and detachments and, if given, one more split and one more
+// detached identifier. It returns the derived rows and the indexer (whose
+// graph says where each profile ended).
+func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []kith.Message, split [2]string, detach *kith.IdentKey) (kith.IndexBatch, *Indexer, error) {
+	sub := &Indexer{
+		store: clusterStore{}, keyer: ix.keyer, rules: ix.rules, log: ix.log,
+		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
+		idents: map[string]map[string]map[kith.IdentKey]int64{}, allow: map[kith.IdentKey]bool{},
+		detached: map[kith.IdentKey]bool{}, members: map[string]bool{},
+	}
+	for _, k := range cluster.Keys {
+		sub.allow[k] = true
+	}
+	for k := range ix.detached {
+		sub.detached[k] = true
+	}
+	if detach != nil {
+		sub.detached[*detach] = true
+	}
+	for _, p := range cluster.Members {
+		sub.members[p] = true
+	}
+	for _, l := range ix.links {
+		if sub.members[l.A] && sub.members[l.B] {
+			sub.links = append(sub.links, l)
+		}
+	}
+	sub.splits = append(sub.splits, ix.splits...)
+	if split != ([2]string{}) {
+		sub.splits = append(sub.splits, split)
+	}
+	var b kith.IndexBatch
+	if len(msgs) > 0 {
+		var err error
+		if b, err = sub.derive(ctx, msgs); err != nil {
+			return b, nil, fmt.Errorf("pipeline: re-derive: %w", err)
+		}
+	}
+	b.Cursor, b.Processed = 0, nil
+	return b, sub, nil
+}

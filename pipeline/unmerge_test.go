@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/sqlite"
 )
@@ -215,3 +216,58 @@ func TestRebuildAppliesSplits(t *testing.T) {
 		}
 	}
 }
+
+// Removing the one identifier that joined two people splits them; the
+// identifier identifies no one afterwards, also after a rebuild.
+func TestDetachIdentifier(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { store.Close() }()
+	ix := newIndexer(t, store)
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","anonymousId":"dad","traits":{"email":"family@x.io","name":"Tom"}}`), // 1
+		batch(`{"type":"identify","anonymousId":"kid","traits":{"email":"family@x.io","name":"Tim"}}`), // 2 joins them
+		batch(`{"type":"track","anonymousId":"kid","event":"Game Bought"}`),                            // 3
+		batch(`{"type":"identify","anonymousId":"dad","traits":{"email":"tom@x.io"}}`))                 // 4
+	stepAll(t, ix)
+	joined := profileOf(t, store, "anonymous_id:dad")
+	if profileOf(t, store, "anonymous_id:kid") != joined {
+		t.Fatal("fixture: the shared e-mail did not join them")
+	}
+	res, err := ix.DetachNow(ctx, pipeline.Detach{Profile: joined, Identifier: identityOf("email", "family@x.io"), By: "tok", Reason: "family address"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dad, kid := snap(t, store, "anonymous_id:dad"), snap(t, store, "anonymous_id:kid")
+	if dad.ID == kid.ID || len(res.Profiles) != 2 {
+		t.Fatalf("after detaching: dad %s kid %s, result %v", dad.ID, kid.ID, res.Profiles)
+	}
+	if profileOf(t, store, "email:family@x.io") != "" {
+		t.Error("the detached e-mail still identifies someone")
+	}
+	if !slices.Equal(dad.Seqs, []int64{1, 4}) || !slices.Equal(kid.Seqs, []int64{2, 3}) {
+		t.Errorf("timelines dad %v kid %v, want [1 4] / [2 3]", dad.Seqs, kid.Seqs)
+	}
+	if dad.Traits["name"] != `"Tom"` || kid.Traits["name"] != `"Tim"` {
+		t.Errorf("names dad %v kid %v", dad.Traits, kid.Traits)
+	}
+	// Later events carrying it link nothing; a rebuild agrees.
+	appendAll(t, store, "web", batch(`{"type":"identify","anonymousId":"mum","traits":{"email":"family@x.io"}}`))
+	stepAll(t, newIndexer(t, store))
+	if profileOf(t, store, "anonymous_id:mum") == dad.ID || profileOf(t, store, "anonymous_id:mum") == kid.ID {
+		t.Error("the detached e-mail linked a later event")
+	}
+	store = rebuild(t, store, dir)
+	if profileOf(t, store, "anonymous_id:dad") == profileOf(t, store, "anonymous_id:kid") {
+		t.Error("a rebuild re-joined them")
+	}
+	if _, err := newIndexer(t, store).DetachNow(ctx, pipeline.Detach{Profile: profileOf(t, store, "anonymous_id:dad"), Identifier: identityOf("email", "nobody@x.io")}); kith.ErrorCode(err) != kith.ENOTFOUND {
+		t.Errorf("detaching an identifier the profile lacks = %v, want ENOTFOUND", err)
+	}
+}
+
+func identityOf(typ, value string) identity.Identifier { return identity.Normalise(typ, value) }

@@ -47,10 +47,13 @@ func (db *DB) Cluster(ctx context.Context, canonicalID string) (kith.Cluster, er
 }
 
 // ReplaceCluster implements kith.ProfileStore in one transaction.
-func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s kith.Split) error {
-	mj, err := json.Marshal(s.Merge)
-	if err != nil {
-		return fmt.Errorf("postgres: record split: %w", err)
+func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s *kith.Split) error {
+	var mj []byte
+	if s != nil {
+		var err error
+		if mj, err = json.Marshal(s.Merge); err != nil {
+			return fmt.Errorf("postgres: record split: %w", err)
+		}
 	}
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var batch pgx.Batch
@@ -59,8 +62,10 @@ func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.Index
 			batch.Queue(sql, args...)
 			steps = append(steps, step)
 		}
-		queue("split", `INSERT INTO splits (id, survivor, absorbed, merge, by_token, reason, at) VALUES ($1,$2,$3,$4::jsonb,$5,$6,$7)
-			ON CONFLICT (id) DO NOTHING`, s.ID, s.Survivor, s.Absorbed, string(mj), s.By, s.Reason, s.At)
+		if s != nil {
+			queue("split", `INSERT INTO splits (id, survivor, absorbed, merge, by_token, reason, at) VALUES ($1,$2,$3,$4::jsonb,$5,$6,$7)
+				ON CONFLICT (id) DO NOTHING`, s.ID, s.Survivor, s.Absorbed, string(mj), s.By, s.Reason, s.At)
+		}
 		for _, q := range []string{
 			`DELETE FROM profiles WHERE id = ANY($1)`,
 			`DELETE FROM identifiers WHERE profile_id = ANY($1)`,

@@ -140,3 +140,32 @@ func (db *DB) DecideReview(ctx context.Context, id, status, by, reason string, a
 	}
 	return nil
 }
+
+// SaveDetachment implements kith.DecisionStore.
+func (db *DB) SaveDetachment(ctx context.Context, d kith.Detachment) error {
+	if _, err := db.pool.Exec(ctx, `INSERT INTO detachments (id, key, type, profile, by_token, reason, at) VALUES ($1,$2,$3,$4,$5,$6,$7)
+		ON CONFLICT (id) DO NOTHING`, d.ID, d.Key[:], d.Type, d.Profile, d.By, d.Reason, d.At); err != nil {
+		return fmt.Errorf("postgres: save detachment: %w", err)
+	}
+	return nil
+}
+
+// Detachments implements kith.DecisionStore.
+func (db *DB) Detachments(ctx context.Context) ([]kith.Detachment, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, key, type, profile, by_token, reason, at FROM detachments ORDER BY at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: detachments: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kith.Detachment, error) {
+		var d kith.Detachment
+		var k []byte
+		err := row.Scan(&d.ID, &k, &d.Type, &d.Profile, &d.By, &d.Reason, &d.At)
+		copy(d.Key[:], k)
+		d.At = d.At.UTC()
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: detachments: %w", err)
+	}
+	return out, nil
+}

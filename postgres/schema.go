@@ -219,6 +219,18 @@ CREATE TABLE review_items (
 );
 CREATE INDEX review_items_status ON review_items (status, created_at);
 `,
+	// 7: detachments (identifiers removed from profiles by an admin).
+	`
+CREATE TABLE detachments (
+	id       text PRIMARY KEY,
+	key      bytea NOT NULL,
+	type     text NOT NULL,
+	profile  text NOT NULL,
+	by_token text NOT NULL,
+	reason   text NOT NULL,
+	at       timestamptz NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

@@ -53,14 +53,16 @@ func (db *DB) Cluster(ctx context.Context, canonicalID string) (kith.Cluster, er
 // anything that discards state.db: a rebuild from the log applies it
 // again), then replaces the members' derived rows in one state.db
 // transaction.
-func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s kith.Split) error {
-	mj, err := json.Marshal(s.Merge)
-	if err != nil {
-		return fmt.Errorf("sqlite: record split: %w", err)
-	}
-	if _, err := db.logW.ExecContext(ctx, `INSERT INTO splits (id, survivor, absorbed, merge, by, reason, at) VALUES ($1,$2,$3,$4,$5,$6,$7)
-		ON CONFLICT (id) DO NOTHING`, s.ID, s.Survivor, s.Absorbed, mj, s.By, s.Reason, micros(s.At)); err != nil {
-		return fmt.Errorf("sqlite: record split: %w", err)
+func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.IndexBatch, s *kith.Split) error {
+	if s != nil {
+		mj, err := json.Marshal(s.Merge)
+		if err != nil {
+			return fmt.Errorf("sqlite: record split: %w", err)
+		}
+		if _, err := db.logW.ExecContext(ctx, `INSERT INTO splits (id, survivor, absorbed, merge, by, reason, at) VALUES ($1,$2,$3,$4,$5,$6,$7)
+			ON CONFLICT (id) DO NOTHING`, s.ID, s.Survivor, s.Absorbed, mj, s.By, s.Reason, micros(s.At)); err != nil {
+			return fmt.Errorf("sqlite: record split: %w", err)
+		}
 	}
 	ids, err := json.Marshal(members)
 	if err != nil {

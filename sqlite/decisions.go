@@ -140,3 +140,34 @@ func (db *DB) DecideReview(ctx context.Context, id, status, by, reason string, a
 	}
 	return nil
 }
+
+// SaveDetachment records a detachment in log.db.
+func (db *DB) SaveDetachment(ctx context.Context, d kith.Detachment) error {
+	if _, err := db.logW.ExecContext(ctx, `INSERT INTO detachments (id, key, type, profile, by, reason, at) VALUES ($1,$2,$3,$4,$5,$6,$7)
+		ON CONFLICT (id) DO NOTHING`, d.ID, d.Key[:], d.Type, d.Profile, d.By, d.Reason, micros(d.At)); err != nil {
+		return fmt.Errorf("sqlite: save detachment: %w", err)
+	}
+	return nil
+}
+
+// Detachments lists the detachments, oldest first.
+func (db *DB) Detachments(ctx context.Context) ([]kith.Detachment, error) {
+	rows, err := db.logR.QueryContext(ctx, `SELECT id, key, type, profile, by, reason, at FROM detachments ORDER BY at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: detachments: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Detachment
+	for rows.Next() {
+		var d kith.Detachment
+		var k []byte
+		var at int64
+		if err := rows.Scan(&d.ID, &k, &d.Type, &d.Profile, &d.By, &d.Reason, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: detachments: %w", err)
+		}
+		copy(d.Key[:], k)
+		d.At = fromMicros(at)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

@@ -331,6 +331,15 @@ var logMigrations = []string{
 		reason      TEXT    NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX review_items_status ON review_items (status, created_at);`,
+	`CREATE TABLE detachments (
+		id      TEXT PRIMARY KEY,
+		key     BLOB    NOT NULL,
+		type    TEXT    NOT NULL,
+		profile TEXT    NOT NULL,
+		by      TEXT    NOT NULL,
+		reason  TEXT    NOT NULL,
+		at      INTEGER NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

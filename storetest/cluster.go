@@ -44,8 +44,8 @@ func testClusterReplace(t *testing.T, s kith.Store) {
 		Timeline:    []kith.TimelineEntry{entry("p1", 1, 1, "identify", ""), entry("p2", 2, 2, "track", "Viewed"), entry("p2", 3, 3, "track", "Linked")},
 		Orders:      []kith.Order{order("p2", 2, 2, 10)},
 	}
-	noErr(t, s.ReplaceCluster(ctx, c.Members, rederived, split), "ReplaceCluster")
-	noErr(t, s.ReplaceCluster(ctx, c.Members, rederived, split), "ReplaceCluster again") // idempotent
+	noErr(t, s.ReplaceCluster(ctx, c.Members, rederived, &split), "ReplaceCluster")
+	noErr(t, s.ReplaceCluster(ctx, c.Members, rederived, &split), "ReplaceCluster again") // idempotent
 	checkCanonical(t, s, map[string]string{"p1": "p1", "p2": "p2", "p3": "p3"})
 	for p, want := range map[string][]int64{"p1": {1}, "p2": {3, 2}, "p3": {4}} {
 		tl, err := s.Timeline(ctx, p, kith.TimelineQuery{Limit: 10})

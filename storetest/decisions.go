@@ -71,4 +71,13 @@ func testDecisions(t *testing.T, s kith.Store) {
 	if len(all) != 1 {
 		t.Errorf("limit 1 gave %d", len(all))
 	}
+
+	d := kith.Detachment{ID: "det-1", Key: identKey("email", "family@x.io"), Type: "email", Profile: "p1", By: "tok", Reason: "shared", At: at(8)}
+	noErr(t, s.SaveDetachment(ctx, d), "SaveDetachment")
+	noErr(t, s.SaveDetachment(ctx, d), "SaveDetachment again")
+	ds, err := s.Detachments(ctx)
+	noErr(t, err, "Detachments")
+	if len(ds) != 1 || ds[0].Key != d.Key || ds[0].Type != "email" || ds[0].Profile != "p1" || ds[0].By != "tok" || !sameTime(ds[0].At, at(8)) {
+		t.Errorf("Detachments = %+v", ds)
+	}
 }

@@ -17,6 +17,8 @@ const profileUsage = `Usage:
   kith profile merges REF                            a profile's merges with their evidence
   kith profile unmerge REF --merge ID --reason TEXT  undo one of them
   kith profile merge REF --with REF2 --reason TEXT   join two profiles no event links
+  kith profile detach REF --identifier T:V --reason TEXT
+                                                     remove an identifier (it identifies no one after)
 REF is a profile id or type:value (user_id:u-42, email:ada@example.com).
 `
 
@@ -31,6 +33,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	mergeID := fs.String("merge", "", "merge id (from kith profile merges)")
 	reason := fs.String("reason", "", "why (recorded)")
 	with := fs.String("with", "", "the other profile (merge)")
+	ident := fs.String("identifier", "", "type:value (detach)")
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
@@ -66,6 +69,18 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		fmt.Fprintf(stdout, "merged into %s (merge %s)\n", res.Profile, res.Merge.ID)
+		return nil
+	case "detach":
+		if *ident == "" || *reason == "" {
+			return errors.New("--identifier and --reason are required")
+		}
+		var res struct {
+			Profiles []string `json:"profiles"`
+		}
+		if err := c.do(ctx, "POST", "/v1/profiles/"+ref+"/identities/detach", map[string]string{"identifier": *ident, "reason": *reason}, &res); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "detached; the profile is now %d profile(s): %v\n", len(res.Profiles), res.Profiles)
 		return nil
 	case "unmerge":
 		if *mergeID == "" || *reason == "" {
