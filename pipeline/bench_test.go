@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/postgres"
 	"github.com/kithcdp/kith/sqlite"
 )
 
@@ -127,10 +131,7 @@ func BenchmarkIdentityResolution(b *testing.B) {
 	var merges int
 	for range b.N {
 		b.StopTimer()
-		store, err := sqlite.Open(context.Background(), b.TempDir(), sqlite.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		store := benchStore(b)
 		for i := 0; i < len(msgs); i += 5000 {
 			if _, err := store.Append(context.Background(), kith.AppendBatch{Events: msgs[i:min(i+5000, len(msgs))]}); err != nil {
 				b.Fatal(err)
@@ -157,6 +158,50 @@ func BenchmarkIdentityResolution(b *testing.B) {
 	b.ReportMetric(float64(len(msgs)*b.N)/total.Seconds(), "events/s")
 	b.ReportMetric(float64(merges)/float64(len(msgs)), "merges/event")
 	b.ReportMetric(float64(logins)/float64(len(msgs)), "logins/event")
+}
+
+// benchStore opens a fresh embedded store, or, when
+// KITH_BENCH_POSTGRES_URL is set, a fresh schema in that PostgreSQL
+// database (dropped afterwards).
+func benchStore(b *testing.B) kith.Store {
+	b.Helper()
+	ctx := context.Background()
+	base := os.Getenv("KITH_BENCH_POSTGRES_URL")
+	if base == "" {
+		s, err := sqlite.Open(ctx, b.TempDir(), sqlite.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		c, err := pgx.Connect(ctx, base)
+		if err == nil {
+			c.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE")
+			c.Close(ctx)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	s, err := postgres.Open(ctx, u.String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
 
 // countMerges sums the merges of every person's profile.
