@@ -120,6 +120,13 @@ type Job struct {
 	Now    func() time.Time
 
 	mu sync.Mutex
+	// The last batch run's index and model, for incremental matching of
+	// profiles that appear after it.
+	ix     *match.Index
+	model  *match.Model
+	ids    []string // index position -> profile id
+	inIdx  map[string]bool
+	review float64
 }
 
 // TriggerMatch marks matching runs among the recorded runs.
@@ -203,6 +210,15 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 		rep.Note = err.Error()
 		return rep, nil // nothing to match is not a failure
 	}
+	j.ix, j.model, j.ids = ix, res.Model, ids
+	j.inIdx = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		j.inIdx[id] = true
+	}
+	j.review = cfg.Settings.Review
+	if j.review == 0 {
+		j.review = match.DefaultReview
+	}
 	rep.Blocking, rep.Training = res.Blocking, res.Training
 	rep.AboveReview = len(res.Pairs)
 	rep.Seconds["match"] = time.Since(t).Seconds()
@@ -228,29 +244,8 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 		if err != nil {
 			return rep, fmt.Errorf("dedupe: explain %s/%s: %w", a, b, err)
 		}
-		evidence, err := json.Marshal(ex)
-		if err != nil {
+		if err := j.decide(ctx, rep, &queue, runID, a, b, ex); err != nil {
 			return rep, err
-		}
-		switch p.Decision {
-		case match.Merge:
-			_, err := j.Linker.Link(ctx, kith.Link{A: a, B: b, Kind: kith.LinkProbabilistic, Weight: p.Weight, Evidence: evidence,
-				By: runID, Reason: fmt.Sprintf("match probability %.4f", p.Probability), At: j.now()})
-			switch {
-			case err == nil:
-				rep.Linked++
-			case kith.ErrorCode(err) == kith.ECONFLICT && strings.Contains(err.Error(), "already one"):
-				rep.AlreadyOne++
-			case kith.ErrorCode(err) == kith.ECONFLICT:
-				rep.Refused++ // the identity rules keep them apart
-			case errors.Is(err, context.Canceled):
-				return rep, err
-			default:
-				return rep, fmt.Errorf("dedupe: link %s/%s: %w", a, b, err)
-			}
-		case match.Review:
-			queue = append(queue, kith.ReviewItem{ID: fmt.Sprintf("rv_%s_%d", runID, len(queue)), A: a, B: b,
-				Probability: p.Probability, Weight: p.Weight, Evidence: evidence, RunID: runID, CreatedAt: j.now()})
 		}
 	}
 	if len(queue) > 0 {
@@ -261,6 +256,107 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 	rep.Seconds["decide"] = time.Since(t).Seconds()
 	if j.Logger != nil {
 		j.Logger.Info("matching run", "profiles", rep.Profiles, "linked", rep.Linked, "queued", rep.Queued, "refused", rep.Refused)
+	}
+	return rep, nil
+}
+
+// decide links a sure pair or queues an uncertain one.
+func (j *Job) decide(ctx context.Context, rep *Report, queue *[]kith.ReviewItem, runID, a, b string, ex match.Explanation) error {
+	evidence, err := json.Marshal(ex)
+	if err != nil {
+		return err
+	}
+	switch ex.Decision {
+	case match.Merge:
+		_, err := j.Linker.Link(ctx, kith.Link{A: a, B: b, Kind: kith.LinkProbabilistic, Weight: ex.Weight, Evidence: evidence,
+			By: runID, Reason: fmt.Sprintf("match probability %.4f", ex.Probability), At: j.now()})
+		switch {
+		case err == nil:
+			rep.Linked++
+		case kith.ErrorCode(err) == kith.ECONFLICT && strings.Contains(err.Error(), "already one"):
+			rep.AlreadyOne++
+		case kith.ErrorCode(err) == kith.ECONFLICT, kith.ErrorCode(err) == kith.ENOTFOUND:
+			rep.Refused++ // the rules keep them apart, or one is gone
+		case errors.Is(err, context.Canceled):
+			return err
+		default:
+			return fmt.Errorf("dedupe: link %s/%s: %w", a, b, err)
+		}
+	case match.Review:
+		*queue = append(*queue, kith.ReviewItem{ID: fmt.Sprintf("rv_%s_%d", runID, len(*queue)), A: a, B: b,
+			Probability: ex.Probability, Weight: ex.Weight, Evidence: evidence, RunID: runID, CreatedAt: j.now()})
+	}
+	return nil
+}
+
+// Incremental matches the profiles that appeared since the last batch run
+// against everything indexed, with that run's model, and adds them to the
+// index: a new POS contact is linked to its CRM record within one pass
+// rather than at the next batch run. It does nothing before a first batch
+// run (there is no model yet).
+func (j *Job) Incremental(ctx context.Context) (*Report, error) {
+	if !j.mu.TryLock() {
+		return nil, kith.Errorf(kith.ECONFLICT, "a matching run is in progress")
+	}
+	defer j.mu.Unlock()
+	rep := &Report{Seconds: map[string]float64{}}
+	if j.model == nil {
+		rep.Note = "no batch run yet"
+		return rep, nil
+	}
+	runID := "incremental_" + j.now().Format("20060102T150405.000")
+	cfg := j.Config
+	var keys []string
+	for _, f := range cfg.Fields {
+		for _, t := range append(append(append([]string{}, f.Traits...), f.SplitFirst...), f.SplitLast...) {
+			keys = append(keys, strings.SplitN(t, ".", 2)[0])
+		}
+	}
+	type fresh struct {
+		id  string
+		rec match.Record
+	}
+	var news []fresh
+	err := j.Store.ScanTraits(ctx, keys, func(p string, traits map[string]json.RawMessage) error {
+		if j.inIdx[p] {
+			return nil
+		}
+		rec := match.Record{ID: p, Fields: make([]string, len(cfg.Fields))}
+		any := false
+		for i, f := range cfg.Fields {
+			rec.Fields[i] = f.value(traits)
+			any = any || rec.Fields[i] != ""
+		}
+		if any {
+			news = append(news, fresh{p, rec})
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("dedupe: read profiles: %w", err)
+	}
+	var queue []kith.ReviewItem
+	for _, n := range news {
+		matches, err := j.model.ScoreRecord(j.ix, n.rec, j.review)
+		if err != nil {
+			return rep, fmt.Errorf("dedupe: score %s: %w", n.id, err)
+		}
+		for _, m := range matches {
+			if err := j.decide(ctx, rep, &queue, runID, j.ids[m.Index], n.id, m.Explanation); err != nil {
+				return rep, err
+			}
+		}
+		if _, err := j.ix.Add(0, n.rec); err != nil {
+			return rep, err
+		}
+		j.ids = append(j.ids, n.id)
+		j.inIdx[n.id] = true
+		rep.Profiles++
+	}
+	if len(queue) > 0 {
+		if rep.Queued, err = j.Store.AddReviewItems(ctx, queue); err != nil {
+			return rep, err
+		}
 	}
 	return rep, nil
 }

@@ -127,4 +127,41 @@ func TestMatchingRunLinksDuplicateProfiles(t *testing.T) {
 	if rep2.Queued != 0 || rep2.Linked > rep.Linked/50 {
 		t.Errorf("second run linked %d and queued %d: %+v", rep2.Linked, rep2.Queued, rep2)
 	}
+
+	// A new contact for a known person, with a typo and no identifier in
+	// common, is linked by the next incremental pass.
+	orig := recs[0]
+	f := func(n string) string { return orig.Fields[col(n)] }
+	typo := f("surname")
+	if len(typo) > 3 {
+		typo = typo[:2] + typo[3:] // a dropped letter
+	}
+	body, _ := json.Marshal(map[string]any{"type": "identify", "anonymousId": "new-contact", "traits": map[string]any{
+		"first_name": f("given_name"), "last_name": typo, "birthday": f("date_of_birth"),
+		"address": map[string]string{"street": f("street_number") + " " + f("address_1"), "city": f("suburb"), "postal_code": f("postcode")}}})
+	p := collect.Parse([]byte(`{"batch":[`+string(body)+`]}`), "batch", collect.Meta{ReceivedAt: time.Now()}, collect.DefaultLimits())
+	m := p.Messages[0]
+	m.SourceID = "pos"
+	if _, err := store.Append(ctx, kith.AppendBatch{Events: []kith.Message{m}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inc, err := job.Incremental(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("incremental: %+v", inc)
+	k := keyer.Key(identity.Normalise(kith.IdentAnonymousID, "new-contact"))
+	o, _ := store.LookupIdentifiers(ctx, []kith.IdentKey{k})
+	k0 := keyer.Key(identity.Normalise(kith.IdentAnonymousID, orig.ID))
+	o0, _ := store.LookupIdentifiers(ctx, []kith.IdentKey{k0})
+	if inc.Profiles != 1 || (o[k].Canonical != o0[k0].Canonical && inc.Queued == 0) {
+		t.Errorf("the new contact was neither linked nor queued: %+v", inc)
+	}
+	// A second pass has nothing new.
+	if again, _ := job.Incremental(ctx); again.Profiles != 0 {
+		t.Errorf("second incremental pass saw %d new profiles", again.Profiles)
+	}
 }

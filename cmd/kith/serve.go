@@ -292,20 +292,29 @@ func (s *Server) Close() error {
 	return err
 }
 
-// scheduleMatching runs probabilistic matching every MatchEvery.
+// scheduleMatching runs probabilistic matching every MatchEvery, and,
+// once a batch run has built a model, matches new profiles incrementally
+// every minute.
 func (s *Server) scheduleMatching(ctx context.Context) {
-	if s.Config.MatchEvery <= 0 {
-		return
+	var batch <-chan time.Time
+	if s.Config.MatchEvery > 0 {
+		t := time.NewTicker(s.Config.MatchEvery)
+		defer t.Stop()
+		batch = t.C
 	}
-	t := time.NewTicker(s.Config.MatchEvery)
-	defer t.Stop()
+	inc := time.NewTicker(time.Minute)
+	defer inc.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-batch:
 			if _, err := s.matcher.Run(ctx); err != nil && kith.ErrorCode(err) != kith.ECONFLICT {
 				s.Logger.Error("scheduled matching run failed", "err", err)
+			}
+		case <-inc.C:
+			if _, err := s.matcher.Incremental(ctx); err != nil && kith.ErrorCode(err) != kith.ECONFLICT {
+				s.Logger.Error("incremental matching failed", "err", err)
 			}
 		}
 	}
