@@ -309,6 +309,10 @@ type DecisionStore interface {
 	SaveDetachment(ctx context.Context, d Detachment) error
 	// Detachments lists every detachment, oldest first.
 	Detachments(ctx context.Context) ([]Detachment, error)
+	// IdentityRules returns the identity rules set through the admin API
+	// (JSON), or nil if none were.
+	IdentityRules(ctx context.Context) ([]byte, error)
+	SetIdentityRules(ctx context.Context, rules []byte) error
 }
 
 // Cluster is what re-deriving a unified profile needs: its member profile

@@ -46,6 +46,7 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/insights/runs/{id}/charts/{name}"},
 	{"POST", "/v1/insights/validations"},
 	{"GET", "/v1/identity/rules"},
+	{"PUT", "/v1/identity/rules"},
 	{"POST", "/v1/profiles/{ref}/unmerge"},
 	{"POST", "/v1/profiles/{ref}/merge"},
 	{"POST", "/v1/match/runs"},

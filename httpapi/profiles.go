@@ -23,7 +23,7 @@ func (s *Server) resolve(r *http.Request) (string, error) {
 
 // resolveRef turns a profile reference into the canonical profile id.
 func (s *Server) resolveRef(r *http.Request, ref string) (string, error) {
-	if id, ok := s.cfg.IdentityRules.ParseRef(ref); ok {
+	if id, ok := s.rules.Load().ParseRef(ref); ok {
 		keyer, err := s.keyer(r)
 		if err != nil {
 			return "", err

@@ -1,11 +1,13 @@
 package httpapi
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 )
 
@@ -173,7 +175,7 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	id, ok := s.cfg.IdentityRules.ParseRef(req.Identifier)
+	id, ok := s.rules.Load().ParseRef(req.Identifier)
 	if !ok || strings.TrimSpace(req.Reason) == "" {
 		s.error(w, r, kith.Errorf(kith.EINVALID, `body must set "identifier" (type:value) and a "reason"`))
 		return
@@ -189,4 +191,33 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// handleSetRules replaces the identity rules: validated, stored, and in
+// force for the events still to come.
+func (s *Server) handleSetRules(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Unmerger == nil {
+		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "changing the rules is not available on this server"))
+		return
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err != nil {
+		s.error(w, r, kith.Errorf(kith.ETOOLARGE, "rules too large"))
+		return
+	}
+	rules, err := identity.ParseRules(raw)
+	if err != nil {
+		s.error(w, r, kith.Errorf(kith.EINVALID, "%v", err))
+		return
+	}
+	if err := s.store.SetIdentityRules(r.Context(), raw); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if err := s.cfg.Unmerger.SetRules(r.Context(), rules); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	s.rules.Store(rules)
+	writeJSON(w, http.StatusOK, rules)
 }

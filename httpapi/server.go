@@ -69,6 +69,7 @@ type Unmerger interface {
 	Unmerge(ctx context.Context, u pipeline.Unmerge) (pipeline.UnmergeResult, error)
 	Link(ctx context.Context, l kith.Link) (kith.Merge, error)
 	Detach(ctx context.Context, d pipeline.Detach) (pipeline.DetachResult, error)
+	SetRules(ctx context.Context, r *identity.Rules) error
 }
 
 // tokenKey carries the authenticated admin token in a request's context.
@@ -101,6 +102,10 @@ type Server struct {
 	keyerMu  sync.Mutex
 	keyerVal identity.Keyer
 	keyerSet bool
+
+	// rules are the identity rules in force (PUT /v1/identity/rules
+	// replaces them).
+	rules atomic.Pointer[identity.Rules]
 }
 
 // New builds a Server.
@@ -121,6 +126,7 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 		cfg.IdentityRules = identity.DefaultRules()
 	}
 	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
+	s.rules.Store(cfg.IdentityRules)
 	s.routes()
 	return s
 }
@@ -165,8 +171,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/review/{id}", s.admin(kith.ScopeProfilesRead, s.handleReviewGet))
 	s.mux.HandleFunc("POST /v1/review/{id}", s.admin(kith.ScopeProfilesWrite, s.handleReviewDecide))
 	s.mux.HandleFunc("GET /v1/identity/rules", s.admin(kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.cfg.IdentityRules)
+		writeJSON(w, http.StatusOK, s.rules.Load())
 	}))
+	s.mux.HandleFunc("PUT /v1/identity/rules", s.admin(kith.ScopeAll, s.handleSetRules))
 
 	s.mux.HandleFunc("POST /v1/insights/runs", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleStartRun)))
 	s.mux.HandleFunc("POST /v1/insights/validations", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleValidate)))

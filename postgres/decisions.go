@@ -169,3 +169,24 @@ func (db *DB) Detachments(ctx context.Context) ([]kith.Detachment, error) {
 	}
 	return out, nil
 }
+
+// IdentityRules implements kith.DecisionStore.
+func (db *DB) IdentityRules(ctx context.Context) ([]byte, error) {
+	var b []byte
+	err := db.pool.QueryRow(ctx, `SELECT value FROM settings WHERE name = 'identity_rules'`).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("postgres: identity rules: %w", err)
+	}
+	return b, nil
+}
+
+// SetIdentityRules implements kith.DecisionStore.
+func (db *DB) SetIdentityRules(ctx context.Context, rules []byte) error {
+	if _, err := db.pool.Exec(ctx, `INSERT INTO settings (name, value) VALUES ('identity_rules', $1)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, rules); err != nil {
+		return fmt.Errorf("postgres: set identity rules: %w", err)
+	}
+	return nil
+}

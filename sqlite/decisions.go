@@ -171,3 +171,24 @@ func (db *DB) Detachments(ctx context.Context) ([]kith.Detachment, error) {
 	}
 	return out, rows.Err()
 }
+
+// IdentityRules returns the stored identity rules, nil if none.
+func (db *DB) IdentityRules(ctx context.Context) ([]byte, error) {
+	var b []byte
+	err := db.logR.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = 'identity_rules'`).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("sqlite: identity rules: %w", err)
+	}
+	return b, nil
+}
+
+// SetIdentityRules stores the identity rules.
+func (db *DB) SetIdentityRules(ctx context.Context, rules []byte) error {
+	if _, err := db.logW.ExecContext(ctx, `INSERT INTO settings (key, value) VALUES ('identity_rules', $1)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, rules); err != nil {
+		return fmt.Errorf("sqlite: set identity rules: %w", err)
+	}
+	return nil
+}

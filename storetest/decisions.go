@@ -72,6 +72,19 @@ func testDecisions(t *testing.T, s kith.Store) {
 		t.Errorf("limit 1 gave %d", len(all))
 	}
 
+	r, err := s.IdentityRules(ctx)
+	noErr(t, err, "IdentityRules")
+	if r != nil {
+		t.Errorf("rules in an empty store: %s", r)
+	}
+	noErr(t, s.SetIdentityRules(ctx, []byte(`{"types":[1]}`)), "SetIdentityRules")
+	noErr(t, s.SetIdentityRules(ctx, []byte(`{"types":[2]}`)), "SetIdentityRules again")
+	r, err = s.IdentityRules(ctx)
+	noErr(t, err, "IdentityRules")
+	if string(r) != `{"types":[2]}` {
+		t.Errorf("rules = %s", r)
+	}
+
 	d := kith.Detachment{ID: "det-1", Key: identKey("email", "family@x.io"), Type: "email", Profile: "p1", By: "tok", Reason: "shared", At: at(8)}
 	noErr(t, s.SaveDetachment(ctx, d), "SaveDetachment")
 	noErr(t, s.SaveDetachment(ctx, d), "SaveDetachment again")

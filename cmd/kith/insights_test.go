@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/collect"
 	"io"
 	"math"
 	"net/http"
@@ -405,4 +406,69 @@ func waitProcessed(t *testing.T, s *Server) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("events not processed in time")
+}
+
+// Rules set through the admin API are in force at once and survive a
+// restart.
+func TestIdentityRulesThroughTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	cfg := ServeConfig{DataDir: dir, Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token", DedupWindow: time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 1000, BatchSize: 100}
+	s := &Server{Config: cfg}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	put := func(body string) int {
+		req, _ := http.NewRequest("PUT", "http://"+s.Addr()+"/v1/identity/rules", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+cfg.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := put(`{"types":[{"name":"user_id","sources":["nowhere"],"priority":1}]}`); code != 400 {
+		t.Errorf("invalid rules: %d, want 400", code)
+	}
+	// No limit on user ids: the missed-logout example now merges.
+	if code := put(`{"types":[{"name":"user_id","sources":["userId"],"priority":1},{"name":"anonymous_id","sources":["anonymousId"],"priority":9}]}`); code != 200 {
+		t.Fatalf("put rules: %d", code)
+	}
+	out, _ := cli(t, s, "source", "create", "web")
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[
+		{"type":"identify","anonymousId":"a1","userId":"u1"},{"type":"identify","anonymousId":"a1","userId":"u2"}]}`))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	waitProcessed(t, s)
+	if canonicalOf(t, s, "user_id:u1") != canonicalOf(t, s, "user_id:u2") {
+		t.Error("the new rules are not in force")
+	}
+	s.Close()
+	s = &Server{Config: cfg}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	req, _ = http.NewRequest("GET", "http://"+s.Addr()+"/v1/identity/rules", nil)
+	req.Header.Set("Authorization", "Bearer "+cfg.AdminToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Types []struct {
+			Name  string `json:"name"`
+			Limit int    `json:"limit"`
+		} `json:"types"`
+	}
+	json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if len(r.Types) != 2 || r.Types[0].Name != "user_id" || r.Types[0].Limit != 0 {
+		t.Errorf("rules after restart = %+v", r)
+	}
 }

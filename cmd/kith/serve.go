@@ -169,6 +169,21 @@ func (s *Server) Open(ctx context.Context) error {
 		s.store.Close()
 		return err
 	}
+	// Identity rules: a file given at start wins; else the rules last set
+	// through the admin API; else the defaults.
+	if s.Config.IdentityRules == nil {
+		raw, err := s.store.IdentityRules(ctx)
+		if err != nil {
+			s.store.Close()
+			return err
+		}
+		if raw != nil {
+			if s.Config.IdentityRules, err = identity.ParseRules(raw); err != nil {
+				s.store.Close()
+				return fmt.Errorf("stored identity rules: %w", err)
+			}
+		}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.Config.IdentityRules})
