@@ -472,3 +472,23 @@ func TestIdentityRulesThroughTheAPI(t *testing.T) {
 		t.Errorf("rules after restart = %+v", r)
 	}
 }
+
+func TestServeMatchConfigFlag(t *testing.T) {
+	t.Setenv("KITH_MATCH_CONFIG", "")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "match.json")
+	os.WriteFile(good, []byte(`{"fields":[{"name":"surname","traits":["last_name"]},{"name":"dob","traits":["birthday"],"date":true}],
+		"comparisons":[{"field":"surname","kind":"name"},{"field":"dob","kind":"date"}],"blocking":[{"fields":["dob"]}],"autoMerge":0.999}`), 0o600)
+	c, err := ParseServeFlags([]string{"--match-config", good}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Match == nil || len(c.Match.Fields) != 2 || c.Match.Settings.AutoMerge != 0.999 {
+		t.Errorf("match config = %+v", c.Match)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"fields":[{"name":"a","traits":["x"]}],"comparisons":[{"field":"b","kind":"exact"}],"blocking":[{"fields":["a"]}]}`), 0o600)
+	if _, err := ParseServeFlags([]string{"--match-config", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), `unknown field "b"`) {
+		t.Errorf("bad match config: %v", err)
+	}
+}

@@ -48,6 +48,9 @@ type ServeConfig struct {
 	// MatchEvery is the interval of scheduled probabilistic matching runs;
 	// 0 (the default) runs them only on request.
 	MatchEvery time.Duration
+	// Match is the probabilistic matching configuration (nil: the
+	// defaults).
+	Match *dedupe.Config
 }
 
 // Server is a running Kith: store, group committer, indexer and HTTP API.
@@ -87,10 +90,18 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	c.Insights = insights.DefaultConfig()
 	fs.StringVar(&c.Insights.Model, "insights-model", envOr("KITH_INSIGHTS_MODEL", c.Insights.Model), "purchase model: bgnbd or paretonbd (env KITH_INSIGHTS_MODEL)")
 	fs.DurationVar(&c.MatchEvery, "match-every", envDuration("KITH_MATCH_EVERY", 0), "interval of scheduled probabilistic matching runs, 0 = only on request (env KITH_MATCH_EVERY)")
+	matchFile := fs.String("match-config", os.Getenv("KITH_MATCH_CONFIG"), "JSON file of the probabilistic matching configuration: fields from traits, comparisons, blocking rules, autoMerge and review thresholds (env KITH_MATCH_CONFIG)")
 	rulesFile := fs.String("identity-rules", os.Getenv("KITH_IDENTITY_RULES"), "JSON file of identity rules: identifier types, sources, normalisation, limits, priorities, never-merge, blocked values (env KITH_IDENTITY_RULES); see GET /v1/identity/rules for the defaults")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if *matchFile != "" {
+		m, err := dedupe.LoadConfig(*matchFile)
+		if err != nil {
+			return c, err
+		}
+		c.Match = &m
 	}
 	if *rulesFile != "" {
 		r, err := identity.LoadRules(*rulesFile)
@@ -192,7 +203,11 @@ func (s *Server) Open(ctx context.Context) error {
 		s.Config.Insights = insights.DefaultConfig()
 	}
 	s.insights = &insights.Runner{Store: s.store, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
-	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: dedupe.DefaultConfig(), Logger: s.Logger}
+	matchCfg := dedupe.DefaultConfig()
+	if s.Config.Match != nil {
+		matchCfg = *s.Config.Match
+	}
+	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
 	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
