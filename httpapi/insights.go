@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -130,14 +129,10 @@ func (s *Server) handleValidate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListRuns(w http.ResponseWriter, r *http.Request) {
-	limit := 20
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			s.error(w, r, kith.Errorf(kith.EINVALID, "limit must be 1..1000"))
-			return
-		}
-		limit = n
+	limit, err := limitParam(r, 20)
+	if err != nil {
+		s.error(w, r, err)
+		return
 	}
 	runs, err := s.store.InsightRuns(r.Context(), limit)
 	if err != nil {

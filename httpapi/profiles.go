@@ -68,11 +68,11 @@ type cursor struct {
 	Next    string `json:"next"`
 }
 
-// limitParam reads ?limit= (default 100, at most 1000).
-func limitParam(r *http.Request) (int, error) {
+// limitParam reads ?limit= (def when absent, at most 1000).
+func limitParam(r *http.Request, def int) (int, error) {
 	v := r.URL.Query().Get("limit")
 	if v == "" {
-		return 100, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 1000 {
@@ -83,7 +83,7 @@ func limitParam(r *http.Request) (int, error) {
 
 // offsetPage pages a small in-memory list with an opaque offset cursor.
 func offsetPage[T any](r *http.Request, all []T) (page, error) {
-	limit, err := limitParam(r)
+	limit, err := limitParam(r, 100)
 	if err != nil {
 		return page{}, err
 	}
@@ -217,7 +217,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	limit, err := limitParam(r)
+	limit, err := limitParam(r, 100)
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/kithcdp/kith"
@@ -60,14 +59,10 @@ func (s *Server) handleReviewList(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "status must be pending, accepted, rejected or all"))
 		return
 	}
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			s.error(w, r, kith.Errorf(kith.EINVALID, "limit must be 1..1000"))
-			return
-		}
-		limit = n
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		s.error(w, r, err)
+		return
 	}
 	items, err := s.store.ReviewItems(r.Context(), status, limit)
 	if err != nil {

@@ -3,8 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
@@ -197,16 +195,8 @@ func TestRebuildAppliesSplits(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := []snapshot{snap(t, store, "user_id:u1"), snap(t, store, "anonymous_id:a2")}
-	store.Close()
-	for _, f := range []string{"state.db", "state.db-wal", "state.db-shm"} {
-		os.Remove(filepath.Join(dir, f))
-	}
-	store, err = sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store = rebuild(t, store, dir)
 	defer store.Close()
-	stepAll(t, newIndexer(t, store))
 	after := []snapshot{snap(t, store, "user_id:u1"), snap(t, store, "anonymous_id:a2")}
 	for i := range before {
 		b, _ := json.Marshal(before[i])

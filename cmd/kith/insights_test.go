@@ -128,11 +128,6 @@ func TestInsightsCLIErrors(t *testing.T) {
 // predictions visible on the profile.
 func TestInsightsRunCLI(t *testing.T) {
 	s := startServer(t)
-	out, err := cli(t, s, "source", "create", "shop")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
 	var items []string
 	start := time.Date(2025, 1, 6, 12, 0, 0, 0, time.UTC)
 	for c := range 40 {
@@ -142,15 +137,9 @@ func TestInsightsRunCLI(t *testing.T) {
 				c, at.Format(time.RFC3339), 10+c, k, 10+c))
 		}
 	}
-	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
-	req.SetBasicAuth(key, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("batch: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	postBatch(t, s, "shop", `{"batch":[`+strings.Join(items, ",")+`]}`)
 	waitProcessed(t, s)
-	out, err = cli(t, s, "insights", "run", "--wait", "--analysis-date", "2025-12-31")
+	out, err := cli(t, s, "insights", "run", "--wait", "--analysis-date", "2025-12-31")
 	if err != nil || !strings.Contains(out, `"status": "finished"`) {
 		t.Fatalf("insights run: %v\n%s", err, out)
 	}
@@ -158,9 +147,9 @@ func TestInsightsRunCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "finished") || !strings.Contains(out, "api") {
 		t.Errorf("insights runs: %v\n%s", err, out)
 	}
-	req, _ = http.NewRequest("GET", "http://"+s.Addr()+"/v1/profiles/user_id:c4/traits?verbose=true", nil)
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/v1/profiles/user_id:c4/traits?verbose=true", nil)
 	req.Header.Set("Authorization", "Bearer "+s.Config.AdminToken)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,24 +221,13 @@ func TestServeIdentityRulesFlag(t *testing.T) {
 
 func TestProfileUnmergeCLI(t *testing.T) {
 	s := startServer(t)
-	out, err := cli(t, s, "source", "create", "pos")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
-	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[
+	postBatch(t, s, "pos", `{"batch":[
 		{"type":"identify","userId":"u1","traits":{"email":"ann@x.io"}},
 		{"type":"identify","anonymousId":"t2","traits":{"email":"bea@x.io"}},
-		{"type":"track","anonymousId":"t2","event":"Link","context":{"traits":{"email":"ann@x.io"}}}]}`))
-	req.SetBasicAuth(key, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("batch: %v %v", resp, err)
-	}
-	resp.Body.Close()
+		{"type":"track","anonymousId":"t2","event":"Link","context":{"traits":{"email":"ann@x.io"}}}]}`)
 	waitProcessed(t, s)
 	var id string
-	out, err = cli(t, s, "profile", "merges", "user_id:u1")
+	out, err := cli(t, s, "profile", "merges", "user_id:u1")
 	if err == nil && strings.Contains(out, "m_") {
 		id = strings.Fields(strings.Split(out, "\n")[1])[0]
 	}
@@ -271,27 +249,16 @@ func TestProfileUnmergeCLI(t *testing.T) {
 
 func TestReviewAndMergeCLI(t *testing.T) {
 	s := startServer(t)
-	out, err := cli(t, s, "source", "create", "crm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
-	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[
+	postBatch(t, s, "crm", `{"batch":[
 		{"type":"identify","anonymousId":"c1","traits":{"name":"Ann"}},
 		{"type":"identify","anonymousId":"c2","traits":{"name":"Anne"}},
 		{"type":"identify","anonymousId":"c3","traits":{"name":"Bo"}},
-		{"type":"identify","anonymousId":"c4","traits":{"name":"Bob"}}]}`))
-	req.SetBasicAuth(key, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("batch: %v %v", resp, err)
-	}
-	resp.Body.Close()
+		{"type":"identify","anonymousId":"c4","traits":{"name":"Bob"}}]}`)
 	deadline := time.Now().Add(10 * time.Second)
 	for canonicalOf(t, s, "anonymous_id:c4") == "" && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	out, err = cli(t, s, "profile", "merge", "anonymous_id:c1", "--with", "anonymous_id:c2", "--reason", "same person")
+	out, err := cli(t, s, "profile", "merge", "anonymous_id:c1", "--with", "anonymous_id:c2", "--reason", "same person")
 	if err != nil || !strings.Contains(out, "merged into p_") {
 		t.Fatalf("profile merge: %v\n%s", err, out)
 	}
@@ -340,11 +307,6 @@ func canonicalOf(t *testing.T, s *Server, ref string) string {
 
 func TestMatchCLI(t *testing.T) {
 	s := startServer(t)
-	out, err := cli(t, s, "source", "create", "crm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
 	var items []string
 	for i := range 60 {
 		// Pairs of contacts for the same person, one with a typo in the
@@ -353,18 +315,12 @@ func TestMatchCLI(t *testing.T) {
 			fmt.Sprintf(`{"type":"identify","anonymousId":"crm-%d","traits":{"first_name":"name%d","last_name":"smithson%d","birthday":"19%02d-03-%02d"}}`, i, i, i, 50+i%40, 1+i%28),
 			fmt.Sprintf(`{"type":"identify","anonymousId":"pos-%d","traits":{"first_name":"name%d","last_name":"smithsen%d","birthday":"19%02d-03-%02d"}}`, i, i, i, 50+i%40, 1+i%28))
 	}
-	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
-	req.SetBasicAuth(key, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("batch: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	postBatch(t, s, "crm", `{"batch":[`+strings.Join(items, ",")+`]}`)
 	deadline := time.Now().Add(10 * time.Second)
 	for canonicalOf(t, s, "anonymous_id:pos-59") == "" && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	out, err = cli(t, s, "match")
+	out, err := cli(t, s, "match")
 	if err != nil || !strings.Contains(out, `"status": "finished"`) || !strings.Contains(out, `"trigger": "match"`) {
 		t.Fatalf("kith match: %v\n%s", err, out)
 	}
@@ -434,16 +390,8 @@ func TestIdentityRulesThroughTheAPI(t *testing.T) {
 	if code := put(`{"types":[{"name":"user_id","sources":["userId"],"priority":1},{"name":"anonymous_id","sources":["anonymousId"],"priority":9}]}`); code != 200 {
 		t.Fatalf("put rules: %d", code)
 	}
-	out, _ := cli(t, s, "source", "create", "web")
-	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
-	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[
-		{"type":"identify","anonymousId":"a1","userId":"u1"},{"type":"identify","anonymousId":"a1","userId":"u2"}]}`))
-	req.SetBasicAuth(key, "")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("batch: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	postBatch(t, s, "web", `{"batch":[
+		{"type":"identify","anonymousId":"a1","userId":"u1"},{"type":"identify","anonymousId":"a1","userId":"u2"}]}`)
 	waitProcessed(t, s)
 	if canonicalOf(t, s, "user_id:u1") != canonicalOf(t, s, "user_id:u2") {
 		t.Error("the new rules are not in force")
@@ -454,9 +402,9 @@ func TestIdentityRulesThroughTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	req, _ = http.NewRequest("GET", "http://"+s.Addr()+"/v1/identity/rules", nil)
+	req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/v1/identity/rules", nil)
 	req.Header.Set("Authorization", "Bearer "+cfg.AdminToken)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,4 +439,21 @@ func TestServeMatchConfigFlag(t *testing.T) {
 	if _, err := ParseServeFlags([]string{"--match-config", bad}, io.Discard); err == nil || !strings.Contains(err.Error(), `unknown field "b"`) {
 		t.Errorf("bad match config: %v", err)
 	}
+}
+
+// postBatch creates a source and sends body to /v1/batch with its key.
+func postBatch(t *testing.T, s *Server, source, body string) {
+	t.Helper()
+	out, err := cli(t, s, "source", "create", source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(body))
+	req.SetBasicAuth(key, "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("batch: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
