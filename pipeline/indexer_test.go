@@ -55,42 +55,16 @@ func openStore(t *testing.T) kith.Store {
 	return db
 }
 
-// drain runs the indexer until the log is applied.
+// drain runs the indexer with the default rules until the log is applied.
 func drain(t *testing.T, store kith.Store, batchSize int) {
 	t.Helper()
-	secret, err := store.Secret(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: batchSize})
-	for {
-		n, err := ix.Step(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
+	drainWith(t, store, nil, batchSize)
 }
 
-// profileOf resolves a "type:value" reference.
+// profileOf resolves a "type:value" reference under the default rules.
 func profileOf(t *testing.T, store kith.Store, ref string) string {
 	t.Helper()
-	secret, _ := store.Secret(context.Background())
-	id, ok := identity.ParseRef(ref)
-	if !ok {
-		t.Fatalf("bad ref %q", ref)
-	}
-	k := identity.NewKeyer(secret).Key(id)
-	o, err := store.LookupIdentifiers(context.Background(), []kith.IdentKey{k})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, found := o[k]; !found {
-		return ""
-	}
-	return o[k].Canonical
+	return ownerOf(t, store, identity.DefaultRules(), ref)
 }
 
 func TestStitching(t *testing.T) {
