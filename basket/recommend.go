@@ -79,8 +79,12 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 		maxLinks = DefaultMaxLinks
 	}
 	var all [][]int32
-	for _, c := range customers {
-		all = append(all, c...)
+	if len(customers) == 1 {
+		all = customers[0] // no copy: the grouping does not change the model
+	} else {
+		for _, c := range customers {
+			all = append(all, c...)
+		}
 	}
 	if len(all) == 0 {
 		return nil, ErrNoBaskets

@@ -42,8 +42,11 @@ type analysis struct {
 	cfg    Config
 	period btyd.Period
 	custs  []customer
-	// baskets[i] are the baskets (orders with products) of custs[i].
-	baskets  [][][]int32
+	// baskets are every order's products, each a slice of one of arena's
+	// chunks: one allocation per chunk rather than per order. The model
+	// counts co-occurrence per basket, so who bought them is not kept.
+	baskets  [][]int32
+	arena    []int32
 	products basket.Interner
 	catalog  map[int32]basket.Product
 	// repeatsByDay counts repeat purchase-days by day, over calibration
@@ -115,7 +118,6 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 	if a.period.HoldoutEnd != 0 {
 		end = a.period.HoldoutEnd
 	}
-	var bs [][]int32
 	for _, o := range co.Orders {
 		a.ordersSeen++
 		d := btyd.DayOf(o.Timestamp.UTC())
@@ -137,14 +139,17 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 		c.revenue += o.Revenue
 		c.last = max(c.last, d)
 		if len(o.Items) > 0 {
-			b := make([]int32, 0, len(o.Items))
+			if cap(a.arena)-len(a.arena) < len(o.Items) {
+				a.arena = make([]int32, 0, max(1<<16, len(o.Items)))
+			}
+			start := len(a.arena)
 			for _, it := range o.Items {
 				key := commerce.ItemKey(it)
 				if key == "" {
 					continue
 				}
 				id := a.products.ID(key)
-				b = append(b, id)
+				a.arena = append(a.arena, id)
 				if it.Category != "" {
 					// The catalogue keeps each product's latest
 					// category and price.
@@ -152,8 +157,8 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 				}
 				c.addItem(id, it.Price)
 			}
-			if len(b) > 0 {
-				bs = append(bs, b)
+			if b := a.arena[start:len(a.arena):len(a.arena)]; len(b) > 0 {
+				a.baskets = append(a.baskets, b)
 			}
 		}
 	}
@@ -171,7 +176,6 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 		a.repeatsByDay[d.Day]++
 	}
 	a.custs = append(a.custs, c)
-	a.baskets = append(a.baskets, bs)
 	return nil
 }
 
@@ -284,10 +288,7 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 
 	// Cross-sell and up-sell.
 	rep.Products = a.products.Len()
-	var flat [][]int32
-	for _, bs := range a.baskets {
-		flat = append(flat, bs...)
-	}
+	flat := a.baskets
 	rep.Baskets = len(flat)
 	if len(flat) > 0 {
 		rules, err := basket.Mine(flat, basket.Options{MinSupport: a.cfg.MinSupport, MinConfidence: a.cfg.MinConfidence, MinLift: a.cfg.MinLift})
@@ -304,7 +305,7 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 				Support: r.Support, Confidence: r.Confidence, Lift: r.Lift,
 			})
 		}
-		if f.rec, err = basket.NewRecommender(a.baskets, basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
+		if f.rec, err = basket.NewRecommender([][][]int32{flat}, basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
 			return nil, fmt.Errorf("insights: recommender: %w", err)
 		}
 		catalog := make([]basket.Product, 0, len(a.catalog))
@@ -314,7 +315,7 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 		f.up = basket.NewUpseller(catalog)
 		// Predictions use each customer's distinct products, not the
 		// baskets: let them go before the predictions are made.
-		a.baskets, flat = nil, nil
+		a.baskets, a.arena, flat = nil, nil, nil
 		rep.Seconds["recommender"] = time.Since(t0).Seconds()
 	}
 	return f, nil
