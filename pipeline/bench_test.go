@@ -50,31 +50,11 @@ func BenchmarkIndex(b *testing.B) {
 	b.ResetTimer()
 	var total time.Duration
 	for n := 0; n < b.N; n++ {
-		b.StopTimer()
 		store, err := sqlite.Open(context.Background(), b.TempDir(), sqlite.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		for i := 0; i < len(msgs); i += 5000 {
-			if _, err := store.Append(context.Background(), kith.AppendBatch{Events: msgs[i : i+5000]}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		secret, _ := store.Secret(context.Background())
-		ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 5000})
-		head, _ := store.LogHead(context.Background())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		b.StartTimer()
-		start := time.Now()
-		go func() { ix.Run(ctx); close(done) }()
-		for ix.Cursor() < head {
-			time.Sleep(time.Millisecond)
-		}
-		total += time.Since(start)
-		cancel()
-		<-done
-		b.StopTimer()
+		total += timeIndex(b, store, msgs, pipeline.Config{BatchSize: 5000})
 		store.Close()
 	}
 	b.ReportMetric(float64(len(msgs)*b.N)/total.Seconds(), "events/s")
@@ -130,34 +110,42 @@ func BenchmarkIdentityResolution(b *testing.B) {
 	var total time.Duration
 	var merges int
 	for range b.N {
-		b.StopTimer()
 		store := benchStore(b)
-		for i := 0; i < len(msgs); i += 5000 {
-			if _, err := store.Append(context.Background(), kith.AppendBatch{Events: msgs[i:min(i+5000, len(msgs))]}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		secret, _ := store.Secret(context.Background())
-		ix := pipeline.New(store, secret, pipeline.Config{Rules: rules})
-		head, _ := store.LogHead(context.Background())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		b.StartTimer()
-		start := time.Now()
-		go func() { ix.Run(ctx); close(done) }()
-		for ix.Cursor() < head {
-			time.Sleep(time.Millisecond)
-		}
-		total += time.Since(start)
-		cancel()
-		<-done
-		b.StopTimer()
+		total += timeIndex(b, store, msgs, pipeline.Config{Rules: rules})
 		merges = countMerges(b, store, people)
 		store.Close()
 	}
 	b.ReportMetric(float64(len(msgs)*b.N)/total.Seconds(), "events/s")
 	b.ReportMetric(float64(merges)/float64(len(msgs)), "merges/event")
 	b.ReportMetric(float64(logins)/float64(len(msgs)), "logins/event")
+}
+
+// timeIndex logs msgs into store (untimed) and returns how long a running
+// indexer with cfg takes to apply them all.
+func timeIndex(b *testing.B, store kith.Store, msgs []kith.Message, cfg pipeline.Config) time.Duration {
+	b.Helper()
+	b.StopTimer()
+	defer b.StopTimer()
+	for i := 0; i < len(msgs); i += 5000 {
+		if _, err := store.Append(context.Background(), kith.AppendBatch{Events: msgs[i:min(i+5000, len(msgs))]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	secret, _ := store.Secret(context.Background())
+	ix := pipeline.New(store, secret, cfg)
+	head, _ := store.LogHead(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.StartTimer()
+	start := time.Now()
+	go func() { ix.Run(ctx); close(done) }()
+	for ix.Cursor() < head {
+		time.Sleep(time.Millisecond)
+	}
+	took := time.Since(start)
+	cancel()
+	<-done
+	return took
 }
 
 // benchStore opens a fresh embedded store, or, when
