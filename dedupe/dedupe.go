@@ -19,6 +19,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/match"
+	"github.com/kithcdp/kith/pipeline"
 )
 
 // Field says where a match field comes from: the first of Traits a profile
@@ -273,7 +274,7 @@ func (j *Job) decide(ctx context.Context, rep *Report, queue *[]kith.ReviewItem,
 		switch {
 		case err == nil:
 			rep.Linked++
-		case kith.ErrorCode(err) == kith.ECONFLICT && strings.Contains(err.Error(), "already one"):
+		case errors.Is(err, pipeline.ErrAlreadyOne):
 			rep.AlreadyOne++
 		case kith.ErrorCode(err) == kith.ECONFLICT, kith.ErrorCode(err) == kith.ENOTFOUND:
 			rep.Refused++ // the rules keep them apart, or one is gone

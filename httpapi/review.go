@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -119,7 +120,9 @@ func (s *Server) handleReviewDecide(w http.ResponseWriter, r *http.Request) {
 			A: it.A, B: it.B, Kind: kith.LinkProbabilistic, Weight: it.Weight, Evidence: it.Evidence,
 			By: by, Reason: reason, At: s.cfg.Now(),
 		})
-		if err != nil {
+		// One already (another decision joined them, or this one did
+		// before the answer was lost): accepting is still right.
+		if err != nil && !errors.Is(err, pipeline.ErrAlreadyOne) {
 			s.error(w, r, err)
 			return
 		}
@@ -128,7 +131,11 @@ func (s *Server) handleReviewDecide(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		it, _ = s.store.ReviewItem(r.Context(), it.ID)
-		writeJSON(w, http.StatusOK, map[string]any{"item": it, "merge": m})
+		out := map[string]any{"item": it}
+		if err == nil {
+			out["merge"] = m
+		}
+		writeJSON(w, http.StatusOK, out)
 	case "reject":
 		if err := s.store.DecideReview(r.Context(), it.ID, kith.ReviewRejected, by, strings.TrimSpace(req.Reason), s.cfg.Now()); err != nil {
 			s.error(w, r, err)

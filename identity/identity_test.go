@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/collect"
 )
 
 func TestNormalise(t *testing.T) {
@@ -136,5 +138,39 @@ func TestKeyerIsKeyedAndStable(t *testing.T) {
 	}
 	if a.Key(id) == a.Key(Identifier{"user_id", "ada@example.com"}) {
 		t.Fatal("key does not depend on the type")
+	}
+}
+
+// The fast extraction path must agree with the full one whatever the
+// rules read: context.traits are traits even when no rule reads traits,
+// and a device-typed rule over anonymousId gets the same type both ways.
+func TestFastPathAgreesWithFullPath(t *testing.T) {
+	parse := func(body string) []kith.Message {
+		p := collect.Parse([]byte(`{"batch":[`+body+`]}`), "batch", collect.Meta{ReceivedAt: time.Now()}, collect.DefaultLimits())
+		return p.Messages
+	}
+	r, err := ParseRules([]byte(`{"types":[{"name":"user_id","sources":["userId"],"priority":1},{"name":"anonymous_id","sources":["anonymousId"],"priority":90}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := r.Extract(parse(`{"type":"track","anonymousId":"a1","event":"x","context":{"traits":{"plan":"pro"}}}`)[0])
+	if err != nil || string(ex.Traits["plan"]) != `"pro"` {
+		t.Errorf("context.traits on a track = %v, %v; want plan pro", ex.Traits, err)
+	}
+	r2, err := ParseRules([]byte(`{"types":[{"name":"anon","sources":["anonymousId"],"byDeviceType":true,"priority":90},{"name":"email","sources":["properties.email"],"priority":2}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, m := range parse(`{"type":"track","anonymousId":"a1","event":"x"},{"type":"track","anonymousId":"a1","event":"y","properties":{"email":"e@x.io"}}`) {
+		ex, _ := r2.Extract(m)
+		for _, id := range ex.Identifiers {
+			if id.Value == "a1" {
+				types = append(types, id.Type)
+			}
+		}
+	}
+	if len(types) != 2 || types[0] != types[1] {
+		t.Errorf("anonymous id typed %v across the two paths, want one type", types)
 	}
 }

@@ -34,10 +34,11 @@ type Rules struct {
 	// declaration (context.externalIds of any type).
 	Undeclared TypeRule `json:"undeclared"`
 
-	blocked []*regexp.Regexp
-	exact   map[string]bool
-	byName  map[string]int
-	fast    [][]byte // byte markers that force the full extraction path
+	blocked  []*regexp.Regexp
+	exact    map[string]bool
+	byName   map[string]int
+	fast     [][]byte // byte markers that force the full extraction path
+	slowOnly bool     // no fast path at all
 }
 
 // TypeRule declares one identifier type.
@@ -252,6 +253,16 @@ func (r *Rules) compile() error {
 		}
 	}
 	delete(markers, "")
+	// context.traits always feed a message's traits, whatever the rules
+	// read; and a device-typed rule over the typed ids needs the device
+	// type, which only the full path reads.
+	markers["traits"] = true
+	r.slowOnly = false
+	for _, t := range r.Types {
+		if t.ByDeviceType && (slices.Contains(t.Sources, "userId") || slices.Contains(t.Sources, "anonymousId")) {
+			r.slowOnly = true
+		}
+	}
 	r.fast = nil
 	for _, m := range slices.Sorted(maps.Keys(markers)) {
 		r.fast = append(r.fast, []byte(`"`+m+`"`))
@@ -366,7 +377,7 @@ func (r *Rules) Extract(m kith.Message) (Extracted, error) {
 	// when none of the keys the rules read appears in the message, it need
 	// not be decoded at all. (A message with \u escapes takes the full
 	// path: a key could be spelled with them.)
-	if m.Type != "identify" && m.Type != "alias" && !bytes.Contains(m.Raw, []byte(`\u`)) && !r.mentionsAny(m.Raw) {
+	if !r.slowOnly && m.Type != "identify" && m.Type != "alias" && !bytes.Contains(m.Raw, []byte(`\u`)) && !r.mentionsAny(m.Raw) {
 		for _, s := range []struct{ src, v string }{{"userId", m.UserID}, {"anonymousId", m.AnonymousID}} {
 			for _, t := range r.Types {
 				if slices.Contains(t.Sources, s.src) {

@@ -504,9 +504,12 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			}
 			e.Identifiers = kept
 		}
-		if ix.allow != nil {
-			if e.PreviousID != "" && !ix.allow[ix.keyer.Key(ix.rules.Normalise(kith.IdentUserID, e.PreviousID))] &&
-				!ix.allow[ix.keyer.Key(ix.rules.Normalise(kith.IdentAnonymousID, e.PreviousID))] {
+		if e.PreviousID != "" && (ix.allow != nil || len(ix.detached) > 0) {
+			// An alias's previousId is held to the same filters.
+			ku := ix.keyer.Key(ix.rules.Normalise(kith.IdentUserID, e.PreviousID))
+			ka := ix.keyer.Key(ix.rules.Normalise(kith.IdentAnonymousID, e.PreviousID))
+			usable := func(k kith.IdentKey) bool { return (ix.allow == nil || ix.allow[k]) && !ix.detached[k] }
+			if !usable(ku) && !usable(ka) {
 				e.PreviousID = ""
 			}
 		}
@@ -565,7 +568,8 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			if _, ok := ix.owner[e.prev[0]]; ok {
 				id, key = ix.rules.Normalise(kith.IdentUserID, e.prevID), e.prev[0]
 			}
-			if !containsKey(e.keys, key) {
+			usable := !ix.detached[key] && (ix.allow == nil || ix.allow[key])
+			if usable && !containsKey(e.keys, key) {
 				e.ids = append(e.ids, id)
 				e.keys = append(e.keys, key)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -12,13 +13,17 @@ import (
 	"github.com/kithcdp/kith/identity"
 )
 
+// ErrAlreadyOne is in the chain of a Link error when the two profiles are
+// one already (the error's code is ECONFLICT).
+var ErrAlreadyOne = errors.New("pipeline: the profiles are one already")
+
 // Link asks the running indexer (Run) to join two profiles that no event
 // links (an admin's decision, or probabilistic matching's). l.A and l.B
 // are any profile ids; ID, AtSeq and At are filled in. The link is refused
 // with ECONFLICT when the identity rules forbid the join (a split between
 // them, a never-merge type, a limit), and answers the merge it made.
 func (ix *Indexer) Link(ctx context.Context, l kith.Link) (kith.Merge, error) {
-	v, err := ix.ask(ctx, func(ctx context.Context) (any, error) { return ix.link(ctx, l) })
+	v, err := ix.askKeep(ctx, func(ctx context.Context) (any, error) { return ix.link(ctx, l) })
 	m, _ := v.(kith.Merge)
 	return m, err
 }
@@ -52,7 +57,7 @@ func (ix *Indexer) link(ctx context.Context, l kith.Link) (kith.Merge, error) {
 	l.At = l.At.UTC()
 	l.AtSeq = ix.cursor.Load()
 	if a, b := ix.find(l.A), ix.find(l.B); a == b {
-		return kith.Merge{}, kith.Errorf(kith.ECONFLICT, "%s and %s are already one profile (%s)", l.A, l.B, a)
+		return kith.Merge{}, errors.Join(ErrAlreadyOne, kith.Errorf(kith.ECONFLICT, "%s and %s are already one profile (%s)", l.A, l.B, a))
 	}
 	b := kith.IndexBatch{Cursor: l.AtSeq}
 	if err := ix.applyLink(ctx, &b, l); err != nil {
@@ -85,13 +90,34 @@ func (ix *Indexer) link(ctx context.Context, l kith.Link) (kith.Merge, error) {
 	return m, nil
 }
 
+// resolve finds where a profile resolves now: through the cached graph,
+// else (the cache was dropped since it learned of p) through the store.
+func (ix *Indexer) resolve(ctx context.Context, p string) (string, error) {
+	if _, cached := ix.parent[p]; !cached {
+		c, err := ix.store.Canonical(ctx, p)
+		if kith.ErrorCode(err) == kith.ENOTFOUND {
+			return p, nil // derived later in this batch, or not at all
+		} else if err != nil {
+			return "", fmt.Errorf("pipeline: resolve %s: %w", p, err)
+		}
+		if c != p {
+			ix.parent[p] = c
+		}
+	}
+	return ix.find(p), nil
+}
+
 // applyLink joins a link's profiles in b when the rules allow it; a link
 // the rules now forbid (split since) stays recorded and has no effect.
 func (ix *Indexer) applyLink(ctx context.Context, b *kith.IndexBatch, l kith.Link) error {
-	if ix.members != nil && (!ix.members[l.A] || !ix.members[l.B]) {
-		return nil // re-deriving a cluster this link does not join
+	a, err := ix.resolve(ctx, l.A)
+	if err != nil {
+		return err
 	}
-	a, c := ix.find(l.A), ix.find(l.B)
+	c, err := ix.resolve(ctx, l.B)
+	if err != nil {
+		return err
+	}
 	if a == c {
 		return nil
 	}

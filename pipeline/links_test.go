@@ -100,3 +100,100 @@ func TestLinks(t *testing.T) {
 		t.Error("a rebuild re-applied an undone link")
 	}
 }
+
+// A link taken after the cluster's last event holds when the cluster is
+// re-derived (here for an unrelated detachment).
+func TestLinkSurvivesReDerivation(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	ix := newIndexer(t, store)
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","anonymousId":"a1","traits":{"email":"x@x.io"}}`),
+		batch(`{"type":"identify","anonymousId":"b1"}`),
+		batch(`{"type":"identify","anonymousId":"zz"}`))
+	stepAll(t, ix)
+	a, b := profileOf(t, store, "anonymous_id:a1"), profileOf(t, store, "anonymous_id:b1")
+	if _, err := ix.LinkNow(ctx, kith.Link{A: a, B: b, Kind: kith.LinkManual}); err != nil {
+		t.Fatal(err)
+	}
+	if profileOf(t, store, "anonymous_id:a1") != profileOf(t, store, "anonymous_id:b1") {
+		t.Fatal("not linked")
+	}
+	c := profileOf(t, store, "anonymous_id:a1")
+	if _, err := ix.DetachNow(ctx, pipeline.Detach{Profile: c, Identifier: identityOf("email", "x@x.io")}); err != nil {
+		t.Fatal(err)
+	}
+	if profileOf(t, store, "anonymous_id:a1") != profileOf(t, store, "anonymous_id:b1") {
+		t.Error("the link was lost when the cluster was re-derived")
+	}
+}
+
+// A rebuild that dropped its caches still applies a link that names a
+// profile absorbed before it, through the store.
+func TestRebuildResolvesLinksThroughTheStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { store.Close() }()
+	ix := newIndexer(t, store)
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","anonymousId":"a1"}`),
+		batch(`{"type":"identify","userId":"u2"}`),
+		batch(`{"type":"identify","userId":"u2","anonymousId":"a1"}`),
+		batch(`{"type":"identify","anonymousId":"q"}`),
+		batch(`{"type":"identify","anonymousId":"d"}`),
+		batch(`{"type":"track","anonymousId":"d","event":"x"}`))
+	stepAll(t, ix)
+	ms, _ := store.Merges(ctx, profileOf(t, store, "user_id:u2"))
+	if len(ms) != 1 {
+		t.Fatalf("fixture merges: %+v", ms)
+	}
+	p1 := ms[0].Absorbed
+	d := profileOf(t, store, "anonymous_id:d")
+	if _, err := ix.LinkNow(ctx, kith.Link{A: p1, B: d, Kind: kith.LinkManual}); err != nil {
+		t.Fatal(err)
+	}
+	if profileOf(t, store, "anonymous_id:d") != profileOf(t, store, "user_id:u2") {
+		t.Fatal("the link did not join d to u2's profile")
+	}
+	// rebuild with a small cache
+	store.Close()
+	for _, f := range []string{"state.db", "state.db-wal", "state.db-shm"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	store, err = sqlite.Open(ctx, dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := store.Secret(ctx)
+	rx := pipeline.New(store, secret, pipeline.Config{BatchSize: 2, MaxCache: 1})
+	stepAll(t, rx)
+	if profileOf(t, store, "anonymous_id:d") != profileOf(t, store, "user_id:u2") {
+		t.Errorf("rebuild diverges from live state: d -> %s, u2 -> %s", profileOf(t, store, "anonymous_id:d"), profileOf(t, store, "user_id:u2"))
+	}
+}
+
+func TestDetachedIdentifierStaysDetachedThroughAlias(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	ix := newIndexer(t, store)
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","anonymousId":"shared","traits":{"email":"a@x.io"}}`),
+		batch(`{"type":"identify","anonymousId":"other","traits":{"email":"a@x.io"}}`))
+	stepAll(t, ix)
+	p := profileOf(t, store, "anonymous_id:shared")
+	if _, err := ix.DetachNow(ctx, pipeline.Detach{Profile: p, Identifier: identityOf("anonymous_id", "shared")}); err != nil {
+		t.Fatal(err)
+	}
+	if profileOf(t, store, "anonymous_id:shared") != "" {
+		t.Fatal("still identifies")
+	}
+	appendAll(t, store, "web", batch(`{"type":"alias","previousId":"shared","userId":"u9"}`))
+	stepAll(t, ix)
+	if o := profileOf(t, store, "anonymous_id:shared"); o != "" {
+		t.Errorf("the detached anonymous id was re-attached by an alias to %s", o)
+	}
+}

@@ -29,9 +29,12 @@ type UnmergeResult struct {
 
 // request is work the running indexer does between two batches, with
 // nothing in flight: graph operations an admin or matching asks for.
+// keep says the work kept the caches right (a link updates them), so they
+// need not be dropped after it.
 type request struct {
 	do    func(ctx context.Context) (any, error)
 	reply chan reply
+	keep  bool
 }
 
 type reply struct {
@@ -41,7 +44,15 @@ type reply struct {
 
 // ask hands do to the running indexer (Run) and waits for its outcome.
 func (ix *Indexer) ask(ctx context.Context, do func(ctx context.Context) (any, error)) (any, error) {
-	req := request{do: do, reply: make(chan reply, 1)}
+	return ix.send(ctx, request{do: do, reply: make(chan reply, 1)})
+}
+
+// askKeep is ask for work that keeps the caches right.
+func (ix *Indexer) askKeep(ctx context.Context, do func(ctx context.Context) (any, error)) (any, error) {
+	return ix.send(ctx, request{do: do, reply: make(chan reply, 1), keep: true})
+}
+
+func (ix *Indexer) send(ctx context.Context, req request) (any, error) {
 	select {
 	case ix.requests <- req:
 	case <-ctx.Done():
@@ -58,6 +69,14 @@ func (ix *Indexer) ask(ctx context.Context, do func(ctx context.Context) (any, e
 // serve runs a request; the caches are dropped after it, as the request
 // changed the graph behind them.
 func (ix *Indexer) serve(ctx context.Context, req request) {
+	if req.keep {
+		v, err := req.do(ctx)
+		if err != nil {
+			ix.reset() // a failed change may have left the caches half-updated
+		}
+		req.reply <- reply{v, err}
+		return
+	}
 	v, err := ix.now(ctx, req.do)
 	req.reply <- reply{v, err}
 }
@@ -131,7 +150,6 @@ func (ix *Indexer) unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error
 	if err != nil {
 		return UnmergeResult{}, err
 	}
-	b.Cursor, b.Processed = 0, nil
 	if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, &split); err != nil {
 		return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: %w", err)
 	}
@@ -174,6 +192,10 @@ func (clusterStore) LookupIdentifiers(context.Context, []kith.IdentKey) (map[kit
 
 func (clusterStore) Identities(context.Context, string) ([]kith.Identity, error) { return nil, nil }
 
+// Canonical: every profile of the re-derived world is created by it, so the
+// private indexer's own graph knows where each one resolves.
+func (clusterStore) Canonical(_ context.Context, p string) (string, error) { return p, nil }
+
 // rederive replays a cluster's events (msgs) in a private indexer that
 // knows only the cluster's identifiers (minus detached), with the recorded
 // splits, links and detachments and, if given, one more split and one more
@@ -212,6 +234,15 @@ func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []ki
 		var err error
 		if b, err = sub.derive(ctx, msgs); err != nil {
 			return b, nil, fmt.Errorf("pipeline: re-derive: %w", err)
+		}
+		// Links taken after the cluster's last event still hold.
+		last := msgs[len(msgs)-1].Seq
+		for _, l := range sub.links {
+			if l.AtSeq > last {
+				if err := sub.applyLink(ctx, &b, l); err != nil {
+					return b, nil, fmt.Errorf("pipeline: re-derive: %w", err)
+				}
+			}
 		}
 	}
 	b.Cursor, b.Processed = 0, nil
