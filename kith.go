@@ -294,6 +294,8 @@ const (
 // are kept durably, apart from the derived state.
 type DecisionStore interface {
 	SaveLink(ctx context.Context, l Link) error
+	// DeleteLink removes a link that could not take effect.
+	DeleteLink(ctx context.Context, id string) error
 	// Links lists every link, in AtSeq order.
 	Links(ctx context.Context) ([]Link, error)
 	// AddReviewItems queues candidates; a pair (in either order) already

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -264,8 +265,13 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 	// `ahead` chunks of predictions exist at once, however slow the store.
 	ahead := runtime.GOMAXPROCS(0) + 1
 	slots := make(chan struct{}, ahead)
+	var failed atomic.Bool // once a write fails, no more chunks are predicted
 	go func() {
 		for ci := range nchunks {
+			if failed.Load() {
+				results[ci] <- chunk{err: errors.New("insights: stopped after an earlier failure")}
+				continue
+			}
 			select {
 			case slots <- struct{}{}:
 			case <-ctx.Done():
@@ -306,10 +312,12 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 		}
 		if c.err != nil {
 			first = c.err
+			failed.Store(true)
 			continue
 		}
 		if err := st.WriteInsights(ctx, runID, at, c.ps); err != nil {
 			first = fmt.Errorf("insights: write predictions: %w", err)
+			failed.Store(true)
 			continue
 		}
 		written += len(c.ps)

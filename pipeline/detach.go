@@ -87,3 +87,60 @@ func (ix *Indexer) detach(ctx context.Context, d Detach) (DetachResult, error) {
 	ix.log.Info("detached an identifier", "profile", d.Profile, "type", d.Identifier.Type, "by", d.By, "profiles", len(profiles))
 	return DetachResult{Profiles: profiles, Detachment: det}, nil
 }
+
+// repair finishes decisions whose effect is missing: a split whose two
+// profiles are still one, a detached identifier that still identifies
+// someone. That happens when the decision was recorded and the process
+// stopped (or the store failed) before the derived state was replaced —
+// on SQLite the two live in different files. The affected clusters are
+// re-derived, as the decision would have done.
+func (ix *Indexer) repair(ctx context.Context, ds []kith.Detachment) error {
+	var stale []string
+	for _, sp := range ix.splits {
+		if a, b := ix.find(sp[0]), ix.find(sp[1]); a == b {
+			if _, err := ix.store.Canonical(ctx, a); err == nil && !slices.Contains(stale, a) {
+				stale = append(stale, a)
+			}
+		}
+	}
+	if len(ds) > 0 {
+		keys := make([]kith.IdentKey, len(ds))
+		for i, d := range ds {
+			keys[i] = d.Key
+		}
+		owners, err := ix.store.LookupIdentifiers(ctx, keys)
+		if err != nil {
+			return fmt.Errorf("pipeline: check detachments: %w", err)
+		}
+		for _, o := range owners {
+			if !slices.Contains(stale, o.Canonical) {
+				stale = append(stale, o.Canonical)
+			}
+		}
+	}
+	for _, p := range stale {
+		cluster, err := ix.store.Cluster(ctx, p)
+		if err != nil {
+			return fmt.Errorf("pipeline: repair %s: %w", p, err)
+		}
+		msgs, err := ix.store.EventsBySeq(ctx, cluster.Seqs)
+		if err != nil {
+			return fmt.Errorf("pipeline: repair %s: %w", p, err)
+		}
+		b, _, err := ix.rederive(ctx, cluster, msgs, [2]string{}, nil)
+		if err != nil {
+			return err
+		}
+		if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, nil); err != nil {
+			return fmt.Errorf("pipeline: repair %s: %w", p, err)
+		}
+		ix.log.Warn("re-derived a profile whose split or detachment had not taken effect", "profile", p)
+	}
+	if len(stale) > 0 {
+		ix.parent = map[string]string{}
+		ix.owner = map[kith.IdentKey]string{}
+		ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
+		return ix.loadSplits(ctx) // where the split profiles resolve now
+	}
+	return nil
+}

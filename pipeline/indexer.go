@@ -49,6 +49,7 @@ type Store interface {
 	Splits(ctx context.Context) ([]kith.Split, error)
 	// For links (see links.go).
 	SaveLink(ctx context.Context, l kith.Link) error
+	DeleteLink(ctx context.Context, id string) error
 	Links(ctx context.Context) ([]kith.Link, error)
 	SaveDetachment(ctx context.Context, d kith.Detachment) error
 	Detachments(ctx context.Context) ([]kith.Detachment, error)
@@ -391,6 +392,9 @@ func (ix *Indexer) load(ctx context.Context) error {
 	ix.detached = map[kith.IdentKey]bool{}
 	for _, d := range ds {
 		ix.detached[d.Key] = true
+	}
+	if err := ix.repair(ctx, ds); err != nil {
+		return err
 	}
 	ix.cursor.Store(c)
 	ix.loaded = true

@@ -72,6 +72,11 @@ func (ix *Indexer) link(ctx context.Context, l kith.Link) (kith.Merge, error) {
 		return kith.Merge{}, err
 	}
 	if err := ix.store.ApplyIndexBatch(ctx, l.AtSeq, b); err != nil {
+		// Undo the decision rather than leave a link a rebuild would apply
+		// and the live state lacks.
+		if derr := ix.store.DeleteLink(ctx, l.ID); derr != nil {
+			ix.log.Error("a recorded link could not be applied nor removed; a rebuild of the derived state would apply it", "link", l.ID, "err", derr)
+		}
 		return kith.Merge{}, fmt.Errorf("pipeline: apply link: %w", err)
 	}
 	ix.links = append(ix.links, l)

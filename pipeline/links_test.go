@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/sqlite"
 )
@@ -195,5 +197,28 @@ func TestDetachedIdentifierStaysDetachedThroughAlias(t *testing.T) {
 	stepAll(t, ix)
 	if o := profileOf(t, store, "anonymous_id:shared"); o != "" {
 		t.Errorf("the detached anonymous id was re-attached by an alias to %s", o)
+	}
+}
+
+// A detachment recorded without its effect (the process stopped between
+// the two) is finished when the indexer next loads.
+func TestRepairUnfinishedDetachment(t *testing.T) {
+	ctx := context.Background()
+	store := openStore(t)
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","anonymousId":"dad","traits":{"email":"family@x.io"}}`),
+		batch(`{"type":"identify","anonymousId":"kid","traits":{"email":"family@x.io"}}`))
+	stepAll(t, newIndexer(t, store))
+	if profileOf(t, store, "anonymous_id:dad") != profileOf(t, store, "anonymous_id:kid") {
+		t.Fatal("fixture: not joined")
+	}
+	secret, _ := store.Secret(ctx)
+	key := identity.NewKeyer(secret).Key(identityOf("email", "family@x.io"))
+	if err := store.SaveDetachment(ctx, kith.Detachment{ID: "d1", Key: key, Type: "email", Profile: profileOf(t, store, "anonymous_id:dad"), At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	stepAll(t, newIndexer(t, store)) // loads, finds the detachment unfinished, re-derives
+	if profileOf(t, store, "email:family@x.io") != "" || profileOf(t, store, "anonymous_id:dad") == profileOf(t, store, "anonymous_id:kid") {
+		t.Error("the unfinished detachment was not repaired")
 	}
 }

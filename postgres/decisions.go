@@ -38,6 +38,14 @@ func (db *DB) SaveLink(ctx context.Context, l kith.Link) error {
 	return nil
 }
 
+// DeleteLink implements kith.DecisionStore.
+func (db *DB) DeleteLink(ctx context.Context, id string) error {
+	if _, err := db.pool.Exec(ctx, `DELETE FROM links WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("postgres: delete link: %w", err)
+	}
+	return nil
+}
+
 // Links implements kith.DecisionStore.
 func (db *DB) Links(ctx context.Context) ([]kith.Link, error) {
 	rows, err := db.pool.Query(ctx, `SELECT id, a, b, kind, weight, evidence::text, by_token, reason, at_seq, at FROM links ORDER BY at_seq, at, id`)

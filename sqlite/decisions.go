@@ -28,6 +28,14 @@ func (db *DB) SaveLink(ctx context.Context, l kith.Link) error {
 	return nil
 }
 
+// DeleteLink removes a link.
+func (db *DB) DeleteLink(ctx context.Context, id string) error {
+	if _, err := db.logW.ExecContext(ctx, `DELETE FROM links WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("sqlite: delete link: %w", err)
+	}
+	return nil
+}
+
 // Links lists the links in AtSeq order.
 func (db *DB) Links(ctx context.Context) ([]kith.Link, error) {
 	rows, err := db.logR.QueryContext(ctx, `SELECT id, a, b, kind, weight, evidence, by, reason, at_seq, at FROM links ORDER BY at_seq, at, id`)

@@ -24,6 +24,11 @@ func testDecisions(t *testing.T, s kith.Store) {
 	if len(links) != 2 || links[0].ID != "link-1" || links[1].ID != "link-2" { // AtSeq order
 		t.Fatalf("links = %+v", links)
 	}
+	noErr(t, s.SaveLink(ctx, kith.Link{ID: "link-x", A: "p9", B: "p10", Kind: kith.LinkManual, AtSeq: 30, At: at(3)}), "SaveLink")
+	noErr(t, s.DeleteLink(ctx, "link-x"), "DeleteLink")
+	if ls, _ := s.Links(ctx); len(ls) != 2 {
+		t.Errorf("after DeleteLink: %d links, want 2", len(ls))
+	}
 	g := links[0]
 	if g.A != "p1" || g.B != "p2" || g.Kind != kith.LinkProbabilistic || g.Weight != 21.5 || !jsonEqual(g.Evidence, l1.Evidence) || g.AtSeq != 10 || !sameTime(g.At, at(1)) {
 		t.Errorf("link = %+v", g)
