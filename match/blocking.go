@@ -406,30 +406,30 @@ type PatternCount struct {
 // RuleStats describe what one blocking rule contributed.
 type RuleStats struct {
 	// Rule is the rule's name.
-	Rule string
+	Rule string `json:"rule"`
 	// Blocks is the number of keys that generate at least one pair.
-	Blocks int
+	Blocks int `json:"blocks"`
 	// LargestBlock is the record count of the largest block.
-	LargestBlock int
+	LargestBlock int `json:"largestBlock"`
 	// Pairs is the number of new pairs the rule found (pairs found by an
 	// earlier rule are not counted again).
-	Pairs int64
+	Pairs int64 `json:"pairs"`
 	// SkippedBlocks and SkippedPairs count the blocks over MaxBlockPairs and
 	// the pairs they would have generated (before removing pairs other
 	// rules find).
-	SkippedBlocks int
+	SkippedBlocks int `json:"skippedBlocks"`
 	// SkippedPairs is documented with SkippedBlocks.
-	SkippedPairs int64
+	SkippedPairs int64 `json:"skippedPairs"`
 }
 
 // BlockingStats describe a candidate pair generation.
 type BlockingStats struct {
 	// Rules describe each rule, in order.
-	Rules []RuleStats
+	Rules []RuleStats `json:"rules"`
 	// Pairs is the number of distinct candidate pairs.
-	Pairs int64
+	Pairs int64 `json:"pairs"`
 	// TotalPairs is the number of pairs without blocking.
-	TotalPairs float64
+	TotalPairs float64 `json:"totalPairs"`
 }
 
 // Candidates are the candidate pairs of a batch run with their comparison

@@ -48,41 +48,41 @@ type Model struct {
 // TrainingReport describes an estimation.
 type TrainingReport struct {
 	// USamples is the number of random pairs u was estimated from.
-	USamples int
+	USamples int `json:"uSamples"`
 	// Patterns is the number of distinct comparison patterns EM ran on.
-	Patterns int
+	Patterns int `json:"patterns"`
 	// Pairs is the number of candidate pairs the patterns stand for.
-	Pairs int64
+	Pairs int64 `json:"pairs"`
 	// Iterations is the number of EM iterations run.
-	Iterations int
+	Iterations int `json:"iterations"`
 	// Converged says whether the largest parameter change fell below the
 	// tolerance.
-	Converged bool
+	Converged bool `json:"converged"`
 	// MaxChange is the largest change in the last iteration: absolute for
 	// m, relative for Lambda.
-	MaxChange float64
+	MaxChange float64 `json:"maxChange"`
 	// ExpectedMatches is Lambda times the pairs the mode allows: the number
 	// of matching pairs the model believes in.
-	ExpectedMatches float64
+	ExpectedMatches float64 `json:"expectedMatches"`
 	// Sessions describe the training sessions, when Settings.Training has
 	// any; Iterations and Converged then describe the final estimation of
 	// Lambda with m fixed.
-	Sessions []SessionReport
+	Sessions []SessionReport `json:"sessions"`
 }
 
 // SessionReport describes one EM training session.
 type SessionReport struct {
 	// Agree names the comparisons the session's pairs agree on (at their
 	// strongest level); their m probabilities are not estimated in it.
-	Agree []string
+	Agree []string `json:"agree"`
 	// Pairs is the number of candidate pairs in the session.
-	Pairs int64
+	Pairs int64 `json:"pairs"`
 	// Lambda is the match share among the session's pairs.
-	Lambda float64
+	Lambda float64 `json:"lambda"`
 	// Iterations, Converged and MaxChange are as in TrainingReport.
-	Iterations int
-	Converged  bool
-	MaxChange  float64
+	Iterations int     `json:"iterations"`
+	Converged  bool    `json:"converged"`
+	MaxChange  float64 `json:"maxChange"`
 }
 
 // Train estimates a model on the candidate pairs: u from random pairs (as

@@ -63,38 +63,41 @@ type ScoredPair struct {
 // Contribution is the part one comparison plays in a pair's weight.
 type Contribution struct {
 	// Comparison names the comparison and Field the field it compares.
-	Comparison string
-	Field      string
+	Comparison string `json:"comparison"`
+	Field      string `json:"field"`
 	// Level is the label of the level the pair is at.
-	Level string
+	Level string `json:"level"`
 	// LevelIndex is the level's index in the model (0 null, last else).
-	LevelIndex int
+	LevelIndex int `json:"levelIndex"`
 	// ValueA and ValueB are the normalised values compared.
-	ValueA, ValueB string
+	ValueA string `json:"valueA"`
+	ValueB string `json:"valueB"`
 	// M and U are the level's probabilities among matches and non-matches.
-	M, U float64
+	M float64 `json:"m"`
+	U float64 `json:"u"`
 	// Weight is log2(M/U), 0 on the null level.
-	Weight float64
+	Weight float64 `json:"weight"`
 	// TFAdjustment is added to Weight when the pair agrees exactly on a
 	// TF-enabled field: log2(U / term frequency of the value).
-	TFAdjustment float64
+	TFAdjustment float64 `json:"tfAdjustment"`
 }
 
 // Explanation is the evidence for one pair, for a person to review.
 type Explanation struct {
 	// A and B are the records' identifiers.
-	A, B string
+	A string `json:"a"`
+	B string `json:"b"`
 	// PriorWeight is log2(λ/(1-λ)).
-	PriorWeight float64
+	PriorWeight float64 `json:"priorWeight"`
 	// Weight is PriorWeight plus every contribution's Weight and
 	// TFAdjustment.
-	Weight float64
+	Weight float64 `json:"weight"`
 	// Probability is 1/(1+2^-Weight).
-	Probability float64
+	Probability float64 `json:"probability"`
 	// Decision follows from Probability and the model's thresholds.
-	Decision Decision
+	Decision Decision `json:"decision"`
 	// Comparisons break the weight down, one per comparison, in order.
-	Comparisons []Contribution
+	Comparisons []Contribution `json:"comparisons"`
 }
 
 // Match is an indexed record scored against a new one.
@@ -369,3 +372,7 @@ func (m *Model) ScoreRecord(ix *Index, r Record, minProbability float64) ([]Matc
 	slices.SortStableFunc(out, func(x, y Match) int { return cmp.Compare(y.Weight, x.Weight) })
 	return out, nil
 }
+
+// MarshalText writes the decision's name ("reject", "review", "merge") in
+// JSON evidence.
+func (d Decision) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
