@@ -88,8 +88,6 @@ type Indexer struct {
 	requests chan request
 	// links are the recorded links (see links.go), in AtSeq order.
 	links []kith.Link
-	// members, in a cluster re-derivation, are the profiles that exist.
-	members map[string]bool
 	// detached identifiers identify no one (see Detach).
 	detached map[kith.IdentKey]bool
 
@@ -243,6 +241,16 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 		}
 		return err
 	}
+	// handle serves an admin request: the store catches up first, so it
+	// acts with nothing in flight; the loop then restarts from the cursor.
+	handle := func(req request) error {
+		if err := stop(nil); err != nil {
+			req.reply <- reply{err: err}
+			return err
+		}
+		ix.serve(ctx, req)
+		return nil
+	}
 	next := ix.cursor.Load()
 	for {
 		select {
@@ -250,13 +258,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			close(jobs)
 			return err
 		case req := <-ix.requests:
-			// Let the store catch up, then act with nothing in flight.
-			if err := stop(nil); err != nil {
-				req.reply <- reply{err: err}
-				return err
-			}
-			ix.serve(ctx, req)
-			return nil
+			return handle(req)
 		default:
 		}
 		if ctx.Err() != nil {
@@ -276,12 +278,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 				close(jobs)
 				return err
 			case req := <-ix.requests:
-				if err := stop(nil); err != nil {
-					req.reply <- reply{err: err}
-					return err
-				}
-				ix.serve(ctx, req)
-				return nil
+				return handle(req)
 			}
 			continue
 		}
@@ -498,30 +495,15 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			ex[i].invalid = true
 			continue
 		}
-		if ix.allow != nil || len(ix.detached) > 0 {
-			kept := e.Identifiers[:0]
-			for _, id := range e.Identifiers {
-				k := ix.keyer.Key(id)
-				if (ix.allow == nil || ix.allow[k]) && !ix.detached[k] {
-					kept = append(kept, id)
-				}
+		ex[i].traits = e.Traits
+		for _, id := range e.Identifiers {
+			k := ix.keyer.Key(id)
+			if !ix.usable(k) {
+				continue // detached, or outside the cluster being re-derived
 			}
-			e.Identifiers = kept
-		}
-		if e.PreviousID != "" && (ix.allow != nil || len(ix.detached) > 0) {
-			// An alias's previousId is held to the same filters.
-			ku := ix.keyer.Key(ix.rules.Normalise(kith.IdentUserID, e.PreviousID))
-			ka := ix.keyer.Key(ix.rules.Normalise(kith.IdentAnonymousID, e.PreviousID))
-			usable := func(k kith.IdentKey) bool { return (ix.allow == nil || ix.allow[k]) && !ix.detached[k] }
-			if !usable(ku) && !usable(ka) {
-				e.PreviousID = ""
-			}
-		}
-		ex[i].ids, ex[i].traits = e.Identifiers, e.Traits
-		ex[i].keys = make([]kith.IdentKey, len(e.Identifiers))
-		for j, id := range e.Identifiers {
-			ex[i].keys[j] = ix.keyer.Key(id)
-			need(ex[i].keys[j])
+			ex[i].ids = append(ex[i].ids, id)
+			ex[i].keys = append(ex[i].keys, k)
+			need(k)
 		}
 		if e.PreviousID != "" {
 			ex[i].prevID = e.PreviousID
@@ -572,8 +554,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			if _, ok := ix.owner[e.prev[0]]; ok {
 				id, key = ix.rules.Normalise(kith.IdentUserID, e.prevID), e.prev[0]
 			}
-			usable := !ix.detached[key] && (ix.allow == nil || ix.allow[key])
-			if usable && !containsKey(e.keys, key) {
+			if ix.usable(key) && !containsKey(e.keys, key) {
 				e.ids = append(e.ids, id)
 				e.keys = append(e.keys, key)
 			}
@@ -688,6 +669,12 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		ix.seen[u.Key] = [2]int64{first, last}
 	}
 	return b, nil
+}
+
+// usable reports whether an identifier may link: not detached, and inside
+// the cluster when one is being re-derived.
+func (ix *Indexer) usable(k kith.IdentKey) bool {
+	return !ix.detached[k] && (ix.allow == nil || ix.allow[k])
 }
 
 func containsKey(keys []kith.IdentKey, k kith.IdentKey) bool {

@@ -206,7 +206,7 @@ func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []ki
 		store: clusterStore{}, keyer: ix.keyer, rules: ix.rules, log: ix.log,
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 		idents: map[string]map[string]map[kith.IdentKey]int64{}, allow: map[kith.IdentKey]bool{},
-		detached: map[kith.IdentKey]bool{}, members: map[string]bool{},
+		detached: map[kith.IdentKey]bool{},
 	}
 	for _, k := range cluster.Keys {
 		sub.allow[k] = true
@@ -217,11 +217,12 @@ func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []ki
 	if detach != nil {
 		sub.detached[*detach] = true
 	}
+	members := map[string]bool{}
 	for _, p := range cluster.Members {
-		sub.members[p] = true
+		members[p] = true
 	}
 	for _, l := range ix.links {
-		if sub.members[l.A] && sub.members[l.B] {
+		if members[l.A] && members[l.B] {
 			sub.links = append(sub.links, l)
 		}
 	}
