@@ -282,6 +282,15 @@ type ReviewItem struct {
 	Reason      string          `json:"reason,omitempty"`
 }
 
+// PairKey names an unordered pair of profiles: the review queue holds a
+// pair once, whichever way round it was found.
+func PairKey(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + "|" + b
+}
+
 // Review statuses.
 const (
 	ReviewPending  = "pending"

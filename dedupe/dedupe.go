@@ -231,13 +231,13 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 		return rep, err
 	}
 	for _, it := range items {
-		rejected[pairKey(it.A, it.B)] = true
+		rejected[kith.PairKey(it.A, it.B)] = true
 	}
 	t = time.Now()
 	var queue []kith.ReviewItem
 	for _, p := range res.Pairs {
 		a, b := ids[p.A], ids[p.B]
-		if rejected[pairKey(a, b)] {
+		if rejected[kith.PairKey(a, b)] {
 			rep.Rejected++
 			continue
 		}
@@ -421,11 +421,4 @@ func normaliseDate(s string) string {
 		}
 	}
 	return s
-}
-
-func pairKey(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return a + "|" + b
 }

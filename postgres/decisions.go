@@ -12,13 +12,6 @@ import (
 	"github.com/kithcdp/kith"
 )
 
-func pairKey(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return a + "|" + b
-}
-
 // jsonOrNil passes evidence as jsonb text, or NULL.
 func jsonOrNil(b json.RawMessage) *string {
 	if len(b) == 0 {
@@ -75,7 +68,7 @@ func (db *DB) AddReviewItems(ctx context.Context, items []kith.ReviewItem) (int,
 		for _, it := range items {
 			tag, err := tx.Exec(ctx, `INSERT INTO review_items (id, pair, a, b, probability, weight, evidence, run_id, status, created_at)
 				VALUES ($1,$2,$3,$4,$5,$6,$7::jsonb,$8,$9,$10) ON CONFLICT DO NOTHING`,
-				it.ID, pairKey(it.A, it.B), it.A, it.B, it.Probability, it.Weight, jsonOrNil(it.Evidence), it.RunID, kith.ReviewPending, it.CreatedAt)
+				it.ID, kith.PairKey(it.A, it.B), it.A, it.B, it.Probability, it.Weight, jsonOrNil(it.Evidence), it.RunID, kith.ReviewPending, it.CreatedAt)
 			if err != nil {
 				return err
 			}

@@ -10,14 +10,6 @@ import (
 	"github.com/kithcdp/kith"
 )
 
-// pairKey names an unordered pair of profiles.
-func pairKey(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return a + "|" + b
-}
-
 // SaveLink records a link in log.db, where decisions live.
 func (db *DB) SaveLink(ctx context.Context, l kith.Link) error {
 	if _, err := db.logW.ExecContext(ctx, `INSERT INTO links (id, a, b, kind, weight, evidence, by, reason, at_seq, at)
@@ -71,7 +63,7 @@ func (db *DB) AddReviewItems(ctx context.Context, items []kith.ReviewItem) (int,
 	for _, it := range items {
 		res, err := tx.ExecContext(ctx, `INSERT INTO review_items (id, pair, a, b, probability, weight, evidence, run_id, status, created_at, decided_at, decided_by, reason)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,0,'','') ON CONFLICT DO NOTHING`,
-			it.ID, pairKey(it.A, it.B), it.A, it.B, it.Probability, it.Weight, []byte(it.Evidence), it.RunID, kith.ReviewPending, micros(it.CreatedAt))
+			it.ID, kith.PairKey(it.A, it.B), it.A, it.B, it.Probability, it.Weight, []byte(it.Evidence), it.RunID, kith.ReviewPending, micros(it.CreatedAt))
 		if err != nil {
 			return 0, fmt.Errorf("sqlite: add review item: %w", err)
 		}

@@ -64,26 +64,11 @@ func decodeItems(b []byte) ([]kith.OrderItem, error) {
 // as the scan passes them; the members of merged profiles are collected and
 // handed over together at the end, in time order.
 func (db *DB) ScanOrders(ctx context.Context, fn func(kith.CustomerOrders) error) error {
-	canon := map[string]string{}
-	rows, err := db.stateR.QueryContext(ctx, `SELECT id, canonical_id FROM profiles
-		WHERE canonical_id IN (SELECT canonical_id FROM profiles WHERE id != canonical_id)`)
+	canon, err := db.mergedCanonicals(ctx)
 	if err != nil {
-		return fmt.Errorf("sqlite: scan orders: merged profiles: %w", err)
+		return fmt.Errorf("sqlite: scan orders: %w", err)
 	}
-	for rows.Next() {
-		var id, c string
-		if err := rows.Scan(&id, &c); err != nil {
-			rows.Close()
-			return fmt.Errorf("sqlite: scan orders: merged profiles: %w", err)
-		}
-		canon[id] = c
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: scan orders: merged profiles: %w", err)
-	}
-
-	rows, err = db.stateR.QueryContext(ctx, `SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items
+	rows, err := db.stateR.QueryContext(ctx, `SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items
 		FROM orders ORDER BY profile_id, ts, seq`)
 	if err != nil {
 		return fmt.Errorf("sqlite: scan orders: %w", err)
@@ -128,12 +113,7 @@ func (db *DB) ScanOrders(ctx context.Context, fn func(kith.CustomerOrders) error
 	if err := flush(); err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(merged))
-	for c := range merged {
-		ids = append(ids, c)
-	}
-	slices.Sort(ids)
-	for _, c := range ids {
+	for _, c := range slices.Sorted(mapKeys(merged)) {
 		os := merged[c]
 		slices.SortFunc(os, kith.CompareOrders)
 		if err := fn(kith.CustomerOrders{ProfileID: c, Orders: os}); err != nil {

@@ -94,17 +94,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": "bench"}, &src); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	kc := cfg
 	kc.Target, kc.WriteKey, kc.AdminToken, kc.WaitProcessed = target, src.WriteKey, token, true
 	full, err := loadgen.Run(ctx, kc)
@@ -145,4 +139,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(reports)
 	}
 	return nil
+}
+
+// startCPUProfile writes a CPU profile to path until the returned function
+// is called; an empty path profiles nothing.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -78,17 +77,11 @@ func benchInsights(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "reusing the store's data (cursor %d)\n", cur)
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	cfg := insights.DefaultConfig()
 	cfg.AnalysisDate = shopEnd
 	r := &insights.Runner{Store: st, Config: cfg}
