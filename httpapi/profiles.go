@@ -285,10 +285,6 @@ func decodeEventCursor(s string) (kith.TimelineCursor, error) {
 // {"merge_id": "m_…", "reason": "…"} → the two resulting profile ids and
 // the recorded split.
 func (s *Server) handleUnmerge(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Unmerger == nil {
-		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "unmerge is not available on this server"))
-		return
-	}
 	var req struct {
 		MergeID string `json:"merge_id"`
 		Reason  string `json:"reason"`

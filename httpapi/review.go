@@ -14,10 +14,6 @@ import (
 // handleMerge joins two profiles no event links: {"with": "<ref>",
 // "reason": "…"}.
 func (s *Server) handleMerge(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Unmerger == nil {
-		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "merging is not available on this server"))
-		return
-	}
 	var req struct {
 		With   string `json:"with"`
 		Reason string `json:"reason"`
@@ -108,10 +104,6 @@ func (s *Server) handleReviewDecide(w http.ResponseWriter, r *http.Request) {
 	by := tokenOf(r).ID
 	switch req.Decision {
 	case "accept":
-		if s.cfg.Unmerger == nil {
-			s.error(w, r, kith.Errorf(kith.ENOTFOUND, "merging is not available on this server"))
-			return
-		}
 		reason := strings.TrimSpace(req.Reason)
 		if reason == "" {
 			reason = "accepted in review"
@@ -150,10 +142,6 @@ func (s *Server) handleReviewDecide(w http.ResponseWriter, r *http.Request) {
 
 // handleMatchRun runs probabilistic matching and answers the finished run.
 func (s *Server) handleMatchRun(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Matcher == nil {
-		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "matching is not available on this server"))
-		return
-	}
 	run, err := s.cfg.Matcher.Run(r.Context())
 	if err != nil && run.ID == "" {
 		s.error(w, r, err)
@@ -165,10 +153,6 @@ func (s *Server) handleMatchRun(w http.ResponseWriter, r *http.Request) {
 // handleDetach removes an identifier from a profile:
 // {"identifier": "email:…", "reason": "…"}.
 func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Unmerger == nil {
-		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "detaching is not available on this server"))
-		return
-	}
 	var req struct {
 		Identifier string `json:"identifier"`
 		Reason     string `json:"reason"`
@@ -198,10 +182,6 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 // handleSetRules replaces the identity rules: validated, stored, and in
 // force for the events still to come.
 func (s *Server) handleSetRules(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Unmerger == nil {
-		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "changing the rules is not available on this server"))
-		return
-	}
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
 	if err != nil {
 		s.error(w, r, kith.Errorf(kith.ETOOLARGE, "rules too large"))

@@ -163,33 +163,33 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
 	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
 
-	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.handleUnmerge))
-	s.mux.HandleFunc("POST /v1/profiles/{ref}/merge", s.admin(kith.ScopeProfilesWrite, s.handleMerge))
-	s.mux.HandleFunc("POST /v1/profiles/{ref}/identities/detach", s.admin(kith.ScopeProfilesWrite, s.handleDetach))
-	s.mux.HandleFunc("POST /v1/match/runs", s.admin(kith.ScopeProfilesWrite, s.handleMatchRun))
+	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleUnmerge)))
+	s.mux.HandleFunc("POST /v1/profiles/{ref}/merge", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleMerge)))
+	s.mux.HandleFunc("POST /v1/profiles/{ref}/identities/detach", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleDetach)))
+	s.mux.HandleFunc("POST /v1/match/runs", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Matcher != nil, "matching is", s.handleMatchRun)))
 	s.mux.HandleFunc("GET /v1/review", s.admin(kith.ScopeProfilesRead, s.handleReviewList))
 	s.mux.HandleFunc("GET /v1/review/{id}", s.admin(kith.ScopeProfilesRead, s.handleReviewGet))
-	s.mux.HandleFunc("POST /v1/review/{id}", s.admin(kith.ScopeProfilesWrite, s.handleReviewDecide))
+	s.mux.HandleFunc("POST /v1/review/{id}", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleReviewDecide)))
 	s.mux.HandleFunc("GET /v1/identity/rules", s.admin(kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.rules.Load())
 	}))
-	s.mux.HandleFunc("PUT /v1/identity/rules", s.admin(kith.ScopeAll, s.handleSetRules))
+	s.mux.HandleFunc("PUT /v1/identity/rules", s.admin(kith.ScopeAll, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleSetRules)))
 
-	s.mux.HandleFunc("POST /v1/insights/runs", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleStartRun)))
-	s.mux.HandleFunc("POST /v1/insights/validations", s.admin(kith.ScopeInsightsWrite, s.needInsights(s.handleValidate)))
+	s.mux.HandleFunc("POST /v1/insights/runs", s.admin(kith.ScopeInsightsWrite, s.needs(s.cfg.Insights != nil, "insights are", s.handleStartRun)))
+	s.mux.HandleFunc("POST /v1/insights/validations", s.admin(kith.ScopeInsightsWrite, s.needs(s.cfg.Insights != nil, "insights are", s.handleValidate)))
 	s.mux.HandleFunc("GET /v1/insights/runs", s.admin(kith.ScopeInsightsRead, s.handleListRuns))
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}", s.admin(kith.ScopeInsightsRead, s.handleGetRun))
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}/charts/{name}", s.admin(kith.ScopeInsightsRead, s.handleRunChart))
 }
 
-// needInsights answers 404 when the server runs without an insights engine.
-func (s *Server) needInsights(h http.HandlerFunc) http.HandlerFunc {
+// needs answers 404 for an endpoint whose engine this server runs without
+// (insights, the indexer's graph operations, matching).
+func (s *Server) needs(available bool, what string, h http.HandlerFunc) http.HandlerFunc {
+	if available {
+		return h
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.Insights == nil {
-			s.error(w, r, kith.Errorf(kith.ENOTFOUND, "insights are not enabled on this server"))
-			return
-		}
-		h(w, r)
+		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "%s not available on this server", what))
 	}
 }
 
