@@ -362,6 +362,34 @@ func (j *Job) Incremental(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
+// Schedule runs a batch every interval (0: only on request) and, once a
+// batch has built a model, matches new profiles every incremental, until
+// ctx ends. A run still in progress makes the next one skip.
+func (j *Job) Schedule(ctx context.Context, every, incremental time.Duration) {
+	var batch <-chan time.Time
+	if every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		batch = t.C
+	}
+	inc := time.NewTicker(incremental)
+	defer inc.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case <-batch:
+			_, err = j.Run(ctx)
+		case <-inc.C:
+			_, err = j.Incremental(ctx)
+		}
+		if err != nil && kith.ErrorCode(err) != kith.ECONFLICT && j.Logger != nil {
+			j.Logger.Error("scheduled matching failed", "err", err)
+		}
+	}
+}
+
 // value reads a field from a profile's traits.
 func (f Field) value(traits map[string]json.RawMessage) string {
 	for _, t := range f.Traits {

@@ -229,7 +229,7 @@ func (s *Server) Open(ctx context.Context) error {
 	}()
 	go func() {
 		defer s.wg.Done()
-		s.scheduleMatching(runCtx)
+		s.matcher.Schedule(runCtx, s.Config.MatchEvery, time.Minute)
 	}()
 
 	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
@@ -320,32 +320,4 @@ func (s *Server) Close() error {
 		}
 	})
 	return err
-}
-
-// scheduleMatching runs probabilistic matching every MatchEvery, and,
-// once a batch run has built a model, matches new profiles incrementally
-// every minute.
-func (s *Server) scheduleMatching(ctx context.Context) {
-	var batch <-chan time.Time
-	if s.Config.MatchEvery > 0 {
-		t := time.NewTicker(s.Config.MatchEvery)
-		defer t.Stop()
-		batch = t.C
-	}
-	inc := time.NewTicker(time.Minute)
-	defer inc.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-batch:
-			if _, err := s.matcher.Run(ctx); err != nil && kith.ErrorCode(err) != kith.ECONFLICT {
-				s.Logger.Error("scheduled matching run failed", "err", err)
-			}
-		case <-inc.C:
-			if _, err := s.matcher.Incremental(ctx); err != nil && kith.ErrorCode(err) != kith.ECONFLICT {
-				s.Logger.Error("incremental matching failed", "err", err)
-			}
-		}
-	}
 }
