@@ -13,8 +13,26 @@ import (
 	"github.com/kithcdp/kith/sqlite"
 )
 
+// openDir opens an embedded store in a fresh directory, for tests that
+// reopen or rebuild it.
+func openDir(t *testing.T) (*sqlite.DB, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := sqlite.Open(context.Background(), dir, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, dir
+}
+
 // rebuild discards the derived state and re-derives it from the log.
 func rebuild(t *testing.T, store *sqlite.DB, dir string) *sqlite.DB {
+	t.Helper()
+	return rebuildWith(t, store, dir, pipeline.Config{BatchSize: 2})
+}
+
+// rebuildWith is rebuild with an indexer configured as cfg.
+func rebuildWith(t *testing.T, store *sqlite.DB, dir string, cfg pipeline.Config) *sqlite.DB {
 	t.Helper()
 	store.Close()
 	for _, f := range []string{"state.db", "state.db-wal", "state.db-shm"} {
@@ -24,17 +42,14 @@ func rebuild(t *testing.T, store *sqlite.DB, dir string) *sqlite.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stepAll(t, newIndexer(t, s))
+	secret, _ := s.Secret(context.Background())
+	stepAll(t, pipeline.New(s, secret, cfg))
 	return s
 }
 
 func TestLinks(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, dir := openDir(t)
 	defer func() { store.Close() }()
 	ix := newIndexer(t, store)
 	appendAll(t, store, "pos",
@@ -134,11 +149,7 @@ func TestLinkSurvivesReDerivation(t *testing.T) {
 // profile absorbed before it, through the store.
 func TestRebuildResolvesLinksThroughTheStore(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, dir := openDir(t)
 	defer func() { store.Close() }()
 	ix := newIndexer(t, store)
 	appendAll(t, store, "web",
@@ -161,18 +172,7 @@ func TestRebuildResolvesLinksThroughTheStore(t *testing.T) {
 	if profileOf(t, store, "anonymous_id:d") != profileOf(t, store, "user_id:u2") {
 		t.Fatal("the link did not join d to u2's profile")
 	}
-	// rebuild with a small cache
-	store.Close()
-	for _, f := range []string{"state.db", "state.db-wal", "state.db-shm"} {
-		os.Remove(filepath.Join(dir, f))
-	}
-	store, err = sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, _ := store.Secret(ctx)
-	rx := pipeline.New(store, secret, pipeline.Config{BatchSize: 2, MaxCache: 1})
-	stepAll(t, rx)
+	store = rebuildWith(t, store, dir, pipeline.Config{BatchSize: 2, MaxCache: 1}) // the cache is dropped after every batch
 	if profileOf(t, store, "anonymous_id:d") != profileOf(t, store, "user_id:u2") {
 		t.Errorf("rebuild diverges from live state: d -> %s, u2 -> %s", profileOf(t, store, "anonymous_id:d"), profileOf(t, store, "user_id:u2"))
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
-	"github.com/kithcdp/kith/sqlite"
 )
 
 // snapshot is what a profile looks like from outside.
@@ -174,11 +173,7 @@ func mapsEqual(a, b map[string]string) bool {
 // unmerge left.
 func TestRebuildAppliesSplits(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, dir := openDir(t)
 	ix := newIndexer(t, store)
 	appendAll(t, store, "web",
 		batch(`{"type":"identify","userId":"u1","traits":{"email":"ann@x.io"}}`),
@@ -211,11 +206,7 @@ func TestRebuildAppliesSplits(t *testing.T) {
 // identifier identifies no one afterwards, also after a rebuild.
 func TestDetachIdentifier(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, dir := openDir(t)
 	defer func() { store.Close() }()
 	ix := newIndexer(t, store)
 	appendAll(t, store, "web",
