@@ -12,7 +12,6 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
-	"github.com/kithcdp/kith/pipeline"
 )
 
 // resolve turns {ref} — a profile id or "type:value" — into the canonical
@@ -279,35 +278,4 @@ func decodeEventCursor(s string) (kith.TimelineCursor, error) {
 		return kith.TimelineCursor{}, bad
 	}
 	return kith.TimelineCursor{Timestamp: time.UnixMicro(us).UTC(), Seq: seq}, nil
-}
-
-// handleUnmerge undoes one of the profile's merges:
-// {"merge_id": "m_…", "reason": "…"} → the two resulting profile ids and
-// the recorded split.
-func (s *Server) handleUnmerge(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		MergeID string `json:"merge_id"`
-		Reason  string `json:"reason"`
-	}
-	if err := decodeJSON(r, &req); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if req.MergeID == "" || strings.TrimSpace(req.Reason) == "" {
-		s.error(w, r, kith.Errorf(kith.EINVALID, `body must set "merge_id" and a "reason"`))
-		return
-	}
-	id, err := s.resolve(r)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	res, err := s.cfg.Unmerger.Unmerge(r.Context(), pipeline.Unmerge{
-		Profile: id, MergeID: req.MergeID, By: tokenOf(r).ID, Reason: strings.TrimSpace(req.Reason), At: s.cfg.Now(),
-	})
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"profiles": res.Profiles, "split": res.Split})
 }
