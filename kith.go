@@ -71,6 +71,9 @@ const (
 	// starts runs.
 	ScopeInsightsRead  = "insights:read"
 	ScopeInsightsWrite = "insights:write"
+	// ScopeDefinitionsWrite creates, changes and deletes audiences and
+	// computed traits (reading them needs profiles:read).
+	ScopeDefinitionsWrite = "definitions:write"
 )
 
 // HasScope reports whether the token grants scope.
@@ -354,6 +357,9 @@ const (
 	// ProvenancePredicted: written by an insight run (churn risk, CLV, RFM,
 	// next-best products); RunID names the run, EventTime is when it ran.
 	ProvenancePredicted = "predicted"
+	// ProvenanceComputed: the value of a computed trait (package
+	// audience), evaluated from the profile's events when read.
+	ProvenanceComputed = "computed"
 )
 
 // Trait is a trait value with its provenance.
@@ -577,6 +583,7 @@ type Store interface {
 	SourceStore
 	InsightStore
 	DecisionStore
+	AudienceStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,

@@ -30,7 +30,7 @@ var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$`)
 var knownScopes = map[string]bool{
 	kith.ScopeAll: true, kith.ScopeSourcesWrite: true, kith.ScopeSourcesRead: true,
 	kith.ScopeProfilesRead: true, kith.ScopeStatsRead: true,
-	kith.ScopeInsightsRead: true, kith.ScopeInsightsWrite: true, kith.ScopeProfilesWrite: true,
+	kith.ScopeInsightsRead: true, kith.ScopeInsightsWrite: true, kith.ScopeProfilesWrite: true, kith.ScopeDefinitionsWrite: true,
 }
 
 // Hash returns the stored form of a write key or token secret.

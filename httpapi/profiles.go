@@ -154,6 +154,16 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	if s.cfg.Audiences != nil {
+		// Computed traits are evaluated as of now; one replaces a trait of
+		// the same key.
+		ct, err := s.cfg.Audiences.ComputedTraits(r.Context(), id)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		traits = append(traits, ct...)
+	}
 	verbose := r.URL.Query().Get("verbose") == "true"
 	out := make(map[string]any, len(traits))
 	for _, t := range traits {

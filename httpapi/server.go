@@ -56,6 +56,9 @@ type Config struct {
 	// Matcher runs probabilistic matching (dedupe.Job); nil leaves
 	// /v1/match/runs answering that it is not available.
 	Matcher Matcher
+	// Audiences, if set, serves audiences and computed traits; computed
+	// traits then show among a profile's traits.
+	Audiences AudienceEngine
 }
 
 // Matcher runs probabilistic matching over the profiles.
@@ -180,6 +183,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/insights/runs", s.admin(kith.ScopeInsightsRead, s.handleListRuns))
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}", s.admin(kith.ScopeInsightsRead, s.handleGetRun))
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}/charts/{name}", s.admin(kith.ScopeInsightsRead, s.handleRunChart))
+	s.audienceRoutes()
 }
 
 // needs answers 404 for an endpoint whose engine this server runs without

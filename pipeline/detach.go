@@ -77,6 +77,7 @@ func (ix *Indexer) detach(ctx context.Context, d Detach) (DetachResult, error) {
 	if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, nil); err != nil {
 		return DetachResult{}, fmt.Errorf("pipeline: detach: %w", err)
 	}
+	ix.replaced(cluster.Members...)
 	var profiles []string
 	for _, p := range b.Profiles {
 		if r := sub.find(p.ID); !slices.Contains(profiles, r) {
@@ -134,6 +135,7 @@ func (ix *Indexer) repair(ctx context.Context, ds []kith.Detachment) error {
 		if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, nil); err != nil {
 			return fmt.Errorf("pipeline: repair %s: %w", p, err)
 		}
+		ix.replaced(cluster.Members...)
 		ix.log.Warn("re-derived a profile whose split or detachment had not taken effect", "profile", p)
 	}
 	if len(stale) > 0 {

@@ -91,6 +91,9 @@ type Indexer struct {
 	// detached identifiers identify no one (see Detach).
 	detached map[kith.IdentKey]bool
 
+	// observer hears of every change applied (the audience engine).
+	observer Observer
+
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
 	head   atomic.Int64
@@ -106,6 +109,27 @@ type Config struct {
 	Logger   *slog.Logger
 	// Rules are the identity rules; nil means identity.DefaultRules.
 	Rules *identity.Rules
+	// Observer, if set, is told of every applied batch and every
+	// re-derived cluster, after the store has them.
+	Observer Observer
+}
+
+// Observer follows the derived state: the audience engine folds applied
+// batches into its own state and rebuilds re-derived clusters. Its methods
+// must not block (the indexer calls them between batches).
+type Observer interface {
+	// Applied reports a batch the store applied, with its events.
+	Applied(b kith.IndexBatch, msgs []kith.Message)
+	// Replaced reports profiles whose derived state was replaced (an
+	// unmerge, a detachment, a link, a repair).
+	Replaced(members []string)
+}
+
+// replaced tells the observer about re-derived profiles.
+func (ix *Indexer) replaced(members ...string) {
+	if ix.observer != nil {
+		ix.observer.Replaced(members)
+	}
 }
 
 // New returns an indexer over store; secret keys the identifier hashes.
@@ -123,7 +147,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 		cfg.Rules = identity.DefaultRules()
 	}
 	return &Indexer{
-		rules: cfg.Rules, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
+		rules: cfg.Rules, observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
 		tail:  tail{max: 4 * cfg.BatchSize},
@@ -212,6 +236,7 @@ func (ix *Indexer) Run(ctx context.Context) error {
 type job struct {
 	from int64
 	b    kith.IndexBatch
+	msgs []kith.Message
 }
 
 // runPipelined derives batches in this goroutine and applies them in
@@ -231,6 +256,9 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 				return
 			}
 			ix.cursor.Store(j.b.Cursor)
+			if ix.observer != nil {
+				ix.observer.Applied(j.b, j.msgs)
+			}
 		}
 		applied <- nil
 	}()
@@ -287,7 +315,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 		if err != nil {
 			return stop(err)
 		}
-		jobs <- job{from: next, b: b}
+		jobs <- job{from: next, b: b, msgs: msgs}
 		next = b.Cursor
 		if len(ix.owner) > ix.maxCache {
 			// Let the store catch up before dropping the cache, so the
@@ -431,6 +459,9 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("pipeline: apply batch after seq %d: %w", from, err)
 	}
 	ix.cursor.Store(b.Cursor)
+	if ix.observer != nil {
+		ix.observer.Applied(b, msgs)
+	}
 	if len(ix.owner) > ix.maxCache {
 		ix.reset()
 	}

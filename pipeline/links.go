@@ -81,6 +81,7 @@ func (ix *Indexer) link(ctx context.Context, l kith.Link) (kith.Merge, error) {
 	}
 	ix.links = append(ix.links, l)
 	m := b.Merges[0]
+	ix.replaced(m.Survivor, m.Absorbed)
 	ix.log.Info("linked", "link", l.ID, "kind", l.Kind, "survivor", m.Survivor, "absorbed", m.Absorbed, "by", l.By)
 	// The stored merge carries its id.
 	stored, err := ix.store.Merges(ctx, m.Survivor)

@@ -153,6 +153,7 @@ func (ix *Indexer) unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error
 	if err := ix.store.ReplaceCluster(ctx, cluster.Members, b, &split); err != nil {
 		return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: %w", err)
 	}
+	ix.replaced(cluster.Members...)
 	ix.log.Info("unmerged", "merge", m.ID, "survivor", m.Survivor, "absorbed", m.Absorbed, "by", u.By, "split", split.ID)
 	return UnmergeResult{Profiles: [2]string{sub.find(m.Survivor), sub.find(m.Absorbed)}, Split: split}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/kithcdp/kith"
 	"io"
 	"net/http"
 	"net/url"
@@ -37,6 +38,10 @@ Usage:
   kith match                      probabilistic matching: link sure duplicates, queue the rest
   kith review list|show|accept|reject
                                  probabilistic matching's review queue
+  kith audience create|update|list|show|members|dry-run|changes|delete
+                                 audiences, kept current as events arrive (kith audience)
+  kith computed-trait create|update|list|show|delete
+                                 traits computed from events (counts, sums, last values, ...)
   kith insights run|runs|show|validate|fit|rfm
                                  churn risk, CLV, RFM, cross-sell (kith insights help)
   kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
@@ -90,6 +95,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runProfile(ctx, args[1:], stdout, stderr)
 	case "review":
 		return runReview(ctx, args[1:], stdout, stderr)
+	case "audience":
+		return runDefinitions(ctx, kith.KindAudience, args[1:], stdout, stderr)
+	case "computed-trait":
+		return runDefinitions(ctx, kith.KindComputedTrait, args[1:], stdout, stderr)
 	case "match":
 		return runMatch(ctx, args[1:], stdout, stderr)
 	case "bench":

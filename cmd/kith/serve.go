@@ -19,6 +19,7 @@ import (
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/dedupe"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/identity"
@@ -64,6 +65,7 @@ type Server struct {
 	indexer   *pipeline.Indexer
 	insights  *insights.Runner
 	matcher   *dedupe.Job
+	audiences *audience.Engine
 	ln        net.Listener
 	http      *http.Server
 	cancel    context.CancelFunc
@@ -197,18 +199,35 @@ func (s *Server) Open(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.Config.IdentityRules})
+	s.audiences = audience.NewEngine(s.store, audience.Config{Secret: secret, Rules: s.Config.IdentityRules, Logger: s.Logger})
+	if err := s.audiences.Start(ctx); err != nil {
+		cancel()
+		s.store.Close()
+		return err
+	}
+	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.Config.IdentityRules, Observer: s.audiences})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
 	if s.Config.Insights.Model == "" { // a ServeConfig built without ParseServeFlags
 		s.Config.Insights = insights.DefaultConfig()
 	}
-	s.insights = &insights.Runner{Store: s.store, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
+	s.insights = &insights.Runner{Store: predictionFeed{s.store, s.audiences}, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
 	matchCfg := dedupe.DefaultConfig()
 	if s.Config.Match != nil {
 		matchCfg = *s.Config.Match
 	}
 	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
-	s.wg.Add(5)
+	s.wg.Add(6)
+	go func() {
+		defer s.wg.Done()
+		// What the indexer applied while the engine was not running is
+		// read from the log first; then the engine follows the indexer.
+		if err := s.audiences.CatchUp(runCtx); err != nil && runCtx.Err() == nil {
+			s.Logger.Error("audience engine could not catch up; it retries as it runs", "err", err)
+		}
+		if err := s.audiences.Run(runCtx); err != nil {
+			s.Logger.Error("audience engine stopped", "err", err)
+		}
+	}()
 	go func() {
 		defer s.wg.Done()
 		s.indexer.WatchHead(runCtx)
@@ -235,7 +254,7 @@ func (s *Server) Open(ctx context.Context) error {
 	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
-		Unmerger: s.indexer, Matcher: s.matcher,
+		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
@@ -255,6 +274,21 @@ func (s *Server) Open(ctx context.Context) error {
 		storeKind = "postgres"
 	}
 	s.Logger.Info("kith serving", "addr", s.Addr(), "store", storeKind)
+	return nil
+}
+
+// predictionFeed hands what insight runs predict to the audience engine
+// once it is stored, so audiences on predicted traits follow each run.
+type predictionFeed struct {
+	kith.Store
+	eng *audience.Engine
+}
+
+func (p predictionFeed) WriteInsights(ctx context.Context, runID string, at time.Time, ps []kith.ProfileInsights) error {
+	if err := p.Store.WriteInsights(ctx, runID, at, ps); err != nil {
+		return err
+	}
+	p.eng.Predicted(ps)
 	return nil
 }
 

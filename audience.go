@@ -1,0 +1,128 @@
+package kith
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Definition kinds: what a Definition defines.
+const (
+	// KindAudience is a segment: a condition every profile is a member of
+	// or not.
+	KindAudience = "audience"
+	// KindComputedTrait is a value computed per profile from its events
+	// (a count, a sum, the last value, ...), shown as a trait with
+	// provenance "computed".
+	KindComputedTrait = "computed_trait"
+)
+
+// Backfill states of a definition.
+const (
+	BackfillPending = "pending"
+	BackfillRunning = "running"
+	BackfillDone    = "done"
+	BackfillFailed  = "failed"
+)
+
+// Definition is an audience or computed trait as the user saved it. Text is
+// the readable form and Condition the equivalent JSON tree (package
+// audience parses and prints both); Version grows with every change, so a
+// backfill knows whether it is still current.
+type Definition struct {
+	Kind      string          `json:"kind"`
+	Key       string          `json:"key"`
+	Text      string          `json:"definition"`
+	Condition json.RawMessage `json:"condition"`
+	Version   int64           `json:"version"`
+	CreatedAt time.Time       `json:"createdAt"`
+	UpdatedAt time.Time       `json:"updatedAt"`
+	Backfill  Backfill        `json:"backfill"`
+}
+
+// Backfill is the progress of evaluating a definition over every profile
+// after it was created or changed.
+type Backfill struct {
+	State      string    `json:"state"`
+	Done       int64     `json:"done"`
+	Total      int64     `json:"total"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// Member is one profile's membership of an audience.
+type Member struct {
+	Audience  string    `json:"audience"`
+	ProfileID string    `json:"id"`
+	Since     time.Time `json:"since"`
+}
+
+// MembershipChange is one entry into or exit from an audience: the
+// membership history and the change stream that activation reads (as
+// "Audience Entered" / "Audience Exited"). Seq is assigned by the store in
+// the order changes are applied.
+type MembershipChange struct {
+	Seq       int64     `json:"seq"`
+	Audience  string    `json:"audience"`
+	ProfileID string    `json:"profileId"`
+	Entered   bool      `json:"entered"`
+	At        time.Time `json:"at"`
+	// Cause says why: "event" (with the log seq in CauseSeq), "expiry"
+	// (a time window ran out), "backfill", "merge", "split", "deleted".
+	Cause    string `json:"cause"`
+	CauseSeq int64  `json:"causeSeq,omitempty"`
+}
+
+// ProfileState is the audience engine's per-profile state (aggregates and
+// memberships, encoded by package audience). A nil State deletes it.
+type ProfileState struct {
+	ProfileID string
+	State     []byte
+}
+
+// AudienceBatch is what the audience engine derived from a run of the log
+// (or a backfill), applied in one transaction: states replaced, membership
+// changes appended to the history and applied to the member lists and
+// sizes, and the engine's log cursor moved (when Cursor > 0).
+type AudienceBatch struct {
+	Cursor  int64
+	States  []ProfileState
+	Changes []MembershipChange
+}
+
+// AudienceStore keeps definitions, the audience engine's derived state,
+// memberships and their history. Only the engine writes states and
+// memberships.
+type AudienceStore interface {
+	// SaveDefinition creates or replaces the definition (Kind, Key).
+	SaveDefinition(ctx context.Context, d Definition) error
+	// DeleteDefinition removes it; ENOTFOUND if absent.
+	DeleteDefinition(ctx context.Context, kind, key string) error
+	// Definitions lists every definition, by kind then key.
+	Definitions(ctx context.Context) ([]Definition, error)
+
+	// AudienceCursor returns the Cursor of the last applied batch (0 at
+	// first).
+	AudienceCursor(ctx context.Context) (int64, error)
+	// ApplyAudienceBatch applies b atomically. An entry for a profile that
+	// is already a member, or an exit for one that is not, is an error.
+	ApplyAudienceBatch(ctx context.Context, b AudienceBatch) error
+	// LoadStates returns the stored states of the profiles that have one.
+	LoadStates(ctx context.Context, ids []string) (map[string][]byte, error)
+	// ScanStates calls fn for every stored state, in profile id order.
+	ScanStates(ctx context.Context, fn func(id string, state []byte) error) error
+
+	// Members lists an audience's members in profile id order, after the
+	// given id ("" from the start), at most limit.
+	Members(ctx context.Context, audience, after string, limit int) ([]Member, error)
+	// AudienceSize returns the number of members (0 for none or unknown).
+	AudienceSize(ctx context.Context, audience string) (int64, error)
+	// ProfileMemberships lists the audiences a profile is a member of, by
+	// audience key.
+	ProfileMemberships(ctx context.Context, profileID string) ([]Member, error)
+	// MembershipChanges returns up to limit changes with Seq > after, in
+	// Seq order, optionally only for one audience and/or profile ("" for
+	// any): the change stream and the history.
+	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]MembershipChange, error)
+}

@@ -1,0 +1,302 @@
+package audience
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Entry is one event's contribution to an aggregate: its time (unix µs),
+// its log position, and the value at the aggregate's property (absent for
+// count).
+type Entry struct {
+	T int64           `json:"t"`
+	Q int64           `json:"q"`
+	V json.RawMessage `json:"v,omitempty"`
+}
+
+// Agg is the state of one aggregate for one profile. It is a commutative
+// monoid: Add folds in an event, Merge combines two profiles' states, and
+// the order of either does not change the result — so a profile merged
+// after the fact ends up with exactly the state of one that was always one
+// profile. An aggregate without a window keeps running totals; one with a
+// window keeps the entries still inside it (E), so it can forget each one
+// the moment it leaves.
+type Agg struct {
+	N  int64            `json:"n,omitempty"`  // events
+	K  int64            `json:"k,omitempty"`  // numeric values
+	S  float64          `json:"s,omitempty"`  // their sum
+	Lo float64          `json:"lo,omitempty"` // their minimum (when K > 0)
+	Hi float64          `json:"hi,omitempty"` // their maximum (when K > 0)
+	F  *Entry           `json:"f,omitempty"`  // first value
+	L  *Entry           `json:"l,omitempty"`  // last value
+	M  map[string]int64 `json:"m,omitempty"`  // value (JSON) → occurrences
+	E  []Entry          `json:"e,omitempty"`  // windowed: entries inside the horizon
+}
+
+// number reads a JSON number, or a string holding one.
+func number(v json.RawMessage) (float64, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	if v[0] == '"' {
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			return 0, false
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	return f, err == nil && !math.IsInf(f, 0)
+}
+
+// add folds e into a running (unwindowed) state.
+func (a *Agg) add(fn string, e Entry) {
+	a.N++
+	if fn == FnCount {
+		return
+	}
+	if len(e.V) == 0 {
+		return // the property is absent: only counted
+	}
+	switch fn {
+	case FnSum, FnAvg, FnMin, FnMax:
+		f, ok := number(e.V)
+		if !ok {
+			return
+		}
+		if a.K == 0 || f < a.Lo {
+			a.Lo = f
+		}
+		if a.K == 0 || f > a.Hi {
+			a.Hi = f
+		}
+		a.K++
+		a.S += f
+	case FnFirst:
+		if a.F == nil || before(e, *a.F) {
+			c := e
+			a.F = &c
+		}
+	case FnLast:
+		if a.L == nil || before(*a.L, e) {
+			c := e
+			a.L = &c
+		}
+	case FnMostFrequent, FnUniqueList, FnUniqueCount:
+		if a.M == nil {
+			a.M = map[string]int64{}
+		}
+		a.M[string(e.V)]++
+	}
+}
+
+func before(x, y Entry) bool { return x.T < y.T || (x.T == y.T && x.Q < y.Q) }
+
+// merge folds b into a running (unwindowed) state.
+func (a *Agg) merge(b *Agg) {
+	a.N += b.N
+	if b.K > 0 {
+		if a.K == 0 || b.Lo < a.Lo {
+			a.Lo = b.Lo
+		}
+		if a.K == 0 || b.Hi > a.Hi {
+			a.Hi = b.Hi
+		}
+		a.K += b.K
+		a.S += b.S
+	}
+	if b.F != nil && (a.F == nil || before(*b.F, *a.F)) {
+		a.F = b.F
+	}
+	if b.L != nil && (a.L == nil || before(*a.L, *b.L)) {
+		a.L = b.L
+	}
+	for k, n := range b.M {
+		if a.M == nil {
+			a.M = map[string]int64{}
+		}
+		a.M[k] += n
+	}
+	if len(b.E) > 0 {
+		a.E = append(a.E, b.E...)
+		sortEntries(a.E)
+	}
+}
+
+func sortEntries(es []Entry) {
+	sort.Slice(es, func(i, j int) bool { return before(es[i], es[j]) })
+}
+
+// result is an aggregate's value: nil when it has none (the average of no
+// values), else a float64, a []any, or a decoded JSON scalar.
+func (a *Agg) result(fn string) any {
+	switch fn {
+	case FnCount:
+		return float64(a.N)
+	case FnSum:
+		return a.S
+	case FnAvg:
+		if a.K == 0 {
+			return nil
+		}
+		return a.S / float64(a.K)
+	case FnMin, FnMax:
+		if a.K == 0 {
+			return nil
+		}
+		if fn == FnMin {
+			return a.Lo
+		}
+		return a.Hi
+	case FnFirst, FnLast:
+		e := a.F
+		if fn == FnLast {
+			e = a.L
+		}
+		if e == nil {
+			return nil
+		}
+		return decode(e.V)
+	case FnMostFrequent:
+		best, bn := "", int64(0)
+		for k, n := range a.M {
+			if n > bn || (n == bn && k < best) {
+				best, bn = k, n
+			}
+		}
+		if bn == 0 {
+			return nil
+		}
+		return decode(json.RawMessage(best))
+	case FnUniqueList:
+		keys := make([]string, 0, len(a.M))
+		for k := range a.M {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		out := make([]any, len(keys))
+		for i, k := range keys {
+			out[i] = decode(json.RawMessage(k))
+		}
+		return out
+	case FnUniqueCount:
+		return float64(len(a.M))
+	}
+	return nil
+}
+
+// decode turns a stored JSON value into the Go value comparisons use.
+func decode(v json.RawMessage) any {
+	var x any
+	d := json.NewDecoder(bytes.NewReader(v))
+	if d.Decode(&x) != nil {
+		return nil
+	}
+	return x
+}
+
+// Slot is one distinct aggregate of a Program: every definition that uses
+// the same aggregate shares its state.
+type Slot struct {
+	// ID names the state in stored profile states: a hash of the
+	// aggregate's canonical text, stable across restarts.
+	ID    string
+	Agg   *Aggregate
+	where func(*Event) bool
+	// horizon is how far back a windowed aggregate looks (0: all time).
+	horizon time.Duration
+}
+
+// windowed reports whether the slot keeps entries.
+func (s *Slot) windowed() bool { return s.Agg.Window != nil }
+
+// Add folds the event into st (which must belong to this slot). now prunes
+// what a window can no longer see.
+func (s *Slot) add(st *Agg, e *Event, now time.Time) {
+	en := Entry{T: e.Time.UnixMicro(), Q: e.Seq}
+	if s.Agg.Property != "" {
+		en.V = e.raw(s.Agg.Property)
+	}
+	if !s.windowed() {
+		st.add(s.Agg.Fn, en)
+		return
+	}
+	if en.T <= now.Add(-s.horizon).UnixMicro() {
+		return // already outside the window
+	}
+	i := sort.Search(len(st.E), func(i int) bool { return before(en, st.E[i]) })
+	st.E = slices.Insert(st.E, i, en)
+	s.prune(st, now)
+}
+
+// prune drops entries older than the horizon.
+func (s *Slot) prune(st *Agg, now time.Time) {
+	if !s.windowed() {
+		return
+	}
+	cut := now.Add(-s.horizon).UnixMicro()
+	i := 0
+	for i < len(st.E) && st.E[i].T <= cut {
+		i++
+	}
+	if i > 0 {
+		st.E = append(st.E[:0:0], st.E[i:]...)
+	}
+}
+
+// Value is the aggregate's value at now.
+func (s *Slot) Value(st *Agg, now time.Time) any {
+	if st == nil {
+		st = &Agg{}
+	}
+	if !s.windowed() {
+		return st.result(s.Agg.Fn)
+	}
+	w := s.Agg.Window
+	lo, hi := now.Add(-time.Duration(w.Within)).UnixMicro(), now.UnixMicro()
+	if w.Within == 0 {
+		lo, hi = now.Add(-time.Duration(w.To)).UnixMicro(), now.Add(-time.Duration(w.From)).UnixMicro()
+	}
+	var tmp Agg
+	for _, e := range st.E {
+		if e.T > lo && e.T <= hi {
+			tmp.add(s.Agg.Fn, e)
+		}
+	}
+	return tmp.result(s.Agg.Fn)
+}
+
+// nextChange is the first instant after now at which the windowed value
+// can change without a new event: an entry leaving (or, for between,
+// entering) the window. Zero when none.
+func (s *Slot) nextChange(st *Agg, now time.Time) time.Time {
+	if st == nil || !s.windowed() {
+		return time.Time{}
+	}
+	w := s.Agg.Window
+	var next int64
+	consider := func(t int64) {
+		if t > now.UnixMicro() && (next == 0 || t < next) {
+			next = t
+		}
+	}
+	for _, e := range st.E {
+		if w.Within != 0 {
+			consider(e.T + time.Duration(w.Within).Microseconds())
+			continue
+		}
+		consider(e.T + time.Duration(w.From).Microseconds())
+		consider(e.T + time.Duration(w.To).Microseconds())
+	}
+	if next == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(next).UTC()
+}

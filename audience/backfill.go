@@ -1,0 +1,500 @@
+package audience
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+var keyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,99}$`)
+
+// Prepare validates a definition as a user sent it — the text form in Text
+// or the JSON tree in Condition, not both — and fills in the other form.
+func Prepare(d kith.Definition) (kith.Definition, error) {
+	bad := func(format string, args ...any) (kith.Definition, error) {
+		return d, kith.Errorf(kith.EINVALID, format, args...)
+	}
+	if !keyRE.MatchString(d.Key) {
+		return bad("key %q: want 1-100 characters a-z, 0-9, _ . - (starting with a letter or digit)", d.Key)
+	}
+	hasCond := len(d.Condition) > 0 && string(d.Condition) != "null"
+	if (d.Text == "") == !hasCond {
+		return bad("give the definition as text (\"definition\") or as a JSON tree (\"condition\"), one of them")
+	}
+	var tree any
+	var err error
+	switch d.Kind {
+	case kith.KindAudience:
+		var n *Node
+		if d.Text != "" {
+			n, err = Parse(d.Text)
+		} else {
+			n, err = ParseJSON(d.Condition)
+		}
+		if err == nil {
+			tree, d.Text = n, Format(n)
+		}
+	case kith.KindComputedTrait:
+		var a *Aggregate
+		if d.Text != "" {
+			a, err = ParseAggregate(d.Text)
+		} else {
+			a, err = ParseAggregateJSON(d.Condition)
+		}
+		if err == nil {
+			tree, d.Text = a, FormatAggregate(a)
+		}
+	default:
+		return bad("unknown kind %q", d.Kind)
+	}
+	if err != nil {
+		return bad("%s %q: %v", d.Kind, d.Key, err)
+	}
+	if d.Condition, err = json.Marshal(tree); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// Put creates or replaces a definition and starts its backfill; it
+// returns the definition as stored.
+func (e *Engine) Put(ctx context.Context, d kith.Definition) (kith.Definition, error) {
+	d, err := Prepare(d)
+	if err != nil {
+		return d, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now().UTC()
+	defs := slices.Clone(e.defs)
+	i := slices.IndexFunc(defs, func(x kith.Definition) bool { return x.Kind == d.Kind && x.Key == d.Key })
+	d.CreatedAt, d.UpdatedAt, d.Version = now, now, 1
+	if i >= 0 {
+		if bytes.Equal(defs[i].Condition, d.Condition) {
+			return defs[i], ErrUnchanged
+		}
+		d.CreatedAt, d.Version = defs[i].CreatedAt, defs[i].Version+1
+		defs[i] = d
+	} else {
+		defs = append(defs, d)
+	}
+	d.Backfill = kith.Backfill{State: kith.BackfillPending}
+	if i >= 0 {
+		defs[i] = d
+	} else {
+		defs[len(defs)-1] = d
+	}
+	prog, err := Compile(defs)
+	if err != nil {
+		return d, kith.Errorf(kith.EINVALID, "%v", err)
+	}
+	if err := e.store.SaveDefinition(ctx, d); err != nil {
+		return d, fmt.Errorf("audience: save definition: %w", err)
+	}
+	e.defs, e.prog, e.reprog = defs, prog, true
+	e.signal()
+	return d, nil
+}
+
+// Delete removes a definition; its members leave. An audience another one
+// refers to cannot be deleted (ECONFLICT).
+func (e *Engine) Delete(ctx context.Context, kind, key string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	i := slices.IndexFunc(e.defs, func(x kith.Definition) bool { return x.Kind == kind && x.Key == key })
+	if i < 0 {
+		return kith.Errorf(kith.ENOTFOUND, "no %s %q", kind, key)
+	}
+	defs := slices.Delete(slices.Clone(e.defs), i, i+1)
+	prog, err := Compile(defs)
+	if err != nil {
+		return kith.Errorf(kith.ECONFLICT, "cannot delete %s %q: %v", kind, key, err)
+	}
+	if err := e.store.DeleteDefinition(ctx, kind, key); err != nil {
+		return err
+	}
+	e.defs, e.prog, e.reprog = defs, prog, true
+	e.signal()
+	return nil
+}
+
+// Definitions lists the definitions of a kind with their backfill
+// progress.
+func (e *Engine) Definitions(kind string) []kith.Definition {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []kith.Definition
+	for _, d := range e.defs {
+		if d.Kind == kind {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Definition returns one definition; ENOTFOUND if absent.
+func (e *Engine) Definition(kind, key string) (kith.Definition, error) {
+	for _, d := range e.Definitions(kind) {
+		if d.Key == key {
+			return d, nil
+		}
+	}
+	return kith.Definition{}, kith.Errorf(kith.ENOTFOUND, "no %s %q", kind, key)
+}
+
+// progress updates the backfill record of the pending definitions.
+func (e *Engine) progress(ctx context.Context, pending map[[2]string]int64, f func(*kith.Backfill)) {
+	e.mu.Lock()
+	var save []kith.Definition
+	for i := range e.defs {
+		d := &e.defs[i]
+		if v, ok := pending[[2]string{d.Kind, d.Key}]; ok && v == d.Version {
+			f(&d.Backfill)
+			save = append(save, *d)
+		}
+	}
+	e.mu.Unlock()
+	for _, d := range save {
+		if err := e.store.SaveDefinition(ctx, d); err != nil {
+			e.log.Warn("audience: save backfill progress", "key", d.Key, "err", err)
+		}
+	}
+}
+
+// backfill brings every profile in line with the current definitions: it
+// computes new aggregates from the whole log, loads newly referenced
+// traits, and evaluates every profile, recording entries and exits.
+func (e *Engine) backfill(ctx context.Context) error {
+	e.mu.Lock()
+	prog, defs := e.prog, slices.Clone(e.defs)
+	e.mu.Unlock()
+	pending := map[[2]string]int64{}
+	var done []kith.Definition
+	for _, d := range defs {
+		if d.Backfill.State == kith.BackfillDone {
+			done = append(done, d)
+		} else {
+			pending[[2]string{d.Kind, d.Key}] = d.Version
+		}
+	}
+	start := e.now().UTC()
+	e.progress(ctx, pending, func(b *kith.Backfill) {
+		*b = kith.Backfill{State: kith.BackfillRunning, StartedAt: start}
+	})
+	err := e.runBackfill(ctx, prog, done, pending)
+	end := e.now().UTC()
+	e.progress(ctx, pending, func(b *kith.Backfill) {
+		b.FinishedAt = end
+		if err != nil {
+			b.State, b.Error = kith.BackfillFailed, err.Error()
+		} else {
+			b.State, b.Done, b.Error = kith.BackfillDone, b.Total, ""
+		}
+	})
+	return err
+}
+
+func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Definition, pending map[[2]string]int64) error {
+	old, err := Compile(done)
+	if err != nil {
+		old = &Program{}
+	}
+	have := map[string]bool{}
+	for _, s := range old.Slots {
+		have[s.ID] = true
+	}
+	only := map[string]bool{}
+	for _, s := range prog.Slots {
+		if !have[s.ID] {
+			only[s.ID] = true
+		}
+	}
+	now := e.now()
+	if len(only) > 0 {
+		err := e.scanLog(ctx, prog, only, e.cursor.Load(), func(ids []string, apply func(map[string]*State)) error {
+			w := e.newWork(ctx)
+			if err := w.load(ids); err != nil {
+				return err
+			}
+			apply(w.states)
+			for _, id := range ids {
+				w.touched[id] = 0
+			}
+			// States only: memberships are decided below, once.
+			return w.commitStates()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	var newKeys []string
+	for _, k := range prog.TraitKeys {
+		if !slices.Contains(old.TraitKeys, k) {
+			newKeys = append(newKeys, k)
+		}
+	}
+	if len(newKeys) > 0 {
+		var ids []string
+		vals := map[string]map[string]json.RawMessage{}
+		flush := func() error {
+			w := e.newWork(ctx)
+			if err := w.load(ids); err != nil {
+				return err
+			}
+			for _, id := range ids {
+				for k, v := range vals[id] {
+					w.states[id].SetTrait(k, TraitValue{V: v})
+				}
+				w.touched[id] = 0
+			}
+			ids, vals = nil, map[string]map[string]json.RawMessage{}
+			return w.commitStates()
+		}
+		err := e.store.ScanTraits(ctx, newKeys, func(id string, t map[string]json.RawMessage) error {
+			ids = append(ids, id)
+			vals[id] = t
+			if len(ids) >= scanPage {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil && len(ids) > 0 {
+			err = flush()
+		}
+		if err != nil {
+			return fmt.Errorf("audience: load traits: %w", err)
+		}
+	}
+	// Evaluate everyone.
+	var total int64
+	if err := e.store.ScanStates(ctx, func(string, []byte) error { total++; return nil }); err != nil {
+		return err
+	}
+	e.progress(ctx, pending, func(b *kith.Backfill) { b.Total = total })
+	var doneN int64
+	var ids []string
+	flush := func() error {
+		w := e.newWork(ctx)
+		if err := w.load(ids); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			w.touched[id] = 0
+		}
+		w.evaluate(prog, now, "backfill")
+		if err := w.commit(0); err != nil {
+			return err
+		}
+		doneN += int64(len(ids))
+		ids = nil
+		n := doneN
+		e.progress(ctx, pending, func(b *kith.Backfill) { b.Done = n })
+		return nil
+	}
+	err = e.store.ScanStates(ctx, func(id string, _ []byte) error {
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	all := ids
+	ids = nil
+	for len(all) > 0 {
+		n := min(len(all), 20000)
+		ids = all[:n]
+		if err := flush(); err != nil {
+			return err
+		}
+		all = all[n:]
+	}
+	return nil
+}
+
+// commitStates writes the touched states without deciding memberships.
+func (w *work) commitStates() error {
+	b := kith.AudienceBatch{}
+	for _, id := range sortedKeys(w.touched) {
+		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: w.states[id].Encode()})
+	}
+	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
+		return fmt.Errorf("audience: apply batch: %w", err)
+	}
+	return nil
+}
+
+// scanLog reads the log up to upto and folds the events into the slots in
+// only, a page at a time: sink loads the page's profiles and calls apply.
+func (e *Engine) scanLog(ctx context.Context, prog *Program, only map[string]bool, upto int64, sink func(ids []string, apply func(map[string]*State)) error) error {
+	var after int64
+	for after < upto {
+		msgs, err := e.store.ReadLog(ctx, after, min(scanPage, int(upto-after)))
+		if err != nil {
+			return fmt.Errorf("audience: read log: %w", err)
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		after = msgs[len(msgs)-1].Seq
+		var hit []kith.Message
+		for _, m := range msgs {
+			if prog.Matches(nameOf(m)) {
+				hit = append(hit, m)
+			}
+		}
+		if len(hit) == 0 {
+			continue
+		}
+		owners, err := e.resolve(ctx, hit)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for _, o := range owners {
+			if o != "" {
+				ids = append(ids, o)
+			}
+		}
+		now := e.now()
+		err = sink(ids, func(states map[string]*State) {
+			for i, m := range hit {
+				if owners[i] != "" {
+					prog.ApplyOnly(states[owners[i]], EventOf(m), now, only)
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DryRun evaluates an audience condition over every profile without
+// saving anything: its size and up to sample member ids. Aggregates no
+// saved definition uses are computed from the log for the occasion.
+func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, sample int) (int64, []string, error) {
+	d, err := Prepare(kith.Definition{Kind: kith.KindAudience, Key: "dry-run", Text: text, Condition: cond})
+	if err != nil {
+		return 0, nil, err
+	}
+	e.mu.Lock()
+	defs := slices.Clone(e.defs)
+	e.mu.Unlock()
+	for i := range defs {
+		if defs[i].Kind == kith.KindAudience && defs[i].Key == d.Key {
+			defs = slices.Delete(defs, i, i+1)
+			break
+		}
+	}
+	base, err := Compile(defs)
+	if err != nil {
+		return 0, nil, err
+	}
+	prog, err := Compile(append(defs, d))
+	if err != nil {
+		return 0, nil, kith.Errorf(kith.EINVALID, "%v", err)
+	}
+	have := map[string]bool{}
+	for _, s := range base.Slots {
+		have[s.ID] = true
+	}
+	only := map[string]bool{}
+	for _, s := range prog.Slots {
+		if !have[s.ID] {
+			only[s.ID] = true
+		}
+	}
+	extra := map[string]*State{}
+	if len(only) > 0 {
+		err := e.scanLog(ctx, prog, only, e.cursor.Load(), func(ids []string, apply func(map[string]*State)) error {
+			for _, id := range ids {
+				if extra[id] == nil {
+					extra[id] = &State{}
+				}
+			}
+			apply(extra)
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	var newKeys []string
+	for _, k := range prog.TraitKeys {
+		if !slices.Contains(base.TraitKeys, k) {
+			newKeys = append(newKeys, k)
+		}
+	}
+	traits := map[string]map[string]json.RawMessage{}
+	if len(newKeys) > 0 {
+		err := e.store.ScanTraits(ctx, newKeys, func(id string, t map[string]json.RawMessage) error {
+			traits[id] = t
+			return nil
+		})
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+	now := e.now()
+	var size int64
+	var ids []string
+	err = e.store.ScanStates(ctx, func(id string, b []byte) error {
+		st, err := DecodeState(b)
+		if err != nil {
+			return err
+		}
+		if x := extra[id]; x != nil {
+			st.Merge(x)
+		}
+		for k, v := range traits[id] {
+			st.SetTrait(k, TraitValue{V: v})
+		}
+		members, _ := prog.Evaluate(st, now)
+		if members[d.Key] {
+			size++
+			if len(ids) < sample {
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	})
+	return size, ids, err
+}
+
+// ComputedTraits returns a profile's computed traits as of now, with
+// provenance "computed".
+func (e *Engine) ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error) {
+	got, err := e.store.LoadStates(ctx, []string{canonicalID})
+	if err != nil {
+		return nil, err
+	}
+	st := &State{}
+	if b, ok := got[canonicalID]; ok {
+		if st, err = DecodeState(b); err != nil {
+			return nil, err
+		}
+	}
+	prog := e.Program()
+	now := e.now()
+	vals := prog.ComputedValues(st, now)
+	var out []kith.Trait
+	for _, c := range prog.Computed {
+		v, ok := vals[c.Key]
+		if !ok {
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, kith.Trait{Key: c.Key, Value: raw, Provenance: kith.ProvenanceComputed, ProfileID: canonicalID, EventTime: now.UTC().Truncate(time.Second)})
+	}
+	return out, nil
+}

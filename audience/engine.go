@@ -1,0 +1,887 @@
+package audience
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+)
+
+// Store is what the engine reads and writes: its own state, memberships and
+// definitions, and (read-only) the log and the identity graph.
+type Store interface {
+	kith.AudienceStore
+	ReadLog(ctx context.Context, after int64, limit int) ([]kith.Message, error)
+	LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error)
+	Canonical(ctx context.Context, profileID string) (string, error)
+	Cluster(ctx context.Context, canonicalID string) (kith.Cluster, error)
+	EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error)
+	ScanTraits(ctx context.Context, keys []string, fn func(canonicalID string, traits map[string]json.RawMessage) error) error
+	Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
+	IndexCursor(ctx context.Context) (int64, error)
+}
+
+// Config tunes an Engine.
+type Config struct {
+	// Secret keys identifier hashes (the store's), and Rules extract
+	// identifiers: both are needed to attribute events the engine reads
+	// from the log itself (after a restart, or for a backfill).
+	Secret []byte
+	Rules  *identity.Rules
+	// Now is the clock (tests set it); time.Now by default.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// QueueLimit bounds the handed-over batches waiting; past it the
+	// engine forgets them and reads the log instead.
+	QueueLimit int
+}
+
+// Engine keeps computed traits and audience memberships current. It
+// follows the indexer: every applied batch is handed over (Applied), and
+// the engine folds its events into the touched profiles' aggregate states,
+// merges states when profiles merge, re-evaluates those profiles and
+// records each entry and exit. A profile whose membership depends on time
+// is scheduled for the instant it next changes. All of that runs in one
+// goroutine (Run); definitions change through Put and Delete, which
+// backfill in that goroutine with progress in the definition.
+type Engine struct {
+	store Store
+	rules *identity.Rules
+	keyer identity.Keyer
+	now   func() time.Time
+	log   *slog.Logger
+	limit int
+
+	mu      sync.Mutex
+	defs    []kith.Definition
+	prog    *Program
+	queue   []handover
+	dropped bool // handovers were dropped: read the log
+	replace [][]string
+	refresh []kith.ProfileInsights
+	reprog  bool
+	wake    chan struct{}
+
+	cursor  atomic.Int64
+	applied chan struct{} // closed and replaced when the cursor moves
+
+	// Engine goroutine only.
+	due     dueHeap
+	dueAt   map[string]int64
+	started bool
+}
+
+type handover struct {
+	b    kith.IndexBatch
+	msgs []kith.Message
+}
+
+// NewEngine returns an engine; call Start, then Run.
+func NewEngine(store Store, cfg Config) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Rules == nil {
+		cfg.Rules = identity.DefaultRules()
+	}
+	if cfg.QueueLimit <= 0 {
+		cfg.QueueLimit = 64
+	}
+	return &Engine{
+		store: store, rules: cfg.Rules, keyer: identity.NewKeyer(cfg.Secret), now: cfg.Now, log: cfg.Logger,
+		limit: cfg.QueueLimit, wake: make(chan struct{}, 1), applied: make(chan struct{}), dueAt: map[string]int64{},
+		prog: &Program{byEvent: map[string][]*Slot{}},
+	}
+}
+
+// Program returns the current compiled definitions.
+func (e *Engine) Program() *Program {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.prog
+}
+
+// Cursor is the log position the engine has applied.
+func (e *Engine) Cursor() int64 { return e.cursor.Load() }
+
+// WaitFor blocks until the engine has applied the log up to seq, or ctx
+// ends.
+func (e *Engine) WaitFor(ctx context.Context, seq int64) error {
+	for {
+		e.mu.Lock()
+		ch := e.applied
+		e.mu.Unlock()
+		if e.cursor.Load() >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+func (e *Engine) moved(c int64) {
+	e.cursor.Store(c)
+	e.mu.Lock()
+	close(e.applied)
+	e.applied = make(chan struct{})
+	e.mu.Unlock()
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Applied hands over a batch the indexer applied (b as applied, msgs its
+// events). It never blocks the indexer: past the queue limit the batch is
+// dropped and the engine reads those events from the log.
+func (e *Engine) Applied(b kith.IndexBatch, msgs []kith.Message) {
+	e.mu.Lock()
+	if len(e.queue) >= e.limit {
+		e.queue, e.dropped = nil, true
+	} else if !e.dropped {
+		e.queue = append(e.queue, handover{b: b, msgs: msgs})
+	}
+	e.mu.Unlock()
+	e.signal()
+}
+
+// Replaced tells the engine that the profiles in members were re-derived
+// (an unmerge, a detachment): their states are rebuilt from their events.
+func (e *Engine) Replaced(members []string) {
+	e.mu.Lock()
+	e.replace = append(e.replace, slices.Clone(members))
+	e.mu.Unlock()
+	e.signal()
+}
+
+// Predicted hands over what an insight run predicted, so audiences on
+// predicted traits (churn risk, CLV, RFM segment) follow each run.
+func (e *Engine) Predicted(ps []kith.ProfileInsights) {
+	e.mu.Lock()
+	e.refresh = append(e.refresh, ps...)
+	e.mu.Unlock()
+	e.signal()
+}
+
+// Start loads and compiles the definitions and the schedule. A definition
+// that no longer compiles is an error: nothing is evaluated against a
+// half-understood set.
+func (e *Engine) Start(ctx context.Context) error {
+	defs, err := e.store.Definitions(ctx)
+	if err != nil {
+		return fmt.Errorf("audience: load definitions: %w", err)
+	}
+	prog, err := Compile(defs)
+	if err != nil {
+		return fmt.Errorf("audience: compile stored definitions: %w", err)
+	}
+	c, err := e.store.AudienceCursor(ctx)
+	if err != nil {
+		return fmt.Errorf("audience: read cursor: %w", err)
+	}
+	e.mu.Lock()
+	e.defs, e.prog = defs, prog
+	for _, d := range defs {
+		if d.Backfill.State == kith.BackfillPending || d.Backfill.State == kith.BackfillRunning {
+			e.reprog = true // interrupted: run it again
+		}
+	}
+	e.mu.Unlock()
+	e.cursor.Store(c)
+	err = e.store.ScanStates(ctx, func(id string, b []byte) error {
+		st, err := DecodeState(b)
+		if err != nil {
+			return err
+		}
+		if st.Due > 0 {
+			e.schedule(id, st.Due)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("audience: load schedule: %w", err)
+	}
+	e.started = true
+	return nil
+}
+
+// Run applies handed-over batches, catches up from the log when needed,
+// fires scheduled expiries and runs backfills, until ctx ends. Errors are
+// logged and retried; nothing is skipped.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.started {
+		if err := e.Start(ctx); err != nil {
+			return err
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		worked, err := e.Step(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			e.log.Error("audience engine failed; retrying", "err", err, "backoff", backoff)
+			sleepCtx(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if worked {
+			continue
+		}
+		wait := time.Second
+		if len(e.due) > 0 {
+			wait = min(wait, max(0, time.UnixMicro(e.due[0].at).Sub(e.now())))
+		}
+		select {
+		case <-ctx.Done():
+		case <-e.wake:
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Step does one unit of work if there is one: a definition change, a
+// re-derived cluster, predictions, a handed-over batch, catching up with
+// the indexer, or due expiries. Tests drive the engine with it.
+func (e *Engine) Step(ctx context.Context) (bool, error) {
+	if !e.started {
+		if err := e.Start(ctx); err != nil {
+			return false, err
+		}
+	}
+	e.mu.Lock()
+	reprog, replace, refresh := e.reprog, e.replace, e.refresh
+	e.reprog, e.replace, e.refresh = false, nil, nil
+	var h *handover
+	if len(e.queue) > 0 && !reprog && len(replace) == 0 && len(refresh) == 0 {
+		h = &e.queue[0]
+		e.queue = e.queue[1:]
+	}
+	dropped := e.dropped
+	e.mu.Unlock()
+	switch {
+	case reprog:
+		return true, e.withRetry(func() error { return e.backfill(ctx) }, func() { e.mu.Lock(); e.reprog = true; e.mu.Unlock() })
+	case len(replace) > 0:
+		return true, e.withRetry(func() error { return e.rederive(ctx, replace) }, func() {
+			e.mu.Lock()
+			e.replace = append(replace, e.replace...)
+			e.mu.Unlock()
+		})
+	case len(refresh) > 0:
+		return true, e.withRetry(func() error { return e.predicted(ctx, refresh) }, func() {
+			e.mu.Lock()
+			e.refresh = append(refresh, e.refresh...)
+			e.mu.Unlock()
+		})
+	case h != nil:
+		if h.b.Cursor <= e.cursor.Load() {
+			return true, nil // already applied (read from the log)
+		}
+		if len(h.msgs) == 0 || h.msgs[0].Seq != e.cursor.Load()+1 {
+			// Not contiguous with what was applied: read the log.
+			return true, e.catchUp(ctx, h.msgs[0].Seq-1)
+		}
+		return true, e.withRetry(func() error { return e.applyBatch(ctx, h.b, h.msgs) }, func() {
+			e.mu.Lock()
+			e.queue = append([]handover{*h}, e.queue...)
+			e.mu.Unlock()
+		})
+	}
+	if dropped {
+		head, err := e.store.IndexCursor(ctx)
+		if err != nil {
+			return false, err
+		}
+		e.mu.Lock()
+		e.dropped = false
+		e.mu.Unlock()
+		return true, e.catchUp(ctx, head)
+	}
+	if len(e.due) > 0 && e.due[0].at <= e.now().UnixMicro() {
+		return true, e.expire(ctx)
+	}
+	return false, nil
+}
+
+func (e *Engine) withRetry(f func() error, requeue func()) error {
+	if err := f(); err != nil {
+		requeue()
+		return err
+	}
+	return nil
+}
+
+// CatchUp applies the log from the engine's cursor up to the indexer's,
+// attributing events by their identifiers. Start-up calls it for what the
+// engine had not applied when the process stopped.
+func (e *Engine) CatchUp(ctx context.Context) error {
+	head, err := e.store.IndexCursor(ctx)
+	if err != nil {
+		return err
+	}
+	return e.catchUp(ctx, head)
+}
+
+const scanPage = 5000
+
+// catchUp applies (cursor, upto] read from the log.
+func (e *Engine) catchUp(ctx context.Context, upto int64) error {
+	for e.cursor.Load() < upto {
+		msgs, err := e.store.ReadLog(ctx, e.cursor.Load(), min(scanPage, int(upto-e.cursor.Load())))
+		if err != nil {
+			return fmt.Errorf("audience: read log: %w", err)
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		owners, err := e.resolve(ctx, msgs)
+		if err != nil {
+			return err
+		}
+		b := kith.IndexBatch{Cursor: msgs[len(msgs)-1].Seq}
+		for i, m := range msgs {
+			if owners[i] != "" {
+				b.Timeline = append(b.Timeline, kith.TimelineEntry{ProfileID: owners[i], Seq: m.Seq})
+			}
+		}
+		// Profiles merged meanwhile: fold the absorbed states in.
+		if err := e.applyBatch(ctx, b, msgs, withMembers()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolve attributes each message to the canonical profile owning its
+// strongest identifier that has an owner ("" for none).
+func (e *Engine) resolve(ctx context.Context, msgs []kith.Message) ([]string, error) {
+	keys := make([][]kith.IdentKey, len(msgs))
+	var all []kith.IdentKey
+	for i, m := range msgs {
+		ex, err := e.rules.Extract(m)
+		if err != nil {
+			continue
+		}
+		for _, id := range ex.Identifiers {
+			k := e.keyer.Key(id)
+			keys[i] = append(keys[i], k)
+			all = append(all, k)
+		}
+	}
+	found, err := e.store.LookupIdentifiers(ctx, all)
+	if err != nil {
+		return nil, fmt.Errorf("audience: look up identifiers: %w", err)
+	}
+	out := make([]string, len(msgs))
+	for i := range msgs {
+		for _, k := range keys[i] {
+			if o, ok := found[k]; ok {
+				out[i] = o.Canonical
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+type batchOpt struct{ members bool }
+
+// withMembers makes applyBatch fold in the states of members merged into a
+// touched profile that it was not told about.
+func withMembers() batchOpt { return batchOpt{members: true} }
+
+// work is the states a unit of work touches, loaded once and written once.
+type work struct {
+	e       *Engine
+	ctx     context.Context
+	states  map[string]*State
+	gone    map[string]bool
+	touched map[string]int64 // canonical → causing seq (0 for none)
+	changes []kith.MembershipChange
+}
+
+func (e *Engine) newWork(ctx context.Context) *work {
+	return &work{e: e, ctx: ctx, states: map[string]*State{}, gone: map[string]bool{}, touched: map[string]int64{}}
+}
+
+// load fetches the states of ids not loaded yet (new profiles get an empty
+// one).
+func (w *work) load(ids []string) error {
+	var need []string
+	for _, id := range ids {
+		if _, ok := w.states[id]; !ok && !slices.Contains(need, id) {
+			need = append(need, id)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	got, err := w.e.store.LoadStates(w.ctx, need)
+	if err != nil {
+		return fmt.Errorf("audience: load states: %w", err)
+	}
+	for _, id := range need {
+		st := &State{}
+		if b, ok := got[id]; ok {
+			if st, err = DecodeState(b); err != nil {
+				return err
+			}
+		}
+		w.states[id] = st
+	}
+	return nil
+}
+
+// absorb folds the state of absorbed into survivor; the absorbed profile
+// leaves its audiences.
+func (w *work) absorb(survivor, absorbed string, at time.Time, causeSeq int64) {
+	a := w.states[absorbed]
+	if a == nil || survivor == absorbed {
+		return
+	}
+	w.states[survivor].Merge(a)
+	for _, k := range sortedKeys(a.Members) {
+		w.changes = append(w.changes, kith.MembershipChange{Audience: k, ProfileID: absorbed, At: at, Cause: "merge", CauseSeq: causeSeq})
+	}
+	delete(w.states, absorbed)
+	w.gone[absorbed] = true
+	delete(w.touched, absorbed)
+	w.touched[survivor] = max(w.touched[survivor], causeSeq)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// evaluate decides the touched profiles and records their changes.
+func (w *work) evaluate(prog *Program, now time.Time, cause string) {
+	for _, id := range sortedKeys(w.touched) {
+		st := w.states[id]
+		members, due := prog.Evaluate(st, now)
+		seq := w.touched[id]
+		c := cause
+		if c == "event" && seq == 0 {
+			c = "update"
+		}
+		for _, k := range sortedKeys(st.Members) {
+			if !members[k] {
+				ch := kith.MembershipChange{Audience: k, ProfileID: id, At: now, Cause: c, CauseSeq: seq}
+				if !slices.ContainsFunc(prog.Audiences, func(a *Audience) bool { return a.Key == k }) {
+					ch.Cause, ch.CauseSeq = "deleted", 0
+				}
+				w.changes = append(w.changes, ch)
+				delete(st.Members, k)
+			}
+		}
+		for _, a := range prog.Audiences {
+			if members[a.Key] {
+				if _, ok := st.Members[a.Key]; !ok {
+					if st.Members == nil {
+						st.Members = map[string]int64{}
+					}
+					st.Members[a.Key] = now.UnixMicro()
+					w.changes = append(w.changes, kith.MembershipChange{Audience: a.Key, ProfileID: id, Entered: true, At: now, Cause: c, CauseSeq: seq})
+				}
+			}
+		}
+		st.Due = 0
+		if !due.IsZero() {
+			st.Due = due.UnixMicro()
+		}
+	}
+}
+
+// commit writes the touched and removed states and the changes, moving
+// the cursor to c when c > 0, then reschedules.
+func (w *work) commit(c int64) error {
+	b := kith.AudienceBatch{Cursor: c, Changes: w.changes}
+	for _, id := range sortedKeys(w.touched) {
+		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: w.states[id].Encode()})
+	}
+	for _, id := range sortedKeys(w.gone) {
+		b.States = append(b.States, kith.ProfileState{ProfileID: id})
+	}
+	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
+		return fmt.Errorf("audience: apply batch: %w", err)
+	}
+	for id := range w.gone {
+		w.e.schedule(id, 0)
+	}
+	for id := range w.touched {
+		w.e.schedule(id, w.states[id].Due)
+	}
+	if c > 0 {
+		w.e.moved(c)
+	}
+	return nil
+}
+
+// applyBatch folds one applied index batch into the engine.
+func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.Message, opts ...batchOpt) error {
+	prog := e.Program()
+	now := e.now()
+	w := e.newWork(ctx)
+	// The graph as of the end of the batch: profiles absorbed in it point
+	// at their survivors.
+	parent := map[string]string{}
+	find := func(p string) string {
+		for {
+			q, ok := parent[p]
+			if !ok {
+				return p
+			}
+			p = q
+		}
+	}
+	for _, m := range b.Merges {
+		parent[m.Absorbed] = m.Survivor
+	}
+	prof := make(map[int64]string, len(b.Timeline))
+	var ids []string
+	for _, t := range b.Timeline {
+		prof[t.Seq] = find(t.ProfileID)
+		ids = append(ids, prof[t.Seq])
+	}
+	for _, m := range b.Merges {
+		ids = append(ids, m.Absorbed, find(m.Survivor))
+	}
+	tkeys := map[string]bool{}
+	for _, k := range prog.TraitKeys {
+		tkeys[k] = true
+	}
+	for _, t := range b.Traits {
+		if tkeys[t.Key] {
+			ids = append(ids, find(t.ProfileID))
+		}
+	}
+	if err := w.load(ids); err != nil {
+		return err
+	}
+	last := map[string]int64{}
+	for _, m := range msgs {
+		if p := prof[m.Seq]; p != "" {
+			last[p] = m.Seq
+		}
+	}
+	for _, m := range b.Merges {
+		s := find(m.Survivor)
+		w.touched[s] = max(w.touched[s], last[s])
+		w.absorb(s, m.Absorbed, now, last[s])
+	}
+	if len(opts) > 0 && opts[0].members {
+		if err := e.foldMembers(w, ids, now); err != nil {
+			return err
+		}
+	}
+	for _, m := range msgs {
+		p := prof[m.Seq]
+		if p == "" {
+			continue
+		}
+		if _, ok := w.touched[p]; !ok {
+			w.touched[p] = 0
+		}
+		w.touched[p] = max(w.touched[p], m.Seq)
+		if prog.Matches(nameOf(m)) {
+			prog.Apply(w.states[p], EventOf(m), now)
+		}
+	}
+	for _, t := range b.Traits {
+		if !tkeys[t.Key] {
+			continue
+		}
+		p := find(t.ProfileID)
+		w.states[p].SetTrait(t.Key, TraitValue{V: t.Value, T: t.EventTime.UnixMicro()})
+		if _, ok := w.touched[p]; !ok {
+			w.touched[p] = 0
+		}
+	}
+	w.evaluate(prog, now, "event")
+	return w.commit(b.Cursor)
+}
+
+func nameOf(m kith.Message) string {
+	if m.Event != "" {
+		return m.Event
+	}
+	return m.Type
+}
+
+// foldMembers folds into each loaded canonical profile the states of its
+// members that the engine still holds apart (merges it learns of only from
+// the graph, after reading the log itself).
+func (e *Engine) foldMembers(w *work, ids []string, now time.Time) error {
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] || w.gone[id] {
+			continue
+		}
+		seen[id] = true
+		cl, err := e.store.Cluster(w.ctx, id)
+		if err != nil {
+			if kith.ErrorCode(err) == kith.ENOTFOUND {
+				continue
+			}
+			return fmt.Errorf("audience: cluster of %s: %w", id, err)
+		}
+		var others []string
+		for _, m := range cl.Members {
+			if m != id {
+				others = append(others, m)
+			}
+		}
+		if len(others) == 0 {
+			continue
+		}
+		got, err := e.store.LoadStates(w.ctx, others)
+		if err != nil {
+			return err
+		}
+		for _, m := range others {
+			if b, ok := got[m]; ok {
+				st, err := DecodeState(b)
+				if err != nil {
+					return err
+				}
+				w.states[m] = st
+				w.absorb(id, m, now, 0)
+			}
+		}
+	}
+	return nil
+}
+
+// expire re-evaluates the profiles whose scheduled change is due.
+func (e *Engine) expire(ctx context.Context) error {
+	now := e.now()
+	var ids []string
+	for len(e.due) > 0 && e.due[0].at <= now.UnixMicro() && len(ids) < scanPage {
+		it := heap.Pop(&e.due).(dueItem)
+		if e.dueAt[it.id] == it.at {
+			delete(e.dueAt, it.id)
+			ids = append(ids, it.id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	w := e.newWork(ctx)
+	if err := w.load(ids); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		w.touched[id] = 0
+	}
+	w.evaluate(e.Program(), now, "expiry")
+	return w.commit(0)
+}
+
+// rederive rebuilds the states of re-derived clusters from their events.
+func (e *Engine) rederive(ctx context.Context, groups [][]string) error {
+	prog := e.Program()
+	now := e.now()
+	w := e.newWork(ctx)
+	var all []string
+	for _, g := range groups {
+		all = append(all, g...)
+	}
+	if err := w.load(all); err != nil {
+		return err
+	}
+	// Everyone leaves; the new clusters are evaluated from scratch.
+	old := map[string]map[string]int64{}
+	for _, id := range all {
+		if st := w.states[id]; st != nil {
+			old[id] = st.Members
+		}
+		w.states[id] = &State{}
+	}
+	canon := map[string]bool{}
+	for _, id := range all {
+		c, err := e.store.Canonical(ctx, id)
+		if err != nil {
+			return fmt.Errorf("audience: canonical of %s: %w", id, err)
+		}
+		canon[c] = true
+	}
+	for _, id := range all {
+		if !canon[id] {
+			w.gone[id] = true
+			for _, k := range sortedKeys(old[id]) {
+				w.changes = append(w.changes, kith.MembershipChange{Audience: k, ProfileID: id, At: now, Cause: "split"})
+			}
+		}
+	}
+	for c := range canon {
+		st := &State{Members: old[c]}
+		if err := e.rebuild(ctx, prog, c, st, now); err != nil {
+			return err
+		}
+		w.states[c] = st
+		w.touched[c] = 0
+		delete(w.gone, c)
+	}
+	w.evaluate(prog, now, "split")
+	return w.commit(0)
+}
+
+// rebuild recomputes a canonical profile's aggregates and traits from the
+// store.
+func (e *Engine) rebuild(ctx context.Context, prog *Program, id string, st *State, now time.Time) error {
+	cl, err := e.store.Cluster(ctx, id)
+	if err != nil {
+		return fmt.Errorf("audience: cluster of %s: %w", id, err)
+	}
+	seqs := slices.Clone(cl.Seqs)
+	slices.Sort(seqs)
+	for len(seqs) > 0 {
+		n := min(len(seqs), 1000)
+		msgs, err := e.store.EventsBySeq(ctx, seqs[:n])
+		if err != nil {
+			return fmt.Errorf("audience: events of %s: %w", id, err)
+		}
+		for _, m := range msgs {
+			prog.Apply(st, EventOf(m), now)
+		}
+		seqs = seqs[n:]
+	}
+	traits, err := e.store.Traits(ctx, id)
+	if err != nil {
+		return fmt.Errorf("audience: traits of %s: %w", id, err)
+	}
+	for _, t := range traits {
+		if slices.Contains(prog.TraitKeys, t.Key) {
+			st.SetTrait(t.Key, TraitValue{V: t.Value, T: t.EventTime.UnixMicro(), P: t.Provenance == kith.ProvenancePredicted})
+		}
+	}
+	return nil
+}
+
+// predicted applies an insight run's predictions.
+func (e *Engine) predicted(ctx context.Context, ps []kith.ProfileInsights) error {
+	prog := e.Program()
+	keys := map[string]bool{}
+	for _, k := range prog.TraitKeys {
+		keys[k] = true
+	}
+	now := e.now()
+	for len(ps) > 0 {
+		n := min(len(ps), scanPage)
+		w := e.newWork(ctx)
+		ids := make([]string, n)
+		for i, p := range ps[:n] {
+			ids[i] = p.ProfileID
+		}
+		if err := w.load(ids); err != nil {
+			return err
+		}
+		for _, p := range ps[:n] {
+			st := w.states[p.ProfileID]
+			hit := false
+			for k, v := range p.Traits {
+				if keys[k] {
+					st.SetTrait(k, TraitValue{V: v, T: now.UnixMicro(), P: true})
+					hit = true
+				}
+			}
+			if hit {
+				w.touched[p.ProfileID] = 0
+			}
+		}
+		w.evaluate(prog, now, "prediction")
+		if err := w.commit(0); err != nil {
+			return err
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// ErrUnchanged is returned by Put when the definition is the same as the
+// stored one.
+var ErrUnchanged = errors.New("audience: definition unchanged")
+
+// dueItem and dueHeap schedule each profile's next time-based change; a
+// profile's entry is current only while dueAt still holds its time.
+type dueItem struct {
+	at int64
+	id string
+}
+
+type dueHeap []dueItem
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// schedule sets (at > 0) or clears a profile's next change.
+func (e *Engine) schedule(id string, at int64) {
+	if at <= 0 {
+		delete(e.dueAt, id)
+		return
+	}
+	if e.dueAt[id] == at {
+		return
+	}
+	e.dueAt[id] = at
+	heap.Push(&e.due, dueItem{at: at, id: id})
+	if len(e.due) > 4*len(e.dueAt)+1024 {
+		// Drop superseded entries so the heap stays proportional.
+		e.due = e.due[:0]
+		for id, at := range e.dueAt {
+			e.due = append(e.due, dueItem{at: at, id: id})
+		}
+		heap.Init(&e.due)
+	}
+}
+
+// NextDue is the earliest scheduled change (zero for none).
+func (e *Engine) NextDue() time.Time {
+	var best int64
+	for _, at := range e.dueAt {
+		if best == 0 || at < best {
+			best = at
+		}
+	}
+	if best == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(best).UTC()
+}

@@ -1,0 +1,552 @@
+package audience
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+// Event is what aggregates see of a logged event: its name, time (event
+// time, never later than when it was received) and log position; paths are
+// read from its JSON on demand, decoded once.
+type Event struct {
+	Seq  int64
+	Name string
+	Type string
+	Time time.Time
+	Raw  json.RawMessage
+	doc  map[string]json.RawMessage
+	bad  bool
+}
+
+// EventOf adapts a logged message.
+func EventOf(m kith.Message) *Event {
+	t := m.Timestamp
+	if !m.ReceivedAt.IsZero() && t.After(m.ReceivedAt) {
+		t = m.ReceivedAt
+	}
+	name := m.Event
+	if name == "" {
+		name = m.Type // identify, group, alias: matched by their type
+	}
+	return &Event{Seq: m.Seq, Name: name, Type: m.Type, Time: t, Raw: m.Raw}
+}
+
+// raw returns the JSON at path ("properties.total"), or nil when absent
+// or null.
+func (e *Event) raw(path string) json.RawMessage {
+	if e.doc == nil && !e.bad {
+		if json.Unmarshal(e.Raw, &e.doc) != nil {
+			e.bad = true
+		}
+	}
+	segs := strings.Split(path, ".")
+	cur, ok := e.doc[segs[0]]
+	if !ok {
+		return nil
+	}
+	for _, s := range segs[1:] {
+		var m map[string]json.RawMessage
+		if len(cur) == 0 || cur[0] != '{' || json.Unmarshal(cur, &m) != nil {
+			return nil
+		}
+		if cur, ok = m[s]; !ok {
+			return nil
+		}
+	}
+	if string(cur) == "null" {
+		return nil
+	}
+	return cur
+}
+
+// Computed is a computed trait of a Program: the trait Key is the value of
+// the aggregate in Slot.
+type Computed struct {
+	Key  string
+	Slot *Slot
+}
+
+// Audience is a compiled audience of a Program.
+type Audience struct {
+	Key  string
+	Node *Node
+	eval func(*env) bool
+	// next is the first instant after now at which the condition's value
+	// can change with no new input (relative dates); zero for none.
+	next func(*env) time.Time
+}
+
+// Program is a set of definitions compiled together: the distinct
+// aggregates they use (shared), the computed traits, and the audiences in
+// an order where each comes after those it refers to. It is immutable and
+// safe for concurrent use.
+type Program struct {
+	Slots     []*Slot
+	Computed  []Computed
+	Audiences []*Audience
+	byEvent   map[string][]*Slot
+	anyEvent  []*Slot
+	// TraitKeys are the event and predicted trait keys the audiences read
+	// (computed traits excluded).
+	TraitKeys []string
+}
+
+// Compile builds a Program from stored definitions; any invalid definition,
+// unknown audience reference or cycle is an error naming it.
+func Compile(defs []kith.Definition) (*Program, error) {
+	p := &Program{byEvent: map[string][]*Slot{}}
+	slots := map[string]*Slot{}
+	slot := func(a *Aggregate) (*Slot, error) {
+		key := FormatAggregate(a)
+		if s, ok := slots[key]; ok {
+			return s, nil
+		}
+		sum := sha256.Sum256([]byte(key))
+		s := &Slot{ID: hex.EncodeToString(sum[:6]), Agg: a, where: func(*Event) bool { return true }}
+		if a.Where != nil {
+			f, err := compileWhere(a.Where)
+			if err != nil {
+				return nil, err
+			}
+			s.where = f
+		}
+		if w := a.Window; w != nil {
+			s.horizon = time.Duration(max(w.Within, w.To))
+		}
+		slots[key] = s
+		p.Slots = append(p.Slots, s)
+		if a.Event == AnyEvent {
+			p.anyEvent = append(p.anyEvent, s)
+		} else {
+			p.byEvent[a.Event] = append(p.byEvent[a.Event], s)
+		}
+		return s, nil
+	}
+	computed := map[string]bool{}
+	nodes := map[string]*Node{}
+	var audKeys []string
+	for _, d := range defs {
+		switch d.Kind {
+		case kith.KindComputedTrait:
+			a, err := ParseAggregateJSON(d.Condition)
+			if err != nil {
+				return nil, fmt.Errorf("computed trait %q: %w", d.Key, err)
+			}
+			s, err := slot(a)
+			if err != nil {
+				return nil, fmt.Errorf("computed trait %q: %w", d.Key, err)
+			}
+			p.Computed = append(p.Computed, Computed{Key: d.Key, Slot: s})
+			computed[d.Key] = true
+		case kith.KindAudience:
+			n, err := ParseJSON(d.Condition)
+			if err != nil {
+				return nil, fmt.Errorf("audience %q: %w", d.Key, err)
+			}
+			nodes[d.Key] = n
+			audKeys = append(audKeys, d.Key)
+		default:
+			return nil, fmt.Errorf("definition %q: unknown kind %q", d.Key, d.Kind)
+		}
+	}
+	sort.Strings(audKeys)
+	traitKeys := map[string]bool{}
+	c := &compiler{slot: slot, computed: computed, traitKeys: traitKeys}
+	// Order audiences so each follows the ones it refers to.
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(key string, path []string) error
+	visit = func(key string, path []string) error {
+		switch state[key] {
+		case 1:
+			return fmt.Errorf("audience %q refers to itself through %s", key, strings.Join(append(path, key), " → "))
+		case 2:
+			return nil
+		}
+		n, ok := nodes[key]
+		if !ok {
+			return fmt.Errorf("audience %q refers to audience %q, which does not exist", path[len(path)-1], key)
+		}
+		state[key] = 1
+		for _, ref := range audienceRefs(n) {
+			if err := visit(ref, append(path, key)); err != nil {
+				return err
+			}
+		}
+		state[key] = 2
+		ev, next, err := c.node(n)
+		if err != nil {
+			return fmt.Errorf("audience %q: %w", key, err)
+		}
+		p.Audiences = append(p.Audiences, &Audience{Key: key, Node: n, eval: ev, next: next})
+		return nil
+	}
+	for _, k := range audKeys {
+		if err := visit(k, nil); err != nil {
+			return nil, err
+		}
+	}
+	for k := range traitKeys {
+		p.TraitKeys = append(p.TraitKeys, k)
+	}
+	sort.Strings(p.TraitKeys)
+	return p, nil
+}
+
+func audienceRefs(n *Node) []string {
+	var out []string
+	var walk func(*Node)
+	walk = func(n *Node) {
+		if n == nil {
+			return
+		}
+		if n.Audience != "" {
+			out = append(out, n.Audience)
+		}
+		for _, c := range n.And {
+			walk(c)
+		}
+		for _, c := range n.Or {
+			walk(c)
+		}
+		walk(n.Not)
+	}
+	walk(n)
+	return out
+}
+
+// env is what one profile's evaluation reads.
+type env struct {
+	now time.Time
+	// value of a trait key: computed, then predicted, then event traits.
+	trait func(key string) any
+	agg   func(*Slot) any
+	// member reports membership of an audience already evaluated.
+	member func(key string) bool
+}
+
+type compiler struct {
+	slot      func(*Aggregate) (*Slot, error)
+	computed  map[string]bool
+	traitKeys map[string]bool
+}
+
+// node compiles a profile condition.
+func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) {
+	switch {
+	case n.And != nil || n.Or != nil:
+		list, isAnd := n.Or, false
+		if n.And != nil {
+			list, isAnd = n.And, true
+		}
+		evs := make([]func(*env) bool, len(list))
+		nexts := make([]func(*env) time.Time, len(list))
+		for i, child := range list {
+			var err error
+			if evs[i], nexts[i], err = c.node(child); err != nil {
+				return nil, nil, err
+			}
+		}
+		ev := func(e *env) bool {
+			for _, f := range evs {
+				if f(e) != isAnd {
+					return !isAnd
+				}
+			}
+			return isAnd
+		}
+		return ev, earliest(nexts), nil
+	case n.Not != nil:
+		ev, next, err := c.node(n.Not)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(e *env) bool { return !ev(e) }, next, nil
+	case n.Audience != "":
+		key := n.Audience
+		return func(e *env) bool { return e.member(key) }, never, nil
+	case n.Consent != "":
+		// Consent as the Segment spec carries it: the latest event that
+		// states the category decides.
+		s, err := c.slot(&Aggregate{Fn: FnLast, Event: AnyEvent, Property: "context.consent.categoryPreferences." + n.Consent})
+		if err != nil {
+			return nil, nil, err
+		}
+		return func(e *env) bool { return e.agg(s) == true }, never, nil
+	}
+	var get func(*env) any
+	if n.Aggregate != nil {
+		s, err := c.slot(n.Aggregate)
+		if err != nil {
+			return nil, nil, err
+		}
+		get = func(e *env) any { return e.agg(s) }
+	} else {
+		key := n.Trait
+		if !c.computed[key] {
+			c.traitKeys[key] = true
+		}
+		get = func(e *env) any { return e.trait(key) }
+	}
+	cmp := comparer(n)
+	ev := func(e *env) bool { return cmp(get(e), e.now) }
+	next := never
+	if n.Ago != 0 {
+		ago := time.Duration(n.Ago)
+		next = func(e *env) time.Time {
+			// The value's truth flips when now - ago passes it.
+			t, ok := asTime(get(e))
+			if !ok {
+				return time.Time{}
+			}
+			if flip := t.Add(ago); flip.After(e.now) {
+				return flip
+			}
+			return time.Time{}
+		}
+	}
+	return ev, next, nil
+}
+
+func never(*env) time.Time { return time.Time{} }
+
+func earliest(fs []func(*env) time.Time) func(*env) time.Time {
+	return func(e *env) time.Time {
+		var best time.Time
+		for _, f := range fs {
+			if t := f(e); !t.IsZero() && (best.IsZero() || t.Before(best)) {
+				best = t
+			}
+		}
+		return best
+	}
+}
+
+// compileWhere compiles an event filter.
+func compileWhere(n *Node) (func(*Event) bool, error) {
+	switch {
+	case n.And != nil || n.Or != nil:
+		list, isAnd := n.Or, false
+		if n.And != nil {
+			list, isAnd = n.And, true
+		}
+		fs := make([]func(*Event) bool, len(list))
+		for i, child := range list {
+			var err error
+			if fs[i], err = compileWhere(child); err != nil {
+				return nil, err
+			}
+		}
+		return func(e *Event) bool {
+			for _, f := range fs {
+				if f(e) != isAnd {
+					return !isAnd
+				}
+			}
+			return isAnd
+		}, nil
+	case n.Not != nil:
+		f, err := compileWhere(n.Not)
+		if err != nil {
+			return nil, err
+		}
+		return func(e *Event) bool { return !f(e) }, nil
+	}
+	cmp := comparer(n)
+	path := n.Property
+	return func(e *Event) bool {
+		var v any
+		if raw := e.raw(path); raw != nil {
+			v = decode(raw)
+		}
+		// Relative dates in a filter are measured from the event's time.
+		return cmp(v, e.Time)
+	}, nil
+}
+
+// comparer returns the comparison of node n: value v (nil when missing)
+// against n's operand, with now for relative dates. A missing value makes
+// every comparison false except that it does not exist; "not" turns any
+// false into true, so `not traits.x = 1` includes profiles without x.
+func comparer(n *Node) func(v any, now time.Time) bool {
+	op, want := n.Op, n.Value
+	switch op {
+	case "exists":
+		return func(v any, _ time.Time) bool { return v != nil }
+	case "in":
+		list := want.([]any)
+		return func(v any, _ time.Time) bool {
+			for _, w := range list {
+				if matchAny(v, func(x any) bool { return equal(x, w) }) {
+					return true
+				}
+			}
+			return false
+		}
+	case "before", "after":
+		var abs time.Time
+		if n.Ago == 0 {
+			abs, _ = parseTime(want.(string))
+		}
+		ago := time.Duration(n.Ago)
+		return func(v any, now time.Time) bool {
+			t, ok := asTime(v)
+			if !ok {
+				return false
+			}
+			ref := abs
+			if ago != 0 {
+				ref = now.Add(-ago)
+			}
+			if op == "before" {
+				return t.Before(ref)
+			}
+			return t.After(ref)
+		}
+	case "contains":
+		return func(v any, _ time.Time) bool {
+			if list, ok := v.([]any); ok {
+				for _, x := range list {
+					if equal(x, want) {
+						return true
+					}
+				}
+				return false
+			}
+			s, ok := v.(string)
+			return ok && strings.Contains(s, text(want))
+		}
+	case "starts_with", "ends_with":
+		return func(v any, _ time.Time) bool {
+			s, ok := v.(string)
+			if !ok {
+				return false
+			}
+			if op == "starts_with" {
+				return strings.HasPrefix(s, text(want))
+			}
+			return strings.HasSuffix(s, text(want))
+		}
+	case "=":
+		return func(v any, _ time.Time) bool { return v != nil && equal(v, want) }
+	case "!=":
+		return func(v any, _ time.Time) bool { return v != nil && !equal(v, want) }
+	}
+	return func(v any, _ time.Time) bool {
+		c, ok := order(v, want)
+		if !ok {
+			return false
+		}
+		switch op {
+		case "<":
+			return c < 0
+		case ">":
+			return c > 0
+		case "<=":
+			return c <= 0
+		case ">=":
+			return c >= 0
+		}
+		return false
+	}
+}
+
+func matchAny(v any, f func(any) bool) bool {
+	if list, ok := v.([]any); ok {
+		for _, x := range list {
+			if f(x) {
+				return true
+			}
+		}
+		return false
+	}
+	return v != nil && f(v)
+}
+
+func text(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case float64:
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(v)
+	}
+	return ""
+}
+
+// num reads a number, or a string holding one.
+func num(v any) (float64, bool) {
+	switch v := v.(type) {
+	case float64:
+		return v, true
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
+	}
+	return 0, false
+}
+
+// equal compares numbers numerically (a numeric string equals its
+// number), everything else exactly.
+func equal(v, w any) bool {
+	if _, isNum := w.(float64); isNum {
+		a, ok1 := num(v)
+		b, ok2 := num(w)
+		return ok1 && ok2 && a == b
+	}
+	if _, isNum := v.(float64); isNum {
+		a, ok1 := num(v)
+		b, ok2 := num(w)
+		return ok1 && ok2 && a == b
+	}
+	switch w := w.(type) {
+	case string:
+		s, ok := v.(string)
+		return ok && s == w
+	case bool:
+		b, ok := v.(bool)
+		return ok && b == w
+	}
+	return false
+}
+
+// order compares v with w: numerically when both are numbers (or numeric
+// strings), else as strings when both are strings; anything else does not
+// compare.
+func order(v, w any) (int, bool) {
+	if a, ok := num(v); ok {
+		if b, ok := num(w); ok {
+			switch {
+			case a < b:
+				return -1, true
+			case a > b:
+				return 1, true
+			}
+			return 0, true
+		}
+	}
+	a, ok1 := v.(string)
+	b, ok2 := w.(string)
+	if ok1 && ok2 {
+		return strings.Compare(a, b), true
+	}
+	return 0, false
+}
+
+// asTime reads a date or time string; numbers are not dates.
+func asTime(v any) (time.Time, bool) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, false
+	}
+	return parseTime(s)
+}

@@ -1,0 +1,256 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/audience"
+)
+
+// AudienceEngine keeps audiences and computed traits (audience.Engine).
+type AudienceEngine interface {
+	Put(ctx context.Context, d kith.Definition) (kith.Definition, error)
+	Delete(ctx context.Context, kind, key string) error
+	Definitions(kind string) []kith.Definition
+	Definition(kind, key string) (kith.Definition, error)
+	DryRun(ctx context.Context, text string, cond json.RawMessage, sample int) (int64, []string, error)
+	ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
+}
+
+// definitionBody is the body of POST /v1/audiences and
+// /v1/computed-traits (and of PUT on one, without key).
+type definitionBody struct {
+	Key        string          `json:"key"`
+	Definition string          `json:"definition"`
+	Condition  json.RawMessage `json:"condition"`
+}
+
+// definitionOut is a definition as the API shows it; audiences carry
+// their size.
+type definitionOut struct {
+	kith.Definition
+	Size *int64 `json:"size,omitempty"`
+}
+
+func (s *Server) audienceRoutes() {
+	eng := s.cfg.Audiences != nil
+	for _, k := range []struct{ path, kind string }{{"/v1/audiences", kith.KindAudience}, {"/v1/computed-traits", kith.KindComputedTrait}} {
+		kind := k.kind
+		s.mux.HandleFunc("POST "+k.path, s.admin(kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", s.handlePutDefinition(kind, true))))
+		s.mux.HandleFunc("PUT "+k.path+"/{key}", s.admin(kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", s.handlePutDefinition(kind, false))))
+		s.mux.HandleFunc("DELETE "+k.path+"/{key}", s.admin(kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
+			if err := s.cfg.Audiences.Delete(r.Context(), kind, r.PathValue("key")); err != nil {
+				s.error(w, r, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})))
+		s.mux.HandleFunc("GET "+k.path, s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
+			out := []definitionOut{}
+			for _, d := range s.cfg.Audiences.Definitions(kind) {
+				o, err := s.definitionOut(r.Context(), d)
+				if err != nil {
+					s.error(w, r, err)
+					return
+				}
+				out = append(out, o)
+			}
+			writeJSON(w, http.StatusOK, page{Data: out})
+		})))
+		s.mux.HandleFunc("GET "+k.path+"/{key}", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
+			d, err := s.cfg.Audiences.Definition(kind, r.PathValue("key"))
+			if err != nil {
+				s.error(w, r, err)
+				return
+			}
+			o, err := s.definitionOut(r.Context(), d)
+			if err != nil {
+				s.error(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, o)
+		})))
+	}
+	s.mux.HandleFunc("POST /v1/audiences/dry-run", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleDryRun)))
+	s.mux.HandleFunc("GET /v1/audiences/{key}/members", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleMembers)))
+	s.mux.HandleFunc("GET /v1/audience-changes", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleChanges)))
+	s.mux.HandleFunc("GET /v1/profiles/{ref}/audiences", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleProfileAudiences)))
+}
+
+func (s *Server) definitionOut(ctx context.Context, d kith.Definition) (definitionOut, error) {
+	o := definitionOut{Definition: d}
+	if d.Kind == kith.KindAudience {
+		n, err := s.store.AudienceSize(ctx, d.Key)
+		if err != nil {
+			return o, err
+		}
+		o.Size = &n
+	}
+	return o, nil
+}
+
+func (s *Server) handlePutDefinition(kind string, create bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body definitionBody
+		if err := decodeJSON(r, &body); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if !create {
+			if body.Key != "" && body.Key != r.PathValue("key") {
+				s.error(w, r, kith.Errorf(kith.EINVALID, "key %q in the body differs from the path", body.Key))
+				return
+			}
+			body.Key = r.PathValue("key")
+		} else if _, err := s.cfg.Audiences.Definition(kind, body.Key); err == nil {
+			s.error(w, r, kith.Errorf(kith.ECONFLICT, "%s %q exists; change it with PUT", kind, body.Key))
+			return
+		}
+		d, err := s.cfg.Audiences.Put(r.Context(), kith.Definition{Kind: kind, Key: body.Key, Text: body.Definition, Condition: body.Condition})
+		if err != nil && !errors.Is(err, audience.ErrUnchanged) {
+			s.error(w, r, err)
+			return
+		}
+		o, err := s.definitionOut(r.Context(), d)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		status := http.StatusOK
+		if create {
+			status = http.StatusCreated
+		}
+		writeJSON(w, status, o)
+	}
+}
+
+func (s *Server) handleDryRun(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Definition string          `json:"definition"`
+		Condition  json.RawMessage `json:"condition"`
+		Sample     int             `json:"sample"`
+	}
+	if err := decodeJSON(r, &body); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if body.Sample <= 0 {
+		body.Sample = 10
+	}
+	size, sample, err := s.cfg.Audiences.DryRun(r.Context(), body.Definition, body.Condition, min(body.Sample, 1000))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if sample == nil {
+		sample = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"size": size, "sample": sample})
+}
+
+func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	if _, err := s.cfg.Audiences.Definition(kith.KindAudience, key); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	after := ""
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			s.error(w, r, kith.Errorf(kith.EINVALID, "invalid cursor"))
+			return
+		}
+		after = string(b)
+	}
+	ms, err := s.store.Members(r.Context(), key, after, limit+1)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	size, err := s.store.AudienceSize(r.Context(), key)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var c cursor
+	if len(ms) > limit {
+		ms = ms[:limit]
+		c = cursor{HasMore: true, Next: base64.RawURLEncoding.EncodeToString([]byte(ms[len(ms)-1].ProfileID))}
+	}
+	if ms == nil {
+		ms = []kith.Member{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": ms, "cursor": c, "count": size})
+}
+
+func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	var after int64
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			s.error(w, r, kith.Errorf(kith.EINVALID, "after must be a change seq"))
+			return
+		}
+	}
+	profile := q.Get("profile")
+	if profile != "" {
+		if profile, err = s.resolveRef(r, profile); err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
+	cs, err := s.store.MembershipChanges(r.Context(), after, q.Get("audience"), profile, limit)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	type change struct {
+		kith.MembershipChange
+		Event string `json:"event"`
+	}
+	out := make([]change, len(cs))
+	for i, c := range cs {
+		out[i] = change{MembershipChange: c, Event: "Audience Exited"}
+		if c.Entered {
+			out[i].Event = "Audience Entered"
+		}
+	}
+	var c cursor
+	if len(cs) == limit {
+		c = cursor{HasMore: true, Next: strconv.FormatInt(cs[len(cs)-1].Seq, 10)}
+	}
+	writeJSON(w, http.StatusOK, page{Data: out, Cursor: c})
+}
+
+func (s *Server) handleProfileAudiences(w http.ResponseWriter, r *http.Request) {
+	id, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	ms, err := s.store.ProfileMemberships(r.Context(), id)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if ms == nil {
+		ms = []kith.Member{}
+	}
+	writeJSON(w, http.StatusOK, page{Data: ms})
+}
