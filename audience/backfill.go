@@ -320,9 +320,7 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 // commitStates writes the touched states without deciding memberships.
 func (w *work) commitStates() error {
 	b := kith.AudienceBatch{}
-	for _, id := range sortedKeys(w.touched) {
-		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: w.states[id].Encode()})
-	}
+	w.changedStates(&b)
 	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
 		return fmt.Errorf("audience: apply batch: %w", err)
 	}

@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -425,13 +426,14 @@ type work struct {
 	e       *Engine
 	ctx     context.Context
 	states  map[string]*State
+	raw     map[string][]byte // states as loaded, to skip rewriting unchanged ones
 	gone    map[string]bool
 	touched map[string]int64 // canonical → causing seq (0 for none)
 	changes []kith.MembershipChange
 }
 
 func (e *Engine) newWork(ctx context.Context) *work {
-	return &work{e: e, ctx: ctx, states: map[string]*State{}, gone: map[string]bool{}, touched: map[string]int64{}}
+	return &work{e: e, ctx: ctx, states: map[string]*State{}, raw: map[string][]byte{}, gone: map[string]bool{}, touched: map[string]int64{}}
 }
 
 // load fetches the states of ids not loaded yet (new profiles get an empty
@@ -456,6 +458,7 @@ func (w *work) load(ids []string) error {
 			if st, err = DecodeState(b); err != nil {
 				return err
 			}
+			w.raw[id] = b
 		}
 		w.states[id] = st
 	}
@@ -525,9 +528,7 @@ func (w *work) evaluate(prog *Program, now time.Time, cause string) {
 // the cursor to c when c > 0, then reschedules.
 func (w *work) commit(c int64) error {
 	b := kith.AudienceBatch{Cursor: c, Changes: w.changes}
-	for _, id := range sortedKeys(w.touched) {
-		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: w.states[id].Encode()})
-	}
+	w.changedStates(&b)
 	for _, id := range sortedKeys(w.gone) {
 		b.States = append(b.States, kith.ProfileState{ProfileID: id})
 	}
@@ -544,6 +545,17 @@ func (w *work) commit(c int64) error {
 		w.e.moved(c)
 	}
 	return nil
+}
+
+// changedStates adds the touched states that differ from what was loaded.
+func (w *work) changedStates(b *kith.AudienceBatch) {
+	for _, id := range sortedKeys(w.touched) {
+		enc := w.states[id].Encode()
+		if old, ok := w.raw[id]; ok && bytes.Equal(old, enc) {
+			continue
+		}
+		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: enc})
+	}
 }
 
 // applyBatch folds one applied index batch into the engine.

@@ -231,6 +231,57 @@ CREATE TABLE detachments (
 	at       timestamptz NOT NULL
 );
 `,
+	// 8: audiences and computed traits. audience_definitions holds them as
+	// the user saved them (one JSON document each, json rather than jsonb
+	// so a condition reads back byte for byte); the other tables hold what
+	// the audience engine derived: per-profile states, member lists with
+	// their sizes, and the history of entries and exits, whose seq orders
+	// the change stream. None of it is rebuilt with the indexer's derived
+	// state. Key columns use the "C" collation so that profile id order is
+	// byte order, as in the embedded store, whatever the database's locale.
+	`
+CREATE TABLE audience_definitions (
+	kind text COLLATE "C" NOT NULL,
+	key  text COLLATE "C" NOT NULL,
+	body json NOT NULL,
+	PRIMARY KEY (kind, key)
+);
+
+CREATE TABLE audience_meta (
+	name  text PRIMARY KEY,
+	value bigint NOT NULL
+);
+
+CREATE TABLE audience_states (
+	profile_id text COLLATE "C" PRIMARY KEY,
+	state      bytea NOT NULL
+);
+
+CREATE TABLE audience_members (
+	audience   text COLLATE "C" NOT NULL,
+	profile_id text COLLATE "C" NOT NULL,
+	since      timestamptz NOT NULL,
+	PRIMARY KEY (audience, profile_id)
+);
+CREATE INDEX audience_members_profile ON audience_members (profile_id, audience);
+
+CREATE TABLE audience_sizes (
+	audience text PRIMARY KEY,
+	n        bigint NOT NULL
+);
+
+CREATE TABLE audience_changes (
+	seq        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	audience   text NOT NULL,
+	profile_id text NOT NULL,
+	entered    boolean NOT NULL,
+	at         timestamptz NOT NULL,
+	cause      text NOT NULL,
+	cause_seq  bigint NOT NULL
+);
+CREATE INDEX audience_changes_audience ON audience_changes (audience, seq);
+CREATE INDEX audience_changes_profile ON audience_changes (profile_id, seq);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

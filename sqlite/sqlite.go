@@ -13,6 +13,11 @@
 // session.go): a process crash loses nothing, and after an operating-system
 // crash it is rebuilt from the durable log. Both files use WAL and
 // secure_delete=ON, so deleted personal data does not linger.
+//
+// Two more files hold what is neither the log nor derived from it alone:
+// insights.db (insight runs and their predictions) and audiences.db
+// (audience definitions, which are user input and synced in full, and the
+// audience engine's states, memberships and membership history).
 package sqlite
 
 import (
@@ -41,6 +46,7 @@ type DB struct {
 	logW, logR          *sql.DB
 	stateW, stateR      *sql.DB
 	insW, insR          *sql.DB
+	audW, audR          *sql.DB
 	dedup               *dedupIndex
 	secretMu            sync.Mutex
 	secret              []byte
@@ -102,6 +108,18 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if err := migrate(ctx, db.insW, insightMigrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: migrate insights.db: %w", err)
+	}
+	// audiences.db holds audience and computed-trait definitions (user
+	// input) and what the audience engine derived from them. Like
+	// insights.db it cannot be rebuilt together with state.db, and the
+	// definitions must survive a power cut, so it is synced in full.
+	if db.audW, db.audR, err = openPair(filepath.Join(dir, "audiences.db"), "FULL", 16384, 1000); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, db.audW, audienceMigrations); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: migrate audiences.db: %w", err)
 	}
 	if err := migrate(ctx, db.logW, logMigrations); err != nil {
 		db.Close()
@@ -202,7 +220,7 @@ func (db *DB) Close() error {
 			s.Close()
 		}
 	}
-	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW, db.insR, db.insW} {
+	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW, db.insR, db.insW, db.audR, db.audW} {
 		if c == nil {
 			continue
 		}
@@ -440,6 +458,47 @@ var insightMigrations = []string{
 		at         INTEGER NOT NULL,
 		traits     BLOB    NOT NULL
 	) WITHOUT ROWID;`,
+}
+
+// audienceMigrations build audiences.db: the definitions as the user saved
+// them (one JSON document each, so a new Definition field needs no
+// migration), and the audience engine's derived data: per-profile states,
+// the member lists with their sizes, and the history of entries and exits.
+// Profile ids are opaque; no personal data appears in keys.
+var audienceMigrations = []string{
+	`CREATE TABLE definitions (
+		kind TEXT NOT NULL,
+		key  TEXT NOT NULL,
+		body BLOB NOT NULL, -- kith.Definition as JSON
+		PRIMARY KEY (kind, key)
+	) WITHOUT ROWID;
+	-- cursor: the log position the engine has applied.
+	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+	CREATE TABLE states (
+		profile_id TEXT PRIMARY KEY,
+		state      BLOB NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE members (
+		audience   TEXT    NOT NULL,
+		profile_id TEXT    NOT NULL,
+		since      INTEGER NOT NULL, -- unix microseconds
+		PRIMARY KEY (audience, profile_id)
+	) WITHOUT ROWID;
+	CREATE INDEX members_profile ON members (profile_id, audience);
+	CREATE TABLE sizes (audience TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+	-- seq is the rowid: appended in order by the single writer, so seq
+	-- order is commit order and the change stream never skips a row.
+	CREATE TABLE changes (
+		seq        INTEGER PRIMARY KEY,
+		audience   TEXT    NOT NULL,
+		profile_id TEXT    NOT NULL,
+		entered    INTEGER NOT NULL,
+		at         INTEGER NOT NULL, -- unix microseconds
+		cause      TEXT    NOT NULL,
+		cause_seq  INTEGER NOT NULL
+	);
+	CREATE INDEX changes_audience ON changes (audience, seq);
+	CREATE INDEX changes_profile ON changes (profile_id, seq);`,
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -67,6 +67,13 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"TraitsKeepOthers", testTraitsKeepOthers},
 		{"Decisions", testDecisions},
 		{"ScanTraits", testScanTraits},
+		{"AudienceDefinitions", testAudienceDefinitions},
+		{"AudienceBatch", testAudienceBatch},
+		{"AudienceMembersPaging", testAudienceMembersPaging},
+		{"AudienceChanges", testAudienceChanges},
+		{"AudienceStates", testAudienceStates},
+		{"AudienceCursor", testAudienceCursor},
+		{"AudienceConflict", testAudienceConflict},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,7 +93,8 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 
 // RunPersistence runs the part of the suite that needs to close a store and
 // open the same data again: dedup, counters, the log, derived state, sources,
-// tokens and the secret must survive a restart. open returns a fresh, empty,
+// tokens, the secret, audience definitions and the audience engine's data
+// must survive a restart. open returns a fresh, empty,
 // migrated store and a function that opens that store's data again after the
 // suite has closed it; the reopen function may be called several times, and
 // the suite closes every store it receives exactly once.
@@ -94,6 +102,7 @@ func RunPersistence(t *testing.T, open func(t *testing.T) (kith.Store, func() ki
 	t.Helper()
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, open) })
 	t.Run("PruneDedupReopen", func(t *testing.T) { testPruneDedupReopen(t, open) })
+	t.Run("AudienceReopen", func(t *testing.T) { testAudienceReopen(t, open) })
 }
 
 // base is the reference time of the fixtures. It has microseconds so that

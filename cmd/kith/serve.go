@@ -18,8 +18,8 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
-	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/audience"
+	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/dedupe"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/identity"
