@@ -440,8 +440,10 @@ func (e *Engine) newWork(ctx context.Context) *work {
 // one).
 func (w *work) load(ids []string) error {
 	var need []string
+	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		if _, ok := w.states[id]; !ok && !slices.Contains(need, id) {
+		if _, ok := w.states[id]; !ok && !seen[id] {
+			seen[id] = true
 			need = append(need, id)
 		}
 	}

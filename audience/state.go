@@ -174,6 +174,7 @@ func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time
 		return v
 	}
 	members := map[string]bool{}
+	decoded := map[string]any{} // each trait decoded once per evaluation
 	e := &env{
 		now: now,
 		agg: agg,
@@ -181,10 +182,15 @@ func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time
 			if s, ok := computed[key]; ok {
 				return agg(s)
 			}
-			if tv, ok := st.Traits[key]; ok {
-				return decode(tv.V)
+			if v, ok := decoded[key]; ok {
+				return v
 			}
-			return nil
+			var v any
+			if tv, ok := st.Traits[key]; ok {
+				v = decode(tv.V)
+			}
+			decoded[key] = v
+			return v
 		},
 		member: func(key string) bool { return members[key] },
 	}
