@@ -17,7 +17,7 @@ import (
 )
 
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	store *sqlite.DB
 	eng   *audience.Engine
 	ix    *pipeline.Indexer
@@ -25,7 +25,7 @@ type rig struct {
 	seq   int
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
 	if err != nil {
