@@ -193,55 +193,91 @@ func (a *Agg) result(fn string) any {
 }
 
 // decode turns a stored JSON value into the Go value comparisons use.
+// Scalars, nearly all of what filters and traits compare, are read
+// without the reflection of encoding/json.
 func decode(v json.RawMessage) any {
+	if len(v) == 0 {
+		return nil
+	}
+	switch c := v[0]; {
+	case c == '"':
+		if len(v) >= 2 && v[len(v)-1] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
+			return string(v[1 : len(v)-1])
+		}
+	case c == '-' || c >= '0' && c <= '9':
+		if f, err := strconv.ParseFloat(string(v), 64); err == nil {
+			return f
+		}
+	case string(v) == "true":
+		return true
+	case string(v) == "false":
+		return false
+	case string(v) == "null":
+		return nil
+	}
 	var x any
-	d := json.NewDecoder(bytes.NewReader(v))
-	if d.Decode(&x) != nil {
+	if json.Unmarshal(v, &x) != nil {
 		return nil
 	}
 	return x
 }
 
 // Slot is one distinct aggregate of a Program: every definition that uses
-// the same aggregate shares its state.
+// the same aggregate shares it.
 type Slot struct {
-	// ID names the state in stored profile states: a hash of the
-	// aggregate's canonical text, stable across restarts.
-	ID    string
-	Agg   *Aggregate
-	where func(*Event) bool
-	// horizon is how far back a windowed aggregate looks (0: all time).
-	horizon time.Duration
+	idx int // position in Program.Slots
+	// ID is a hash of the aggregate's canonical text.
+	ID  string
+	Agg *Aggregate
+	// up keeps the state the slot reads: its own running totals, or (for a
+	// windowed aggregate) the entries shared by every window over the same
+	// events and property.
+	up *updater
 }
 
-// windowed reports whether the slot keeps entries.
+// windowed reports whether the slot reads entries.
 func (s *Slot) windowed() bool { return s.Agg.Window != nil }
 
-// Add folds the event into st (which must belong to this slot). now prunes
-// what a window can no longer see.
-func (s *Slot) add(st *Agg, e *Event, now time.Time) {
+// updater folds events into one state of a profile. Windowed aggregates
+// over the same event, filter and property share one updater that keeps
+// entries as far back as the longest of their windows, so fifty audiences
+// over "Page Viewed within N days" store each page view once.
+type updater struct {
+	// key names the state in State.Aggs, stable across restarts: a hash of
+	// what the state holds (for entries, including how far back).
+	key      string
+	fn       string
+	property string
+	where    func(*Event) bool
+	windowed bool
+	horizon  time.Duration
+}
+
+// add folds the event into st. now prunes what the windows can no longer
+// see.
+func (u *updater) add(st *Agg, e *Event, now time.Time) {
 	en := Entry{T: e.Time.UnixMicro(), Q: e.Seq}
-	if s.Agg.Property != "" {
-		en.V = e.raw(s.Agg.Property)
+	if u.property != "" {
+		en.V = e.raw(u.property)
 	}
-	if !s.windowed() {
-		st.add(s.Agg.Fn, en)
+	if !u.windowed {
+		st.add(u.fn, en)
 		return
 	}
-	if en.T <= now.Add(-s.horizon).UnixMicro() {
-		return // already outside the window
+	if en.T <= now.Add(-u.horizon).UnixMicro() {
+		return // already outside every window
 	}
 	i := sort.Search(len(st.E), func(i int) bool { return before(en, st.E[i]) })
 	st.E = slices.Insert(st.E, i, en)
-	s.prune(st, now)
+	u.prune(st, now)
 }
 
 // prune drops entries older than the horizon.
-func (s *Slot) prune(st *Agg, now time.Time) {
-	if !s.windowed() {
+func (u *updater) prune(st *Agg, now time.Time) {
+	if !u.windowed {
 		return
 	}
-	cut := now.Add(-s.horizon).UnixMicro()
+	cut := now.Add(-u.horizon).UnixMicro()
 	i := 0
 	for i < len(st.E) && st.E[i].T <= cut {
 		i++

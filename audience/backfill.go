@@ -205,14 +205,11 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 	if err != nil {
 		old = &Program{}
 	}
-	have := map[string]bool{}
-	for _, s := range old.Slots {
-		have[s.ID] = true
-	}
+	have := old.StateKeys()
 	only := map[string]bool{}
-	for _, s := range prog.Slots {
-		if !have[s.ID] {
-			only[s.ID] = true
+	for k := range prog.StateKeys() {
+		if !have[k] {
+			only[k] = true
 		}
 	}
 	now := e.now()
@@ -320,10 +317,11 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 // commitStates writes the touched states without deciding memberships.
 func (w *work) commitStates() error {
 	b := kith.AudienceBatch{}
-	w.changedStates(&b)
+	encs := w.changedStates(&b)
 	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
 		return fmt.Errorf("audience: apply batch: %w", err)
 	}
+	w.e.remember(w, encs)
 	return nil
 }
 
@@ -399,14 +397,11 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 	if err != nil {
 		return 0, nil, kith.Errorf(kith.EINVALID, "%v", err)
 	}
-	have := map[string]bool{}
-	for _, s := range base.Slots {
-		have[s.ID] = true
-	}
+	have := base.StateKeys()
 	only := map[string]bool{}
-	for _, s := range prog.Slots {
-		if !have[s.ID] {
-			only[s.ID] = true
+	for k := range prog.StateKeys() {
+		if !have[k] {
+			only[k] = true
 		}
 	}
 	extra := map[string]*State{}

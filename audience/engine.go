@@ -42,9 +42,12 @@ type Config struct {
 	// Now is the clock (tests set it); time.Now by default.
 	Now    func() time.Time
 	Logger *slog.Logger
-	// QueueLimit bounds the handed-over batches waiting; past it the
-	// engine forgets them and reads the log instead.
+	// QueueLimit bounds the handed-over events waiting (default 200,000);
+	// past it the engine forgets them and reads the log instead.
 	QueueLimit int
+	// CacheStates bounds the decoded profile states kept in memory
+	// (default 200,000).
+	CacheStates int
 }
 
 // Engine keeps computed traits and audience memberships current. It
@@ -67,19 +70,32 @@ type Engine struct {
 	defs    []kith.Definition
 	prog    *Program
 	queue   []handover
+	queued  int  // events in queue
 	dropped bool // handovers were dropped: read the log
 	replace [][]string
 	refresh []kith.ProfileInsights
 	reprog  bool
 	wake    chan struct{}
 
-	cursor  atomic.Int64
-	applied chan struct{} // closed and replaced when the cursor moves
+	cursor    atomic.Int64
+	applied   chan struct{} // closed and replaced when the cursor moves
+	lag       lags
+	indexLag  lags // arrival to the indexer's commit, for comparison
+	scheduled int  // profiles with a scheduled change (guarded by mu)
+	busy      int  // 1 while a handed-over batch is being applied (guarded by mu)
 
-	// Engine goroutine only.
-	due     dueHeap
-	dueAt   map[string]int64
-	started bool
+	// Engine goroutine only. cache holds decoded states as last written
+	// (the engine is their only writer), bounded by maxCache.
+	cache    map[string]*cached
+	maxCache int
+	due      dueHeap
+	dueAt    map[string]int64
+	started  bool
+}
+
+type cached struct {
+	st  *State
+	enc []byte
 }
 
 type handover struct {
@@ -99,12 +115,15 @@ func NewEngine(store Store, cfg Config) *Engine {
 		cfg.Rules = identity.DefaultRules()
 	}
 	if cfg.QueueLimit <= 0 {
-		cfg.QueueLimit = 64
+		cfg.QueueLimit = 200_000
+	}
+	if cfg.CacheStates <= 0 {
+		cfg.CacheStates = 200_000
 	}
 	return &Engine{
 		store: store, rules: cfg.Rules, keyer: identity.NewKeyer(cfg.Secret), now: cfg.Now, log: cfg.Logger,
 		limit: cfg.QueueLimit, wake: make(chan struct{}, 1), applied: make(chan struct{}), dueAt: map[string]int64{},
-		prog: &Program{byEvent: map[string][]*Slot{}},
+		prog: &Program{}, maxCache: cfg.CacheStates,
 	}
 }
 
@@ -155,11 +174,18 @@ func (e *Engine) signal() {
 // events). It never blocks the indexer: past the queue limit the batch is
 // dropped and the engine reads those events from the log.
 func (e *Engine) Applied(b kith.IndexBatch, msgs []kith.Message) {
+	now := time.Now()
+	for _, m := range msgs {
+		if !m.ReceivedAt.IsZero() && now.Sub(m.ReceivedAt) < time.Minute {
+			e.indexLag.add(now.Sub(m.ReceivedAt))
+		}
+	}
 	e.mu.Lock()
-	if len(e.queue) >= e.limit {
-		e.queue, e.dropped = nil, true
+	if e.queued+len(msgs) > e.limit {
+		e.queue, e.queued, e.dropped = nil, 0, true
 	} else if !e.dropped {
 		e.queue = append(e.queue, handover{b: b, msgs: msgs})
+		e.queued += len(msgs)
 	}
 	e.mu.Unlock()
 	e.signal()
@@ -274,6 +300,14 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // re-derived cluster, predictions, a handed-over batch, catching up with
 // the indexer, or due expiries. Tests drive the engine with it.
 func (e *Engine) Step(ctx context.Context) (bool, error) {
+	worked, err := e.step(ctx)
+	if err != nil {
+		e.cache = nil // states may have changed without being written
+	}
+	return worked, err
+}
+
+func (e *Engine) step(ctx context.Context) (bool, error) {
 	if !e.started {
 		if err := e.Start(ctx); err != nil {
 			return false, err
@@ -284,8 +318,30 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 	e.reprog, e.replace, e.refresh = false, nil, nil
 	var h *handover
 	if len(e.queue) > 0 && !reprog && len(replace) == 0 && len(refresh) == 0 {
-		h = &e.queue[0]
-		e.queue = e.queue[1:]
+		// Fold every queued batch that continues the first into one unit
+		// of work: one evaluation per touched profile and one commit,
+		// however far behind the engine is.
+		first := e.queue[0]
+		h = &handover{b: first.b, msgs: first.msgs}
+		n := 1
+		for n < len(e.queue) && len(h.msgs) < coalesce {
+			nx := e.queue[n]
+			if len(nx.msgs) == 0 || len(h.msgs) == 0 || nx.msgs[0].Seq != h.msgs[len(h.msgs)-1].Seq+1 {
+				break
+			}
+			if n == 1 {
+				h.b = joinBatches(h.b, kith.IndexBatch{})
+				h.msgs = slices.Clone(h.msgs)
+			}
+			h.b = joinBatches(h.b, nx.b)
+			h.msgs = append(h.msgs, nx.msgs...)
+			n++
+		}
+		for _, q := range e.queue[:n] {
+			e.queued -= len(q.msgs)
+		}
+		e.queue = e.queue[n:]
+		e.busy = 1
 	}
 	dropped := e.dropped
 	e.mu.Unlock()
@@ -305,6 +361,7 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 			e.mu.Unlock()
 		})
 	case h != nil:
+		defer func() { e.mu.Lock(); e.busy = 0; e.mu.Unlock() }()
 		if h.b.Cursor <= e.cursor.Load() {
 			return true, nil // already applied (read from the log)
 		}
@@ -312,9 +369,16 @@ func (e *Engine) Step(ctx context.Context) (bool, error) {
 			// Not contiguous with what was applied: read the log.
 			return true, e.catchUp(ctx, h.msgs[0].Seq-1)
 		}
-		return true, e.withRetry(func() error { return e.applyBatch(ctx, h.b, h.msgs) }, func() {
+		return true, e.withRetry(func() error {
+			if err := e.applyBatch(ctx, h.b, h.msgs); err != nil {
+				return err
+			}
+			e.recordLag(h.msgs)
+			return nil
+		}, func() {
 			e.mu.Lock()
 			e.queue = append([]handover{*h}, e.queue...)
+			e.queued += len(h.msgs)
 			e.mu.Unlock()
 		})
 	}
@@ -342,6 +406,18 @@ func (e *Engine) withRetry(f func() error, requeue func()) error {
 	return nil
 }
 
+// recordLag notes, for each event just committed, how long after its
+// arrival that was. Events older than a minute on arrival at the engine
+// (a catch-up after a restart, a backfill) say nothing about real time.
+func (e *Engine) recordLag(msgs []kith.Message) {
+	done := time.Now()
+	for _, m := range msgs {
+		if !m.ReceivedAt.IsZero() && done.Sub(m.ReceivedAt) < time.Minute {
+			e.lag.add(done.Sub(m.ReceivedAt))
+		}
+	}
+}
+
 // CatchUp applies the log from the engine's cursor up to the indexer's,
 // attributing events by their identifiers. Start-up calls it for what the
 // engine had not applied when the process stopped.
@@ -350,7 +426,11 @@ func (e *Engine) CatchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return e.catchUp(ctx, head)
+	if err := e.catchUp(ctx, head); err != nil {
+		e.cache = nil
+		return err
+	}
+	return nil
 }
 
 const scanPage = 5000
@@ -379,6 +459,7 @@ func (e *Engine) catchUp(ctx context.Context, upto int64) error {
 		if err := e.applyBatch(ctx, b, msgs, withMembers()); err != nil {
 			return err
 		}
+		e.recordLag(msgs)
 	}
 	return nil
 }
@@ -417,6 +498,20 @@ func (e *Engine) resolve(ctx context.Context, msgs []kith.Message) ([]string, er
 
 type batchOpt struct{ members bool }
 
+// coalesce is the most events the engine folds in one unit of work.
+const coalesce = 20000
+
+// joinBatches appends b's derived facts to a (a copy: handed-over batches
+// are shared with the indexer).
+func joinBatches(a, b kith.IndexBatch) kith.IndexBatch {
+	return kith.IndexBatch{
+		Cursor:   max(a.Cursor, b.Cursor),
+		Timeline: append(slices.Clip(a.Timeline), b.Timeline...),
+		Merges:   append(slices.Clip(a.Merges), b.Merges...),
+		Traits:   append(slices.Clip(a.Traits), b.Traits...),
+	}
+}
+
 // withMembers makes applyBatch fold in the states of members merged into a
 // touched profile that it was not told about.
 func withMembers() batchOpt { return batchOpt{members: true} }
@@ -442,10 +537,15 @@ func (w *work) load(ids []string) error {
 	var need []string
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		if _, ok := w.states[id]; !ok && !seen[id] {
-			seen[id] = true
-			need = append(need, id)
+		if _, ok := w.states[id]; ok || seen[id] {
+			continue
 		}
+		if c, ok := w.e.cache[id]; ok {
+			w.states[id], w.raw[id] = c.st, c.enc
+			continue
+		}
+		seen[id] = true
+		need = append(need, id)
 	}
 	if len(need) == 0 {
 		return nil
@@ -530,13 +630,14 @@ func (w *work) evaluate(prog *Program, now time.Time, cause string) {
 // the cursor to c when c > 0, then reschedules.
 func (w *work) commit(c int64) error {
 	b := kith.AudienceBatch{Cursor: c, Changes: w.changes}
-	w.changedStates(&b)
+	encs := w.changedStates(&b)
 	for _, id := range sortedKeys(w.gone) {
 		b.States = append(b.States, kith.ProfileState{ProfileID: id})
 	}
 	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
 		return fmt.Errorf("audience: apply batch: %w", err)
 	}
+	w.e.remember(w, encs)
 	for id := range w.gone {
 		w.e.schedule(id, 0)
 	}
@@ -549,14 +650,31 @@ func (w *work) commit(c int64) error {
 	return nil
 }
 
-// changedStates adds the touched states that differ from what was loaded.
-func (w *work) changedStates(b *kith.AudienceBatch) {
+// changedStates adds the touched states that differ from what was loaded;
+// it returns every touched state's encoding.
+func (w *work) changedStates(b *kith.AudienceBatch) map[string][]byte {
+	encs := make(map[string][]byte, len(w.touched))
 	for _, id := range sortedKeys(w.touched) {
 		enc := w.states[id].Encode()
+		encs[id] = enc
 		if old, ok := w.raw[id]; ok && bytes.Equal(old, enc) {
 			continue
 		}
 		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: enc})
+	}
+	return encs
+}
+
+// remember caches what a unit of work wrote.
+func (e *Engine) remember(w *work, encs map[string][]byte) {
+	if e.cache == nil || len(e.cache) > e.maxCache {
+		e.cache = make(map[string]*cached, len(encs))
+	}
+	for id := range w.gone {
+		delete(e.cache, id)
+	}
+	for id, enc := range encs {
+		e.cache[id] = &cached{st: w.states[id], enc: enc}
 	}
 }
 
@@ -867,6 +985,11 @@ func (h *dueHeap) Pop() any {
 
 // schedule sets (at > 0) or clears a profile's next change.
 func (e *Engine) schedule(id string, at int64) {
+	defer func() {
+		e.mu.Lock()
+		e.scheduled = len(e.dueAt)
+		e.mu.Unlock()
+	}()
 	if at <= 0 {
 		delete(e.dueAt, id)
 		return

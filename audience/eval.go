@@ -24,6 +24,7 @@ type Event struct {
 	Time time.Time
 	Raw  json.RawMessage
 	doc  map[string]json.RawMessage
+	objs map[*byte]map[string]json.RawMessage
 	bad  bool
 }
 
@@ -41,31 +42,50 @@ func EventOf(m kith.Message) *Event {
 }
 
 // raw returns the JSON at path ("properties.total"), or nil when absent
-// or null.
+// or null. Objects on the way are decoded once per event.
 func (e *Event) raw(path string) json.RawMessage {
 	if e.doc == nil && !e.bad {
 		if json.Unmarshal(e.Raw, &e.doc) != nil {
 			e.bad = true
 		}
 	}
-	segs := strings.Split(path, ".")
-	cur, ok := e.doc[segs[0]]
-	if !ok {
-		return nil
-	}
-	for _, s := range segs[1:] {
-		var m map[string]json.RawMessage
-		if len(cur) == 0 || cur[0] != '{' || json.Unmarshal(cur, &m) != nil {
+	obj := e.doc
+	for {
+		seg, rest, nested := strings.Cut(path, ".")
+		v, ok := obj[seg]
+		if !ok {
 			return nil
 		}
-		if cur, ok = m[s]; !ok {
+		if !nested {
+			if string(v) == "null" {
+				return nil
+			}
+			return v
+		}
+		sub, ok := e.objs[v2key(v)]
+		if !ok {
+			if len(v) == 0 || v[0] != '{' || json.Unmarshal(v, &sub) != nil {
+				sub = nil
+			}
+			if e.objs == nil {
+				e.objs = map[*byte]map[string]json.RawMessage{}
+			}
+			e.objs[v2key(v)] = sub
+		}
+		if sub == nil {
 			return nil
 		}
+		obj, path = sub, rest
 	}
-	if string(cur) == "null" {
+}
+
+// v2key identifies a nested object by where its bytes start in the
+// event's JSON (every sub-slice of Raw is distinct there).
+func v2key(v json.RawMessage) *byte {
+	if len(v) == 0 {
 		return nil
 	}
-	return cur
+	return &v[0]
 }
 
 // Computed is a computed trait of a Program: the trait Key is the value of
@@ -93,42 +113,94 @@ type Program struct {
 	Slots     []*Slot
 	Computed  []Computed
 	Audiences []*Audience
-	byEvent   map[string][]*Slot
-	anyEvent  []*Slot
+	byEvent   map[string][]*updater
+	anyEvent  []*updater
 	// TraitKeys are the event and predicted trait keys the audiences read
 	// (computed traits excluded).
-	TraitKeys []string
+	TraitKeys  []string
+	computedBy map[string]*Slot
+	// ups are the distinct states the slots read, by key.
+	ups     []*updater
+	upByKey map[string]*updater
+}
+
+func hashKey(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}
+
+// updaters gives every slot the updater of its state: its own for running
+// totals; for windows, one per (event, filter, property), reaching back as
+// far as the longest window.
+func (p *Program) updaters() error {
+	p.byEvent, p.anyEvent, p.upByKey = map[string][]*updater{}, nil, map[string]*updater{}
+	family := func(a *Aggregate) string {
+		f := *a
+		f.Fn, f.Window = FnCount, nil
+		if a.Property != "" {
+			f.Fn = FnLast // any function that takes the property
+		}
+		return FormatAggregate(&f)
+	}
+	horizon := map[string]time.Duration{}
+	for _, s := range p.Slots {
+		if w := s.Agg.Window; w != nil {
+			f := family(s.Agg)
+			horizon[f] = max(horizon[f], time.Duration(max(w.Within, w.To)))
+		}
+	}
+	for _, s := range p.Slots {
+		a := s.Agg
+		key := s.ID
+		if a.Window != nil {
+			f := family(a)
+			key = "w" + hashKey(f+" back "+Duration(horizon[f]).String())
+		}
+		if u, ok := p.upByKey[key]; ok {
+			s.up = u
+			continue
+		}
+		u := &updater{key: key, fn: a.Fn, property: a.Property, where: func(*Event) bool { return true }, windowed: a.Window != nil}
+		if u.windowed {
+			u.horizon = horizon[family(a)]
+		}
+		if a.Where != nil {
+			f, err := compileWhere(a.Where)
+			if err != nil {
+				return err
+			}
+			u.where = f
+		}
+		s.up = u
+		p.upByKey[key] = u
+		p.ups = append(p.ups, u)
+		if a.Event == AnyEvent {
+			p.anyEvent = append(p.anyEvent, u)
+		} else {
+			p.byEvent[a.Event] = append(p.byEvent[a.Event], u)
+		}
+	}
+	return nil
 }
 
 // Compile builds a Program from stored definitions; any invalid definition,
 // unknown audience reference or cycle is an error naming it.
 func Compile(defs []kith.Definition) (*Program, error) {
-	p := &Program{byEvent: map[string][]*Slot{}}
+	p := &Program{}
 	slots := map[string]*Slot{}
 	slot := func(a *Aggregate) (*Slot, error) {
 		key := FormatAggregate(a)
 		if s, ok := slots[key]; ok {
 			return s, nil
 		}
-		sum := sha256.Sum256([]byte(key))
-		s := &Slot{ID: hex.EncodeToString(sum[:6]), Agg: a, where: func(*Event) bool { return true }}
 		if a.Where != nil {
-			f, err := compileWhere(a.Where)
-			if err != nil {
+			if _, err := compileWhere(a.Where); err != nil {
 				return nil, err
 			}
-			s.where = f
 		}
-		if w := a.Window; w != nil {
-			s.horizon = time.Duration(max(w.Within, w.To))
-		}
+		s := &Slot{ID: hashKey(key), Agg: a, idx: len(p.Slots)}
 		slots[key] = s
 		p.Slots = append(p.Slots, s)
-		if a.Event == AnyEvent {
-			p.anyEvent = append(p.anyEvent, s)
-		} else {
-			p.byEvent[a.Event] = append(p.byEvent[a.Event], s)
-		}
 		return s, nil
 	}
 	computed := map[string]bool{}
@@ -160,7 +232,7 @@ func Compile(defs []kith.Definition) (*Program, error) {
 	}
 	sort.Strings(audKeys)
 	traitKeys := map[string]bool{}
-	c := &compiler{slot: slot, computed: computed, traitKeys: traitKeys}
+	c := &compiler{slot: slot, computed: computed, traitKeys: traitKeys, audIdx: map[string]int{}}
 	// Order audiences so each follows the ones it refers to.
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(key string, path []string) error
@@ -186,6 +258,7 @@ func Compile(defs []kith.Definition) (*Program, error) {
 		if err != nil {
 			return fmt.Errorf("audience %q: %w", key, err)
 		}
+		c.audIdx[key] = len(p.Audiences)
 		p.Audiences = append(p.Audiences, &Audience{Key: key, Node: n, eval: ev, next: next})
 		return nil
 	}
@@ -196,6 +269,13 @@ func Compile(defs []kith.Definition) (*Program, error) {
 	}
 	for k := range traitKeys {
 		p.TraitKeys = append(p.TraitKeys, k)
+	}
+	if err := p.updaters(); err != nil {
+		return nil, err
+	}
+	p.computedBy = map[string]*Slot{}
+	for _, cp := range p.Computed {
+		p.computedBy[cp.Key] = cp.Slot
 	}
 	sort.Strings(p.TraitKeys)
 	return p, nil
@@ -223,20 +303,53 @@ func audienceRefs(n *Node) []string {
 	return out
 }
 
-// env is what one profile's evaluation reads.
+// env is what one profile's evaluation reads: its state at now, with each
+// aggregate value and trait decoded at most once, and the memberships
+// decided so far (audiences are evaluated in dependency order).
 type env struct {
-	now time.Time
-	// value of a trait key: computed, then predicted, then event traits.
-	trait func(key string) any
-	agg   func(*Slot) any
-	// member reports membership of an audience already evaluated.
-	member func(key string) bool
+	now     time.Time
+	st      *State
+	prog    *Program
+	aggs    []any
+	aggSet  []bool
+	traits  map[string]any
+	members []bool
+}
+
+func (e *env) agg(s *Slot) any {
+	if e.aggSet[s.idx] {
+		return e.aggs[s.idx]
+	}
+	v := s.Value(e.st.Aggs[s.up.key], e.now)
+	e.aggs[s.idx], e.aggSet[s.idx] = v, true
+	return v
+}
+
+// trait is a trait's value: a computed trait's, else the cached event or
+// predicted trait's.
+func (e *env) trait(key string) any {
+	if s, ok := e.prog.computedBy[key]; ok {
+		return e.agg(s)
+	}
+	if v, ok := e.traits[key]; ok {
+		return v
+	}
+	var v any
+	if tv, ok := e.st.Traits[key]; ok {
+		v = decode(tv.V)
+	}
+	if e.traits == nil {
+		e.traits = map[string]any{}
+	}
+	e.traits[key] = v
+	return v
 }
 
 type compiler struct {
 	slot      func(*Aggregate) (*Slot, error)
 	computed  map[string]bool
 	traitKeys map[string]bool
+	audIdx    map[string]int
 }
 
 // node compiles a profile condition.
@@ -271,8 +384,11 @@ func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) 
 		}
 		return func(e *env) bool { return !ev(e) }, next, nil
 	case n.Audience != "":
-		key := n.Audience
-		return func(e *env) bool { return e.member(key) }, never, nil
+		i, ok := c.audIdx[n.Audience]
+		if !ok {
+			return nil, nil, fmt.Errorf("audience %q does not exist", n.Audience)
+		}
+		return func(e *env) bool { return e.members[i] }, never, nil
 	case n.Consent != "":
 		// Consent as the Segment spec carries it: the latest event that
 		// states the category decides.

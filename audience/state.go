@@ -25,24 +25,6 @@ type State struct {
 	Due     int64                 `json:"d,omitempty"`
 }
 
-// DecodeState reads a stored state.
-func DecodeState(b []byte) (*State, error) {
-	st := &State{}
-	if err := json.Unmarshal(b, st); err != nil {
-		return nil, fmt.Errorf("audience: decode state: %w", err)
-	}
-	return st, nil
-}
-
-// Encode writes the state for storage.
-func (st *State) Encode() []byte {
-	b, err := json.Marshal(st)
-	if err != nil {
-		panic(err) // only maps, slices, numbers and valid JSON: cannot fail
-	}
-	return b
-}
-
 // SetTrait records a trait value unless the cached one is newer or
 // predicted (predictions are replaced only by predictions).
 func (st *State) SetTrait(key string, v TraitValue) {
@@ -78,46 +60,40 @@ func (st *State) Merge(o *State) {
 // Apply folds one event into the aggregates it matches; it reports whether
 // any did.
 func (p *Program) Apply(st *State, e *Event, now time.Time) bool {
+	return p.ApplyOnly(st, e, now, nil)
+}
+
+// ApplyOnly is Apply restricted to the states whose keys are in only (a
+// backfill of new aggregates); nil means all.
+func (p *Program) ApplyOnly(st *State, e *Event, now time.Time, only map[string]bool) bool {
 	hit := false
-	for _, list := range [2][]*Slot{p.byEvent[e.Name], p.anyEvent} {
-		for _, s := range list {
-			if !s.where(e) {
+	for _, list := range [2][]*updater{p.byEvent[e.Name], p.anyEvent} {
+		for _, u := range list {
+			if only != nil && !only[u.key] || !u.where(e) {
 				continue
 			}
 			if st.Aggs == nil {
 				st.Aggs = map[string]*Agg{}
 			}
-			a := st.Aggs[s.ID]
+			a := st.Aggs[u.key]
 			if a == nil {
 				a = &Agg{}
-				st.Aggs[s.ID] = a
+				st.Aggs[u.key] = a
 			}
-			s.add(a, e, now)
+			u.add(a, e, now)
 			hit = true
 		}
 	}
 	return hit
 }
 
-// ApplyOnly is Apply restricted to the given slots (a backfill of new
-// aggregates).
-func (p *Program) ApplyOnly(st *State, e *Event, now time.Time, only map[string]bool) {
-	for _, list := range [2][]*Slot{p.byEvent[e.Name], p.anyEvent} {
-		for _, s := range list {
-			if !only[s.ID] || !s.where(e) {
-				continue
-			}
-			if st.Aggs == nil {
-				st.Aggs = map[string]*Agg{}
-			}
-			a := st.Aggs[s.ID]
-			if a == nil {
-				a = &Agg{}
-				st.Aggs[s.ID] = a
-			}
-			s.add(a, e, now)
-		}
+// StateKeys are the keys of the states the program keeps per profile.
+func (p *Program) StateKeys() map[string]bool {
+	out := make(map[string]bool, len(p.ups))
+	for _, u := range p.ups {
+		out[u.key] = true
 	}
+	return out
 }
 
 // Matches reports whether any aggregate of the program reads events named
@@ -131,7 +107,7 @@ func (p *Program) Matches(name string) bool {
 func (p *Program) ComputedValues(st *State, now time.Time) map[string]any {
 	out := make(map[string]any, len(p.Computed))
 	for _, c := range p.Computed {
-		if v := c.Slot.Value(st.Aggs[c.Slot.ID], now); v != nil {
+		if v := c.Slot.Value(st.Aggs[c.Slot.up.key], now); v != nil {
 			out[c.Key] = v
 		}
 	}
@@ -144,58 +120,29 @@ func (p *Program) ComputedValues(st *State, now time.Time) map[string]any {
 // never. It also drops aggregate states the program no longer uses and
 // entries that windows can no longer see.
 func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time) {
-	used := make(map[string]bool, len(p.Slots))
 	var due time.Time
+	for _, u := range p.ups {
+		if a := st.Aggs[u.key]; a != nil {
+			u.prune(a, now)
+		}
+	}
 	for _, s := range p.Slots {
-		used[s.ID] = true
-		if a := st.Aggs[s.ID]; a != nil {
-			s.prune(a, now)
+		if a := st.Aggs[s.up.key]; a != nil && s.windowed() {
 			if t := s.nextChange(a, now); !t.IsZero() && (due.IsZero() || t.Before(due)) {
 				due = t
 			}
 		}
 	}
 	for id := range st.Aggs {
-		if !used[id] {
-			delete(st.Aggs, id)
+		if p.upByKey[id] == nil {
+			delete(st.Aggs, id) // a definition that used it is gone
 		}
 	}
-	computed := map[string]*Slot{}
-	for _, c := range p.Computed {
-		computed[c.Key] = c.Slot
-	}
-	cache := map[*Slot]any{}
-	agg := func(s *Slot) any {
-		v, ok := cache[s]
-		if !ok {
-			v = s.Value(st.Aggs[s.ID], now)
-			cache[s] = v
-		}
-		return v
-	}
-	members := map[string]bool{}
-	decoded := map[string]any{} // each trait decoded once per evaluation
-	e := &env{
-		now: now,
-		agg: agg,
-		trait: func(key string) any {
-			if s, ok := computed[key]; ok {
-				return agg(s)
-			}
-			if v, ok := decoded[key]; ok {
-				return v
-			}
-			var v any
-			if tv, ok := st.Traits[key]; ok {
-				v = decode(tv.V)
-			}
-			decoded[key] = v
-			return v
-		},
-		member: func(key string) bool { return members[key] },
-	}
-	for _, a := range p.Audiences {
+	e := p.newEnv(st, now)
+	members := make(map[string]bool, len(p.Audiences))
+	for i, a := range p.Audiences {
 		if a.eval(e) {
+			e.members[i] = true
 			members[a.Key] = true
 		}
 		if t := a.next(e); !t.IsZero() && (due.IsZero() || t.Before(due)) {
@@ -208,6 +155,10 @@ func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time
 // Check evaluates one condition (not saved) for the profile at now, with
 // the audiences it refers to taken from the program — a dry run.
 func (p *Program) Check(n *Node, st *State, now time.Time) (bool, error) {
+	audIdx := map[string]int{}
+	for i, a := range p.Audiences {
+		audIdx[a.Key] = i
+	}
 	c := &compiler{slot: func(a *Aggregate) (*Slot, error) {
 		key := FormatAggregate(a)
 		for _, s := range p.Slots {
@@ -216,7 +167,7 @@ func (p *Program) Check(n *Node, st *State, now time.Time) (bool, error) {
 			}
 		}
 		return nil, fmt.Errorf("aggregate %s is not computed yet", key)
-	}, computed: map[string]bool{}, traitKeys: map[string]bool{}}
+	}, computed: map[string]bool{}, traitKeys: map[string]bool{}, audIdx: audIdx}
 	for _, cp := range p.Computed {
 		c.computed[cp.Key] = true
 	}
@@ -225,23 +176,13 @@ func (p *Program) Check(n *Node, st *State, now time.Time) (bool, error) {
 		return false, err
 	}
 	members, _ := p.Evaluate(st, now)
-	computed := map[string]*Slot{}
-	for _, cp := range p.Computed {
-		computed[cp.Key] = cp.Slot
-	}
-	e := &env{
-		now: now,
-		agg: func(s *Slot) any { return s.Value(st.Aggs[s.ID], now) },
-		trait: func(key string) any {
-			if s, ok := computed[key]; ok {
-				return s.Value(st.Aggs[s.ID], now)
-			}
-			if tv, ok := st.Traits[key]; ok {
-				return decode(tv.V)
-			}
-			return nil
-		},
-		member: func(key string) bool { return members[key] },
+	e := p.newEnv(st, now)
+	for i, a := range p.Audiences {
+		e.members[i] = members[a.Key]
 	}
 	return ev(e), nil
+}
+
+func (p *Program) newEnv(st *State, now time.Time) *env {
+	return &env{now: now, st: st, prog: p, aggs: make([]any, len(p.Slots)), aggSet: make([]bool, len(p.Slots)), members: make([]bool, len(p.Audiences))}
 }

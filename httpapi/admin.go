@@ -9,6 +9,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
+	"github.com/kithcdp/kith/audience"
 )
 
 func (s *Server) handleCreateSource(w http.ResponseWriter, r *http.Request) {
@@ -109,6 +110,8 @@ type Stats struct {
 	// Refused counts whole requests refused before any message was read
 	// (unauthorised, too large, overloaded), by reason.
 	Refused map[string]int64 `json:"refused"`
+	// Audiences is the audience engine's progress and real-time lag.
+	Audiences *audience.Status `json:"audiences,omitempty"`
 }
 
 func (s *Server) stats(r *http.Request) (Stats, error) {
@@ -121,6 +124,10 @@ func (s *Server) stats(r *http.Request) (Stats, error) {
 		return Stats{}, err
 	}
 	st := Stats{Sources: []SourceStats{}, Totals: kith.Counts{Rejected: map[string]int64{}}, Backlog: s.indexer.Backlog(), Refused: map[string]int64{}}
+	if s.cfg.Audiences != nil {
+		a := s.cfg.Audiences.Status()
+		st.Audiences = &a
+	}
 	names := map[string]string{}
 	for _, src := range list {
 		names[src.ID] = src.Name

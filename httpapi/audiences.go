@@ -20,6 +20,7 @@ type AudienceEngine interface {
 	Definition(kind, key string) (kith.Definition, error)
 	DryRun(ctx context.Context, text string, cond json.RawMessage, sample int) (int64, []string, error)
 	ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
+	Status() audience.Status
 }
 
 // definitionBody is the body of POST /v1/audiences and

@@ -53,18 +53,44 @@ func (db *DB) SaveDefinition(ctx context.Context, d kith.Definition) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: save definition: %w", err)
 	}
-	if _, err := db.audW.ExecContext(ctx, `INSERT INTO definitions (kind, key, body) VALUES ($1,$2,$3)
-		ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body`, d.Kind, d.Key, body); err != nil {
+	err = db.durably(ctx, func(c *sql.Conn) error {
+		_, err := c.ExecContext(ctx, `INSERT INTO definitions (kind, key, body) VALUES ($1,$2,$3)
+		ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body`, d.Kind, d.Key, body)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: save definition: %w", err)
 	}
 	return nil
+}
+
+// durably runs f on the audiences.db writer with synchronous=FULL, so
+// its commit is on disk when it returns. The engine's own batches commit
+// with NORMAL: they carry the engine's cursor, so a power cut that loses
+// the last of them only makes the engine re-read that stretch of the log.
+// Definitions are the user's and cannot be re-derived.
+func (db *DB) durably(ctx context.Context, f func(*sql.Conn) error) error {
+	c, err := db.audW.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+		return err
+	}
+	defer c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
+	return f(c)
 }
 
 // DeleteDefinition removes the definition (kind, key), or fails with
 // ENOTFOUND if there is none. Memberships and history of an audience stay:
 // only the engine writes those, by applying exits.
 func (db *DB) DeleteDefinition(ctx context.Context, kind, key string) error {
-	res, err := db.audW.ExecContext(ctx, `DELETE FROM definitions WHERE kind = $1 AND key = $2`, kind, key)
+	var res sql.Result
+	err := db.durably(ctx, func(c *sql.Conn) (err error) {
+		res, err = c.ExecContext(ctx, `DELETE FROM definitions WHERE kind = $1 AND key = $2`, kind, key)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sqlite: delete definition: %w", err)
 	}

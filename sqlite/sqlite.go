@@ -53,6 +53,7 @@ type DB struct {
 	appendStmt, cntStmt *sql.Stmt
 	// logCk checkpoints log.db in the background (see checkpointLoop).
 	logCk    *sql.DB
+	audCk    *sql.DB // checkpoints audiences.db in the background
 	stopCk   chan struct{}
 	ckDone   chan struct{}
 	stopOnce sync.Once
@@ -110,13 +111,22 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: migrate insights.db: %w", err)
 	}
 	// audiences.db holds audience and computed-trait definitions (user
-	// input) and what the audience engine derived from them. Like
-	// insights.db it cannot be rebuilt together with state.db, and the
-	// definitions must survive a power cut, so it is synced in full.
-	if db.audW, db.audR, err = openPair(filepath.Join(dir, "audiences.db"), "FULL", 16384, 1000); err != nil {
+	// input) and what the audience engine derived from them, with the
+	// engine's own cursor. Definitions are committed with
+	// synchronous=FULL (see durably); the engine's batches with NORMAL.
+	// Its WAL is checkpointed in the background too (the engine rewrites
+	// profile states batch after batch), so the engine's commits do not
+	// stop to copy pages back; the writer's auto-checkpoint is a backstop.
+	audPath := filepath.Join(dir, "audiences.db")
+	if db.audW, db.audR, err = openPair(audPath, "NORMAL", 4096, 32768); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if db.audCk, err = sql.Open("sqlite", writerDSN(audPath, "NORMAL", 4096, 32768)); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open audiences.db checkpointer: %w", err)
+	}
+	db.audCk.SetMaxOpenConns(1)
 	if err := migrate(ctx, db.audW, audienceMigrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: migrate audiences.db: %w", err)
@@ -163,6 +173,7 @@ func (db *DB) checkpointLoop() {
 			// A failed checkpoint is retried on the next tick; the
 			// writer's auto-checkpoint bounds the WAL meanwhile.
 			_, _ = db.logCk.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			_, _ = db.audCk.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
 		}
 	}
 }
@@ -220,7 +231,7 @@ func (db *DB) Close() error {
 			s.Close()
 		}
 	}
-	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW, db.insR, db.insW, db.audR, db.audW} {
+	for _, c := range []*sql.DB{db.logCk, db.logR, db.logW, db.stateR, db.stateW, db.insR, db.insW, db.audCk, db.audR, db.audW} {
 		if c == nil {
 			continue
 		}
@@ -474,10 +485,14 @@ var audienceMigrations = []string{
 	) WITHOUT ROWID;
 	-- cursor: the log position the engine has applied.
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+	-- A rowid table with a narrow unique index on the profile id: a state
+	-- (often a few KB) stays inside its table page, where an index
+	-- B-tree (WITHOUT ROWID) would spill it to overflow pages.
 	CREATE TABLE states (
-		profile_id TEXT PRIMARY KEY,
+		id         INTEGER PRIMARY KEY,
+		profile_id TEXT NOT NULL UNIQUE,
 		state      BLOB NOT NULL
-	) WITHOUT ROWID;
+	);
 	CREATE TABLE members (
 		audience   TEXT    NOT NULL,
 		profile_id TEXT    NOT NULL,

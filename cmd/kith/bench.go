@@ -41,6 +41,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	skipHalf := fs.Bool("skip-half", false, "skip the half-rate latency run")
 	asJSON := fs.Bool("json", false, "print the reports as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the Kith runs to this file")
+	defs := fs.Bool("definitions", false, "define 20 computed traits and 50 audiences before the Kith runs, and report the audience engine's lag")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -94,6 +95,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": "bench"}, &src); err != nil {
 		return err
 	}
+	if *defs {
+		if err := defineBenchAudiences(ctx, c); err != nil {
+			return err
+		}
+	}
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
 		return err
@@ -120,6 +126,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("kith run: %w", err)
 	}
+	if *defs {
+		reportAudiences(ctx, c, stdout, *asJSON, "full speed")
+	}
 	if !*skipHalf && full.AckedPerSec > 0 {
 		hc := kc
 		hc.Rate = full.AckedPerSec / 2
@@ -131,6 +140,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if err != nil {
 			return fmt.Errorf("half-rate run: %w", err)
+		}
+		if *defs {
+			reportAudiences(ctx, c, stdout, *asJSON, "half rate")
 		}
 	}
 	if *asJSON {
