@@ -118,9 +118,6 @@ type AudienceStore interface {
 	Members(ctx context.Context, audience, after string, limit int) ([]Member, error)
 	// AudienceSize returns the number of members (0 for none or unknown).
 	AudienceSize(ctx context.Context, audience string) (int64, error)
-	// ProfileMemberships lists the audiences a profile is a member of, by
-	// audience key.
-	ProfileMemberships(ctx context.Context, profileID string) ([]Member, error)
 	// MembershipChanges returns up to limit changes with Seq > after, in
 	// Seq order, optionally only for one audience and/or profile ("" for
 	// any): the change stream and the history.

@@ -491,3 +491,26 @@ func (e *Engine) ComputedTraits(ctx context.Context, canonicalID string) ([]kith
 	}
 	return out, nil
 }
+
+// ProfileMemberships lists the audiences a profile is a member of, by
+// audience key, as last committed: the engine keeps each profile's
+// memberships in its state, so the member lists need no second index.
+func (e *Engine) ProfileMemberships(ctx context.Context, canonicalID string) ([]kith.Member, error) {
+	got, err := e.store.LoadStates(ctx, []string{canonicalID})
+	if err != nil {
+		return nil, err
+	}
+	b, ok := got[canonicalID]
+	if !ok {
+		return []kith.Member{}, nil
+	}
+	st, err := DecodeState(b)
+	if err != nil {
+		return nil, err
+	}
+	out := []kith.Member{}
+	for _, k := range sortedKeys(st.Members) {
+		out = append(out, kith.Member{Audience: k, ProfileID: canonicalID, Since: time.UnixMicro(st.Members[k]).UTC()})
+	}
+	return out, nil
+}

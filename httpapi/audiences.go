@@ -21,6 +21,7 @@ type AudienceEngine interface {
 	DryRun(ctx context.Context, text string, cond json.RawMessage, sample int) (int64, []string, error)
 	ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
 	Status() audience.Status
+	ProfileMemberships(ctx context.Context, canonicalID string) ([]kith.Member, error)
 }
 
 // definitionBody is the body of POST /v1/audiences and
@@ -245,7 +246,7 @@ func (s *Server) handleProfileAudiences(w http.ResponseWriter, r *http.Request) 
 		s.error(w, r, err)
 		return
 	}
-	ms, err := s.store.ProfileMemberships(r.Context(), id)
+	ms, err := s.cfg.Audiences.ProfileMemberships(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -431,24 +431,6 @@ func (db *DB) AudienceSize(ctx context.Context, audience string) (int64, error) 
 	return n, nil
 }
 
-// ProfileMemberships lists the audiences profileID is a member of, by
-// audience key, through the (profile_id, audience) index.
-func (db *DB) ProfileMemberships(ctx context.Context, profileID string) ([]kith.Member, error) {
-	rows, err := db.pool.Query(ctx, `SELECT audience, since FROM audience_members WHERE profile_id = $1 ORDER BY audience`, profileID)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: profile memberships: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kith.Member, error) {
-		m := kith.Member{ProfileID: profileID}
-		err := row.Scan(&m.Audience, &m.Since)
-		m.Since = m.Since.UTC()
-		return m, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres: profile memberships: %w", err)
-	}
-	return out, nil
-}
 
 // MembershipChanges returns up to limit changes with Seq > after in Seq
 // order, only of audience and of profileID where those are not "". The

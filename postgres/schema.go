@@ -263,7 +263,6 @@ CREATE TABLE audience_members (
 	since      timestamptz NOT NULL,
 	PRIMARY KEY (audience, profile_id)
 );
-CREATE INDEX audience_members_profile ON audience_members (profile_id, audience);
 
 CREATE TABLE audience_sizes (
 	audience text PRIMARY KEY,

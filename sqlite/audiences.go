@@ -416,29 +416,6 @@ func (db *DB) AudienceSize(ctx context.Context, audience string) (int64, error) 
 	return n, nil
 }
 
-// ProfileMemberships lists the audiences profileID is a member of, by
-// audience key, through the (profile_id, audience) index.
-func (db *DB) ProfileMemberships(ctx context.Context, profileID string) ([]kith.Member, error) {
-	rows, err := db.audR.QueryContext(ctx, `SELECT audience, since FROM members WHERE profile_id = $1 ORDER BY audience`, profileID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: profile memberships: %w", err)
-	}
-	defer rows.Close()
-	var out []kith.Member
-	for rows.Next() {
-		m := kith.Member{ProfileID: profileID}
-		var since int64
-		if err := rows.Scan(&m.Audience, &since); err != nil {
-			return nil, fmt.Errorf("sqlite: profile memberships: %w", err)
-		}
-		m.Since = fromMicros(since)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: profile memberships: %w", err)
-	}
-	return out, nil
-}
 
 // MembershipChanges returns up to limit changes with Seq > after in Seq
 // order, only of audience and of profileID where those are not "". The

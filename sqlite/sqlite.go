@@ -499,7 +499,6 @@ var audienceMigrations = []string{
 		since      INTEGER NOT NULL, -- unix microseconds
 		PRIMARY KEY (audience, profile_id)
 	) WITHOUT ROWID;
-	CREATE INDEX members_profile ON members (profile_id, audience);
 	CREATE TABLE sizes (audience TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 	-- seq is the rowid: appended in order by the single writer, so seq
 	-- order is commit order and the change stream never skips a row.
