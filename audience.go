@@ -74,21 +74,42 @@ type MembershipChange struct {
 	CauseSeq int64  `json:"causeSeq,omitempty"`
 }
 
-// ProfileState is the audience engine's per-profile state (aggregates and
-// memberships, encoded by package audience). A nil State deletes it.
+// ProfileState is the audience engine's per-profile state (its
+// aggregates and the traits it reads, encoded by package audience). A nil
+// State deletes it.
 type ProfileState struct {
 	ProfileID string
 	State     []byte
 }
 
+// BulkChange is many profiles entering, or leaving, one audience at once
+// for one reason — what a backfill decides. The store records it as one
+// history entry that covers len(ProfileIDs) consecutive change seqs, one
+// per profile in the given order, so the change stream still shows every
+// profile's entry with its own Seq while a backfill over a million
+// profiles writes a handful of rows.
+type BulkChange struct {
+	Audience   string
+	Entered    bool
+	ProfileIDs []string // distinct
+	At         time.Time
+	Cause      string
+}
+
 // AudienceBatch is what the audience engine derived from a run of the log
 // (or a backfill), applied in one transaction: states replaced, membership
 // changes appended to the history and applied to the member lists and
-// sizes, and the engine's log cursor moved (when Cursor > 0).
+// sizes (Changes one by one, then Bulk), and the engine's cursors moved.
 type AudienceBatch struct {
-	Cursor  int64
-	States  []ProfileState
-	Changes []MembershipChange
+	// Cursor, when > 0, is the log position the memberships reflect.
+	Cursor int64
+	// StatesCursor, when > 0, is the log position the stored states
+	// reflect (the engine writes states behind memberships and replays
+	// the stretch between the two after a restart).
+	StatesCursor int64
+	States       []ProfileState
+	Changes      []MembershipChange
+	Bulk         []BulkChange
 }
 
 // AudienceStore keeps definitions, the audience engine's derived state,
@@ -102,24 +123,31 @@ type AudienceStore interface {
 	// Definitions lists every definition, by kind then key.
 	Definitions(ctx context.Context) ([]Definition, error)
 
-	// AudienceCursor returns the Cursor of the last applied batch (0 at
-	// first).
-	AudienceCursor(ctx context.Context) (int64, error)
+	// AudienceCursors returns the Cursor and StatesCursor last applied (0
+	// at first).
+	AudienceCursors(ctx context.Context) (cursor, statesCursor int64, err error)
 	// ApplyAudienceBatch applies b atomically. An entry for a profile that
 	// is already a member, or an exit for one that is not, is an error.
 	ApplyAudienceBatch(ctx context.Context, b AudienceBatch) error
 	// LoadStates returns the stored states of the profiles that have one.
 	LoadStates(ctx context.Context, ids []string) (map[string][]byte, error)
-	// ScanStates calls fn for every stored state, in profile id order.
-	ScanStates(ctx context.Context, fn func(id string, state []byte) error) error
+	// LoadMemberships returns the memberships of the profiles that have
+	// any (Since is when each entered).
+	LoadMemberships(ctx context.Context, ids []string) (map[string][]Member, error)
+	// ScanStates calls fn for every profile with a stored state or a
+	// membership, with both (state nil when it has none), in a stable
+	// order: the order in which profiles were first stored.
+	ScanStates(ctx context.Context, fn func(id string, state []byte, members []Member) error) error
 
-	// Members lists an audience's members in profile id order, after the
-	// given id ("" from the start), at most limit.
+	// Members lists an audience's members in the same stable order,
+	// continuing after the member with the given id ("" from the start),
+	// at most limit. Since is not filled in.
 	Members(ctx context.Context, audience, after string, limit int) ([]Member, error)
 	// AudienceSize returns the number of members (0 for none or unknown).
 	AudienceSize(ctx context.Context, audience string) (int64, error)
 	// MembershipChanges returns up to limit changes with Seq > after, in
 	// Seq order, optionally only for one audience and/or profile ("" for
-	// any): the change stream and the history.
+	// any): the change stream and the history. Bulk changes appear as one
+	// change per profile.
 	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]MembershipChange, error)
 }

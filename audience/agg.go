@@ -272,10 +272,10 @@ func (u *updater) add(st *Agg, e *Event, now time.Time) {
 	u.prune(st, now)
 }
 
-// prune drops entries older than the horizon.
-func (u *updater) prune(st *Agg, now time.Time) {
+// prune drops entries older than the horizon; it reports whether it did.
+func (u *updater) prune(st *Agg, now time.Time) bool {
 	if !u.windowed {
-		return
+		return false
 	}
 	cut := now.Add(-u.horizon).UnixMicro()
 	i := 0
@@ -285,6 +285,7 @@ func (u *updater) prune(st *Agg, now time.Time) {
 	if i > 0 {
 		st.E = append(st.E[:0:0], st.E[i:]...)
 	}
+	return i > 0
 }
 
 // Value is the aggregate's value at now.

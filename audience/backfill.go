@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -268,60 +270,106 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 			return fmt.Errorf("audience: load traits: %w", err)
 		}
 	}
-	// Evaluate everyone.
-	var total int64
-	if err := e.store.ScanStates(ctx, func(string, []byte) error { total++; return nil }); err != nil {
+	// Evaluate everyone, in the store's order, a page at a time, on every
+	// core; entries and exits are recorded in bulk.
+	if err := e.flush(ctx); err != nil {
 		return err
 	}
-	e.progress(ctx, pending, func(b *kith.Backfill) { b.Total = total })
+	e.cache = nil
+	type row struct {
+		id  string
+		raw []byte
+		st  *State
+	}
+	var page []row
 	var doneN int64
-	var ids []string
-	flush := func() error {
-		w := e.newWork(ctx)
-		if err := w.load(ids); err != nil {
-			return err
+	process := func() error {
+		results := make([][]kith.MembershipChange, len(page))
+		changed := make([]bool, len(page))
+		var wg sync.WaitGroup
+		workers := min(runtime.GOMAXPROCS(0), 4)
+		for wkr := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := wkr; i < len(page); i += workers {
+					results[i], changed[i] = decide(prog, page[i].id, page[i].st, now, "backfill", 0)
+				}
+			}()
 		}
-		for _, id := range ids {
-			w.touched[id] = 0
+		wg.Wait()
+		b := kith.AudienceBatch{StatesCursor: e.cursor.Load()}
+		bulk := map[string]*kith.BulkChange{}
+		var keys []string
+		for i, r := range page {
+			for _, ch := range results[i] {
+				k := fmt.Sprintf("%s\x00%t\x00%s", ch.Audience, ch.Entered, ch.Cause)
+				bc := bulk[k]
+				if bc == nil {
+					bc = &kith.BulkChange{Audience: ch.Audience, Entered: ch.Entered, At: ch.At, Cause: ch.Cause}
+					bulk[k] = bc
+					keys = append(keys, k)
+				}
+				bc.ProfileIDs = append(bc.ProfileIDs, r.id)
+			}
+			if changed[i] || r.raw == nil {
+				b.States = append(b.States, kith.ProfileState{ProfileID: r.id, State: r.st.Encode()})
+			}
 		}
-		w.evaluate(prog, now, "backfill")
-		if err := w.commit(0); err != nil {
-			return err
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.Bulk = append(b.Bulk, *bulk[k])
 		}
-		doneN += int64(len(ids))
-		ids = nil
+		if len(b.States) > 0 || len(b.Bulk) > 0 {
+			if err := e.store.ApplyAudienceBatch(ctx, b); err != nil {
+				return fmt.Errorf("audience: apply backfill: %w", err)
+			}
+		}
+		for _, r := range page {
+			e.schedule(r.id, r.st.Due)
+		}
+		doneN += int64(len(page))
+		page = page[:0]
 		n := doneN
-		e.progress(ctx, pending, func(b *kith.Backfill) { b.Done = n })
+		e.progress(ctx, pending, func(b *kith.Backfill) { b.Done, b.Total = n, max(b.Total, n) })
 		return nil
 	}
-	err = e.store.ScanStates(ctx, func(id string, _ []byte) error {
-		ids = append(ids, id)
+	err = e.store.ScanStates(ctx, func(id string, raw []byte, members []kith.Member) error {
+		st := &State{}
+		if raw != nil {
+			var err error
+			if st, err = DecodeState(raw); err != nil {
+				return err
+			}
+		}
+		for _, m := range members {
+			if st.Members == nil {
+				st.Members = map[string]int64{}
+			}
+			st.Members[m.Audience] = m.Since.UnixMicro()
+		}
+		page = append(page, row{id: id, raw: raw, st: st})
+		if len(page) >= 20000 {
+			return process()
+		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil && len(page) > 0 {
+		err = process()
 	}
-	all := ids
-	ids = nil
-	for len(all) > 0 {
-		n := min(len(all), 20000)
-		ids = all[:n]
-		if err := flush(); err != nil {
-			return err
-		}
-		all = all[n:]
-	}
-	return nil
+	return err
 }
 
-// commitStates writes the touched states without deciding memberships.
+// commitStates records the touched states (written behind) without
+// deciding memberships.
 func (w *work) commitStates() error {
-	b := kith.AudienceBatch{}
-	encs := w.changedStates(&b)
-	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
-		return fmt.Errorf("audience: apply batch: %w", err)
+	w.changes = nil
+	if err := w.commit(0); err != nil {
+		return err
 	}
-	w.e.remember(w, encs)
+	if len(w.e.dirty) >= w.e.maxCache/2 {
+		return w.e.flush(w.ctx)
+	}
 	return nil
 }
 
@@ -438,10 +486,19 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 	now := e.now()
 	var size int64
 	var ids []string
-	err = e.store.ScanStates(ctx, func(id string, b []byte) error {
-		st, err := DecodeState(b)
-		if err != nil {
-			return err
+	err = e.store.ScanStates(ctx, func(id string, b []byte, members []kith.Member) error {
+		st := &State{}
+		if b != nil {
+			var err error
+			if st, err = DecodeState(b); err != nil {
+				return err
+			}
+		}
+		for _, m := range members {
+			if st.Members == nil {
+				st.Members = map[string]int64{}
+			}
+			st.Members[m.Audience] = m.Since.UnixMicro()
 		}
 		if x := extra[id]; x != nil {
 			st.Merge(x)
@@ -449,8 +506,8 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 		for k, v := range traits[id] {
 			st.SetTrait(k, TraitValue{V: v})
 		}
-		members, _ := prog.Evaluate(st, now)
-		if members[d.Key] {
+		in, _ := prog.Evaluate(st, now)
+		if in[d.Key] {
 			size++
 			if len(ids) < sample {
 				ids = append(ids, id)
@@ -493,24 +550,14 @@ func (e *Engine) ComputedTraits(ctx context.Context, canonicalID string) ([]kith
 }
 
 // ProfileMemberships lists the audiences a profile is a member of, by
-// audience key, as last committed: the engine keeps each profile's
-// memberships in its state, so the member lists need no second index.
+// audience key, as committed.
 func (e *Engine) ProfileMemberships(ctx context.Context, canonicalID string) ([]kith.Member, error) {
-	got, err := e.store.LoadStates(ctx, []string{canonicalID})
+	got, err := e.store.LoadMemberships(ctx, []string{canonicalID})
 	if err != nil {
 		return nil, err
 	}
-	b, ok := got[canonicalID]
-	if !ok {
-		return []kith.Member{}, nil
+	if ms := got[canonicalID]; ms != nil {
+		return ms, nil
 	}
-	st, err := DecodeState(b)
-	if err != nil {
-		return nil, err
-	}
-	out := []kith.Member{}
-	for _, k := range sortedKeys(st.Members) {
-		out = append(out, kith.Member{Audience: k, ProfileID: canonicalID, Since: time.UnixMicro(st.Members[k]).UTC()})
-	}
-	return out, nil
+	return []kith.Member{}, nil
 }

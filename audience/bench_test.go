@@ -168,6 +168,9 @@ func BenchmarkIndexWithDefinitions(b *testing.B) {
 						break
 					}
 				}
+				if err := r.eng.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
 				b.ReportMetric(float64(len(msgs))/time.Since(start).Seconds(), "events/s")
 			}
 		})

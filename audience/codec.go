@@ -15,6 +15,8 @@ const stateVersion = 1
 // length-prefixed strings, map keys sorted, so equal states encode to equal
 // bytes (the engine skips rewriting a state whose bytes did not change).
 // JSON cost more than the evaluation itself on the real-time path.
+// Memberships are not part of it: the store keeps them apart (see
+// kith.AudienceStore), so a backfill need not rewrite every state.
 func (st *State) Encode() []byte {
 	b := make([]byte, 0, 64)
 	b = append(b, stateVersion)
@@ -57,11 +59,6 @@ func (st *State) Encode() []byte {
 		} else {
 			b = append(b, 0)
 		}
-	}
-	b = binary.AppendUvarint(b, uint64(len(st.Members)))
-	for _, k := range sortedKeys(st.Members) {
-		b = appendString(b, k)
-		b = binary.AppendVarint(b, st.Members[k])
 	}
 	return b
 }
@@ -191,13 +188,6 @@ func DecodeState(b []byte) (*State, error) {
 		for range n {
 			k := string(r.bytes())
 			st.Traits[k] = TraitValue{V: r.bytes(), T: r.varint(), P: r.byte() == 1}
-		}
-	}
-	if n := r.count(); n > 0 {
-		st.Members = make(map[string]int64, n)
-		for range n {
-			k := string(r.bytes())
-			st.Members[k] = r.varint()
 		}
 	}
 	if r.err != nil || len(r.b) != 0 {

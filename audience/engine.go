@@ -48,6 +48,13 @@ type Config struct {
 	// CacheStates bounds the decoded profile states kept in memory
 	// (default 200,000).
 	CacheStates int
+	// FlushEvery is how long a changed state may stay unwritten (default
+	// one second; negative writes whenever the engine is idle, for tests).
+	// Memberships are written at once; states behind them, because a
+	// state is rewritten by nearly every event while memberships change
+	// rarely. After a crash the engine replays the log from where the
+	// stored states are.
+	FlushEvery time.Duration
 }
 
 // Engine keeps computed traits and audience memberships current. It
@@ -84,15 +91,23 @@ type Engine struct {
 	scheduled int  // profiles with a scheduled change (guarded by mu)
 	busy      int  // 1 while a handed-over batch is being applied (guarded by mu)
 
-	// Engine goroutine only. cache holds decoded states as last written
-	// (the engine is their only writer), bounded by maxCache.
-	cache    map[string]*cached
-	maxCache int
-	due      dueHeap
-	dueAt    map[string]int64
-	started  bool
+	// Engine goroutine only. cache holds the decoded states the engine
+	// works on (it is their only writer); dirty ones are written behind,
+	// at most flushEvery after they changed (see flush). storedCursor is
+	// the membership cursor in the store.
+	cache        map[string]*cached
+	dirty        map[string]bool
+	maxCache     int
+	flushEvery   time.Duration
+	lastFlush    time.Time
+	storedCursor int64
+	due          dueHeap
+	dueAt        map[string]int64
+	started      bool
 }
 
+// cached is a state in memory and its encoding as last stored (nil when
+// it is not stored).
 type cached struct {
 	st  *State
 	enc []byte
@@ -120,10 +135,13 @@ func NewEngine(store Store, cfg Config) *Engine {
 	if cfg.CacheStates <= 0 {
 		cfg.CacheStates = 200_000
 	}
+	if cfg.FlushEvery == 0 {
+		cfg.FlushEvery = time.Second
+	}
 	return &Engine{
 		store: store, rules: cfg.Rules, keyer: identity.NewKeyer(cfg.Secret), now: cfg.Now, log: cfg.Logger,
 		limit: cfg.QueueLimit, wake: make(chan struct{}, 1), applied: make(chan struct{}), dueAt: map[string]int64{},
-		prog: &Program{}, maxCache: cfg.CacheStates,
+		prog: &Program{}, maxCache: cfg.CacheStates, flushEvery: cfg.FlushEvery, dirty: map[string]bool{},
 	}
 }
 
@@ -221,7 +239,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audience: compile stored definitions: %w", err)
 	}
-	c, err := e.store.AudienceCursor(ctx)
+	c, sc, err := e.store.AudienceCursors(ctx)
 	if err != nil {
 		return fmt.Errorf("audience: read cursor: %w", err)
 	}
@@ -233,8 +251,18 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 	}
 	e.mu.Unlock()
-	e.cursor.Store(c)
-	err = e.store.ScanStates(ctx, func(id string, b []byte) error {
+	// The stored states reflect the log up to sc, memberships up to c:
+	// the engine goes on from sc (re-applying what the states lack
+	// changes no membership already recorded).
+	e.storedCursor = c
+	e.cursor.Store(min(c, sc))
+	if sc < c {
+		e.dropped = true // read the log from sc
+	}
+	err = e.store.ScanStates(ctx, func(id string, b []byte, _ []kith.Member) error {
+		if b == nil {
+			return nil
+		}
 		st, err := DecodeState(b)
 		if err != nil {
 			return err
@@ -280,11 +308,20 @@ func (e *Engine) Run(ctx context.Context) error {
 		if len(e.due) > 0 {
 			wait = min(wait, max(0, time.UnixMicro(e.due[0].at).Sub(e.now())))
 		}
+		if len(e.dirty) > 0 {
+			wait = min(wait, max(0, e.flushEvery-time.Since(e.lastFlush)))
+		}
 		select {
 		case <-ctx.Done():
 		case <-e.wake:
 		case <-time.After(wait):
 		}
+	}
+	// Write what is pending, so a restart need not replay it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := e.flush(fctx); err != nil {
+		e.log.Warn("audience engine: states not written at stop; they are re-derived at start", "err", err)
 	}
 	return nil
 }
@@ -302,12 +339,44 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func (e *Engine) Step(ctx context.Context) (bool, error) {
 	worked, err := e.step(ctx)
 	if err != nil {
-		e.cache = nil // states may have changed without being written
+		e.recover(ctx)
 	}
 	return worked, err
 }
 
+// recover goes back to what the store holds after a failed unit of work:
+// states in memory may have changed without being written, so they are
+// dropped and the engine re-reads the log from where the stored states
+// are (memberships recorded meanwhile are kept and compared against).
+func (e *Engine) recover(ctx context.Context) {
+	e.cache, e.dirty = nil, map[string]bool{}
+	c, sc, err := e.store.AudienceCursors(ctx)
+	if err != nil {
+		return // the next step fails too and tries again
+	}
+	e.storedCursor = c
+	e.cursor.Store(min(c, sc))
+	e.mu.Lock()
+	e.queue, e.queued, e.dropped = nil, 0, true
+	e.mu.Unlock()
+}
+
 func (e *Engine) step(ctx context.Context) (bool, error) {
+	if len(e.dirty) > 0 && (len(e.dirty) >= e.maxCache/2 || e.flushEvery > 0 && time.Since(e.lastFlush) >= e.flushEvery) {
+		return true, e.flush(ctx)
+	}
+	worked, err := e.work(ctx)
+	if worked || err != nil {
+		return worked, err
+	}
+	if len(e.dirty) > 0 && e.flushEvery < 0 {
+		return true, e.flush(ctx)
+	}
+	return false, nil
+}
+
+// work does one unit of work other than writing states.
+func (e *Engine) work(ctx context.Context) (bool, error) {
 	if !e.started {
 		if err := e.Start(ctx); err != nil {
 			return false, err
@@ -531,8 +600,8 @@ func (e *Engine) newWork(ctx context.Context) *work {
 	return &work{e: e, ctx: ctx, states: map[string]*State{}, raw: map[string][]byte{}, gone: map[string]bool{}, touched: map[string]int64{}}
 }
 
-// load fetches the states of ids not loaded yet (new profiles get an empty
-// one).
+// load fetches the states and memberships of ids not loaded yet (new
+// profiles get an empty state).
 func (w *work) load(ids []string) error {
 	var need []string
 	seen := make(map[string]bool, len(ids))
@@ -541,7 +610,7 @@ func (w *work) load(ids []string) error {
 			continue
 		}
 		if c, ok := w.e.cache[id]; ok {
-			w.states[id], w.raw[id] = c.st, c.enc
+			w.states[id] = c.st
 			continue
 		}
 		seen[id] = true
@@ -554,15 +623,29 @@ func (w *work) load(ids []string) error {
 	if err != nil {
 		return fmt.Errorf("audience: load states: %w", err)
 	}
+	mem, err := w.e.store.LoadMemberships(w.ctx, need)
+	if err != nil {
+		return fmt.Errorf("audience: load memberships: %w", err)
+	}
+	if w.e.cache == nil {
+		w.e.cache = map[string]*cached{}
+	}
 	for _, id := range need {
 		st := &State{}
-		if b, ok := got[id]; ok {
+		b, ok := got[id]
+		if ok {
 			if st, err = DecodeState(b); err != nil {
 				return err
 			}
-			w.raw[id] = b
+		}
+		for _, m := range mem[id] {
+			if st.Members == nil {
+				st.Members = map[string]int64{}
+			}
+			st.Members[m.Audience] = m.Since.UnixMicro()
 		}
 		w.states[id] = st
+		w.e.cache[id] = &cached{st: st, enc: b}
 	}
 	return nil
 }
@@ -591,92 +674,128 @@ func sortedKeys[V any](m map[string]V) []string {
 // evaluate decides the touched profiles and records their changes.
 func (w *work) evaluate(prog *Program, now time.Time, cause string) {
 	for _, id := range sortedKeys(w.touched) {
-		st := w.states[id]
-		members, due := prog.Evaluate(st, now)
-		seq := w.touched[id]
-		c := cause
-		if c == "event" && seq == 0 {
-			c = "update"
-		}
-		for _, k := range sortedKeys(st.Members) {
-			if !members[k] {
-				ch := kith.MembershipChange{Audience: k, ProfileID: id, At: now, Cause: c, CauseSeq: seq}
-				if !slices.ContainsFunc(prog.Audiences, func(a *Audience) bool { return a.Key == k }) {
-					ch.Cause, ch.CauseSeq = "deleted", 0
-				}
-				w.changes = append(w.changes, ch)
-				delete(st.Members, k)
-			}
-		}
-		for _, a := range prog.Audiences {
-			if members[a.Key] {
-				if _, ok := st.Members[a.Key]; !ok {
-					if st.Members == nil {
-						st.Members = map[string]int64{}
-					}
-					st.Members[a.Key] = now.UnixMicro()
-					w.changes = append(w.changes, kith.MembershipChange{Audience: a.Key, ProfileID: id, Entered: true, At: now, Cause: c, CauseSeq: seq})
-				}
-			}
-		}
-		st.Due = 0
-		if !due.IsZero() {
-			st.Due = due.UnixMicro()
-		}
+		chs, _ := decide(prog, id, w.states[id], now, cause, w.touched[id])
+		w.changes = append(w.changes, chs...)
 	}
 }
 
-// commit writes the touched and removed states and the changes, moving
-// the cursor to c when c > 0, then reschedules.
+// decide evaluates one profile at now, updates its memberships and next
+// due time in st, and returns its entries and exits, and whether the
+// stored part of st changed. It touches nothing but st, so a backfill runs
+// it on every core.
+func decide(prog *Program, id string, st *State, now time.Time, cause string, seq int64) ([]kith.MembershipChange, bool) {
+	oldDue := st.Due
+	in, due, changed := prog.evaluate(st, now)
+	c := cause
+	if c == "event" && seq == 0 {
+		c = "update"
+	}
+	var out []kith.MembershipChange
+	var exits []string
+	for k := range st.Members {
+		if i, ok := prog.audIdx[k]; !ok || !in[i] {
+			exits = append(exits, k)
+		}
+	}
+	slices.Sort(exits)
+	for _, k := range exits {
+		ch := kith.MembershipChange{Audience: k, ProfileID: id, At: now, Cause: c, CauseSeq: seq}
+		if _, ok := prog.audIdx[k]; !ok {
+			ch.Cause, ch.CauseSeq = "deleted", 0
+		}
+		out = append(out, ch)
+		delete(st.Members, k)
+	}
+	for i, a := range prog.Audiences {
+		if !in[i] {
+			continue
+		}
+		if _, ok := st.Members[a.Key]; !ok {
+			if st.Members == nil {
+				st.Members = map[string]int64{}
+			}
+			st.Members[a.Key] = now.UnixMicro()
+			out = append(out, kith.MembershipChange{Audience: a.Key, ProfileID: id, Entered: true, At: now, Cause: c, CauseSeq: seq})
+		}
+	}
+	st.Due = 0
+	if !due.IsZero() {
+		st.Due = due.UnixMicro()
+	}
+	return out, changed || st.Due != oldDue
+}
+
+// commit records the changes, moving the membership cursor to c when it
+// is past it; the touched and removed states are written behind (flush).
 func (w *work) commit(c int64) error {
-	b := kith.AudienceBatch{Cursor: c, Changes: w.changes}
-	encs := w.changedStates(&b)
-	for _, id := range sortedKeys(w.gone) {
-		b.States = append(b.States, kith.ProfileState{ProfileID: id})
+	e := w.e
+	b := kith.AudienceBatch{Changes: w.changes}
+	if c > e.storedCursor {
+		b.Cursor = c
 	}
-	if err := w.e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
-		return fmt.Errorf("audience: apply batch: %w", err)
+	if len(b.Changes) > 0 || b.Cursor > 0 {
+		if err := e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
+			return fmt.Errorf("audience: apply batch: %w", err)
+		}
+		e.storedCursor = max(e.storedCursor, b.Cursor)
 	}
-	w.e.remember(w, encs)
+	if e.cache == nil {
+		e.cache = map[string]*cached{}
+	}
 	for id := range w.gone {
-		w.e.schedule(id, 0)
+		delete(e.cache, id)
+		e.dirty[id] = true
+		e.schedule(id, 0)
 	}
 	for id := range w.touched {
-		w.e.schedule(id, w.states[id].Due)
+		if ch, ok := e.cache[id]; !ok || ch.st != w.states[id] {
+			e.cache[id] = &cached{st: w.states[id]} // a new profile or a rebuilt state
+		}
+		e.dirty[id] = true
+		e.schedule(id, w.states[id].Due)
 	}
 	if c > 0 {
-		w.e.moved(c)
+		e.moved(c)
 	}
 	return nil
 }
 
-// changedStates adds the touched states that differ from what was loaded;
-// it returns every touched state's encoding.
-func (w *work) changedStates(b *kith.AudienceBatch) map[string][]byte {
-	encs := make(map[string][]byte, len(w.touched))
-	for _, id := range sortedKeys(w.touched) {
-		enc := w.states[id].Encode()
-		encs[id] = enc
-		if old, ok := w.raw[id]; ok && bytes.Equal(old, enc) {
+// flush writes the changed states, with the log position they reflect.
+func (e *Engine) flush(ctx context.Context) error {
+	e.lastFlush = time.Now()
+	if len(e.dirty) == 0 {
+		return nil
+	}
+	b := kith.AudienceBatch{StatesCursor: e.cursor.Load()}
+	encs := map[string][]byte{}
+	for _, id := range sortedKeys(e.dirty) {
+		c, ok := e.cache[id]
+		if !ok {
+			b.States = append(b.States, kith.ProfileState{ProfileID: id})
 			continue
 		}
+		enc := c.st.Encode()
+		if c.enc != nil && bytes.Equal(enc, c.enc) {
+			continue
+		}
+		encs[id] = enc
 		b.States = append(b.States, kith.ProfileState{ProfileID: id, State: enc})
 	}
-	return encs
-}
-
-// remember caches what a unit of work wrote.
-func (e *Engine) remember(w *work, encs map[string][]byte) {
-	if e.cache == nil || len(e.cache) > e.maxCache {
-		e.cache = make(map[string]*cached, len(encs))
-	}
-	for id := range w.gone {
-		delete(e.cache, id)
+	if err := e.store.ApplyAudienceBatch(ctx, b); err != nil {
+		return fmt.Errorf("audience: write states: %w", err)
 	}
 	for id, enc := range encs {
-		e.cache[id] = &cached{st: w.states[id], enc: enc}
+		e.cache[id].enc = enc
 	}
+	e.dirty = map[string]bool{}
+	if len(e.cache) > e.maxCache {
+		e.cache = nil // everything is written: start afresh
+	}
+	return nil
 }
+
+// Flush writes every changed state now (tests, and before a backfill).
+func (e *Engine) Flush(ctx context.Context) error { return e.flush(ctx) }
 
 // applyBatch folds one applied index batch into the engine.
 func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.Message, opts ...batchOpt) error {
@@ -795,19 +914,15 @@ func (e *Engine) foldMembers(w *work, ids []string, now time.Time) error {
 		if len(others) == 0 {
 			continue
 		}
-		got, err := e.store.LoadStates(w.ctx, others)
-		if err != nil {
+		if err := w.load(others); err != nil {
 			return err
 		}
 		for _, m := range others {
-			if b, ok := got[m]; ok {
-				st, err := DecodeState(b)
-				if err != nil {
-					return err
-				}
-				w.states[m] = st
-				w.absorb(id, m, now, 0)
+			if st := w.states[m]; len(st.Aggs) == 0 && len(st.Traits) == 0 && len(st.Members) == 0 {
+				delete(w.states, m) // nothing held apart
+				continue
 			}
+			w.absorb(id, m, now, 0)
 		}
 	}
 	return nil

@@ -37,7 +37,7 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, store: db, now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
-	r.eng = audience.NewEngine(db, audience.Config{Secret: secret, Now: func() time.Time { return r.now }})
+	r.eng = audience.NewEngine(db, audience.Config{Secret: secret, Now: func() time.Time { return r.now }, FlushEvery: -1})
 	r.ix = pipeline.New(db, secret, pipeline.Config{BatchSize: 37, Observer: r.eng})
 	return r
 }

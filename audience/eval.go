@@ -120,8 +120,11 @@ type Program struct {
 	TraitKeys  []string
 	computedBy map[string]*Slot
 	// ups are the distinct states the slots read, by key.
-	ups     []*updater
-	upByKey map[string]*updater
+	ups      []*updater
+	upByKey  map[string]*updater
+	audIdx   map[string]int
+	nTraits  int // event and predicted traits the compiled audiences number
+	traitIdx map[string]int
 }
 
 func hashKey(s string) string {
@@ -232,7 +235,11 @@ func Compile(defs []kith.Definition) (*Program, error) {
 	}
 	sort.Strings(audKeys)
 	traitKeys := map[string]bool{}
-	c := &compiler{slot: slot, computed: computed, traitKeys: traitKeys, audIdx: map[string]int{}}
+	computedSlot := map[string]*Slot{}
+	for _, cp := range p.Computed {
+		computedSlot[cp.Key] = cp.Slot
+	}
+	c := &compiler{slot: slot, computed: computed, computedSlot: computedSlot, traitKeys: traitKeys, traitIdx: map[string]int{}, audIdx: map[string]int{}}
 	// Order audiences so each follows the ones it refers to.
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(key string, path []string) error
@@ -273,6 +280,8 @@ func Compile(defs []kith.Definition) (*Program, error) {
 	if err := p.updaters(); err != nil {
 		return nil, err
 	}
+	p.audIdx = c.audIdx
+	p.nTraits, p.traitIdx = len(c.traitIdx), c.traitIdx
 	p.computedBy = map[string]*Slot{}
 	for _, cp := range p.Computed {
 		p.computedBy[cp.Key] = cp.Slot
@@ -307,13 +316,15 @@ func audienceRefs(n *Node) []string {
 // aggregate value and trait decoded at most once, and the memberships
 // decided so far (audiences are evaluated in dependency order).
 type env struct {
-	now     time.Time
-	st      *State
-	prog    *Program
-	aggs    []any
-	aggSet  []bool
-	traits  map[string]any
-	members []bool
+	now       time.Time
+	st        *State
+	prog      *Program
+	aggs      []any
+	aggSet    []bool
+	traits    map[string]any
+	traitVals []any
+	traitSet  []bool
+	members   []bool
 }
 
 func (e *env) agg(s *Slot) any {
@@ -327,6 +338,23 @@ func (e *env) agg(s *Slot) any {
 
 // trait is a trait's value: a computed trait's, else the cached event or
 // predicted trait's.
+// traitAt is trait for an event or predicted trait the compiler numbered
+// i: decoded once per evaluation, without a map.
+func (e *env) traitAt(i int, key string) any {
+	if i >= len(e.traitSet) {
+		return e.trait(key)
+	}
+	if e.traitSet[i] {
+		return e.traitVals[i]
+	}
+	var v any
+	if tv, ok := e.st.Traits[key]; ok {
+		v = decode(tv.V)
+	}
+	e.traitVals[i], e.traitSet[i] = v, true
+	return v
+}
+
 func (e *env) trait(key string) any {
 	if s, ok := e.prog.computedBy[key]; ok {
 		return e.agg(s)
@@ -346,10 +374,12 @@ func (e *env) trait(key string) any {
 }
 
 type compiler struct {
-	slot      func(*Aggregate) (*Slot, error)
-	computed  map[string]bool
-	traitKeys map[string]bool
-	audIdx    map[string]int
+	slot         func(*Aggregate) (*Slot, error)
+	computedSlot map[string]*Slot
+	traitIdx     map[string]int
+	computed     map[string]bool
+	traitKeys    map[string]bool
+	audIdx       map[string]int
 }
 
 // node compiles a profile condition.
@@ -405,12 +435,19 @@ func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) 
 			return nil, nil, err
 		}
 		get = func(e *env) any { return e.agg(s) }
+	} else if s := c.computedSlot[n.Trait]; s != nil {
+		get = func(e *env) any { return e.agg(s) }
 	} else {
 		key := n.Trait
 		if !c.computed[key] {
 			c.traitKeys[key] = true
 		}
-		get = func(e *env) any { return e.trait(key) }
+		i, ok := c.traitIdx[key]
+		if !ok {
+			i = len(c.traitIdx)
+			c.traitIdx[key] = i
+		}
+		get = func(e *env) any { return e.traitAt(i, key) }
 	}
 	cmp := comparer(n)
 	ev := func(e *env) bool { return cmp(get(e), e.now) }

@@ -313,7 +313,7 @@ func TestStateCodecRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &State{Members: map[string]int64{"x": 42}, Due: 7}
+	st := &State{Due: 7}
 	st.SetTrait("country", TraitValue{V: json.RawMessage(`"NL"`), T: 5, P: true})
 	for _, m := range orders() {
 		prog.Apply(st, EventOf(m), day(26))

@@ -3,6 +3,7 @@ package audience
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -15,9 +16,10 @@ type TraitValue struct {
 	P bool            `json:"p,omitempty"`
 }
 
-// State is one unified profile's engine state: its aggregate states by slot
-// ID, the traits the audiences read, its memberships (audience → since, unix
-// µs) and when it next changes on its own (Due, unix µs; 0 for never).
+// State is one unified profile's engine state: its aggregate states by
+// key, the traits the audiences read, when it next changes on its own
+// (Due, unix µs; 0 for never), and — loaded beside it, stored apart — its
+// memberships (audience → since, unix µs).
 type State struct {
 	Aggs    map[string]*Agg       `json:"a,omitempty"`
 	Traits  map[string]TraitValue `json:"t,omitempty"`
@@ -120,10 +122,25 @@ func (p *Program) ComputedValues(st *State, now time.Time) map[string]any {
 // never. It also drops aggregate states the program no longer uses and
 // entries that windows can no longer see.
 func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time) {
+	in, due, _ := p.evaluate(st, now)
+	members := make(map[string]bool, len(p.Audiences))
+	for i, a := range p.Audiences {
+		if in[i] {
+			members[a.Key] = true
+		}
+	}
+	return members, due
+}
+
+// evaluate is Evaluate with the memberships by audience index; it also
+// reports whether it changed the stored part of st (pruned entries or
+// dropped aggregates).
+func (p *Program) evaluate(st *State, now time.Time) ([]bool, time.Time, bool) {
 	var due time.Time
+	changed := false
 	for _, u := range p.ups {
-		if a := st.Aggs[u.key]; a != nil {
-			u.prune(a, now)
+		if a := st.Aggs[u.key]; a != nil && u.prune(a, now) {
+			changed = true
 		}
 	}
 	for _, s := range p.Slots {
@@ -136,20 +153,19 @@ func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time
 	for id := range st.Aggs {
 		if p.upByKey[id] == nil {
 			delete(st.Aggs, id) // a definition that used it is gone
+			changed = true
 		}
 	}
 	e := p.newEnv(st, now)
-	members := make(map[string]bool, len(p.Audiences))
 	for i, a := range p.Audiences {
 		if a.eval(e) {
 			e.members[i] = true
-			members[a.Key] = true
 		}
 		if t := a.next(e); !t.IsZero() && (due.IsZero() || t.Before(due)) {
 			due = t
 		}
 	}
-	return members, due
+	return e.members, due, changed
 }
 
 // Check evaluates one condition (not saved) for the profile at now, with
@@ -167,7 +183,10 @@ func (p *Program) Check(n *Node, st *State, now time.Time) (bool, error) {
 			}
 		}
 		return nil, fmt.Errorf("aggregate %s is not computed yet", key)
-	}, computed: map[string]bool{}, traitKeys: map[string]bool{}, audIdx: audIdx}
+	}, computed: map[string]bool{}, traitKeys: map[string]bool{}, audIdx: audIdx, traitIdx: maps.Clone(p.traitIdx), computedSlot: p.computedBy}
+	if c.traitIdx == nil {
+		c.traitIdx = map[string]int{}
+	}
 	for _, cp := range p.Computed {
 		c.computed[cp.Key] = true
 	}
@@ -184,5 +203,9 @@ func (p *Program) Check(n *Node, st *State, now time.Time) (bool, error) {
 }
 
 func (p *Program) newEnv(st *State, now time.Time) *env {
-	return &env{now: now, st: st, prog: p, aggs: make([]any, len(p.Slots)), aggSet: make([]bool, len(p.Slots)), members: make([]bool, len(p.Audiences))}
+	ns, na, nt := len(p.Slots), len(p.Audiences), p.nTraits
+	flags := make([]bool, ns+na+nt)
+	vals := make([]any, ns+nt)
+	return &env{now: now, st: st, prog: p, aggs: vals[:ns], aggSet: flags[:ns], members: flags[ns : ns+na],
+		traitVals: vals[ns:], traitSet: flags[ns+na:]}
 }

@@ -54,6 +54,20 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/review"},
 	{"GET", "/v1/review/{id}"},
 	{"POST", "/v1/review/{id}"},
+	{"GET", "/v1/audiences"},
+	{"POST", "/v1/audiences"},
+	{"GET", "/v1/audiences/{key}"},
+	{"PUT", "/v1/audiences/{key}"},
+	{"DELETE", "/v1/audiences/{key}"},
+	{"POST", "/v1/audiences/dry-run"},
+	{"GET", "/v1/audiences/{key}/members"},
+	{"GET", "/v1/audience-changes"},
+	{"GET", "/v1/profiles/{ref}/audiences"},
+	{"GET", "/v1/computed-traits"},
+	{"POST", "/v1/computed-traits"},
+	{"GET", "/v1/computed-traits/{key}"},
+	{"PUT", "/v1/computed-traits/{key}"},
+	{"DELETE", "/v1/computed-traits/{key}"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

@@ -234,11 +234,19 @@ CREATE TABLE detachments (
 	// 8: audiences and computed traits. audience_definitions holds them as
 	// the user saved them (one JSON document each, json rather than jsonb
 	// so a condition reads back byte for byte); the other tables hold what
-	// the audience engine derived: per-profile states, member lists with
-	// their sizes, and the history of entries and exits, whose seq orders
-	// the change stream. None of it is rebuilt with the indexer's derived
-	// state. Key columns use the "C" collation so that profile id order is
-	// byte order, as in the embedded store, whatever the database's locale.
+	// the audience engine derived, none of it rebuilt with the indexer's
+	// derived state. audience_profiles has a row per profile the engine
+	// keeps anything for: its state and its memberships (one bytea, see
+	// appendMember), so that an entry or exit rewrites one row, and an
+	// ordinal from audience_profile_ords, never reused, by which the
+	// member lists name it. A member list is a set of ordinals in chunks
+	// of 4096 (see bitmap.encode), with its size beside it. The history
+	// has a row per change, or per bulk change covering n consecutive seqs
+	// with the profile ids front-coded (see encodeIDs); seqs are given by
+	// the appliers under an advisory lock, so seq order is commit order.
+	// Key columns use the "C" collation so that comparisons are byte
+	// comparisons, as in the embedded store, whatever the database's
+	// locale. No foreign keys, so the large tables can be distributed.
 	`
 CREATE TABLE audience_definitions (
 	kind text COLLATE "C" NOT NULL,
@@ -252,34 +260,41 @@ CREATE TABLE audience_meta (
 	value bigint NOT NULL
 );
 
-CREATE TABLE audience_states (
-	profile_id text COLLATE "C" PRIMARY KEY,
-	state      bytea NOT NULL
+CREATE SEQUENCE audience_profile_ords;
+
+CREATE TABLE audience_profiles (
+	ord        bigint PRIMARY KEY,
+	profile_id text COLLATE "C" NOT NULL UNIQUE,
+	members    bytea,
+	state      bytea
 );
 
-CREATE TABLE audience_members (
-	audience   text COLLATE "C" NOT NULL,
-	profile_id text COLLATE "C" NOT NULL,
-	since      timestamptz NOT NULL,
-	PRIMARY KEY (audience, profile_id)
+CREATE TABLE audience_member_chunks (
+	audience text COLLATE "C" NOT NULL,
+	chunk    bigint NOT NULL,
+	bits     bytea NOT NULL,
+	PRIMARY KEY (audience, chunk)
 );
 
 CREATE TABLE audience_sizes (
-	audience text PRIMARY KEY,
+	audience text COLLATE "C" PRIMARY KEY,
 	n        bigint NOT NULL
 );
 
 CREATE TABLE audience_changes (
-	seq        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	audience   text NOT NULL,
-	profile_id text NOT NULL,
-	entered    boolean NOT NULL,
-	at         timestamptz NOT NULL,
-	cause      text NOT NULL,
-	cause_seq  bigint NOT NULL
+	seq         bigint PRIMARY KEY,
+	n           integer NOT NULL,
+	audience    text COLLATE "C" NOT NULL,
+	profile_id  text COLLATE "C",
+	profile_ids bytea,
+	entered     boolean NOT NULL,
+	at          timestamptz NOT NULL,
+	cause       text NOT NULL,
+	cause_seq   bigint NOT NULL
 );
 CREATE INDEX audience_changes_audience ON audience_changes (audience, seq);
-CREATE INDEX audience_changes_profile ON audience_changes (profile_id, seq);
+CREATE INDEX audience_changes_profile ON audience_changes (profile_id, seq) WHERE profile_id IS NOT NULL;
+CREATE INDEX audience_changes_bulk ON audience_changes (seq) WHERE n > 1;
 `,
 }
 

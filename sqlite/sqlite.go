@@ -473,9 +473,10 @@ var insightMigrations = []string{
 
 // audienceMigrations build audiences.db: the definitions as the user saved
 // them (one JSON document each, so a new Definition field needs no
-// migration), and the audience engine's derived data: per-profile states,
-// the member lists with their sizes, and the history of entries and exits.
-// Profile ids are opaque; no personal data appears in keys.
+// migration), and the audience engine's derived data: per-profile states
+// and memberships, the member lists with their sizes, and the history of
+// entries and exits. Profile ids are opaque; no personal data appears in
+// keys.
 var audienceMigrations = []string{
 	`CREATE TABLE definitions (
 		kind TEXT NOT NULL,
@@ -483,36 +484,53 @@ var audienceMigrations = []string{
 		body BLOB NOT NULL, -- kith.Definition as JSON
 		PRIMARY KEY (kind, key)
 	) WITHOUT ROWID;
-	-- cursor: the log position the engine has applied.
+	-- cursor and states_cursor: the log positions the engine's
+	-- memberships and states reflect.
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-	-- A rowid table with a narrow unique index on the profile id: a state
-	-- (often a few KB) stays inside its table page, where an index
-	-- B-tree (WITHOUT ROWID) would spill it to overflow pages.
-	CREATE TABLE states (
-		id         INTEGER PRIMARY KEY,
+	-- One row per profile the engine keeps anything for. id is the
+	-- profile's ordinal, given when it is first stored and never reused
+	-- (AUTOINCREMENT), so that member chunks can name it. members (the
+	-- profile's memberships, see encodeMembers) precedes state so that
+	-- reading it never walks a large state's overflow pages; an entry or
+	-- exit rewrites the profile's one row. A rowid table with a narrow
+	-- unique index on the profile id: a state (often a few KB) stays
+	-- inside its table page, where an index B-tree (WITHOUT ROWID) would
+	-- spill it to overflow pages. A row with neither a state nor a
+	-- membership is deleted.
+	CREATE TABLE profiles (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
 		profile_id TEXT NOT NULL UNIQUE,
-		state      BLOB NOT NULL
+		members    BLOB, -- NULL for none
+		state      BLOB  -- NULL for none
 	);
-	CREATE TABLE members (
-		audience   TEXT    NOT NULL,
-		profile_id TEXT    NOT NULL,
-		since      INTEGER NOT NULL, -- unix microseconds
-		PRIMARY KEY (audience, profile_id)
+	-- An audience's members as ordinals, chunk holding ordinals
+	-- chunk*4096 to chunk*4096+4095 (see bitmap.encode).
+	CREATE TABLE member_chunks (
+		audience TEXT    NOT NULL,
+		chunk    INTEGER NOT NULL,
+		bits     BLOB    NOT NULL,
+		PRIMARY KEY (audience, chunk)
 	) WITHOUT ROWID;
 	CREATE TABLE sizes (audience TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
-	-- seq is the rowid: appended in order by the single writer, so seq
-	-- order is commit order and the change stream never skips a row.
+	-- The history. A row covers seqs seq to seq+n-1: a change (n = 1,
+	-- profile_id set) or a bulk change (n > 1, profile_ids the front-coded
+	-- ids in seq order, see encodeIDs). seq is the rowid, given by the
+	-- single writer in order, so seq order is commit order and the
+	-- change stream never skips a row.
 	CREATE TABLE changes (
-		seq        INTEGER PRIMARY KEY,
-		audience   TEXT    NOT NULL,
-		profile_id TEXT    NOT NULL,
-		entered    INTEGER NOT NULL,
-		at         INTEGER NOT NULL, -- unix microseconds
-		cause      TEXT    NOT NULL,
-		cause_seq  INTEGER NOT NULL
+		seq         INTEGER PRIMARY KEY,
+		n           INTEGER NOT NULL,
+		audience    TEXT    NOT NULL,
+		profile_id  TEXT,
+		profile_ids BLOB,
+		entered     INTEGER NOT NULL,
+		at          INTEGER NOT NULL, -- unix microseconds
+		cause       TEXT    NOT NULL,
+		cause_seq   INTEGER NOT NULL
 	);
 	CREATE INDEX changes_audience ON changes (audience, seq);
-	CREATE INDEX changes_profile ON changes (profile_id, seq);`,
+	CREATE INDEX changes_profile ON changes (profile_id, seq) WHERE profile_id IS NOT NULL;
+	CREATE INDEX changes_bulk ON changes (seq) WHERE n > 1;`,
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

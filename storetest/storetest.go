@@ -69,10 +69,13 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"ScanTraits", testScanTraits},
 		{"AudienceDefinitions", testAudienceDefinitions},
 		{"AudienceBatch", testAudienceBatch},
+		{"AudienceOrdinals", testAudienceOrdinals},
 		{"AudienceMembersPaging", testAudienceMembersPaging},
+		{"AudienceBulk", testAudienceBulk},
 		{"AudienceChanges", testAudienceChanges},
 		{"AudienceStates", testAudienceStates},
-		{"AudienceCursor", testAudienceCursor},
+		{"AudienceMemberships", testAudienceMemberships},
+		{"AudienceCursors", testAudienceCursors},
 		{"AudienceConflict", testAudienceConflict},
 	}
 	for _, tt := range tests {

@@ -135,8 +135,16 @@ func TestAudiencesEndToEnd(t *testing.T) {
 	if !slices.Equal(keys, []string{"big_nl", "repeat_buyers"}) {
 		t.Fatalf("u2's audiences = %v", m)
 	}
-	_, m = apiJSON(t, s, "GET", "/v1/profiles/user_id:u2/traits?verbose=true", "")
-	spend := m["traits"].(map[string]any)["spend_365d"].(map[string]any)
+	// Computed traits are read from the stored states, written at most a
+	// second behind the memberships.
+	var spend map[string]any
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, m = apiJSON(t, s, "GET", "/v1/profiles/user_id:u2/traits?verbose=true", "")
+		spend, _ = m["traits"].(map[string]any)["spend_365d"].(map[string]any)
+		if spend != nil && spend["value"] == 130.0 {
+			break
+		}
+	}
 	if spend["value"] != 130.0 || spend["provenance"] != "computed" {
 		t.Fatalf("u2's spend_365d = %v", spend)
 	}
