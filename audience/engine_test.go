@@ -232,3 +232,54 @@ func TestExpiryFiresOnTime(t *testing.T) {
 		t.Fatalf("after a new event: %v %+v", r.members("lapsed"), cs)
 	}
 }
+
+// States are written behind memberships. An engine that stops without
+// writing them (a crash) is replaced by one that replays the log from the
+// stored states: the same memberships, no change recorded twice, and the
+// states (here: a computed trait) as if nothing had happened.
+func TestCrashBeforeStatesAreWritten(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	secret, _ := r.store.Secret(ctx)
+	r.eng = audience.NewEngine(r.store, audience.Config{Secret: secret, Now: func() time.Time { return r.now }, FlushEvery: time.Hour})
+	r.ix = pipeline.New(r.store, secret, pipeline.Config{BatchSize: 7, Observer: r.eng})
+	r.put(kith.KindComputedTrait, "orders", `count(event "Order Completed")`)
+	r.put(kith.KindAudience, "buyers", `traits.orders >= 2`)
+	r.settle()
+	if err := r.eng.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kith.Message
+	for i := range 30 {
+		msgs = append(msgs, r.event("track", "Order Completed", fmt.Sprintf("u%d", i%10), "", r.now, map[string]any{}))
+	}
+	r.append(msgs)
+	r.settle() // memberships committed; the states only in memory
+	c, sc, err := r.store.AudienceCursors(ctx)
+	if err != nil || sc >= c {
+		t.Fatalf("cursors %d (memberships) and %d (states), %v: the states should lag", c, sc, err)
+	}
+	before := r.members("buyers")
+	changes, _ := r.store.MembershipChanges(ctx, 0, "", "", 1000)
+	if len(before) != 10 || len(changes) != 10 {
+		t.Fatalf("before the crash: %d members, %d changes", len(before), len(changes))
+	}
+
+	// The crash: a new engine on the same store.
+	r.eng = audience.NewEngine(r.store, audience.Config{Secret: secret, Now: func() time.Time { return r.now }, FlushEvery: -1})
+	r.ix = pipeline.New(r.store, secret, pipeline.Config{BatchSize: 7, Observer: r.eng})
+	r.settle()
+	if after := r.members("buyers"); !slices.Equal(after, before) {
+		t.Fatalf("members after the replay %v, before %v", after, before)
+	}
+	if again, _ := r.store.MembershipChanges(ctx, 0, "", "", 1000); len(again) != len(changes) {
+		t.Fatalf("%d changes after the replay, %d before: recorded twice", len(again), len(changes))
+	}
+	traits, err := r.eng.ComputedTraits(ctx, before[0])
+	if err != nil || len(traits) != 1 || string(traits[0].Value) != "3" {
+		t.Fatalf("computed traits after the replay: %v %v", traits, err)
+	}
+	if c2, sc2, _ := r.store.AudienceCursors(ctx); c2 != c || sc2 != c {
+		t.Fatalf("cursors after the replay %d, %d; want both %d", c2, sc2, c)
+	}
+}
