@@ -515,15 +515,14 @@ func (t *idTable) lookup(ids []string, out []int32, add, count bool) {
 
 // newAudPlan lists the profiles b names, in the order it first names
 // them (States, then Changes, then Bulk), and groups the changes by
-// profile. The number of ordinals given so far, lastOrd, sizes the index:
-// a batch names at most all of those profiles and some new ones.
-func newAudPlan(b *kith.AudienceBatch, lastOrd int64) *audPlan {
-	most := len(b.States) + len(b.Changes)
+// profile. The index starts with room for the longest list, the fewest
+// profiles the batch can name, and grows.
+func newAudPlan(b *kith.AudienceBatch) *audPlan {
+	most := max(len(b.States), len(b.Changes))
 	for _, bc := range b.Bulk {
 		most = max(most, len(bc.ProfileIDs))
 	}
-	hint := min(batchNames(b), max(int(min(lastOrd, math.MaxInt32)), most))
-	p := &audPlan{b: b, index: newIDTable(hint), audIdx: map[string]int32{}}
+	p := &audPlan{b: b, index: newIDTable(most), audIdx: map[string]int32{}}
 	ids := make([]string, 0, max(len(b.States), len(b.Changes)))
 	for _, s := range b.States {
 		ids = append(ids, s.ProfileID)
@@ -725,29 +724,105 @@ const lookupBatch = 500
 // profileCols are the columns of a profile row a batch reads.
 const profileCols = `SELECT id, profile_id, members, state IS NOT NULL FROM profiles`
 
-// lookup reads the rows of the batch's profiles that exist by profile
-// id, in id order so that the index is walked forwards, and plans them.
+// lookup reads the rows of the batch's profiles that exist and plans
+// them. A batch that is a page of a backfill names profiles of a run of
+// consecutive ordinals (ScanStates hands them out in ordinal order), in
+// that order: if the ordinals of the first and last profile each list
+// names span few more ordinals than the batch names profiles, that range
+// is read in one pass, which is much cheaper than as many lookups by
+// profile id. The profiles not found in it (or all, for another batch) are
+// looked up by id, in id order so that the index is walked forwards.
 func (p *audPlan) lookup(ctx context.Context, tx *sql.Tx) error {
-	ids := slices.Sorted(slices.Values(p.ids))
+	if lo, hi, err := p.probe(ctx, tx); err != nil {
+		return err
+	} else if hi >= lo && hi-lo < 2*int64(len(p.ids)) {
+		rows, err := tx.QueryContext(ctx, profileCols+` WHERE id BETWEEN $1 AND $2 ORDER BY id`, lo, hi)
+		if err != nil {
+			return err
+		}
+		if err := p.foundRows(rows); err != nil {
+			return err
+		}
+	}
+	var ids []string
+	for i, id := range p.ids {
+		if p.profiles[i].flags&hasRow == 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
 	return lookupIDs(ctx, tx, profileCols+` WHERE profile_id IN `, ids, func(stmt *sql.Stmt, args ...any) error {
 		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		var page []scanRow
-		for rows.Next() {
-			var r scanRow
-			if err := rows.Scan(&r.ord, &r.id, &r.blob, &r.withState); err != nil {
-				return err
-			}
-			page = append(page, r)
+		return p.foundRows(rows)
+	})
+}
+
+// probe returns the lowest and highest ordinal of the first and last
+// profiles that the batch's lists (states, changes, each bulk change)
+// name, lo > hi if none is stored.
+func (p *audPlan) probe(ctx context.Context, tx *sql.Tx) (lo, hi int64, err error) {
+	lo, hi = math.MaxInt64, 0
+	if len(p.ids) < probeMin {
+		return lo, hi, nil
+	}
+	var probes []any
+	ends := func(first, last string) { probes = append(probes, first, last) }
+	if n := len(p.b.States); n > 0 {
+		ends(p.b.States[0].ProfileID, p.b.States[n-1].ProfileID)
+	}
+	if n := len(p.b.Changes); n > 0 {
+		ends(p.b.Changes[0].ProfileID, p.b.Changes[n-1].ProfileID)
+	}
+	for _, bc := range p.b.Bulk {
+		if n := len(bc.ProfileIDs); n > 0 {
+			ends(bc.ProfileIDs[0], bc.ProfileIDs[n-1])
 		}
-		if err := rows.Err(); err != nil {
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT min(id), max(id) FROM profiles WHERE profile_id IN (`+placeholders(len(probes), 1)+`)`, probes...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	var first, last sql.NullInt64
+	for rows.Next() {
+		if err := rows.Scan(&first, &last); err != nil {
+			return 0, 0, err
+		}
+	}
+	if first.Valid {
+		lo, hi = first.Int64, last.Int64
+	}
+	return lo, hi, rows.Err()
+}
+
+// probeMin is the fewest profiles for which a batch probes for a run of
+// ordinals.
+const probeMin = 1000
+
+// foundRows takes the stored rows that rows reads and plans their
+// profiles, closing rows.
+func (p *audPlan) foundRows(rows *sql.Rows) error {
+	defer rows.Close()
+	page := make([]scanRow, 0, 256)
+	for rows.Next() {
+		var r scanRow
+		if err := rows.Scan(&r.ord, &r.id, &r.blob, &r.withState); err != nil {
 			return err
 		}
-		return p.foundPage(page)
-	})
+		if page = append(page, r); len(page) == cap(page) {
+			if err := p.foundPage(page); err != nil {
+				return err
+			}
+			page = page[:0]
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return p.foundPage(page)
 }
 
 // foundPage takes a page of stored rows and plans their profiles.
@@ -1147,13 +1222,14 @@ func (p *audPlan) writeChunks(ctx context.Context, tx *sql.Tx) error {
 // The batch is planned in memory before anything is written: the rows of
 // the profiles it names are read once (a profile named for the first time
 // gets the next ordinals), each profile's changes are replayed over its
-// memberships, and then each touched row is written once: a profile's
-// state and memberships in one row, each member chunk once, each size
-// once, and a bulk change as one history row. A batch that names a large
-// part of all profiles (a backfill) reads the whole profiles table, on
-// another goroutine while the batch is indexed and planned, rather than
-// look each profile up; it then writes a million profile rows in ordinal
-// order and a few thousand chunk rows.
+// memberships, and then each touched row is written once, in ordinal
+// order: a profile's state and memberships in one row, each member chunk
+// once, each size once, and a bulk change as one history row. How the
+// rows are read depends on the batch: one that names a large part of all
+// profiles (a whole backfill at once) reads the profiles table in one
+// pass, on another goroutine while the batch is indexed; a page of a
+// backfill reads its run of ordinals (see lookup); others look their
+// profiles up by id.
 func (db *DB) ApplyAudienceBatch(ctx context.Context, b kith.AudienceBatch) error {
 	tx, err := db.audW.BeginTx(ctx, nil)
 	if err != nil {
@@ -1184,7 +1260,7 @@ func applyAudienceBatch(ctx context.Context, tx *sql.Tx, b *kith.AudienceBatch) 
 	if names := batchNames(b); lastOrd > 0 && names >= scanMin && int64(names)*3 >= lastOrd {
 		scan = startScan(ctx, tx)
 	}
-	p := newAudPlan(b, lastOrd)
+	p := newAudPlan(b)
 	if scan != nil && (len(p.ids) < scanMin || int64(len(p.ids))*3 < lastOrd) {
 		if err := scan.cancel(); err != nil {
 			return fmt.Errorf("read profiles: %w", err)
