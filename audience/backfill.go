@@ -162,6 +162,13 @@ func (e *Engine) progress(ctx context.Context, pending map[[2]string]int64, f fu
 		}
 	}
 	e.mu.Unlock()
+	// The API reads progress from memory; the stored record (a durable
+	// write per definition) follows at most once a second, and always
+	// when a backfill starts, ends or fails.
+	if len(save) > 0 && save[0].Backfill.State == kith.BackfillRunning && save[0].Backfill.Done > 0 && time.Since(e.progressSaved) < time.Second {
+		return
+	}
+	e.progressSaved = time.Now()
 	for _, d := range save {
 		if err := e.store.SaveDefinition(ctx, d); err != nil {
 			e.log.Warn("audience: save backfill progress", "key", d.Key, "err", err)

@@ -101,9 +101,11 @@ type Engine struct {
 	flushEvery   time.Duration
 	lastFlush    time.Time
 	storedCursor int64
-	due          dueHeap
-	dueAt        map[string]int64
-	started      bool
+	// progressSaved is when backfill progress was last stored.
+	progressSaved time.Time
+	due           dueHeap
+	dueAt         map[string]int64
+	started       bool
 }
 
 // cached is a state in memory and its encoding as last stored (nil when
