@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kithcdp/kith/membership"
 	"maps"
-	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -122,205 +121,26 @@ func (db *DB) AudienceCursors(ctx context.Context) (cursor, statesCursor int64, 
 	return cursor, statesCursor, nil
 }
 
-// Member chunks: an audience's member list is a set of ordinals (see
-// audience_profiles), kept as one row per run of chunkSize ordinals. A
-// chunk with fewer than sparseLimit members is stored as its members'
-// offsets in the chunk, ascending, two bytes each (little endian); a
-// fuller one as a bitmap of bitmapBytes bytes, offset i in bit i%8 of byte
-// i/8. The two are told apart by length: a sparse chunk is always shorter
-// than a bitmap. An empty chunk has no row. (The embedded store uses the
-// same encoding.)
-const (
-	chunkShift  = 12
-	chunkSize   = 1 << chunkShift
-	bitmapBytes = chunkSize / 8
-	sparseLimit = bitmapBytes / 2
-)
-
-// bitmap is one chunk's members in memory, offset i in bit i%64 of word
-// i/64.
-type bitmap [chunkSize / 64]uint64
-
-func (m *bitmap) add(i int64)    { m[i>>6] |= 1 << (i & 63) }
-func (m *bitmap) remove(i int64) { m[i>>6] &^= 1 << (i & 63) }
-
-// count returns the number of members.
-func (m *bitmap) count() int {
-	n := 0
-	for _, w := range m {
-		n += bits.OnesCount64(w)
-	}
-	return n
-}
-
-// decodeChunk reads a stored chunk into m.
-func decodeChunk(b []byte, m *bitmap) error {
-	*m = bitmap{}
-	switch {
-	case len(b) == bitmapBytes:
-		for i := range m {
-			m[i] = binary.LittleEndian.Uint64(b[i*8:])
-		}
-	case len(b)%2 == 0 && len(b) < bitmapBytes:
-		for i := 0; i < len(b); i += 2 {
-			m.add(int64(binary.LittleEndian.Uint16(b[i:]) & (chunkSize - 1)))
-		}
-	default:
-		return fmt.Errorf("member chunk of %d bytes", len(b))
-	}
-	return nil
-}
-
-// encode returns m as stored: nil when it is empty.
-func (m *bitmap) encode() []byte {
-	n := m.count()
-	switch {
-	case n == 0:
-		return nil
-	case n < sparseLimit:
-		out := make([]byte, 0, 2*n)
-		m.each(0, func(i int64) bool {
-			out = binary.LittleEndian.AppendUint16(out, uint16(i))
-			return true
-		})
-		return out
-	default:
-		out := make([]byte, bitmapBytes)
-		for i, w := range m {
-			binary.LittleEndian.PutUint64(out[i*8:], w)
-		}
-		return out
-	}
-}
-
-// each calls fn with every member offset >= from, ascending, until fn
-// returns false; it reports whether fn always returned true.
-func (m *bitmap) each(from int64, fn func(i int64) bool) bool {
-	for w := from >> 6; w < int64(len(m)); w++ {
-		word := m[w]
-		if w == from>>6 {
-			word &^= 1<<(from&63) - 1
-		}
-		for word != 0 {
-			if !fn(w<<6 + int64(bits.TrailingZeros64(word))) {
-				return false
-			}
-			word &= word - 1
-		}
-	}
-	return true
-}
-
-// Memberships of a profile, as stored in its row: per membership, sorted
-// by audience key, the key's length (uvarint), the key and the time of
-// entry in unix microseconds, as a varint difference from the previous
-// membership's (from 0 for the first): the memberships a backfill gives
-// share one time, so each takes a byte. No memberships are stored as
-// NULL. (The embedded store uses the same encoding.)
-
-// membership is one of a profile's memberships: the audience and when the
+// member is one of a profile's memberships: the audience and when the
 // profile entered it (unix microseconds).
-type membership struct {
+type held struct {
 	audience string
 	since    int64
 }
 
 // encodeMembers renders a profile's memberships, sorted by audience, as
 // stored; nil for none.
-func encodeMembers(ms []membership) []byte {
+func encodeMembers(ms []held) []byte {
 	if len(ms) == 0 {
 		return nil
 	}
 	var out []byte
 	var prev int64
 	for _, m := range ms {
-		out = binary.AppendUvarint(out, uint64(len(m.audience)))
-		out = append(out, m.audience...)
-		out = binary.AppendVarint(out, m.since-prev)
+		out = membership.AppendMember(out, m.audience, m.since, prev)
 		prev = m.since
 	}
 	return out
-}
-
-// eachMember calls fn with every membership of a profile's stored
-// memberships, in order. The audience bytes are valid during the call.
-func eachMember(b []byte, fn func(audience []byte, since int64)) error {
-	var since int64
-	for len(b) > 0 {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return errors.New("corrupt memberships")
-		}
-		key := b[n : n+int(l)]
-		b = b[n+int(l):]
-		d, n := binary.Varint(b)
-		if n <= 0 {
-			return errors.New("corrupt memberships")
-		}
-		b = b[n:]
-		since += d
-		fn(key, since)
-	}
-	return nil
-}
-
-// toMembers converts a profile's stored memberships for the API.
-func toMembers(id string, blob []byte) ([]kith.Member, error) {
-	var out []kith.Member
-	err := eachMember(blob, func(audience []byte, since int64) {
-		out = append(out, kith.Member{Audience: string(audience), ProfileID: id, Since: time.UnixMicro(since).UTC()})
-	})
-	return out, err
-}
-
-// encodeIDs front-codes the profile ids of a bulk change, in order: per id
-// the length of the prefix it shares with the previous id (uvarint), the
-// length of the rest (uvarint) and the rest. Profile ids of one
-// installation share long prefixes, so a million of them take a few MB.
-// (The embedded store uses the same encoding.)
-func encodeIDs(ids []string) []byte {
-	out := make([]byte, 0, 4*len(ids))
-	prev := ""
-	for _, id := range ids {
-		shared := 0
-		for shared < len(prev) && shared < len(id) && prev[shared] == id[shared] {
-			shared++
-		}
-		out = binary.AppendUvarint(out, uint64(shared))
-		out = binary.AppendUvarint(out, uint64(len(id)-shared))
-		out = append(out, id[shared:]...)
-		prev = id
-	}
-	return out
-}
-
-// idReader decodes encodeIDs' output one id at a time without allocating.
-type idReader struct {
-	b   []byte
-	cur []byte // the current id, valid until the next call to next
-	err error
-}
-
-// next moves to the next id, reporting false at the end or on corrupt
-// input (then err is set).
-func (r *idReader) next() bool {
-	if len(r.b) == 0 || r.err != nil {
-		return false
-	}
-	shared, n := binary.Uvarint(r.b)
-	if n <= 0 || shared > uint64(len(r.cur)) {
-		r.err = errors.New("corrupt bulk change")
-		return false
-	}
-	r.b = r.b[n:]
-	l, n := binary.Uvarint(r.b)
-	if n <= 0 || l > uint64(len(r.b)-n) {
-		r.err = errors.New("corrupt bulk change")
-		return false
-	}
-	r.cur = append(r.cur[:shared], r.b[n:n+int(l)]...)
-	r.b = r.b[n+int(l):]
-	return true
 }
 
 // audProfile is one profile a batch names, as the batch is planned.
@@ -330,12 +150,12 @@ type audProfile struct {
 	row      bool  // it had a row before the batch
 	hadState bool  // that row's state was not NULL
 	blob     []byte
-	members  []membership // decoded from blob once a change needs them
+	members  []held // decoded from blob once a change needs them
 	decoded  bool
 	dirty    bool // the batch changed its memberships
 	setState bool // the batch replaces the state (with state; nil for NULL)
 	state    []byte
-	needsOrd bool // a membership change names it
+	needsOrd bool // a held change names it
 }
 
 // hasState reports whether the profile has a state after the batch.
@@ -355,7 +175,7 @@ type chunkKey struct {
 // chunkOps is what a batch does to one member chunk: the offsets it ends
 // up adding and removing (a later change to an offset overrides an
 // earlier one).
-type chunkOps struct{ add, remove bitmap }
+type chunkOps struct{ add, remove membership.Chunk }
 
 // audPlan is a batch checked against the stored memberships and turned
 // into the rows to write.
@@ -399,34 +219,34 @@ func newAudPlan(b *kith.AudienceBatch) *audPlan {
 func (p *audPlan) change(i int, audience string, entered bool, at int64) (bool, error) {
 	pr := &p.profiles[i]
 	if !pr.decoded {
-		err := eachMember(pr.blob, func(a []byte, since int64) {
-			pr.members = append(pr.members, membership{string(a), since})
+		err := membership.EachMember(pr.blob, func(a []byte, since int64) {
+			pr.members = append(pr.members, held{string(a), since})
 		})
 		if err != nil {
 			return false, fmt.Errorf("profile %s: %w", pr.id, err)
 		}
 		pr.decoded, pr.blob = true, nil
 	}
-	k, member := slices.BinarySearchFunc(pr.members, audience, func(m membership, a string) int { return strings.Compare(m.audience, a) })
+	k, member := slices.BinarySearchFunc(pr.members, audience, func(m held, a string) int { return strings.Compare(m.audience, a) })
 	if member == entered {
 		return false, nil
 	}
-	key := chunkKey{audience, pr.ord >> chunkShift}
+	key := chunkKey{audience, pr.ord >> membership.ChunkShift}
 	ops := p.chunks[key]
 	if ops == nil {
 		ops = &chunkOps{}
 		p.chunks[key] = ops
 	}
-	off := pr.ord & (chunkSize - 1)
+	off := pr.ord & (membership.ChunkSize - 1)
 	if entered {
-		pr.members = slices.Insert(pr.members, k, membership{audience, at})
-		ops.add.add(off)
-		ops.remove.remove(off)
+		pr.members = slices.Insert(pr.members, k, held{audience, at})
+		ops.add.Add(off)
+		ops.remove.Remove(off)
 		p.sizes[audience]++
 	} else {
 		pr.members = slices.Delete(pr.members, k, k+1)
-		ops.remove.add(off)
-		ops.add.remove(off)
+		ops.remove.Add(off)
+		ops.add.Remove(off)
 		p.sizes[audience]--
 	}
 	pr.dirty = true
@@ -695,17 +515,17 @@ func (p *audPlan) readChunks(ctx context.Context, tx pgx.Tx) (*chunkWrites, erro
 	}); err != nil {
 		return nil, fmt.Errorf("read member chunks: %w", err)
 	}
-	var m bitmap
+	var m membership.Chunk
 	for _, k := range keys {
 		prev, ok := old[k]
-		if err := decodeChunk(prev, &m); err != nil {
+		if err := membership.DecodeChunk(prev, &m); err != nil {
 			return nil, fmt.Errorf("audience %q chunk %d: %w", k.audience, k.chunk, err)
 		}
 		op := p.chunks[k]
 		for i := range m {
 			m[i] = m[i]&^op.remove[i] | op.add[i]
 		}
-		switch b := m.encode(); {
+		switch b := m.Encode(); {
 		case b == nil && ok:
 			w.delA, w.delC = append(w.delA, k.audience), append(w.delC, k.chunk)
 		case b != nil && !bytes.Equal(b, prev):
@@ -750,7 +570,7 @@ func writeHistory(ctx context.Context, tx pgx.Tx, b *kith.AudienceBatch) error {
 		case 1:
 			rows = append(rows, []any{next, 1, bc.Audience, bc.ProfileIDs[0], nil, bc.Entered, bc.At, bc.Cause, int64(0)})
 		default:
-			rows = append(rows, []any{next, len(bc.ProfileIDs), bc.Audience, nil, encodeIDs(bc.ProfileIDs), bc.Entered, bc.At, bc.Cause, int64(0)})
+			rows = append(rows, []any{next, len(bc.ProfileIDs), bc.Audience, nil, membership.EncodeIDs(bc.ProfileIDs), bc.Entered, bc.At, bc.Cause, int64(0)})
 		}
 		next += int64(len(bc.ProfileIDs))
 	}
@@ -803,7 +623,7 @@ func (db *DB) LoadMemberships(ctx context.Context, ids []string) (map[string][]k
 	var id string
 	var blob []byte
 	if _, err := pgx.ForEachRow(rows, []any{&id, &blob}, func() error {
-		ms, err := toMembers(id, blob)
+		ms, err := membership.Members(id, blob)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", id, err)
 		}
@@ -859,7 +679,7 @@ func (db *DB) ScanStates(ctx context.Context, fn func(id string, state []byte, m
 			}
 			var ms []kith.Member
 			if len(p.members) > 0 {
-				if ms, err = toMembers(p.id, p.members); err != nil {
+				if ms, err = membership.Members(p.id, p.members); err != nil {
 					return fmt.Errorf("postgres: scan states: profile %s: %w", p.id, err)
 				}
 			}
@@ -896,12 +716,12 @@ func (db *DB) Members(ctx context.Context, audience, after string, limit int) ([
 			}
 			from++
 		}
-		rows, err := tx.Query(ctx, `SELECT chunk, bits FROM audience_member_chunks WHERE audience = $1 AND chunk >= $2 ORDER BY chunk`, audience, from>>chunkShift)
+		rows, err := tx.Query(ctx, `SELECT chunk, bits FROM audience_member_chunks WHERE audience = $1 AND chunk >= $2 ORDER BY chunk`, audience, from>>membership.ChunkShift)
 		if err != nil {
 			return err
 		}
 		var ords []int64
-		var m bitmap
+		var m membership.Chunk
 		for len(ords) < limit && rows.Next() {
 			var chunk int64
 			var b []byte
@@ -909,12 +729,12 @@ func (db *DB) Members(ctx context.Context, audience, after string, limit int) ([
 				rows.Close()
 				return err
 			}
-			if err := decodeChunk(b, &m); err != nil {
+			if err := membership.DecodeChunk(b, &m); err != nil {
 				rows.Close()
 				return fmt.Errorf("chunk %d: %w", chunk, err)
 			}
-			base := chunk << chunkShift
-			m.each(max(from-base, 0), func(i int64) bool {
+			base := chunk << membership.ChunkShift
+			m.Each(max(from-base, 0), func(i int64) bool {
 				ords = append(ords, base+i)
 				return len(ords) < limit
 			})
@@ -1002,28 +822,28 @@ func (r *historyRow) expand(out []kith.MembershipChange, after int64, limit int)
 		}
 		return out, nil
 	}
-	ids := idReader{b: r.ids}
-	for seq := r.seq; len(out) < limit && ids.next(); seq++ {
+	ids := membership.NewIDReader(r.ids)
+	for seq := r.seq; len(out) < limit && ids.Next(); seq++ {
 		if seq > after {
-			out = append(out, r.change(seq, string(ids.cur)))
+			out = append(out, r.change(seq, string(ids.ID())))
 		}
 	}
-	if ids.err != nil {
-		return nil, fmt.Errorf("seq %d: %w", r.seq, ids.err)
+	if ids.Err() != nil {
+		return nil, fmt.Errorf("seq %d: %w", r.seq, ids.Err())
 	}
 	return out, nil
 }
 
 // find returns the seq of profile in bulk row r, or 0.
 func (r *historyRow) find(profile string) (int64, error) {
-	ids := idReader{b: r.ids}
-	for seq := r.seq; ids.next(); seq++ {
-		if string(ids.cur) == profile {
+	ids := membership.NewIDReader(r.ids)
+	for seq := r.seq; ids.Next(); seq++ {
+		if string(ids.ID()) == profile {
 			return seq, nil
 		}
 	}
-	if ids.err != nil {
-		return 0, fmt.Errorf("seq %d: %w", r.seq, ids.err)
+	if ids.Err() != nil {
+		return 0, fmt.Errorf("seq %d: %w", r.seq, ids.Err())
 	}
 	return 0, nil
 }
@@ -1048,7 +868,7 @@ func (db *DB) MembershipChanges(ctx context.Context, after int64, audience, prof
 	}
 	out, err := db.membershipChanges(ctx, after, audience, profileID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: membership changes: %w", err)
+		return nil, fmt.Errorf("postgres: held changes: %w", err)
 	}
 	return out, nil
 }

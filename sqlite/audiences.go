@@ -5,14 +5,13 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kithcdp/kith/membership"
 	"hash/maphash"
 	"maps"
 	"math"
-	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -161,194 +160,11 @@ func (db *DB) AudienceCursors(ctx context.Context) (cursor, statesCursor int64, 
 	return cursor, statesCursor, nil
 }
 
-// Member chunks: an audience's member list is a set of ordinals (see the
-// profiles table), kept as one row per run of chunkSize ordinals. A chunk
-// with fewer than sparseLimit members is stored as its members' offsets
-// in the chunk, ascending, two bytes each (little endian); a fuller one as
-// a bitmap of bitmapBytes bytes, offset i in bit i%8 of byte i/8. The two
-// are told apart by length: a sparse chunk is always shorter than a
-// bitmap. An empty chunk has no row.
-const (
-	chunkShift  = 12
-	chunkSize   = 1 << chunkShift
-	bitmapBytes = chunkSize / 8
-	sparseLimit = bitmapBytes / 2
-)
-
-// bitmap is one chunk's members in memory, offset i in bit i%64 of word
-// i/64.
-type bitmap [chunkSize / 64]uint64
-
-func (m *bitmap) add(i int64)    { m[i>>6] |= 1 << (i & 63) }
-func (m *bitmap) remove(i int64) { m[i>>6] &^= 1 << (i & 63) }
-
-// count returns the number of members.
-func (m *bitmap) count() int {
-	n := 0
-	for _, w := range m {
-		n += bits.OnesCount64(w)
-	}
-	return n
-}
-
-// decodeChunk reads a stored chunk into m.
-func decodeChunk(b []byte, m *bitmap) error {
-	*m = bitmap{}
-	switch {
-	case len(b) == bitmapBytes:
-		for i := range m {
-			m[i] = binary.LittleEndian.Uint64(b[i*8:])
-		}
-	case len(b)%2 == 0 && len(b) < bitmapBytes:
-		for i := 0; i < len(b); i += 2 {
-			m.add(int64(binary.LittleEndian.Uint16(b[i:]) & (chunkSize - 1)))
-		}
-	default:
-		return fmt.Errorf("member chunk of %d bytes", len(b))
-	}
-	return nil
-}
-
-// encode returns m as stored: nil when it is empty.
-func (m *bitmap) encode() []byte {
-	n := m.count()
-	switch {
-	case n == 0:
-		return nil
-	case n < sparseLimit:
-		out := make([]byte, 0, 2*n)
-		m.each(0, func(i int64) bool {
-			out = binary.LittleEndian.AppendUint16(out, uint16(i))
-			return true
-		})
-		return out
-	default:
-		out := make([]byte, bitmapBytes)
-		for i, w := range m {
-			binary.LittleEndian.PutUint64(out[i*8:], w)
-		}
-		return out
-	}
-}
-
-// each calls fn with every member offset >= from, ascending, until fn
-// returns false; it reports whether fn always returned true.
-func (m *bitmap) each(from int64, fn func(i int64) bool) bool {
-	for w := from >> 6; w < int64(len(m)); w++ {
-		word := m[w]
-		if w == from>>6 {
-			word &^= 1<<(from&63) - 1
-		}
-		for word != 0 {
-			if !fn(w<<6 + int64(bits.TrailingZeros64(word))) {
-				return false
-			}
-			word &= word - 1
-		}
-	}
-	return true
-}
-
-// Memberships of a profile, as stored in its row: per membership, sorted
-// by audience key, the key's length (uvarint), the key and the time of
-// entry in unix microseconds, as a varint difference from the previous
-// membership's (from 0 for the first): the memberships a backfill gives
-// share one time, so each takes a byte. No memberships are stored as
-// NULL.
-
-// appendMember appends one membership to a profile's stored memberships,
-// prev being the time of the one before (0 for the first).
-func appendMember(dst []byte, audience string, since, prev int64) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(audience)))
-	dst = append(dst, audience...)
-	return binary.AppendVarint(dst, since-prev)
-}
-
-// eachMember calls fn with every membership of a profile's stored
-// memberships, in order. The audience bytes are valid during the call.
-func eachMember(b []byte, fn func(audience []byte, since int64)) error {
-	var since int64
-	for len(b) > 0 {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > uint64(len(b)-n) {
-			return errors.New("corrupt memberships")
-		}
-		key := b[n : n+int(l)]
-		b = b[n+int(l):]
-		d, n := binary.Varint(b)
-		if n <= 0 {
-			return errors.New("corrupt memberships")
-		}
-		b = b[n:]
-		since += d
-		fn(key, since)
-	}
-	return nil
-}
-
-// toMembers converts a profile's stored memberships for the API.
-func toMembers(id string, blob []byte) ([]kith.Member, error) {
-	var out []kith.Member
-	err := eachMember(blob, func(audience []byte, since int64) {
-		out = append(out, kith.Member{Audience: string(audience), ProfileID: id, Since: fromMicros(since)})
-	})
-	return out, err
-}
-
-// encodeIDs front-codes the profile ids of a bulk change, in order: per id
-// the length of the prefix it shares with the previous id (uvarint), the
-// length of the rest (uvarint) and the rest. Profile ids of one
-// installation share long prefixes, so a million of them take a few MB.
-func encodeIDs(ids []string) []byte {
-	out := make([]byte, 0, 4*len(ids))
-	prev := ""
-	for _, id := range ids {
-		shared := 0
-		for shared < len(prev) && shared < len(id) && prev[shared] == id[shared] {
-			shared++
-		}
-		out = binary.AppendUvarint(out, uint64(shared))
-		out = binary.AppendUvarint(out, uint64(len(id)-shared))
-		out = append(out, id[shared:]...)
-		prev = id
-	}
-	return out
-}
-
-// idReader decodes encodeIDs' output one id at a time without allocating.
-type idReader struct {
-	b   []byte
-	cur []byte // the current id, valid until the next call to next
-	err error
-}
-
-// next moves to the next id, reporting false at the end or on corrupt
-// input (then err is set).
-func (r *idReader) next() bool {
-	if len(r.b) == 0 || r.err != nil {
-		return false
-	}
-	shared, n := binary.Uvarint(r.b)
-	if n <= 0 || shared > uint64(len(r.cur)) {
-		r.err = errors.New("corrupt bulk change")
-		return false
-	}
-	r.b = r.b[n:]
-	l, n := binary.Uvarint(r.b)
-	if n <= 0 || l > uint64(len(r.b)-n) {
-		r.err = errors.New("corrupt bulk change")
-		return false
-	}
-	r.cur = append(r.cur[:shared], r.b[n:n+int(l)]...)
-	r.b = r.b[n+int(l):]
-	return true
-}
-
 // membership is one of a profile's memberships while a batch is planned:
 // the audience (an index in audPlan.auds) and when the profile entered it
 // (unix microseconds). It holds no pointer, so that a million profiles'
 // memberships cost the garbage collector nothing to scan.
-type membership struct {
+type held struct {
 	aud   int32
 	since int64
 }
@@ -363,7 +179,7 @@ const (
 // audProfile is one profile a batch names, as the batch is planned.
 type audProfile struct {
 	ord     int64 // 0 until the profile has an ordinal
-	members []membership
+	members []held
 	state   int32 // 1 + the index in b.States of its last state; 0 for none
 	flags   uint8
 }
@@ -371,7 +187,7 @@ type audProfile struct {
 // chunkOps is what a batch does to one member chunk: the offsets it ends
 // up adding and removing (a later change to an offset overrides an
 // earlier one).
-type chunkOps struct{ add, remove bitmap }
+type chunkOps struct{ add, remove membership.Chunk }
 
 // audPlan is a batch checked against the stored memberships and turned
 // into the rows to write. It is planned profile by profile: every
@@ -627,14 +443,14 @@ func (p *audPlan) found(i int32, ord int64, blob []byte, withState bool) error {
 	if n := p.opStart[i+1] - p.opStart[i]; n > 0 {
 		// Room for the stored memberships (three bytes at least each)
 		// and the entries.
-		pr.members = make([]membership, 0, len(blob)/3+n)
+		pr.members = make([]held, 0, len(blob)/3+n)
 	}
-	if err := eachMember(blob, func(audience []byte, since int64) {
+	if err := membership.EachMember(blob, func(audience []byte, since int64) {
 		aud, ok := p.audIdx[string(audience)]
 		if !ok {
 			aud = p.aud(string(audience))
 		}
-		pr.members = append(pr.members, membership{aud, since})
+		pr.members = append(pr.members, held{aud, since})
 	}); err != nil {
 		return fmt.Errorf("profile %s: %w", p.ids[i], err)
 	}
@@ -667,7 +483,7 @@ func (p *audPlan) planNew(next int64) error {
 func (p *audPlan) planProfile(i int32) error {
 	p.order = append(p.order, i)
 	pr := &p.profiles[i]
-	off := pr.ord & (chunkSize - 1)
+	off := pr.ord & (membership.ChunkSize - 1)
 	for _, kind := range p.ops[p.opStart[i]:p.opStart[i+1]] {
 		aud := p.kindAud[kind]
 		var entered bool
@@ -677,7 +493,7 @@ func (p *audPlan) planProfile(i int32) error {
 			entered = p.b.Bulk[int(kind)-len(p.b.Changes)].Entered
 		}
 		name := p.auds[aud]
-		k, member := slices.BinarySearchFunc(pr.members, name, func(m membership, a string) int { return strings.Compare(p.auds[m.aud], a) })
+		k, member := slices.BinarySearchFunc(pr.members, name, func(m held, a string) int { return strings.Compare(p.auds[m.aud], a) })
 		if member == entered {
 			what := fmt.Sprintf("change %d", kind)
 			if int(kind) >= len(p.b.Changes) {
@@ -686,23 +502,23 @@ func (p *audPlan) planProfile(i int32) error {
 			return membershipConflict(what, p.ids[i], name, entered)
 		}
 		ops := p.lastOps[aud]
-		if p.lastChunk[aud] != pr.ord>>chunkShift {
+		if p.lastChunk[aud] != pr.ord>>membership.ChunkShift {
 			m := p.chunks[aud]
-			if ops = m[pr.ord>>chunkShift]; ops == nil {
+			if ops = m[pr.ord>>membership.ChunkShift]; ops == nil {
 				ops = &chunkOps{}
-				m[pr.ord>>chunkShift] = ops
+				m[pr.ord>>membership.ChunkShift] = ops
 			}
-			p.lastChunk[aud], p.lastOps[aud] = pr.ord>>chunkShift, ops
+			p.lastChunk[aud], p.lastOps[aud] = pr.ord>>membership.ChunkShift, ops
 		}
 		if entered {
-			pr.members = slices.Insert(pr.members, k, membership{aud, p.kindAt[kind]})
-			ops.add.add(off)
-			ops.remove.remove(off)
+			pr.members = slices.Insert(pr.members, k, held{aud, p.kindAt[kind]})
+			ops.add.Add(off)
+			ops.remove.Remove(off)
 			p.sizes[aud]++
 		} else {
 			pr.members = slices.Delete(pr.members, k, k+1)
-			ops.remove.add(off)
-			ops.add.remove(off)
+			ops.remove.Add(off)
+			ops.add.Remove(off)
 			p.sizes[aud]--
 		}
 		pr.flags |= dirty
@@ -1086,7 +902,7 @@ func (p *audPlan) writeProfiles(ctx context.Context, tx *sql.Tx) error {
 		buf = buf[:0]
 		var prev int64
 		for _, m := range ms {
-			buf = appendMember(buf, p.auds[m.aud], m.since, prev)
+			buf = membership.AppendMember(buf, p.auds[m.aud], m.since, prev)
 			prev = m.since
 		}
 		return slices.Clone(buf)
@@ -1177,17 +993,17 @@ func (p *audPlan) writeChunks(ctx context.Context, tx *sql.Tx) error {
 			}
 			rest = rest[n:]
 		}
-		var m bitmap
+		var m membership.Chunk
 		for _, k := range keys {
 			prev, ok := old[k]
-			if err := decodeChunk(prev, &m); err != nil {
+			if err := membership.DecodeChunk(prev, &m); err != nil {
 				return fmt.Errorf("audience %q chunk %d: %w", a, k, err)
 			}
 			op := ops[k]
 			for w := range m {
 				m[w] = m[w]&^op.remove[w] | op.add[w]
 			}
-			switch b := m.encode(); {
+			switch b := m.Encode(); {
 			case b == nil && ok:
 				dels = append(dels, a, k)
 			case b != nil && !bytes.Equal(b, prev):
@@ -1287,7 +1103,7 @@ func applyAudienceBatch(ctx context.Context, tx *sql.Tx, b *kith.AudienceBatch) 
 		defer close(encoded)
 		for k, bc := range b.Bulk {
 			if len(bc.ProfileIDs) > 1 {
-				idBlobs[k] = encodeIDs(bc.ProfileIDs)
+				idBlobs[k] = membership.EncodeIDs(bc.ProfileIDs)
 			}
 		}
 	}()
@@ -1406,7 +1222,7 @@ func (db *DB) LoadMemberships(ctx context.Context, ids []string) (map[string][]k
 		if err := rows.Scan(&id, &blob); err != nil {
 			return err
 		}
-		ms, err := toMembers(id, blob)
+		ms, err := membership.Members(id, blob)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", id, err)
 		}
@@ -1502,7 +1318,7 @@ func (db *DB) ScanStates(ctx context.Context, fn func(id string, state []byte, m
 			}
 			var ms []kith.Member
 			if len(p.members) > 0 {
-				if ms, err = toMembers(p.id, p.members); err != nil {
+				if ms, err = membership.Members(p.id, p.members); err != nil {
 					return fmt.Errorf("sqlite: scan states: profile %s: %w", p.id, err)
 				}
 			}
@@ -1542,24 +1358,24 @@ func (db *DB) Members(ctx context.Context, audience, after string, limit int) ([
 		from++
 	}
 	ords, err := func() ([]int64, error) {
-		rows, err := tx.QueryContext(ctx, `SELECT chunk, bits FROM member_chunks WHERE audience = $1 AND chunk >= $2 ORDER BY chunk`, audience, from>>chunkShift)
+		rows, err := tx.QueryContext(ctx, `SELECT chunk, bits FROM member_chunks WHERE audience = $1 AND chunk >= $2 ORDER BY chunk`, audience, from>>membership.ChunkShift)
 		if err != nil {
 			return nil, err
 		}
 		defer rows.Close()
 		var ords []int64
-		var m bitmap
+		var m membership.Chunk
 		for len(ords) < limit && rows.Next() {
 			var chunk int64
 			var b sql.RawBytes
 			if err := rows.Scan(&chunk, &b); err != nil {
 				return nil, err
 			}
-			if err := decodeChunk(b, &m); err != nil {
+			if err := membership.DecodeChunk(b, &m); err != nil {
 				return nil, fmt.Errorf("chunk %d: %w", chunk, err)
 			}
-			base := chunk << chunkShift
-			m.each(max(from-base, 0), func(i int64) bool {
+			base := chunk << membership.ChunkShift
+			m.Each(max(from-base, 0), func(i int64) bool {
 				ords = append(ords, base+i)
 				return len(ords) < limit
 			})
@@ -1649,28 +1465,28 @@ func (r *historyRow) expand(out []kith.MembershipChange, after int64, limit int)
 		}
 		return out, nil
 	}
-	ids := idReader{b: r.ids}
-	for seq := r.seq; len(out) < limit && ids.next(); seq++ {
+	ids := membership.NewIDReader(r.ids)
+	for seq := r.seq; len(out) < limit && ids.Next(); seq++ {
 		if seq > after {
-			out = append(out, r.change(seq, string(ids.cur)))
+			out = append(out, r.change(seq, string(ids.ID())))
 		}
 	}
-	if ids.err != nil {
-		return nil, fmt.Errorf("seq %d: %w", r.seq, ids.err)
+	if ids.Err() != nil {
+		return nil, fmt.Errorf("seq %d: %w", r.seq, ids.Err())
 	}
 	return out, nil
 }
 
 // find returns the seq of profile in bulk row r, or 0.
 func (r *historyRow) find(profile string) (int64, error) {
-	ids := idReader{b: r.ids}
-	for seq := r.seq; ids.next(); seq++ {
-		if string(ids.cur) == profile {
+	ids := membership.NewIDReader(r.ids)
+	for seq := r.seq; ids.Next(); seq++ {
+		if string(ids.ID()) == profile {
 			return seq, nil
 		}
 	}
-	if ids.err != nil {
-		return 0, fmt.Errorf("seq %d: %w", r.seq, ids.err)
+	if ids.Err() != nil {
+		return 0, fmt.Errorf("seq %d: %w", r.seq, ids.Err())
 	}
 	return 0, nil
 }
@@ -1688,12 +1504,12 @@ func (db *DB) MembershipChanges(ctx context.Context, after int64, audience, prof
 	}
 	tx, err := db.audR.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: membership changes: %w", err)
+		return nil, fmt.Errorf("sqlite: held changes: %w", err)
 	}
 	defer tx.Rollback()
 	out, err := membershipChanges(ctx, tx, after, audience, profileID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: membership changes: %w", err)
+		return nil, fmt.Errorf("sqlite: held changes: %w", err)
 	}
 	return out, nil
 }

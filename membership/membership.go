@@ -1,0 +1,208 @@
+// Package membership owns the stored form of audience memberships, which
+// both stores share: per-audience member lists as chunks of a bitmap over
+// profile ordinals, a profile's own memberships as one compact blob, and the
+// profile ids of a bulk change front-coded. Keeping it in one place keeps
+// the embedded store and PostgreSQL byte-compatible and tested once.
+package membership
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+// Member chunks: an audience's member list is a set of ordinals (stable
+// per profile, assigned by the store), kept as one row per run of
+// ChunkSize ordinals. A chunk with fewer than sparseLimit members is
+// stored as its members' offsets in the chunk, ascending, two bytes each
+// (little endian); a fuller one as a bitmap of bitmapBytes bytes, offset i
+// in bit i%8 of byte i/8. The two are told apart by length: a sparse chunk
+// is always shorter than a bitmap. An empty chunk has no row.
+const (
+	ChunkShift  = 12
+	ChunkSize   = 1 << ChunkShift
+	bitmapBytes = ChunkSize / 8
+	sparseLimit = bitmapBytes / 2
+)
+
+// Chunk is one chunk's members in memory, offset i in bit i%64 of word
+// i/64.
+type Chunk [ChunkSize / 64]uint64
+
+func (m *Chunk) Add(i int64)    { m[i>>6] |= 1 << (i & 63) }
+func (m *Chunk) Remove(i int64) { m[i>>6] &^= 1 << (i & 63) }
+
+// Count returns the number of members.
+func (m *Chunk) Count() int {
+	n := 0
+	for _, w := range m {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// DecodeChunk reads a stored chunk into m.
+func DecodeChunk(b []byte, m *Chunk) error {
+	*m = Chunk{}
+	switch {
+	case len(b) == bitmapBytes:
+		for i := range m {
+			m[i] = binary.LittleEndian.Uint64(b[i*8:])
+		}
+	case len(b)%2 == 0 && len(b) < bitmapBytes:
+		for i := 0; i < len(b); i += 2 {
+			m.Add(int64(binary.LittleEndian.Uint16(b[i:]) & (ChunkSize - 1)))
+		}
+	default:
+		return fmt.Errorf("member chunk of %d bytes", len(b))
+	}
+	return nil
+}
+
+// Encode returns m as stored: nil when it is empty.
+func (m *Chunk) Encode() []byte {
+	n := m.Count()
+	switch {
+	case n == 0:
+		return nil
+	case n < sparseLimit:
+		out := make([]byte, 0, 2*n)
+		m.Each(0, func(i int64) bool {
+			out = binary.LittleEndian.AppendUint16(out, uint16(i))
+			return true
+		})
+		return out
+	default:
+		out := make([]byte, bitmapBytes)
+		for i, w := range m {
+			binary.LittleEndian.PutUint64(out[i*8:], w)
+		}
+		return out
+	}
+}
+
+// Each calls fn with every member offset >= from, ascending, until fn
+// returns false; it reports whether fn always returned true.
+func (m *Chunk) Each(from int64, fn func(i int64) bool) bool {
+	for w := from >> 6; w < int64(len(m)); w++ {
+		word := m[w]
+		if w == from>>6 {
+			word &^= 1<<(from&63) - 1
+		}
+		for word != 0 {
+			if !fn(w<<6 + int64(bits.TrailingZeros64(word))) {
+				return false
+			}
+			word &= word - 1
+		}
+	}
+	return true
+}
+
+// Memberships of a profile, as stored in its row: per membership, sorted
+// by audience key, the key's length (uvarint), the key and the time of
+// entry in unix microseconds, as a varint difference from the previous
+// membership's (from 0 for the first): the memberships a backfill gives
+// share one time, so each takes a byte. No memberships are stored as
+// NULL.
+
+// AppendMember appends one membership to a profile's stored memberships,
+// prev being the entry time of the one before (0 for the first).
+func AppendMember(dst []byte, audience string, since, prev int64) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(audience)))
+	dst = append(dst, audience...)
+	return binary.AppendVarint(dst, since-prev)
+}
+
+// EachMember calls fn with every membership of a profile's stored
+// memberships, in order. The audience bytes are valid during the call.
+func EachMember(b []byte, fn func(audience []byte, since int64)) error {
+	var since int64
+	for len(b) > 0 {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || l > uint64(len(b)-n) {
+			return errors.New("corrupt memberships")
+		}
+		key := b[n : n+int(l)]
+		b = b[n+int(l):]
+		d, n := binary.Varint(b)
+		if n <= 0 {
+			return errors.New("corrupt memberships")
+		}
+		b = b[n:]
+		since += d
+		fn(key, since)
+	}
+	return nil
+}
+
+// Members converts a profile's stored memberships for the API.
+func Members(id string, blob []byte) ([]kith.Member, error) {
+	var out []kith.Member
+	err := EachMember(blob, func(audience []byte, since int64) {
+		out = append(out, kith.Member{Audience: string(audience), ProfileID: id, Since: time.UnixMicro(since).UTC()})
+	})
+	return out, err
+}
+
+// EncodeIDs front-codes the profile ids of a bulk change, in order: per id
+// the length of the prefix it shares with the previous id (uvarint), the
+// length of the rest (uvarint) and the rest. Profile ids of one
+// installation share long prefixes, so a million of them take a few MB.
+func EncodeIDs(ids []string) []byte {
+	out := make([]byte, 0, 4*len(ids))
+	prev := ""
+	for _, id := range ids {
+		shared := 0
+		for shared < len(prev) && shared < len(id) && prev[shared] == id[shared] {
+			shared++
+		}
+		out = binary.AppendUvarint(out, uint64(shared))
+		out = binary.AppendUvarint(out, uint64(len(id)-shared))
+		out = append(out, id[shared:]...)
+		prev = id
+	}
+	return out
+}
+
+// IDReader decodes EncodeIDs' output one id at a time without allocating.
+type IDReader struct {
+	b   []byte
+	cur []byte // the current id, valid until the next call to Next
+	err error
+}
+
+// NewIDReader reads b, as EncodeIDs wrote it.
+func NewIDReader(b []byte) *IDReader { return &IDReader{b: b} }
+
+// ID is the current id, valid until the next call to Next.
+func (r *IDReader) ID() []byte { return r.cur }
+
+// Err is what made Next stop early, if anything.
+func (r *IDReader) Err() error { return r.err }
+
+// Next moves to the next id, reporting false at the end or on corrupt
+// input (then err is set).
+func (r *IDReader) Next() bool {
+	if len(r.b) == 0 || r.err != nil {
+		return false
+	}
+	shared, n := binary.Uvarint(r.b)
+	if n <= 0 || shared > uint64(len(r.cur)) {
+		r.err = errors.New("corrupt bulk change")
+		return false
+	}
+	r.b = r.b[n:]
+	l, n := binary.Uvarint(r.b)
+	if n <= 0 || l > uint64(len(r.b)-n) {
+		r.err = errors.New("corrupt bulk change")
+		return false
+	}
+	r.cur = append(r.cur[:shared], r.b[n:n+int(l)]...)
+	r.b = r.b[n+int(l):]
+	return true
+}
