@@ -278,7 +278,9 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 		}
 	}
 	// Evaluate everyone, in the store's order, a page at a time, on every
-	// core; entries and exits are recorded in bulk.
+	// core; entries and exits are recorded in bulk. Reading, deciding and
+	// writing run as a pipeline: while one page is written the next is
+	// decided and the one after it read.
 	if err := e.flush(ctx); err != nil {
 		return err
 	}
@@ -288,60 +290,93 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 		raw []byte
 		st  *State
 	}
-	var page []row
-	var doneN int64
-	process := func() error {
-		results := make([][]kith.MembershipChange, len(page))
-		changed := make([]bool, len(page))
-		var wg sync.WaitGroup
-		workers := min(runtime.GOMAXPROCS(0), 4)
-		for wkr := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := wkr; i < len(page); i += workers {
-					results[i], changed[i] = decide(prog, page[i].id, page[i].st, now, "backfill", 0)
-				}
-			}()
-		}
-		wg.Wait()
-		b := kith.AudienceBatch{StatesCursor: e.cursor.Load()}
-		bulk := map[string]*kith.BulkChange{}
-		var keys []string
-		for i, r := range page {
-			for _, ch := range results[i] {
-				k := fmt.Sprintf("%s\x00%t\x00%s", ch.Audience, ch.Entered, ch.Cause)
-				bc := bulk[k]
-				if bc == nil {
-					bc = &kith.BulkChange{Audience: ch.Audience, Entered: ch.Entered, At: ch.At, Cause: ch.Cause}
-					bulk[k] = bc
-					keys = append(keys, k)
-				}
-				bc.ProfileIDs = append(bc.ProfileIDs, r.id)
-			}
-			if changed[i] || r.raw == nil {
-				b.States = append(b.States, kith.ProfileState{ProfileID: r.id, State: r.st.Encode()})
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			b.Bulk = append(b.Bulk, *bulk[k])
-		}
-		if len(b.States) > 0 || len(b.Bulk) > 0 {
-			if err := e.store.ApplyAudienceBatch(ctx, b); err != nil {
-				return fmt.Errorf("audience: apply backfill: %w", err)
-			}
-		}
-		for _, r := range page {
-			e.schedule(r.id, r.st.Due)
-		}
-		doneN += int64(len(page))
-		page = page[:0]
-		n := doneN
-		e.progress(ctx, pending, func(b *kith.Backfill) { b.Done, b.Total = n, max(b.Total, n) })
-		return nil
+	type decided struct {
+		b    kith.AudienceBatch
+		rows []row
 	}
-	err = e.store.ScanStates(ctx, func(id string, raw []byte, members []kith.Member) error {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan []row, 1)
+	batches := make(chan decided, 1)
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	statesCursor := e.cursor.Load()
+	go func() { // decide
+		defer close(batches)
+		for page := range pages {
+			results := make([][]kith.MembershipChange, len(page))
+			changed := make([]bool, len(page))
+			var wg sync.WaitGroup
+			workers := min(runtime.GOMAXPROCS(0), 4)
+			for wkr := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := wkr; i < len(page); i += workers {
+						results[i], changed[i] = decide(prog, page[i].id, page[i].st, now, "backfill", 0)
+					}
+				}()
+			}
+			wg.Wait()
+			b := kith.AudienceBatch{StatesCursor: statesCursor}
+			bulk := map[string]*kith.BulkChange{}
+			var keys []string
+			for i, r := range page {
+				for _, ch := range results[i] {
+					k := fmt.Sprintf("%s\x00%t\x00%s", ch.Audience, ch.Entered, ch.Cause)
+					bc := bulk[k]
+					if bc == nil {
+						bc = &kith.BulkChange{Audience: ch.Audience, Entered: ch.Entered, At: ch.At, Cause: ch.Cause}
+						bulk[k] = bc
+						keys = append(keys, k)
+					}
+					bc.ProfileIDs = append(bc.ProfileIDs, r.id)
+				}
+				if changed[i] || r.raw == nil {
+					b.States = append(b.States, kith.ProfileState{ProfileID: r.id, State: r.st.Encode()})
+				}
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				b.Bulk = append(b.Bulk, *bulk[k])
+			}
+			select {
+			case batches <- decided{b: b, rows: page}:
+			case <-pctx.Done():
+				for range pages {
+				}
+				return
+			}
+		}
+	}()
+	var due []dueItem
+	written := make(chan struct{})
+	go func() { // write
+		defer close(written)
+		var doneN int64
+		for d := range batches {
+			if pctx.Err() != nil {
+				continue // drain
+			}
+			if len(d.b.States) > 0 || len(d.b.Bulk) > 0 {
+				if err := e.store.ApplyAudienceBatch(pctx, d.b); err != nil {
+					fail(fmt.Errorf("audience: apply backfill: %w", err))
+					continue
+				}
+			}
+			for _, r := range d.rows {
+				due = append(due, dueItem{at: r.st.Due, id: r.id})
+			}
+			doneN += int64(len(d.rows))
+			n := doneN
+			e.progress(pctx, pending, func(b *kith.Backfill) { b.Done, b.Total = n, max(b.Total, n) })
+		}
+	}()
+	var page []row
+	err = e.store.ScanStates(pctx, func(id string, raw []byte, members []kith.Member) error {
 		st := &State{}
 		if raw != nil {
 			var err error
@@ -357,14 +392,30 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 		}
 		page = append(page, row{id: id, raw: raw, st: st})
 		if len(page) >= 20000 {
-			return process()
+			select {
+			case pages <- page:
+			case <-pctx.Done():
+				return pctx.Err()
+			}
+			page = nil
 		}
 		return nil
 	})
 	if err == nil && len(page) > 0 {
-		err = process()
+		select {
+		case pages <- page:
+		case <-pctx.Done():
+		}
 	}
-	return err
+	close(pages)
+	<-written
+	if err != nil {
+		fail(err)
+	}
+	for _, d := range due { // the schedule is the engine goroutine's
+		e.schedule(d.id, d.at)
+	}
+	return firstErr
 }
 
 // commitStates records the touched states (written behind) without
