@@ -243,6 +243,7 @@ func (s *Slot) windowed() bool { return s.Agg.Window != nil }
 // entries as far back as the longest of their windows, so fifty audiences
 // over "Page Viewed within N days" store each page view once.
 type updater struct {
+	idx int // position in Program.ups
 	// key names the state in State.Aggs, stable across restarts: a hash of
 	// what the state holds (for entries, including how far back).
 	key      string

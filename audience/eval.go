@@ -175,6 +175,7 @@ func (p *Program) updaters() error {
 			u.where = f
 		}
 		s.up = u
+		u.idx = len(p.ups)
 		p.upByKey[key] = u
 		p.ups = append(p.ups, u)
 		if a.Event == AnyEvent {
@@ -321,6 +322,7 @@ type env struct {
 	prog      *Program
 	aggs      []any
 	aggSet    []bool
+	states    []*Agg // the profile's aggregate states, by updater
 	traits    map[string]any
 	traitVals []any
 	traitSet  []bool
@@ -331,7 +333,7 @@ func (e *env) agg(s *Slot) any {
 	if e.aggSet[s.idx] {
 		return e.aggs[s.idx]
 	}
-	v := s.Value(e.st.Aggs[s.up.key], e.now)
+	v := s.Value(e.states[s.up.idx], e.now)
 	e.aggs[s.idx], e.aggSet[s.idx] = v, true
 	return v
 }
@@ -418,7 +420,7 @@ func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) 
 		if !ok {
 			return nil, nil, fmt.Errorf("audience %q does not exist", n.Audience)
 		}
-		return func(e *env) bool { return e.members[i] }, never, nil
+		return func(e *env) bool { return e.members[i] }, nil, nil
 	case n.Consent != "":
 		// Consent as the Segment spec carries it: the latest event that
 		// states the category decides.
@@ -426,7 +428,7 @@ func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) 
 		if err != nil {
 			return nil, nil, err
 		}
-		return func(e *env) bool { return e.agg(s) == true }, never, nil
+		return func(e *env) bool { return e.agg(s) == true }, nil, nil
 	}
 	var get func(*env) any
 	if n.Aggregate != nil {
@@ -451,7 +453,7 @@ func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) 
 	}
 	cmp := comparer(n)
 	ev := func(e *env) bool { return cmp(get(e), e.now) }
-	next := never
+	var next func(*env) time.Time // nil: the value does not change with time alone
 	if n.Ago != 0 {
 		ago := time.Duration(n.Ago)
 		next = func(e *env) time.Time {
@@ -469,9 +471,21 @@ func (c *compiler) node(n *Node) (func(*env) bool, func(*env) time.Time, error) 
 	return ev, next, nil
 }
 
-func never(*env) time.Time { return time.Time{} }
-
-func earliest(fs []func(*env) time.Time) func(*env) time.Time {
+// earliest combines the children's next-change functions; nil when none
+// of them depends on time (most conditions), so evaluating skips it.
+func earliest(all []func(*env) time.Time) func(*env) time.Time {
+	var fs []func(*env) time.Time
+	for _, f := range all {
+		if f != nil {
+			fs = append(fs, f)
+		}
+	}
+	switch len(fs) {
+	case 0:
+		return nil
+	case 1:
+		return fs[0]
+	}
 	return func(e *env) time.Time {
 		var best time.Time
 		for _, f := range fs {

@@ -138,28 +138,38 @@ func (p *Program) Evaluate(st *State, now time.Time) (map[string]bool, time.Time
 func (p *Program) evaluate(st *State, now time.Time) ([]bool, time.Time, bool) {
 	var due time.Time
 	changed := false
-	for _, u := range p.ups {
-		if a := st.Aggs[u.key]; a != nil && u.prune(a, now) {
-			changed = true
+	e := p.newEnv(st, now)
+	states := e.states
+	found := 0
+	for i, u := range p.ups {
+		if a := states[i]; a != nil {
+			found++
+			if u.prune(a, now) {
+				changed = true
+			}
 		}
 	}
 	for _, s := range p.Slots {
-		if a := st.Aggs[s.up.key]; a != nil && s.windowed() {
+		if a := states[s.up.idx]; a != nil && s.windowed() {
 			if t := s.nextChange(a, now); !t.IsZero() && (due.IsZero() || t.Before(due)) {
 				due = t
 			}
 		}
 	}
-	for id := range st.Aggs {
-		if p.upByKey[id] == nil {
-			delete(st.Aggs, id) // a definition that used it is gone
-			changed = true
+	if found < len(st.Aggs) {
+		for id := range st.Aggs {
+			if p.upByKey[id] == nil {
+				delete(st.Aggs, id) // a definition that used it is gone
+				changed = true
+			}
 		}
 	}
-	e := p.newEnv(st, now)
 	for i, a := range p.Audiences {
 		if a.eval(e) {
 			e.members[i] = true
+		}
+		if a.next == nil {
+			continue
 		}
 		if t := a.next(e); !t.IsZero() && (due.IsZero() || t.Before(due)) {
 			due = t
@@ -206,6 +216,10 @@ func (p *Program) newEnv(st *State, now time.Time) *env {
 	ns, na, nt := len(p.Slots), len(p.Audiences), p.nTraits
 	flags := make([]bool, ns+na+nt)
 	vals := make([]any, ns+nt)
+	states := make([]*Agg, len(p.ups))
+	for i, u := range p.ups {
+		states[i] = st.Aggs[u.key]
+	}
 	return &env{now: now, st: st, prog: p, aggs: vals[:ns], aggSet: flags[:ns], members: flags[ns : ns+na],
-		traitVals: vals[ns:], traitSet: flags[ns+na:]}
+		traitVals: vals[ns:], traitSet: flags[ns+na:], states: states}
 }
