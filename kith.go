@@ -38,6 +38,16 @@ type Message struct {
 	Raw     json.RawMessage
 }
 
+// EventTime is when the event happened as far as Kith trusts it: its
+// corrected timestamp, but never after it was received, so a client clock
+// far in the future cannot pin a trait or hold a time window open.
+func (m Message) EventTime() time.Time {
+	if !m.ReceivedAt.IsZero() && m.Timestamp.After(m.ReceivedAt) {
+		return m.ReceivedAt
+	}
+	return m.Timestamp
+}
+
 // Source is one channel that sends data (a webshop, an app, a POS, a CRM
 // import). Only the hash of its write key is stored.
 type Source struct {

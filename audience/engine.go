@@ -883,6 +883,8 @@ func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.
 	return w.commit(b.Cursor)
 }
 
+// nameOf is the name aggregates match an event by: the track event or
+// page/screen name, else the type (identify, group, alias).
 func nameOf(m kith.Message) string {
 	if m.Event != "" {
 		return m.Event

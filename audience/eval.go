@@ -30,15 +30,7 @@ type Event struct {
 
 // EventOf adapts a logged message.
 func EventOf(m kith.Message) *Event {
-	t := m.Timestamp
-	if !m.ReceivedAt.IsZero() && t.After(m.ReceivedAt) {
-		t = m.ReceivedAt
-	}
-	name := m.Event
-	if name == "" {
-		name = m.Type // identify, group, alias: matched by their type
-	}
-	return &Event{Seq: m.Seq, Name: name, Type: m.Type, Time: t, Raw: m.Raw}
+	return &Event{Seq: m.Seq, Name: nameOf(m), Type: m.Type, Time: m.EventTime(), Raw: m.Raw}
 }
 
 // raw returns the JSON at path ("properties.total"), or nil when absent

@@ -657,12 +657,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 				SourceID: m.SourceID, MessageID: m.MessageID, FirstSeen: m.Timestamp, LastSeen: m.Timestamp,
 			})
 		}
-		// An event cannot have happened after it was received: a client
-		// clock far in the future must not pin a trait forever.
-		traitTime := m.Timestamp
-		if traitTime.After(m.ReceivedAt) {
-			traitTime = m.ReceivedAt
-		}
+		traitTime := m.EventTime()
 		for key, v := range e.traits {
 			t := kith.TraitUpsert{ProfileID: survivor, Key: key, Value: v, SourceID: m.SourceID, MessageID: m.MessageID, EventTime: traitTime}
 			tk := [2]string{survivor, key}
