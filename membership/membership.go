@@ -206,3 +206,37 @@ func (r *IDReader) Next() bool {
 	r.b = r.b[n+int(l):]
 	return true
 }
+
+// ExpandBulk appends to out the changes of a bulk history row — one per
+// id in ids (front-coded, as EncodeIDs writes them), at consecutive seqs
+// from first.Seq, each otherwise like first — whose seq is after after,
+// until out holds limit.
+func ExpandBulk(out []kith.MembershipChange, first kith.MembershipChange, ids []byte, after int64, limit int) ([]kith.MembershipChange, error) {
+	r := NewIDReader(ids)
+	for seq := first.Seq; len(out) < limit && r.Next(); seq++ {
+		if seq > after {
+			c := first
+			c.Seq, c.ProfileID = seq, string(r.ID())
+			out = append(out, c)
+		}
+	}
+	if r.Err() != nil {
+		return nil, fmt.Errorf("bulk change at seq %d: %w", first.Seq, r.Err())
+	}
+	return out, nil
+}
+
+// FindInBulk returns the seq of profile in a bulk history row whose ids
+// start at seq first, or 0 when it is not there.
+func FindInBulk(ids []byte, first int64, profile string) (int64, error) {
+	r := NewIDReader(ids)
+	for seq := first; r.Next(); seq++ {
+		if string(r.ID()) == profile {
+			return seq, nil
+		}
+	}
+	if r.Err() != nil {
+		return 0, fmt.Errorf("bulk change at seq %d: %w", first, r.Err())
+	}
+	return 0, nil
+}

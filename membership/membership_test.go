@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kithcdp/kith"
 )
 
 func TestChunkRoundTrip(t *testing.T) {
@@ -87,5 +89,44 @@ func TestIDsRoundTrip(t *testing.T) {
 	r := NewIDReader([]byte{9, 1, 'x'})
 	if r.Next() || r.Err() == nil {
 		t.Fatal("corrupt ids decoded")
+	}
+}
+
+func TestExpandBulk(t *testing.T) {
+	ids := EncodeIDs([]string{"p_1", "p_2", "p_3", "p_4"})
+	first := kith.MembershipChange{Seq: 10, Audience: "a", Entered: true, Cause: "backfill"}
+	tests := []struct {
+		after int64
+		limit int
+		want  []string
+	}{
+		{0, 10, []string{"p_1", "p_2", "p_3", "p_4"}},
+		{11, 10, []string{"p_3", "p_4"}},
+		{11, 1, []string{"p_3"}},
+		{13, 10, nil},
+	}
+	for _, tt := range tests {
+		out, err := ExpandBulk(nil, first, ids, tt.after, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for i, c := range out {
+			got = append(got, c.ProfileID)
+			if c.Audience != "a" || !c.Entered || c.Cause != "backfill" || c.Seq != tt.after+1+int64(i) && tt.after >= 10 {
+				t.Errorf("after %d: change %+v", tt.after, c)
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("after %d limit %d = %v, want %v", tt.after, tt.limit, got, tt.want)
+		}
+	}
+	for profile, want := range map[string]int64{"p_1": 10, "p_4": 13, "p_9": 0} {
+		if seq, err := FindInBulk(ids, 10, profile); err != nil || seq != want {
+			t.Errorf("FindInBulk(%s) = %d, %v; want %d", profile, seq, err, want)
+		}
+	}
+	if _, err := ExpandBulk(nil, first, []byte{9, 1, 'x'}, 0, 10); err == nil {
+		t.Error("corrupt ids expanded")
 	}
 }

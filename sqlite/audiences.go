@@ -1465,30 +1465,12 @@ func (r *historyRow) expand(out []kith.MembershipChange, after int64, limit int)
 		}
 		return out, nil
 	}
-	ids := membership.NewIDReader(r.ids)
-	for seq := r.seq; len(out) < limit && ids.Next(); seq++ {
-		if seq > after {
-			out = append(out, r.change(seq, string(ids.ID())))
-		}
-	}
-	if ids.Err() != nil {
-		return nil, fmt.Errorf("seq %d: %w", r.seq, ids.Err())
-	}
-	return out, nil
+	return membership.ExpandBulk(out, r.change(r.seq, ""), r.ids, after, limit)
 }
 
 // find returns the seq of profile in bulk row r, or 0.
 func (r *historyRow) find(profile string) (int64, error) {
-	ids := membership.NewIDReader(r.ids)
-	for seq := r.seq; ids.Next(); seq++ {
-		if string(ids.ID()) == profile {
-			return seq, nil
-		}
-	}
-	if ids.Err() != nil {
-		return 0, fmt.Errorf("seq %d: %w", r.seq, ids.Err())
-	}
-	return 0, nil
+	return membership.FindInBulk(r.ids, r.seq, profile)
 }
 
 // MembershipChanges returns up to limit changes with Seq > after in Seq
