@@ -55,7 +55,7 @@ type Backfill struct {
 type Member struct {
 	Audience  string    `json:"audience"`
 	ProfileID string    `json:"id"`
-	Since     time.Time `json:"since"`
+	Since     time.Time `json:"since,omitzero"`
 }
 
 // MembershipChange is one entry into or exit from an audience: the

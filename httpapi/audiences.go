@@ -166,11 +166,13 @@ func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	// Paged like the other lists: cursor.next of one page is ?next= of
+	// the following one.
 	after := ""
-	if c := r.URL.Query().Get("cursor"); c != "" {
-		b, err := base64.RawURLEncoding.DecodeString(c)
+	if next := r.URL.Query().Get("next"); next != "" {
+		b, err := base64.RawURLEncoding.DecodeString(next)
 		if err != nil {
-			s.error(w, r, kith.Errorf(kith.EINVALID, "invalid cursor"))
+			s.error(w, r, kith.Errorf(kith.EINVALID, "invalid next cursor"))
 			return
 		}
 		after = string(b)
@@ -204,7 +206,11 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	var after int64
-	if v := q.Get("after"); v != "" {
+	v := q.Get("after")
+	if next := q.Get("next"); next != "" {
+		v = next // cursor.next of the previous page
+	}
+	if v != "" {
 		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
 			s.error(w, r, kith.Errorf(kith.EINVALID, "after must be a change seq"))
 			return

@@ -17,7 +17,7 @@ const audienceUsage = `Usage:
   kith audience update KEY 'DEFINITION'    change it (members are re-evaluated in the background)
   kith audience list                       keys, sizes, backfill progress
   kith audience show KEY                   the definition (text and JSON) with its size
-  kith audience members KEY [--limit N] [--cursor C]
+  kith audience members KEY [--limit N] [--next CURSOR]
   kith audience dry-run 'DEFINITION' [--sample N]
                                            size and a sample without saving
   kith audience changes [--audience KEY] [--profile REF] [--after SEQ]
@@ -37,7 +37,7 @@ func runDefinitions(ctx context.Context, kind string, args []string, stdout, std
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
 	limit := fs.Int("limit", 100, "members per page")
-	cur := fs.String("cursor", "", "continue a member list")
+	cur := fs.String("next", "", "continue a member list from the cursor.next of the previous page")
 	sample := fs.Int("sample", 10, "sample size of a dry run")
 	aud := fs.String("audience", "", "only this audience's changes")
 	prof := fs.String("profile", "", "only this profile's changes")
@@ -111,7 +111,7 @@ func runDefinitions(ctx context.Context, kind string, args []string, stdout, std
 			}
 			q := url.Values{"limit": {fmt.Sprint(*limit)}}
 			if *cur != "" {
-				q.Set("cursor", *cur)
+				q.Set("next", *cur)
 			}
 			path += "/members?" + q.Encode()
 		}

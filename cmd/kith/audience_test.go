@@ -49,7 +49,7 @@ func members(t *testing.T, s *Server, key string) []string {
 	var ids []string
 	cursor := ""
 	for {
-		code, m := apiJSON(t, s, "GET", "/v1/audiences/"+key+"/members?limit=2&cursor="+cursor, "")
+		code, m := apiJSON(t, s, "GET", "/v1/audiences/"+key+"/members?limit=2&next="+cursor, "")
 		if code != 200 {
 			t.Fatalf("members of %s: %d %v", key, code, m)
 		}
