@@ -87,9 +87,9 @@ type Engine struct {
 	cursor    atomic.Int64
 	applied   chan struct{} // closed and replaced when the cursor moves
 	lag       lags
-	indexLag  lags // arrival to the indexer's commit, for comparison
-	scheduled int  // profiles with a scheduled change (guarded by mu)
-	busy      int  // 1 while a handed-over batch is being applied (guarded by mu)
+	indexLag  lags         // arrival to the indexer's commit, for comparison
+	scheduled atomic.Int64 // profiles with a scheduled change
+	busy      int          // 1 while a handed-over batch is being applied (guarded by mu)
 
 	// Engine goroutine only. cache holds the decoded states the engine
 	// works on (it is their only writer); dirty ones are written behind,
@@ -440,18 +440,12 @@ func (e *Engine) work(ctx context.Context) (bool, error) {
 			// Not contiguous with what was applied: read the log.
 			return true, e.catchUp(ctx, h.msgs[0].Seq-1)
 		}
-		return true, e.withRetry(func() error {
-			if err := e.applyBatch(ctx, h.b, h.msgs); err != nil {
-				return err
-			}
-			e.recordLag(h.msgs)
-			return nil
-		}, func() {
-			e.mu.Lock()
-			e.queue = append([]handover{*h}, e.queue...)
-			e.queued += len(h.msgs)
-			e.mu.Unlock()
-		})
+		// On failure recover() drops the queue and re-reads the log.
+		if err := e.applyBatch(ctx, h.b, h.msgs, false); err != nil {
+			return true, err
+		}
+		e.recordLag(h.msgs)
+		return true, nil
 	}
 	if dropped {
 		head, err := e.store.IndexCursor(ctx)
@@ -527,7 +521,7 @@ func (e *Engine) catchUp(ctx context.Context, upto int64) error {
 			}
 		}
 		// Profiles merged meanwhile: fold the absorbed states in.
-		if err := e.applyBatch(ctx, b, msgs, withMembers()); err != nil {
+		if err := e.applyBatch(ctx, b, msgs, true); err != nil {
 			return err
 		}
 		e.recordLag(msgs)
@@ -567,8 +561,6 @@ func (e *Engine) resolve(ctx context.Context, msgs []kith.Message) ([]string, er
 	return out, nil
 }
 
-type batchOpt struct{ members bool }
-
 // coalesce is the most events the engine folds in one unit of work.
 const coalesce = 20000
 
@@ -583,23 +575,18 @@ func joinBatches(a, b kith.IndexBatch) kith.IndexBatch {
 	}
 }
 
-// withMembers makes applyBatch fold in the states of members merged into a
-// touched profile that it was not told about.
-func withMembers() batchOpt { return batchOpt{members: true} }
-
 // work is the states a unit of work touches, loaded once and written once.
 type work struct {
 	e       *Engine
 	ctx     context.Context
 	states  map[string]*State
-	raw     map[string][]byte // states as loaded, to skip rewriting unchanged ones
 	gone    map[string]bool
 	touched map[string]int64 // canonical → causing seq (0 for none)
 	changes []kith.MembershipChange
 }
 
 func (e *Engine) newWork(ctx context.Context) *work {
-	return &work{e: e, ctx: ctx, states: map[string]*State{}, raw: map[string][]byte{}, gone: map[string]bool{}, touched: map[string]int64{}}
+	return &work{e: e, ctx: ctx, states: map[string]*State{}, gone: map[string]bool{}, touched: map[string]int64{}}
 }
 
 // load fetches the states and memberships of ids not loaded yet (new
@@ -799,8 +786,10 @@ func (e *Engine) flush(ctx context.Context) error {
 // Flush writes every changed state now (tests, and before a backfill).
 func (e *Engine) Flush(ctx context.Context) error { return e.flush(ctx) }
 
-// applyBatch folds one applied index batch into the engine.
-func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.Message, opts ...batchOpt) error {
+// applyBatch folds one applied index batch into the engine. With
+// foldMembers it also folds in the states of members merged into a touched
+// profile that it was not told about (after reading the log itself).
+func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.Message, foldMembers bool) error {
 	prog := e.Program()
 	now := e.now()
 	w := e.newWork(ctx)
@@ -851,7 +840,7 @@ func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.
 		w.touched[s] = max(w.touched[s], last[s])
 		w.absorb(s, m.Absorbed, now, last[s])
 	}
-	if len(opts) > 0 && opts[0].members {
+	if foldMembers {
 		if err := e.foldMembers(w, ids, now); err != nil {
 			return err
 		}
@@ -1104,11 +1093,7 @@ func (h *dueHeap) Pop() any {
 
 // schedule sets (at > 0) or clears a profile's next change.
 func (e *Engine) schedule(id string, at int64) {
-	defer func() {
-		e.mu.Lock()
-		e.scheduled = len(e.dueAt)
-		e.mu.Unlock()
-	}()
+	defer func() { e.scheduled.Store(int64(len(e.dueAt))) }()
 	if at <= 0 {
 		delete(e.dueAt, id)
 		return

@@ -315,7 +315,6 @@ type env struct {
 	aggs      []any
 	aggSet    []bool
 	states    []*Agg // the profile's aggregate states, by updater
-	traits    map[string]any
 	traitVals []any
 	traitSet  []bool
 	members   []bool
@@ -332,12 +331,9 @@ func (e *env) agg(s *Slot) any {
 
 // trait is a trait's value: a computed trait's, else the cached event or
 // predicted trait's.
-// traitAt is trait for an event or predicted trait the compiler numbered
-// i: decoded once per evaluation, without a map.
+// traitAt is the value of the event or predicted trait the compiler
+// numbered i: decoded at most once per evaluation, without a map.
 func (e *env) traitAt(i int, key string) any {
-	if i >= len(e.traitSet) {
-		return e.trait(key)
-	}
 	if e.traitSet[i] {
 		return e.traitVals[i]
 	}
@@ -346,24 +342,6 @@ func (e *env) traitAt(i int, key string) any {
 		v = decode(tv.V)
 	}
 	e.traitVals[i], e.traitSet[i] = v, true
-	return v
-}
-
-func (e *env) trait(key string) any {
-	if s, ok := e.prog.computedBy[key]; ok {
-		return e.agg(s)
-	}
-	if v, ok := e.traits[key]; ok {
-		return v
-	}
-	var v any
-	if tv, ok := e.st.Traits[key]; ok {
-		v = decode(tv.V)
-	}
-	if e.traits == nil {
-		e.traits = map[string]any{}
-	}
-	e.traits[key] = v
 	return v
 }
 

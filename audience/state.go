@@ -2,8 +2,6 @@ package audience
 
 import (
 	"encoding/json"
-	"fmt"
-	"maps"
 	"time"
 )
 
@@ -176,40 +174,6 @@ func (p *Program) evaluate(st *State, now time.Time) ([]bool, time.Time, bool) {
 		}
 	}
 	return e.members, due, changed
-}
-
-// Check evaluates one condition (not saved) for the profile at now, with
-// the audiences it refers to taken from the program — a dry run.
-func (p *Program) Check(n *Node, st *State, now time.Time) (bool, error) {
-	audIdx := map[string]int{}
-	for i, a := range p.Audiences {
-		audIdx[a.Key] = i
-	}
-	c := &compiler{slot: func(a *Aggregate) (*Slot, error) {
-		key := FormatAggregate(a)
-		for _, s := range p.Slots {
-			if FormatAggregate(s.Agg) == key {
-				return s, nil
-			}
-		}
-		return nil, fmt.Errorf("aggregate %s is not computed yet", key)
-	}, computed: map[string]bool{}, traitKeys: map[string]bool{}, audIdx: audIdx, traitIdx: maps.Clone(p.traitIdx), computedSlot: p.computedBy}
-	if c.traitIdx == nil {
-		c.traitIdx = map[string]int{}
-	}
-	for _, cp := range p.Computed {
-		c.computed[cp.Key] = true
-	}
-	ev, _, err := c.node(n)
-	if err != nil {
-		return false, err
-	}
-	members, _ := p.Evaluate(st, now)
-	e := p.newEnv(st, now)
-	for i, a := range p.Audiences {
-		e.members[i] = members[a.Key]
-	}
-	return ev(e), nil
 }
 
 func (p *Program) newEnv(st *State, now time.Time) *env {

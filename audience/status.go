@@ -66,7 +66,7 @@ func (e *Engine) Status() Status {
 	p50, p99, mx, n := e.lag.percentiles()
 	i50, i99, _, _ := e.indexLag.percentiles()
 	e.mu.Lock()
-	sched, pending := e.scheduled, len(e.queue)+e.busy
+	sched, pending := int(e.scheduled.Load()), len(e.queue)+e.busy
 	if e.dropped {
 		pending = -1
 	}
