@@ -214,13 +214,7 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 	if err != nil {
 		old = &Program{}
 	}
-	have := old.StateKeys()
-	only := map[string]bool{}
-	for k := range prog.StateKeys() {
-		if !have[k] {
-			only[k] = true
-		}
-	}
+	only, newKeys := prog.needs(old)
 	now := e.now()
 	if len(only) > 0 {
 		err := e.scanLog(ctx, prog, only, e.cursor.Load(), func(ids []string, apply func(map[string]*State)) error {
@@ -237,12 +231,6 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 		})
 		if err != nil {
 			return err
-		}
-	}
-	var newKeys []string
-	for _, k := range prog.TraitKeys {
-		if !slices.Contains(old.TraitKeys, k) {
-			newKeys = append(newKeys, k)
 		}
 	}
 	if len(newKeys) > 0 {
@@ -377,18 +365,9 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 	}()
 	var page []row
 	err = e.store.ScanStates(pctx, func(id string, raw []byte, members []kith.Member) error {
-		st := &State{}
-		if raw != nil {
-			var err error
-			if st, err = DecodeState(raw); err != nil {
-				return err
-			}
-		}
-		for _, m := range members {
-			if st.Members == nil {
-				st.Members = map[string]int64{}
-			}
-			st.Members[m.Audience] = m.Since.UnixMicro()
+		st, err := loadState(raw, members)
+		if err != nil {
+			return err
 		}
 		page = append(page, row{id: id, raw: raw, st: st})
 		if len(page) >= 20000 {
@@ -503,13 +482,7 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 	if err != nil {
 		return 0, nil, kith.Errorf(kith.EINVALID, "%v", err)
 	}
-	have := base.StateKeys()
-	only := map[string]bool{}
-	for k := range prog.StateKeys() {
-		if !have[k] {
-			only[k] = true
-		}
-	}
+	only, newKeys := prog.needs(base)
 	extra := map[string]*State{}
 	if len(only) > 0 {
 		err := e.scanLog(ctx, prog, only, e.cursor.Load(), func(ids []string, apply func(map[string]*State)) error {
@@ -523,12 +496,6 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 		})
 		if err != nil {
 			return 0, nil, err
-		}
-	}
-	var newKeys []string
-	for _, k := range prog.TraitKeys {
-		if !slices.Contains(base.TraitKeys, k) {
-			newKeys = append(newKeys, k)
 		}
 	}
 	traits := map[string]map[string]json.RawMessage{}
@@ -545,18 +512,9 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 	var size int64
 	var ids []string
 	err = e.store.ScanStates(ctx, func(id string, b []byte, members []kith.Member) error {
-		st := &State{}
-		if b != nil {
-			var err error
-			if st, err = DecodeState(b); err != nil {
-				return err
-			}
-		}
-		for _, m := range members {
-			if st.Members == nil {
-				st.Members = map[string]int64{}
-			}
-			st.Members[m.Audience] = m.Since.UnixMicro()
+		st, err := loadState(b, members)
+		if err != nil {
+			return err
 		}
 		if x := extra[id]; x != nil {
 			st.Merge(x)

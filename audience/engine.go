@@ -620,18 +620,10 @@ func (w *work) load(ids []string) error {
 		w.e.cache = map[string]*cached{}
 	}
 	for _, id := range need {
-		st := &State{}
-		b, ok := got[id]
-		if ok {
-			if st, err = DecodeState(b); err != nil {
-				return err
-			}
-		}
-		for _, m := range mem[id] {
-			if st.Members == nil {
-				st.Members = map[string]int64{}
-			}
-			st.Members[m.Audience] = m.Since.UnixMicro()
+		b := got[id]
+		st, err := loadState(b, mem[id])
+		if err != nil {
+			return err
 		}
 		w.states[id] = st
 		w.e.cache[id] = &cached{st: st, enc: b}

@@ -2,6 +2,8 @@ package audience
 
 import (
 	"encoding/json"
+	"github.com/kithcdp/kith"
+	"slices"
 	"time"
 )
 
@@ -23,6 +25,25 @@ type State struct {
 	Traits  map[string]TraitValue `json:"t,omitempty"`
 	Members map[string]int64      `json:"m,omitempty"`
 	Due     int64                 `json:"d,omitempty"`
+}
+
+// loadState is a profile's state as stored (raw, nil for none) with its
+// memberships, which the store keeps apart.
+func loadState(raw []byte, members []kith.Member) (*State, error) {
+	st := &State{}
+	if raw != nil {
+		var err error
+		if st, err = DecodeState(raw); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range members {
+		if st.Members == nil {
+			st.Members = make(map[string]int64, len(members))
+		}
+		st.Members[m.Audience] = m.Since.UnixMicro()
+	}
+	return st, nil
 }
 
 // SetTrait records a trait value unless the cached one is newer or
@@ -85,6 +106,25 @@ func (p *Program) ApplyOnly(st *State, e *Event, now time.Time, only map[string]
 		}
 	}
 	return hit
+}
+
+// needs returns what p reads that base does not keep: the aggregate
+// states to compute from the log (by key) and the trait keys to load. A
+// backfill fills exactly these; so does a dry run, in memory.
+func (p *Program) needs(base *Program) (states map[string]bool, traits []string) {
+	have := base.StateKeys()
+	states = map[string]bool{}
+	for k := range p.StateKeys() {
+		if !have[k] {
+			states[k] = true
+		}
+	}
+	for _, k := range p.TraitKeys {
+		if !slices.Contains(base.TraitKeys, k) {
+			traits = append(traits, k)
+		}
+	}
+	return states, traits
 }
 
 // StateKeys are the keys of the states the program keeps per profile.
