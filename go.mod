@@ -6,6 +6,7 @@ require (
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/rudderlabs/analytics-go/v4 v4.2.3
 	github.com/segmentio/analytics-go/v3 v3.3.0
+	go.yaml.in/yaml/v3 v3.0.6
 	gonum.org/v1/gonum v0.17.0
 	modernc.org/sqlite v1.62.0
 )

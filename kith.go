@@ -84,6 +84,9 @@ const (
 	// ScopeDefinitionsWrite creates, changes and deletes audiences and
 	// computed traits (reading them needs profiles:read).
 	ScopeDefinitionsWrite = "definitions:write"
+	// ScopeImportsWrite imports files (CRM, POS, e-mail exports) and DMP
+	// audiences into sources.
+	ScopeImportsWrite = "imports:write"
 )
 
 // HasScope reports whether the token grants scope.

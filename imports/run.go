@@ -1,0 +1,517 @@
+package imports
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// Outcome statuses a Sink reports per message.
+const (
+	StatusAccepted  = "accepted"
+	StatusDuplicate = "duplicate"
+	StatusRejected  = "rejected"
+)
+
+// Outcome is what became of one message sent to a Sink.
+type Outcome struct {
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Sink stores imported messages under the import's source. Send returns
+// one Outcome per message, in order, once the accepted ones are durable.
+// rejected counts the rows the import itself rejected since the previous
+// Send, by reason, so that the source's accounting shows them too.
+type Sink interface {
+	Send(ctx context.Context, msgs []json.RawMessage, rejected map[string]int64) ([]Outcome, error)
+}
+
+// Input is one file to import.
+type Input struct {
+	// Name is shown in summaries and the rejects file; its base name is
+	// part of every message id.
+	Name    string
+	Open    func() (io.ReadCloser, error)
+	Size    int64 // bytes, for progress; 0 if unknown
+	ModTime time.Time
+}
+
+// FileInput is an Input reading a file on disk.
+func FileInput(path string) (Input, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return Input{}, fmt.Errorf("import: %w", err)
+	}
+	if st.IsDir() {
+		return Input{}, fmt.Errorf("import: %s is a directory", path)
+	}
+	return Input{
+		Name:    path,
+		Open:    func() (io.ReadCloser, error) { return os.Open(path) },
+		Size:    st.Size(),
+		ModTime: st.ModTime().UTC(),
+	}, nil
+}
+
+// Summary counts rows: every row read is accepted or rejected. Duplicates
+// are accepted rows whose message was already stored (a repeated import).
+type Summary struct {
+	Files      int              `json:"files"`
+	Read       int64            `json:"read"`
+	Accepted   int64            `json:"accepted"`
+	Duplicates int64            `json:"duplicates"`
+	Rejected   int64            `json:"rejected"`
+	Messages   int64            `json:"messages"`
+	Reasons    map[string]int64 `json:"reasons"`
+	// Resumed is the line an interrupted import continued after (0 when
+	// it started from the beginning), in the file ResumedFile.
+	Resumed     int    `json:"resumed,omitempty"`
+	ResumedFile string `json:"resumedFile,omitempty"`
+}
+
+// Check verifies the promise of an import: read = accepted + rejected.
+func (s Summary) Check() error {
+	if s.Read != s.Accepted+s.Rejected {
+		return fmt.Errorf("import: %d rows read but %d accepted + %d rejected", s.Read, s.Accepted, s.Rejected)
+	}
+	return nil
+}
+
+// Reject is one rejected row as the rejects file records it.
+type Reject struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	Row     string `json:"row"`
+}
+
+// RejectsHeader is the header row of a rejects file.
+var RejectsHeader = []string{"file", "line", "reason", "message", "row"}
+
+// Progress is reported after every batch.
+type Progress struct {
+	File      string
+	FileIndex int // 0-based
+	Files     int
+	// Done and Total are bytes of input (as stored, so compressed bytes
+	// for a gzip file) over all inputs; Total is 0 if a size is unknown.
+	Done, Total int64
+	Summary     Summary
+}
+
+// Runner imports inputs with one mapping into one source.
+type Runner struct {
+	Source  string
+	Mapping *Mapping
+	Sink    Sink
+	// RejectsPath is the CSV file rejected rows are written to; empty for
+	// none (OnReject still sees them).
+	RejectsPath string
+	// StatePath records progress after every batch so that an interrupted
+	// import resumes; empty disables resuming. It is removed when the
+	// import finishes.
+	StatePath string
+	// OnReject, if set, is called for every rejected row.
+	OnReject func(Reject)
+	// OnProgress, if set, is called after every batch.
+	OnProgress func(Progress)
+	// OnResume, if set, is told where an interrupted import continues.
+	OnResume func(file string, line int)
+	// BatchSize is the number of messages per Send (default 500).
+	BatchSize int
+}
+
+// pendingMsg is a built message waiting for its outcome, with the rows it
+// was built from (all accepted or rejected together).
+type pendingMsg struct {
+	msg  json.RawMessage
+	rows []row
+}
+
+// batch is a Send's worth of messages plus the rows the mapping rejected
+// since the previous batch, in input order.
+type batch struct {
+	file     int
+	name     string
+	msgs     []pendingMsg
+	rejected []Reject
+	lastLine int   // every row up to it is in this or an earlier batch
+	done     int64 // input bytes consumed
+}
+
+// Run imports the inputs in order and returns the summary. An error means
+// the import stopped (a file that cannot be read, a mapping that does not
+// fit the header, the sink failing); with StatePath set, running it again
+// resumes where the last completed batch ended.
+func (r *Runner) Run(ctx context.Context, inputs []Input) (Summary, error) {
+	if r.BatchSize <= 0 {
+		r.BatchSize = 500
+	}
+	st := r.freshState(inputs)
+	if r.StatePath != "" {
+		if old, ok := loadState(r.StatePath); ok && old.matches(st) {
+			st = old
+			if r.OnResume != nil {
+				r.OnResume(inputs[st.File].Name, st.Line)
+			}
+		}
+	}
+	rej, err := openRejects(r.RejectsPath, st.RejectsSize)
+	if err != nil {
+		return st.Summary, err
+	}
+	defer rej.close()
+	sum := st.Summary
+	if st.Line > 0 {
+		sum.Resumed, sum.ResumedFile = st.Line, inputs[st.File].Name
+	}
+	if sum.Reasons == nil {
+		sum.Reasons = map[string]int64{}
+	}
+	sum.Files = len(inputs)
+	var total, before int64
+	for _, in := range inputs {
+		total += in.Size
+	}
+	for i := 0; i < st.File; i++ {
+		before += inputs[i].Size
+	}
+	for fi := st.File; fi < len(inputs); fi++ {
+		skip := 0
+		if fi == st.File {
+			skip = st.Line
+		}
+		err := r.runFile(ctx, inputs, fi, skip, rej, &sum, func(b batch) error {
+			st.File, st.Line, st.Summary = b.file, b.lastLine, sum
+			size, err := rej.flush()
+			if err != nil {
+				return err
+			}
+			st.RejectsSize = size
+			if r.StatePath != "" {
+				if err := st.save(r.StatePath); err != nil {
+					return err
+				}
+			}
+			if r.OnProgress != nil {
+				r.OnProgress(Progress{File: inputs[fi].Name, FileIndex: fi, Files: len(inputs),
+					Done: before + b.done, Total: total, Summary: sum})
+			}
+			return nil
+		})
+		if err != nil {
+			return sum, err
+		}
+		before += inputs[fi].Size
+		st.File, st.Line = fi+1, 0
+	}
+	if _, err := rej.flush(); err != nil {
+		return sum, err
+	}
+	if r.StatePath != "" {
+		if err := os.Remove(r.StatePath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return sum, fmt.Errorf("import: removing the resume file: %w", err)
+		}
+	}
+	return sum, sum.Check()
+}
+
+// runFile reads one input, builds batches on one goroutine and sends them
+// in order on this one.
+func (r *Runner) runFile(ctx context.Context, inputs []Input, fi, skip int, rej *rejectsFile, sum *Summary, checkpoint func(batch) error) error {
+	in := inputs[fi]
+	f, err := in.Open()
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	cr := &countingReader{r: f}
+	rows, err := openRows(r.Mapping, in.Name, cr)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	b, err := newBuilder(r.Mapping, r.Source, in.Name, rows.header())
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan batch, 2)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		readErr <- r.produce(ctx, fi, in.Name, rows, b, skip, cr, batches)
+	}()
+	for bt := range batches {
+		if err := r.send(ctx, bt, rej, sum); err != nil {
+			cancel()
+			for range batches {
+			}
+			return err
+		}
+		if err := checkpoint(bt); err != nil {
+			cancel()
+			for range batches {
+			}
+			return err
+		}
+	}
+	return <-readErr
+}
+
+// produce reads rows, groups and builds them, and hands out batches.
+func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReader, b *builder, skip int, cr *countingReader, out chan<- batch) error {
+	var (
+		cur   = batch{file: fi, name: name}
+		group []row
+		gkey  string
+		// seen holds a hash of every key used in this file, so that a key
+		// repeated further down (an order whose rows are not together, a
+		// contact listed twice) is rejected rather than silently merged
+		// into the first as a duplicate. It costs about 40 bytes per row.
+		seen = map[uint64]int{}
+		seed = maphash.MakeSeed()
+	)
+	rejectRows := func(rs []row, why *reject) {
+		for _, x := range rs {
+			cur.rejected = append(cur.rejected, Reject{File: name, Line: x.line, Reason: why.Reason, Message: why.Message, Row: x.raw})
+		}
+	}
+	emit := func() error {
+		cur.done = cr.n
+		select {
+		case out <- cur:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		cur = batch{file: fi, name: name, lastLine: cur.lastLine}
+		return nil
+	}
+	flushGroup := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		rs := group
+		group = nil
+		last := rs[len(rs)-1].line
+		if rs[0].line <= skip {
+			return nil // done before the interruption
+		}
+		h := maphash.String(seed, gkey)
+		if at, dup := seen[h]; dup && at != rs[0].line {
+			rejectRows(rs, rejectf(ReasonDuplicateKey, "the key %q was already used at line %d of this file", gkey, at))
+		} else {
+			seen[h] = rs[0].line
+			if msg, why := b.build(rs, gkey); why != nil {
+				rejectRows(rs, why)
+			} else {
+				cur.msgs = append(cur.msgs, pendingMsg{msg: msg, rows: rs})
+			}
+		}
+		cur.lastLine = last
+		if len(cur.msgs) >= r.BatchSize || len(cur.rejected) >= 4*r.BatchSize {
+			return emit()
+		}
+		return nil
+	}
+	for {
+		x, err := rows.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("import: reading %s: %w", name, err)
+		}
+		if x.bad != nil {
+			if err := flushGroup(); err != nil {
+				return err
+			}
+			if x.line > skip {
+				rejectRows([]row{x}, x.bad)
+				cur.lastLine = x.line
+			}
+			continue
+		}
+		key, why := b.key(&x)
+		if why != nil {
+			if err := flushGroup(); err != nil {
+				return err
+			}
+			if x.line > skip {
+				rejectRows([]row{x}, why)
+				cur.lastLine = x.line
+			}
+			continue
+		}
+		if b.m.GroupBy != "" && len(group) > 0 && key == gkey {
+			group = append(group, x)
+			continue
+		}
+		if err := flushGroup(); err != nil {
+			return err
+		}
+		if x.line <= skip {
+			// Skipped rows still claim their keys, so a repeat after the
+			// resume point is caught as it was before the interruption.
+			if _, dup := seen[maphash.String(seed, key)]; !dup {
+				seen[maphash.String(seed, key)] = x.line
+			}
+		}
+		group, gkey = []row{x}, key
+	}
+	if err := flushGroup(); err != nil {
+		return err
+	}
+	if len(cur.msgs) > 0 || len(cur.rejected) > 0 || cur.lastLine > skip {
+		return emit()
+	}
+	return nil
+}
+
+// send delivers one batch and accounts for every row in it.
+func (r *Runner) send(ctx context.Context, bt batch, rej *rejectsFile, sum *Summary) error {
+	counts := map[string]int64{}
+	for _, x := range bt.rejected {
+		counts[x.Reason]++
+	}
+	msgs := make([]json.RawMessage, len(bt.msgs))
+	for i, p := range bt.msgs {
+		msgs[i] = p.msg
+	}
+	var outs []Outcome
+	if len(msgs) > 0 || len(counts) > 0 {
+		var err error
+		outs, err = r.Sink.Send(ctx, msgs, counts)
+		if err != nil {
+			return fmt.Errorf("import: sending %d messages: %w", len(msgs), err)
+		}
+		if len(outs) != len(msgs) {
+			return fmt.Errorf("import: the server answered %d outcomes for %d messages", len(outs), len(msgs))
+		}
+	}
+	all := bt.rejected
+	for i, o := range outs {
+		p := bt.msgs[i]
+		n := int64(len(p.rows))
+		switch o.Status {
+		case StatusAccepted, StatusDuplicate:
+			sum.Read += n
+			sum.Accepted += n
+			sum.Messages++
+			if o.Status == StatusDuplicate {
+				sum.Duplicates += n
+			}
+		case StatusRejected:
+			for _, x := range p.rows {
+				all = append(all, Reject{File: bt.name, Line: x.line, Reason: o.Reason, Message: o.Message, Row: x.raw})
+			}
+		default:
+			return fmt.Errorf("import: unknown outcome %q", o.Status)
+		}
+	}
+	// Rejects go out in line order, whichever stage rejected them.
+	sortRejects(all)
+	for _, x := range all {
+		sum.Read++
+		sum.Rejected++
+		sum.Reasons[x.Reason]++
+		if err := rej.write(x); err != nil {
+			return err
+		}
+		if r.OnReject != nil {
+			r.OnReject(x)
+		}
+	}
+	return nil
+}
+
+func sortRejects(rs []Reject) {
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].Line < rs[j].Line })
+}
+
+// rejectsFile appends rejected rows to a CSV file.
+type rejectsFile struct {
+	f *os.File
+	w *csv.Writer
+}
+
+// openRejects opens the rejects file: truncated to size when resuming
+// (dropping rows written after the last checkpoint, which will be
+// rejected again), created afresh otherwise.
+func openRejects(path string, size int64) (*rejectsFile, error) {
+	if path == "" {
+		return &rejectsFile{}, nil
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("import: rejects file: %w", err)
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("import: rejects file: %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("import: rejects file: %w", err)
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("import: rejects file: %w", err)
+	}
+	rf := &rejectsFile{f: f, w: csv.NewWriter(f)}
+	if size == 0 {
+		if err := rf.w.Write(RejectsHeader); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return rf, nil
+}
+
+func (r *rejectsFile) write(x Reject) error {
+	if r.w == nil {
+		return nil
+	}
+	return r.w.Write([]string{x.File, strconv.Itoa(x.Line), x.Reason, x.Message, x.Row})
+}
+
+// flush writes buffered rows through and returns the file's size.
+func (r *rejectsFile) flush() (int64, error) {
+	if r.w == nil {
+		return 0, nil
+	}
+	r.w.Flush()
+	if err := r.w.Error(); err != nil {
+		return 0, fmt.Errorf("import: rejects file: %w", err)
+	}
+	// The resume file will record this size: the rows must be on disk
+	// before it says so.
+	if err := r.f.Sync(); err != nil {
+		return 0, fmt.Errorf("import: rejects file: %w", err)
+	}
+	off, err := r.f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, fmt.Errorf("import: rejects file: %w", err)
+	}
+	return off, nil
+}
+
+func (r *rejectsFile) close() {
+	if r.f != nil {
+		r.w.Flush()
+		r.f.Close()
+	}
+}
