@@ -59,6 +59,9 @@ type Config struct {
 	// Audiences, if set, serves audiences and computed traits; computed
 	// traits then show among a profile's traits.
 	Audiences AudienceEngine
+	// Loading, if set, says what the server is still loading (the demo
+	// dataset); /healthz answers 503 until it returns "".
+	Loading func() string
 }
 
 // Matcher runs probabilistic matching over the profiles.
@@ -109,6 +112,10 @@ type Server struct {
 	// rules are the identity rules in force (PUT /v1/identity/rules
 	// replaces them).
 	rules atomic.Pointer[identity.Rules]
+
+	// importMu serialises finding-or-creating an import's source, so two
+	// imports naming a new source create it once.
+	importMu sync.Mutex
 }
 
 // New builds a Server.
@@ -184,6 +191,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}", s.admin(kith.ScopeInsightsRead, s.handleGetRun))
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}/charts/{name}", s.admin(kith.ScopeInsightsRead, s.handleRunChart))
 	s.audienceRoutes()
+	s.importRoutes()
 }
 
 // needs answers 404 for an endpoint whose engine this server runs without
@@ -198,6 +206,12 @@ func (s *Server) needs(available bool, what string, h http.HandlerFunc) http.Han
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Loading != nil {
+		if what := s.cfg.Loading(); what != "" {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "loading", "loading": what})
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backlog": s.indexer.Backlog()})
 }
 

@@ -44,6 +44,8 @@ Usage:
                                  traits computed from events (counts, sums, last values, ...)
   kith insights run|runs|show|validate|fit|rfm
                                  churn risk, CLV, RFM, cross-sell (kith insights help)
+  kith import --source NAME --mapping FILE [--rejects FILE] INPUT...
+                                 import CSV / JSON Lines files (kith import -h)
   kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
 
 Client commands talk to a running server: --server URL (env KITH_SERVER,
@@ -103,6 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runMatch(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
