@@ -296,6 +296,20 @@ CREATE INDEX audience_changes_audience ON audience_changes (audience, seq);
 CREATE INDEX audience_changes_profile ON audience_changes (profile_id, seq) WHERE profile_id IS NOT NULL;
 CREATE INDEX audience_changes_bulk ON audience_changes (seq) WHERE n > 1;
 `,
+	// 9: third-party (DMP) audiences, matched to identifier keys (the
+	// distribution column), kept apart from the derived state.
+	`
+CREATE TABLE dmp_audiences (
+	key         bytea NOT NULL,
+	partner     text COLLATE "C" NOT NULL,
+	audience    text COLLATE "C" NOT NULL,
+	id_type     text COLLATE "C" NOT NULL,
+	expires_at  timestamptz NOT NULL,
+	imported_at timestamptz NOT NULL,
+	PRIMARY KEY (key, partner, audience)
+);
+CREATE INDEX dmp_audiences_expiry ON dmp_audiences (expires_at);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

@@ -369,6 +369,18 @@ var logMigrations = []string{
 		reason  TEXT    NOT NULL,
 		at      INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+	// Third-party (DMP) audiences, matched to identifier keys. Not
+	// derivable from the log, so kept with the decisions.
+	`CREATE TABLE dmp_audiences (
+		key         BLOB    NOT NULL,
+		partner     TEXT    NOT NULL,
+		audience    TEXT    NOT NULL,
+		id_type     TEXT    NOT NULL,
+		expires_at  INTEGER NOT NULL,
+		imported_at INTEGER NOT NULL,
+		PRIMARY KEY (key, partner, audience)
+	) WITHOUT ROWID;
+	CREATE INDEX dmp_audiences_expiry ON dmp_audiences (expires_at);`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

@@ -77,6 +77,8 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"AudienceMemberships", testAudienceMemberships},
 		{"AudienceCursors", testAudienceCursors},
 		{"AudienceConflict", testAudienceConflict},
+		{"DMPAudiences", testDMPAudiences},
+		{"ScanIdentifiers", testScanIdentifiers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
