@@ -68,6 +68,12 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/computed-traits/{key}"},
 	{"PUT", "/v1/computed-traits/{key}"},
 	{"DELETE", "/v1/computed-traits/{key}"},
+	{"POST", "/v1/imports/batch"},
+	{"POST", "/v1/imports"},
+	{"GET", "/v1/imports/mappings"},
+	{"POST", "/v1/dmp/audiences"},
+	{"GET", "/v1/profiles/{ref}/dmp-audiences"},
+	{"GET", "/v1/audiences/{key}/seeds"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -194,7 +200,7 @@ func TestOpenAPIEnums(t *testing.T) {
 	}{
 		{"ErrorCode", []string{kith.ECONFLICT, kith.EINTERNAL, kith.EINVALID, kith.ENOTFOUND, kith.EUNAUTHORIZED, kith.EFORBIDDEN, kith.ETOOLARGE, kith.EOVERLOADED}},
 		{"RejectionReason", []string{kith.ReasonInvalidJSON, kith.ReasonMissingType, kith.ReasonUnknownType, kith.ReasonMissingID, kith.ReasonMissingEvent, kith.ReasonMissingPrevious, kith.ReasonMissingGroupID, kith.ReasonEventTooLarge, kith.ReasonMessageIDTooLong, kith.ReasonInvalidField}},
-		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite, kith.ScopeProfilesWrite}},
+		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite, kith.ScopeProfilesWrite, kith.ScopeDefinitionsWrite, kith.ScopeImportsWrite}},
 	} {
 		s, ok := openapiPointer(doc, "#/components/schemas/"+tc.schema)
 		if !ok {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/dmp"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
@@ -62,6 +63,11 @@ type Config struct {
 	// Loading, if set, says what the server is still loading (the demo
 	// dataset); /healthz answers 503 until it returns "".
 	Loading func() string
+	// DMPTTL is how long third-party audiences last when their file gives
+	// no expiry (dmp.DefaultTTL if 0); MinSeedSize is the smallest
+	// look-alike seed file exported (dmp.DefaultMinSeedSize if 0).
+	DMPTTL      time.Duration
+	MinSeedSize int
 }
 
 // Matcher runs probabilistic matching over the profiles.
@@ -135,6 +141,12 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 	if cfg.IdentityRules == nil {
 		cfg.IdentityRules = identity.DefaultRules()
 	}
+	if cfg.DMPTTL <= 0 {
+		cfg.DMPTTL = dmp.DefaultTTL
+	}
+	if cfg.MinSeedSize <= 0 {
+		cfg.MinSeedSize = dmp.DefaultMinSeedSize
+	}
 	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
 	s.rules.Store(cfg.IdentityRules)
 	s.routes()
@@ -192,6 +204,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /v1/insights/runs/{id}/charts/{name}", s.admin(kith.ScopeInsightsRead, s.handleRunChart))
 	s.audienceRoutes()
 	s.importRoutes()
+	s.dmpRoutes()
 }
 
 // needs answers 404 for an endpoint whose engine this server runs without

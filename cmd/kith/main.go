@@ -46,6 +46,7 @@ Usage:
                                  churn risk, CLV, RFM, cross-sell (kith insights help)
   kith import --source NAME --mapping FILE [--rejects FILE] INPUT...
                                  import CSV / JSON Lines files (kith import -h)
+  kith dmp import|export|show     third-party audiences in, look-alike seeds out (kith dmp)
   kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
 
 Client commands talk to a running server: --server URL (env KITH_SERVER,
@@ -107,6 +108,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], stdout, stderr)
+	case "dmp":
+		return runDMP(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -52,6 +53,10 @@ type ServeConfig struct {
 	// Match is the probabilistic matching configuration (nil: the
 	// defaults).
 	Match *dedupe.Config
+	// DMPTTL is how long third-party audiences last when their file gives
+	// no expiry; MinSeedSize is the smallest look-alike seed file exported.
+	DMPTTL      time.Duration
+	MinSeedSize int
 }
 
 // Server is a running Kith: store, group committer, indexer and HTTP API.
@@ -71,6 +76,19 @@ type Server struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	// loading says what the server is still loading (kith demo); /healthz
+	// answers 503 while it is not empty.
+	loading atomic.Pointer[string]
+}
+
+// SetLoading sets what /healthz reports as still loading; "" means ready.
+func (s *Server) SetLoading(what string) { s.loading.Store(&what) }
+
+func (s *Server) loadingWhat() string {
+	if p := s.loading.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // ParseServeFlags reads `kith serve` flags and the KITH_* environment.
@@ -94,6 +112,8 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	fs.DurationVar(&c.MatchEvery, "match-every", envDuration("KITH_MATCH_EVERY", 0), "interval of scheduled probabilistic matching runs, 0 = only on request (env KITH_MATCH_EVERY)")
 	matchFile := fs.String("match-config", os.Getenv("KITH_MATCH_CONFIG"), "JSON file of the probabilistic matching configuration: fields from traits, comparisons, blocking rules, autoMerge and review thresholds (env KITH_MATCH_CONFIG)")
 	rulesFile := fs.String("identity-rules", os.Getenv("KITH_IDENTITY_RULES"), "JSON file of identity rules: identifier types, sources, normalisation, limits, priorities, never-merge, blocked values (env KITH_IDENTITY_RULES); see GET /v1/identity/rules for the defaults")
+	fs.DurationVar(&c.DMPTTL, "dmp-ttl", envDuration("KITH_DMP_TTL", 90*24*time.Hour), "how long third-party (DMP) audiences last when their file gives no expiry (env KITH_DMP_TTL)")
+	fs.IntVar(&c.MinSeedSize, "min-seed-size", envInt("KITH_MIN_SEED_SIZE", 100), "smallest look-alike seed file exported (env KITH_MIN_SEED_SIZE)")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -255,6 +275,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
 		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
+		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
@@ -304,7 +325,8 @@ func setProcs() {
 	}
 }
 
-// pruneDedup forgets messageIds older than the window, hourly.
+// pruneDedup forgets messageIds older than the window, and third-party
+// audiences past their expiry, hourly.
 func (s *Server) pruneDedup(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -315,6 +337,11 @@ func (s *Server) pruneDedup(ctx context.Context) {
 		case <-t.C:
 			if err := s.store.PruneDedup(ctx, time.Now().Add(-s.Config.DedupWindow)); err != nil {
 				s.Logger.Error("prune dedup window", "err", err)
+			}
+			if n, err := s.store.PruneDMPAudiences(ctx, time.Now()); err != nil {
+				s.Logger.Error("prune expired third-party audiences", "err", err)
+			} else if n > 0 {
+				s.Logger.Info("pruned expired third-party audiences", "entries", n)
 			}
 		}
 	}
