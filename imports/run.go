@@ -131,6 +131,8 @@ type Runner struct {
 	OnResume func(file string, line int)
 	// BatchSize is the number of messages per Send (default 500).
 	BatchSize int
+	// Concurrency is the number of Sends in flight (default 4).
+	Concurrency int
 }
 
 // pendingMsg is a built message waiting for its outcome, with the rows it
@@ -158,6 +160,9 @@ type batch struct {
 func (r *Runner) Run(ctx context.Context, inputs []Input) (Summary, error) {
 	if r.BatchSize <= 0 {
 		r.BatchSize = 500
+	}
+	if r.Concurrency <= 0 {
+		r.Concurrency = 4
 	}
 	st := r.freshState(inputs)
 	if r.StatePath != "" {
@@ -254,19 +259,61 @@ func (r *Runner) runFile(ctx context.Context, inputs []Input, fi, skip int, rej 
 		defer close(batches)
 		readErr <- r.produce(ctx, fi, in.Name, rows, b, skip, cr, batches)
 	}()
-	for bt := range batches {
-		if err := r.send(ctx, bt, rej, sum); err != nil {
-			cancel()
-			for range batches {
+	// Up to Concurrency batches are in flight at once (the server's group
+	// commit shares one fsync among them); their outcomes are accounted
+	// for, and checkpointed, strictly in input order.
+	type inflight struct {
+		bt   batch
+		outs []Outcome
+		err  error
+		done chan struct{}
+	}
+	queue := make(chan *inflight, r.Concurrency)
+	slots := make(chan struct{}, r.Concurrency)
+	go func() {
+		defer close(queue)
+		for bt := range batches {
+			select {
+			case slots <- struct{}{}: // freed once the batch is accounted for
+			case <-ctx.Done():
+				return
 			}
-			return err
-		}
-		if err := checkpoint(bt); err != nil {
-			cancel()
-			for range batches {
+			f := &inflight{bt: bt, done: make(chan struct{})}
+			go func() {
+				defer close(f.done)
+				f.outs, f.err = r.deliver(ctx, f.bt)
+			}()
+			select {
+			case queue <- f:
+			case <-ctx.Done():
+				<-f.done
+				return
 			}
-			return err
 		}
+	}()
+	var failed error
+	for f := range queue {
+		<-f.done
+		if failed != nil {
+			<-slots
+			continue
+		}
+		err := f.err
+		if err == nil {
+			err = r.account(f.bt, f.outs, rej, sum)
+		}
+		if err == nil {
+			err = checkpoint(f.bt)
+		}
+		<-slots
+		if err != nil {
+			failed = err
+			cancel()
+		}
+	}
+	if failed != nil {
+		<-readErr
+		return failed
 	}
 	return <-readErr
 }
@@ -380,8 +427,9 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 	return nil
 }
 
-// send delivers one batch and accounts for every row in it.
-func (r *Runner) send(ctx context.Context, bt batch, rej *rejectsFile, sum *Summary) error {
+// deliver sends one batch's messages and the counts of the rows the
+// mapping rejected.
+func (r *Runner) deliver(ctx context.Context, bt batch) ([]Outcome, error) {
 	counts := map[string]int64{}
 	for _, x := range bt.rejected {
 		counts[x.Reason]++
@@ -390,17 +438,21 @@ func (r *Runner) send(ctx context.Context, bt batch, rej *rejectsFile, sum *Summ
 	for i, p := range bt.msgs {
 		msgs[i] = p.msg
 	}
-	var outs []Outcome
-	if len(msgs) > 0 || len(counts) > 0 {
-		var err error
-		outs, err = r.Sink.Send(ctx, msgs, counts)
-		if err != nil {
-			return fmt.Errorf("import: sending %d messages: %w", len(msgs), err)
-		}
-		if len(outs) != len(msgs) {
-			return fmt.Errorf("import: the server answered %d outcomes for %d messages", len(outs), len(msgs))
-		}
+	if len(msgs) == 0 && len(counts) == 0 {
+		return nil, nil
 	}
+	outs, err := r.Sink.Send(ctx, msgs, counts)
+	if err != nil {
+		return nil, fmt.Errorf("import: sending %d messages: %w", len(msgs), err)
+	}
+	if len(outs) != len(msgs) {
+		return nil, fmt.Errorf("import: the server answered %d outcomes for %d messages", len(outs), len(msgs))
+	}
+	return outs, nil
+}
+
+// account counts every row of a delivered batch and writes its rejects.
+func (r *Runner) account(bt batch, outs []Outcome, rej *rejectsFile, sum *Summary) error {
 	all := bt.rejected
 	for i, o := range outs {
 		p := bt.msgs[i]

@@ -21,8 +21,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "insights" {
 		return benchInsights(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "import" {
+		return benchImport(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return fmt.Errorf("usage: kith bench ingest|insights [flags]")
+		return fmt.Errorf("usage: kith bench ingest|insights|import [flags]")
 	}
 	fs := flag.NewFlagSet("kith bench ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
