@@ -56,8 +56,13 @@ type analysis struct {
 	lastOrder    time.Time
 	days         []btyd.DayAmount // add's scratch
 	ordersSeen   int
-	ordersUsed   int
-	customersOut int // first purchase after the calibration end
+	// ordersRepeated counts orders skipped because the customer already
+	// had an order with the same order id (one order reported by two
+	// channels, such as a webshop event and an order-management export).
+	ordersRepeated int
+	orderIDs       map[string]struct{}
+	ordersUsed     int
+	customersOut   int // first purchase after the calibration end
 }
 
 func newAnalysis(cfg Config, period btyd.Period) *analysis {
@@ -118,8 +123,19 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 	if a.period.HoldoutEnd != 0 {
 		end = a.period.HoldoutEnd
 	}
+	if a.orderIDs == nil {
+		a.orderIDs = map[string]struct{}{}
+	}
+	clear(a.orderIDs)
 	for _, o := range co.Orders {
 		a.ordersSeen++
+		if o.OrderID != "" {
+			if _, dup := a.orderIDs[o.OrderID]; dup {
+				a.ordersRepeated++
+				continue
+			}
+			a.orderIDs[o.OrderID] = struct{}{}
+		}
 		d := btyd.DayOf(o.Timestamp.UTC())
 		if d > end {
 			continue // after the data the run looks at

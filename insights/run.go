@@ -28,8 +28,11 @@ type Report struct {
 	FirstOrder   time.Time `json:"firstOrder,omitzero"`
 	LastOrder    time.Time `json:"lastOrder,omitzero"`
 	// Orders read, and used (on or before the analysis date).
-	OrdersRead      int `json:"ordersRead"`
-	OrdersUsed      int `json:"ordersUsed"`
+	OrdersRead int `json:"ordersRead"`
+	OrdersUsed int `json:"ordersUsed"`
+	// OrdersRepeated are orders skipped because the same customer already
+	// had one with the same order id (reported by two channels).
+	OrdersRepeated  int `json:"ordersRepeated"`
 	Customers       int `json:"customers"`
 	RepeatCustomers int `json:"repeatCustomers"`
 	Products        int `json:"products"`
@@ -244,7 +247,7 @@ func newReport(cfg Config, day time.Time) *Report {
 
 func (a *analysis) fillReport(rep *Report) {
 	rep.FirstOrder, rep.LastOrder = a.firstOrder.UTC(), a.lastOrder.UTC()
-	rep.OrdersRead, rep.OrdersUsed = a.ordersSeen, a.ordersUsed
+	rep.OrdersRead, rep.OrdersUsed, rep.OrdersRepeated = a.ordersSeen, a.ordersUsed, a.ordersRepeated
 }
 
 // write predicts every customer's traits on all cores and writes them in

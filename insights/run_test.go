@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/btyd"
 	"github.com/kithcdp/kith/sqlite"
 )
 
@@ -270,4 +271,25 @@ type gatedStore struct {
 func (g *gatedStore) ScanOrders(ctx context.Context, fn func(kith.CustomerOrders) error) error {
 	<-g.gate
 	return g.Store.ScanOrders(ctx, fn)
+}
+
+// TestRepeatedOrderIDsCountOnce: one order reported by two channels (a
+// webshop event and an order-management export, same order id) is one
+// purchase, not two.
+func TestRepeatedOrderIDsCountOnce(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC).AddDate(0, 0, d) }
+	a := newAnalysis(DefaultConfig(), btyd.Period{CalibrationEnd: btyd.DayOf(day(400))})
+	co := kith.CustomerOrders{ProfileID: "p1", Orders: []kith.Order{
+		{OrderID: "W-1", Timestamp: day(0), Revenue: 50},
+		{OrderID: "W-1", Timestamp: day(0).Add(time.Minute), Revenue: 50},
+		{OrderID: "W-2", Timestamp: day(30), Revenue: 20},
+		{Timestamp: day(60), Revenue: 10},
+		{Timestamp: day(60), Revenue: 10},
+	}}
+	if err := a.add(co); err != nil {
+		t.Fatal(err)
+	}
+	if a.ordersSeen != 5 || a.ordersRepeated != 1 || a.ordersUsed != 4 {
+		t.Fatalf("seen %d repeated %d used %d, want 5, 1, 4 (orders without an id are never merged)", a.ordersSeen, a.ordersRepeated, a.ordersUsed)
+	}
 }
