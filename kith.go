@@ -478,6 +478,12 @@ type InsightStore interface {
 	InsightRun(ctx context.Context, id string) (InsightRun, error)
 	// InsightRuns lists the latest runs, newest first.
 	InsightRuns(ctx context.Context, limit int) ([]InsightRun, error)
+	// ScanPredicted calls fn once per canonical profile holding predicted
+	// values of any of the keys, with those values (the latest run's; for
+	// a merged profile, its members' latest). The order of profiles is
+	// unspecified. Audiences read it when a definition starts using a
+	// predicted trait.
+	ScanPredicted(ctx context.Context, keys []string, fn func(canonicalID string, traits map[string]json.RawMessage) error) error
 }
 
 // NewProfile is a profile the indexer created.

@@ -234,35 +234,45 @@ func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Def
 		}
 	}
 	if len(newKeys) > 0 {
-		var ids []string
-		vals := map[string]map[string]json.RawMessage{}
-		flush := func() error {
-			w := e.newWork(ctx)
-			if err := w.load(ids); err != nil {
-				return err
-			}
-			for _, id := range ids {
-				for k, v := range vals[id] {
-					w.states[id].SetTrait(k, TraitValue{V: v})
+		// Newly referenced traits: the event traits, then the latest
+		// predictions, which win (as on the profile API).
+		for _, predicted := range []bool{false, true} {
+			var ids []string
+			vals := map[string]map[string]json.RawMessage{}
+			flush := func() error {
+				w := e.newWork(ctx)
+				if err := w.load(ids); err != nil {
+					return err
 				}
-				w.touched[id] = 0
+				for _, id := range ids {
+					for k, v := range vals[id] {
+						w.states[id].SetTrait(k, TraitValue{V: v, P: predicted})
+					}
+					w.touched[id] = 0
+				}
+				ids, vals = nil, map[string]map[string]json.RawMessage{}
+				return w.commitStates()
 			}
-			ids, vals = nil, map[string]map[string]json.RawMessage{}
-			return w.commitStates()
-		}
-		err := e.store.ScanTraits(ctx, newKeys, func(id string, t map[string]json.RawMessage) error {
-			ids = append(ids, id)
-			vals[id] = t
-			if len(ids) >= scanPage {
-				return flush()
+			collect := func(id string, t map[string]json.RawMessage) error {
+				ids = append(ids, id)
+				vals[id] = t
+				if len(ids) >= scanPage {
+					return flush()
+				}
+				return nil
 			}
-			return nil
-		})
-		if err == nil && len(ids) > 0 {
-			err = flush()
-		}
-		if err != nil {
-			return fmt.Errorf("audience: load traits: %w", err)
+			var err error
+			if predicted {
+				err = e.store.ScanPredicted(ctx, newKeys, collect)
+			} else {
+				err = e.store.ScanTraits(ctx, newKeys, collect)
+			}
+			if err == nil && len(ids) > 0 {
+				err = flush()
+			}
+			if err != nil {
+				return fmt.Errorf("audience: load traits: %w", err)
+			}
 		}
 	}
 	// Evaluate everyone, in the store's order, a page at a time, on every
@@ -498,12 +508,18 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 			return 0, nil, err
 		}
 	}
-	traits := map[string]map[string]json.RawMessage{}
+	traits, predicted := map[string]map[string]json.RawMessage{}, map[string]map[string]json.RawMessage{}
 	if len(newKeys) > 0 {
 		err := e.store.ScanTraits(ctx, newKeys, func(id string, t map[string]json.RawMessage) error {
 			traits[id] = t
 			return nil
 		})
+		if err == nil {
+			err = e.store.ScanPredicted(ctx, newKeys, func(id string, t map[string]json.RawMessage) error {
+				predicted[id] = t
+				return nil
+			})
+		}
 		if err != nil {
 			return 0, nil, err
 		}
@@ -521,6 +537,9 @@ func (e *Engine) DryRun(ctx context.Context, text string, cond json.RawMessage, 
 		}
 		for k, v := range traits[id] {
 			st.SetTrait(k, TraitValue{V: v})
+		}
+		for k, v := range predicted[id] {
+			st.SetTrait(k, TraitValue{V: v, P: true})
 		}
 		in, _ := prog.Evaluate(st, now)
 		if in[d.Key] {

@@ -28,6 +28,7 @@ type Store interface {
 	Cluster(ctx context.Context, canonicalID string) (kith.Cluster, error)
 	EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error)
 	ScanTraits(ctx context.Context, keys []string, fn func(canonicalID string, traits map[string]json.RawMessage) error) error
+	ScanPredicted(ctx context.Context, keys []string, fn func(canonicalID string, traits map[string]json.RawMessage) error) error
 	Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
 	IndexCursor(ctx context.Context) (int64, error)
 }

@@ -91,6 +91,12 @@ func (r *rig) event(typ, name, user, anon string, at time.Time, props map[string
 	if name != "" {
 		body["event"] = name
 	}
+	if user != "" {
+		body["userId"] = user
+	}
+	if anon != "" {
+		body["anonymousId"] = anon
+	}
 	raw, _ := json.Marshal(body)
 	return kith.Message{SourceID: "src", MessageID: fmt.Sprintf("m%d", r.seq), Type: typ, Event: name, UserID: user, AnonymousID: anon,
 		Timestamp: at, ReceivedAt: r.now, Raw: raw}
@@ -281,5 +287,48 @@ func TestCrashBeforeStatesAreWritten(t *testing.T) {
 	}
 	if c2, sc2, _ := r.store.AudienceCursors(ctx); c2 != c || sc2 != c {
 		t.Fatalf("cursors after the replay %d, %d; want both %d", c2, sc2, c)
+	}
+}
+
+// A definition that starts using a predicted trait after the insight run
+// sees the stored predictions (backfill and dry run), and they win over an
+// event trait of the same key, as on the profile API.
+func TestDefinitionOnEarlierPredictions(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.put(kith.KindAudience, "everyone", `traits.plan exists`)
+	r.settle()
+	var msgs []kith.Message
+	for i, tr := range []string{`{"plan":"pro"}`, `{"plan":"pro","p_alive":0.1}`, `{"plan":"pro","p_alive":0.1}`} {
+		user := fmt.Sprintf("u%d", i+1)
+		msgs = append(msgs, kith.Message{SourceID: "src", MessageID: "id-" + user, Type: "identify", UserID: user,
+			Timestamp: r.now.Add(-time.Hour), ReceivedAt: r.now,
+			Raw: json.RawMessage(`{"type":"identify","userId":"` + user + `","traits":` + tr + `}`)})
+	}
+	r.append(msgs)
+	r.settle()
+	ids := r.members("everyone")
+	if len(ids) != 3 {
+		t.Fatalf("everyone = %v", ids)
+	}
+	// Predictions for the first two profiles; the third keeps its event
+	// value 0.1.
+	if err := r.store.WriteInsights(ctx, "run1", r.now, []kith.ProfileInsights{
+		{ProfileID: ids[0], Traits: map[string]json.RawMessage{"p_alive": json.RawMessage(`0.2`)}},
+		{ProfileID: ids[1], Traits: map[string]json.RawMessage{"p_alive": json.RawMessage(`0.9`)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := r.eng.DryRun(ctx, `traits.p_alive < 0.5`, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.put(kith.KindAudience, "at_risk", `traits.p_alive < 0.5`)
+	r.settle()
+	got := r.members("at_risk")
+	want := []string{ids[0], ids[2]}
+	slices.Sort(want)
+	if !slices.Equal(got, want) || n != 2 {
+		t.Fatalf("at_risk = %v (dry run %d), want %v: predictions written before the definition count, and win over event values", got, n, want)
 	}
 }

@@ -183,3 +183,35 @@ func (db *DB) InsightRuns(ctx context.Context, limit int) ([]kith.InsightRun, er
 	}
 	return out, nil
 }
+
+// ScanPredicted implements kith.InsightStore.
+func (db *DB) ScanPredicted(ctx context.Context, keys []string, fn func(string, map[string]json.RawMessage) error) error {
+	rows, err := db.pool.Query(ctx, `
+		SELECT DISTINCT ON (p.canonical_id) p.canonical_id, (
+			SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb)::text
+			FROM jsonb_each(i.traits) e WHERE e.key = ANY($1))
+		FROM profile_insights i JOIN profiles p ON p.id = i.profile_id
+		WHERE i.traits ?| $1
+		ORDER BY p.canonical_id, i.at DESC, i.profile_id`, keys)
+	if err != nil {
+		return fmt.Errorf("postgres: scan predicted traits: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c, obj string
+		if err := rows.Scan(&c, &obj); err != nil {
+			return fmt.Errorf("postgres: scan predicted traits: %w", err)
+		}
+		var vals map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(obj), &vals); err != nil {
+			return fmt.Errorf("postgres: predicted traits of %s: %w", c, err)
+		}
+		if err := fn(c, vals); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: scan predicted traits: %w", err)
+	}
+	return nil
+}

@@ -237,3 +237,69 @@ func (db *DB) InsightRuns(ctx context.Context, limit int) ([]kith.InsightRun, er
 	}
 	return out, nil
 }
+
+// ScanPredicted implements kith.InsightStore.
+func (db *DB) ScanPredicted(ctx context.Context, keys []string, fn func(string, map[string]json.RawMessage) error) error {
+	canon, err := db.mergedCanonicals(ctx)
+	if err != nil {
+		return err
+	}
+	rows, err := db.insR.QueryContext(ctx, `SELECT profile_id, at, traits FROM profile_insights`)
+	if err != nil {
+		return fmt.Errorf("sqlite: scan predicted traits: %w", err)
+	}
+	defer rows.Close()
+	type latest struct {
+		vals map[string]json.RawMessage
+		at   int64
+	}
+	merged := map[string]latest{}
+	for rows.Next() {
+		var id string
+		var at int64
+		var raw []byte
+		if err := rows.Scan(&id, &at, &raw); err != nil {
+			return fmt.Errorf("sqlite: scan predicted traits: %w", err)
+		}
+		vals, err := pickKeys(raw, keys)
+		if err != nil {
+			return fmt.Errorf("sqlite: predicted traits of %s: %w", id, err)
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		if c, ok := canon[id]; ok {
+			if old, seen := merged[c]; !seen || at > old.at {
+				merged[c] = latest{vals, at}
+			}
+			continue
+		}
+		if err := fn(id, vals); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: scan predicted traits: %w", err)
+	}
+	for _, c := range slices.Sorted(mapKeys(merged)) {
+		if err := fn(c, merged[c].vals); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pickKeys returns the members of a JSON object named in keys.
+func pickKeys(obj []byte, keys []string) (map[string]json.RawMessage, error) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(obj, &all); err != nil {
+		return nil, err
+	}
+	out := map[string]json.RawMessage{}
+	for _, k := range keys {
+		if v, ok := all[k]; ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}

@@ -203,3 +203,35 @@ func testInsightRuns(t *testing.T, s kith.Store) {
 		t.Errorf("InsightRuns(limit 1) = %v, want r2", runs)
 	}
 }
+
+func testScanPredicted(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	mustApply(t, s, 0, kith.IndexBatch{Cursor: 1, Profiles: profiles("p1", "p2", "p3", "p4")})
+	run1 := time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)
+	noErr(t, s.WriteInsights(ctx, "r1", run1, []kith.ProfileInsights{
+		{ProfileID: "p1", Traits: map[string]json.RawMessage{"p_alive": json.RawMessage(`0.91`), "clv_365d": json.RawMessage(`10`)}},
+		{ProfileID: "p2", Traits: map[string]json.RawMessage{"clv_365d": json.RawMessage(`3`)}},
+		{ProfileID: "p3", Traits: map[string]json.RawMessage{"p_alive": json.RawMessage(`0.5`)}},
+		{ProfileID: "p4", Traits: map[string]json.RawMessage{"p_alive": json.RawMessage(`0.1`)}},
+	}), "WriteInsights r1")
+	// p4 is merged into p3 after the run; a later run predicted p4 again.
+	mustApply(t, s, 1, kith.IndexBatch{Cursor: 2, Merges: []kith.Merge{merge("p3", "p4", 2)}})
+	noErr(t, s.WriteInsights(ctx, "r2", run1.Add(time.Hour), []kith.ProfileInsights{
+		{ProfileID: "p4", Traits: map[string]json.RawMessage{"p_alive": json.RawMessage(`0.2`)}},
+	}), "WriteInsights r2")
+	got := map[string]string{}
+	noErr(t, s.ScanPredicted(ctx, []string{"p_alive"}, func(id string, vals map[string]json.RawMessage) error {
+		if _, dup := got[id]; dup {
+			t.Errorf("ScanPredicted visited %s twice", id)
+		}
+		if len(vals) != 1 {
+			t.Errorf("%s: %v, want only p_alive", id, vals)
+		}
+		got[id] = string(vals["p_alive"])
+		return nil
+	}), "ScanPredicted")
+	want := map[string]string{"p1": "0.91", "p3": "0.2"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ScanPredicted(p_alive) = %v, want %v (the merged profile's latest prediction)", got, want)
+	}
+}

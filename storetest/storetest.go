@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"AudienceConflict", testAudienceConflict},
 		{"DMPAudiences", testDMPAudiences},
 		{"ScanIdentifiers", testScanIdentifiers},
+		{"ScanPredicted", testScanPredicted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
