@@ -12,14 +12,13 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
-	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/imports"
 	"github.com/kithcdp/kith/mappings"
 )
 
 // maxImportBatchBytes bounds one POST /v1/imports/batch body: an import
 // sends larger batches than an SDK (orders with many line items), each
-// message still within the 32 KB event limit.
+// message still within the event size limit.
 const maxImportBatchBytes = 16 << 20
 
 // maxUploadRejects bounds the rejected rows an upload's answer lists; the
@@ -76,21 +75,11 @@ type importSink struct {
 }
 
 func (k importSink) Send(ctx context.Context, msgs []json.RawMessage, rejected map[string]int64) ([]imports.Outcome, error) {
-	lim := k.s.cfg.Limits
-	lim.MaxRequestBytes = maxImportBatchBytes + 64
-	res, err := collect.SubmitItems(ctx, k.s.committer, k.src.ID, msgs, rejected,
-		collect.Meta{ReceivedAt: k.s.cfg.Now(), IP: k.ip}, lim)
-	if err != nil {
-		if k.failed != nil {
-			*k.failed = err
-		}
-		return nil, err
+	out, err := imports.CommitSink{Committer: k.s.committer, SourceID: k.src.ID, Limits: k.s.cfg.Limits, Now: k.s.cfg.Now, IP: k.ip}.Send(ctx, msgs, rejected)
+	if err != nil && k.failed != nil {
+		*k.failed = err
 	}
-	out := make([]imports.Outcome, len(res))
-	for i, x := range res {
-		out[i] = imports.Outcome{Status: x.Status, Reason: x.Reason, Message: x.Message}
-	}
-	return out, nil
+	return out, err
 }
 
 type importBatchRequest struct {

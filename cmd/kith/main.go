@@ -28,6 +28,8 @@ const usage = `kith — a customer data platform
 
 Usage:
   kith serve [--data DIR] [--addr HOST:PORT] [--postgres URL]
+  kith demo [--data DIR] [--addr HOST:PORT] [--customers N] [--seed S]
+                                 load a realistic multi-channel demo dataset, then serve
   kith source create NAME        create a source and print its write key once
   kith source list
   kith source disable|enable ID
@@ -71,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return flag.ErrHelp
 	}
 	switch args[0] {
-	case "serve", "bench":
+	case "serve", "bench", "demo":
 		tuneRuntime()
 	}
 	switch args[0] {
@@ -86,6 +88,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		<-ctx.Done()
 		return s.Close()
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "source":
 		return runSource(ctx, args[1:], stdout, stderr)
 	case "token":

@@ -93,9 +93,20 @@ func (s *Server) loadingWhat() string {
 
 // ParseServeFlags reads `kith serve` flags and the KITH_* environment.
 func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
-	def := collect.DefaultLimits()
 	fs := flag.NewFlagSet("kith serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	finish := serveFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return ServeConfig{}, err
+	}
+	return finish()
+}
+
+// serveFlags defines the flags of `kith serve` on fs (kith demo takes them
+// too) and returns the function that builds the configuration once fs is
+// parsed.
+func serveFlags(fs *flag.FlagSet) func() (ServeConfig, error) {
+	def := collect.DefaultLimits()
 	c := ServeConfig{}
 	fs.StringVar(&c.DataDir, "data", envOr("KITH_DATA", "./kith-data"), "data directory of the embedded store (env KITH_DATA)")
 	fs.StringVar(&c.Addr, "addr", envOr("KITH_ADDR", "127.0.0.1:8080"), "listen address (env KITH_ADDR)")
@@ -115,39 +126,38 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 	fs.DurationVar(&c.DMPTTL, "dmp-ttl", envDuration("KITH_DMP_TTL", 90*24*time.Hour), "how long third-party (DMP) audiences last when their file gives no expiry (env KITH_DMP_TTL)")
 	fs.IntVar(&c.MinSeedSize, "min-seed-size", envInt("KITH_MIN_SEED_SIZE", 100), "smallest look-alike seed file exported (env KITH_MIN_SEED_SIZE)")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if *matchFile != "" {
-		m, err := dedupe.LoadConfig(*matchFile)
-		if err != nil {
+	return func() (ServeConfig, error) {
+		if *matchFile != "" {
+			m, err := dedupe.LoadConfig(*matchFile)
+			if err != nil {
+				return c, err
+			}
+			c.Match = &m
+		}
+		if *rulesFile != "" {
+			r, err := identity.LoadRules(*rulesFile)
+			if err != nil {
+				return c, err
+			}
+			c.IdentityRules = r
+		}
+		if *rfmRules != "" {
+			b, err := os.ReadFile(*rfmRules)
+			if err != nil {
+				return c, fmt.Errorf("RFM segments: %w", err)
+			}
+			if err := json.Unmarshal(b, &c.Insights.RFMRules); err != nil {
+				return c, fmt.Errorf("RFM segments in %s: %w", *rfmRules, err)
+			}
+		}
+		if err := c.Insights.Validate(); err != nil {
 			return c, err
 		}
-		c.Match = &m
+		c.Limits.MaxMessageIDLen = def.MaxMessageIDLen
+		c.MaxBacklog = int64(backlog)
+		c.AdminToken = os.Getenv("KITH_ADMIN_TOKEN")
+		return c, nil
 	}
-	if *rulesFile != "" {
-		r, err := identity.LoadRules(*rulesFile)
-		if err != nil {
-			return c, err
-		}
-		c.IdentityRules = r
-	}
-	if *rfmRules != "" {
-		b, err := os.ReadFile(*rfmRules)
-		if err != nil {
-			return c, fmt.Errorf("RFM segments: %w", err)
-		}
-		if err := json.Unmarshal(b, &c.Insights.RFMRules); err != nil {
-			return c, fmt.Errorf("RFM segments in %s: %w", *rfmRules, err)
-		}
-	}
-	if err := c.Insights.Validate(); err != nil {
-		return c, err
-	}
-	c.Limits.MaxMessageIDLen = def.MaxMessageIDLen
-	c.MaxBacklog = int64(backlog)
-	c.AdminToken = os.Getenv("KITH_ADMIN_TOKEN")
-	return c, nil
 }
 
 func envOr(name, def string) string {
