@@ -68,9 +68,13 @@ type Token struct {
 	Hash      []byte    `json:"-"`
 }
 
-// Scope names for admin tokens. ScopeAll grants every scope.
+// Scope names for admin tokens. ScopeAll and ScopeAdmin grant every scope
+// (ScopeAdmin alone also manages tokens and the identity rules);
+// ScopeSourcesAdmin grants both source scopes.
 const (
 	ScopeAll          = "*"
+	ScopeAdmin        = "admin"
+	ScopeSourcesAdmin = "sources:admin"
 	ScopeSourcesWrite = "sources:write"
 	ScopeSourcesRead  = "sources:read"
 	ScopeProfilesRead = "profiles:read"
@@ -87,12 +91,25 @@ const (
 	// ScopeImportsWrite imports files (CRM, POS, e-mail exports) and DMP
 	// audiences into sources.
 	ScopeImportsWrite = "imports:write"
+	// ScopePrivacyWrite erases people, exports what is held about them
+	// and sets their consent.
+	ScopePrivacyWrite = "privacy:write"
+	// ScopeAuditRead reads the audit log.
+	ScopeAuditRead = "audit:read"
 )
+
+// Scopes lists every scope a token may be given.
+var Scopes = []string{ScopeAll, ScopeAdmin, ScopeSourcesAdmin, ScopeSourcesRead, ScopeSourcesWrite,
+	ScopeProfilesRead, ScopeProfilesWrite, ScopeStatsRead, ScopeInsightsRead, ScopeInsightsWrite,
+	ScopeDefinitionsWrite, ScopeImportsWrite, ScopePrivacyWrite, ScopeAuditRead}
 
 // HasScope reports whether the token grants scope.
 func (t Token) HasScope(scope string) bool {
 	for _, s := range t.Scopes {
-		if s == ScopeAll || s == scope {
+		switch {
+		case s == ScopeAll || s == ScopeAdmin || s == scope:
+			return true
+		case s == ScopeSourcesAdmin && (scope == ScopeSourcesRead || scope == ScopeSourcesWrite || scope == ScopeSourcesAdmin):
 			return true
 		}
 	}
@@ -592,6 +609,11 @@ type SourceStore interface {
 	CreateToken(ctx context.Context, t Token) error
 	// TokenByHash finds a token by the SHA-256 of its secret; ENOTFOUND.
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// Tokens lists the tokens, oldest first.
+	Tokens(ctx context.Context) ([]Token, error)
+	// RevokeToken deletes a token, so its secret no longer authenticates;
+	// ENOTFOUND if absent.
+	RevokeToken(ctx context.Context, id string) error
 }
 
 // Store is everything Kith persists. The sqlite and postgres packages

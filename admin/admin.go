@@ -27,11 +27,13 @@ type SourceStore interface {
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$`)
 
 // knownScopes are the scopes a token may be given.
-var knownScopes = map[string]bool{
-	kith.ScopeAll: true, kith.ScopeSourcesWrite: true, kith.ScopeSourcesRead: true,
-	kith.ScopeProfilesRead: true, kith.ScopeStatsRead: true,
-	kith.ScopeInsightsRead: true, kith.ScopeInsightsWrite: true, kith.ScopeProfilesWrite: true, kith.ScopeDefinitionsWrite: true,
-}
+var knownScopes = func() map[string]bool {
+	m := map[string]bool{}
+	for _, s := range kith.Scopes {
+		m[s] = true
+	}
+	return m
+}()
 
 // Hash returns the stored form of a write key or token secret.
 func Hash(secret string) []byte {

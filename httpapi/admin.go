@@ -209,3 +209,38 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
 }
+
+func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
+	list, err := s.store.Tokens(r.Context())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []kith.Token{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": list})
+}
+
+// handleRevokeToken serves DELETE /v1/tokens/{id}; the secret stops
+// working at once on this server (other servers on the same database
+// within the token cache's few seconds).
+func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if id == tokenOf(r).ID {
+		s.error(w, r, kith.Errorf(kith.ECONFLICT, "a token cannot revoke itself; use another admin token"))
+		return
+	}
+	if err := s.store.RevokeToken(r.Context(), id); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	s.tokMu.Lock()
+	for k, c := range s.tokens {
+		if c.tok.ID == id {
+			delete(s.tokens, k)
+		}
+	}
+	s.tokMu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}

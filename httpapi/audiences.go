@@ -43,16 +43,16 @@ func (s *Server) audienceRoutes() {
 	eng := s.cfg.Audiences != nil
 	for _, k := range []struct{ path, kind string }{{"/v1/audiences", kith.KindAudience}, {"/v1/computed-traits", kith.KindComputedTrait}} {
 		kind := k.kind
-		s.mux.HandleFunc("POST "+k.path, s.admin(kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", s.handlePutDefinition(kind, true))))
-		s.mux.HandleFunc("PUT "+k.path+"/{key}", s.admin(kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", s.handlePutDefinition(kind, false))))
-		s.mux.HandleFunc("DELETE "+k.path+"/{key}", s.admin(kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
+		s.route("POST "+k.path, kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", s.handlePutDefinition(kind, true)))
+		s.route("PUT "+k.path+"/{key}", kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", s.handlePutDefinition(kind, false)))
+		s.route("DELETE "+k.path+"/{key}", kith.ScopeDefinitionsWrite, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
 			if err := s.cfg.Audiences.Delete(r.Context(), kind, r.PathValue("key")); err != nil {
 				s.error(w, r, err)
 				return
 			}
 			w.WriteHeader(http.StatusNoContent)
-		})))
-		s.mux.HandleFunc("GET "+k.path, s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
+		}))
+		s.route("GET "+k.path, kith.ScopeProfilesRead, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
 			out := []definitionOut{}
 			for _, d := range s.cfg.Audiences.Definitions(kind) {
 				o, err := s.definitionOut(r.Context(), d)
@@ -63,8 +63,8 @@ func (s *Server) audienceRoutes() {
 				out = append(out, o)
 			}
 			writeJSON(w, http.StatusOK, page{Data: out})
-		})))
-		s.mux.HandleFunc("GET "+k.path+"/{key}", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
+		}))
+		s.route("GET "+k.path+"/{key}", kith.ScopeProfilesRead, s.needs(eng, "audiences are", func(w http.ResponseWriter, r *http.Request) {
 			d, err := s.cfg.Audiences.Definition(kind, r.PathValue("key"))
 			if err != nil {
 				s.error(w, r, err)
@@ -76,12 +76,12 @@ func (s *Server) audienceRoutes() {
 				return
 			}
 			writeJSON(w, http.StatusOK, o)
-		})))
+		}))
 	}
-	s.mux.HandleFunc("POST /v1/audiences/dry-run", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleDryRun)))
-	s.mux.HandleFunc("GET /v1/audiences/{key}/members", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleMembers)))
-	s.mux.HandleFunc("GET /v1/audience-changes", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleChanges)))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/audiences", s.admin(kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleProfileAudiences)))
+	s.route("POST /v1/audiences/dry-run", kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleDryRun))
+	s.route("GET /v1/audiences/{key}/members", kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleMembers))
+	s.route("GET /v1/audience-changes", kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleChanges))
+	s.route("GET /v1/profiles/{ref}/audiences", kith.ScopeProfilesRead, s.needs(eng, "audiences are", s.handleProfileAudiences))
 }
 
 func (s *Server) definitionOut(ctx context.Context, d kith.Definition) (definitionOut, error) {

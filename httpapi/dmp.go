@@ -19,9 +19,9 @@ import (
 const maxDMPRejects = 1000
 
 func (s *Server) dmpRoutes() {
-	s.mux.HandleFunc("POST /v1/dmp/audiences", s.admin(kith.ScopeImportsWrite, s.handleDMPImport))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/dmp-audiences", s.admin(kith.ScopeProfilesRead, s.handleProfileDMP))
-	s.mux.HandleFunc("GET /v1/audiences/{key}/seeds", s.admin(kith.ScopeProfilesRead, s.handleSeeds))
+	s.route("POST /v1/dmp/audiences", kith.ScopeImportsWrite, s.handleDMPImport)
+	s.route("GET /v1/profiles/{ref}/dmp-audiences", kith.ScopeProfilesRead, s.handleProfileDMP)
+	s.route("GET /v1/audiences/{key}/seeds", kith.ScopeProfilesRead, s.handleSeeds)
 }
 
 // handleDMPImport serves POST /v1/dmp/audiences?partner=NAME&format=csv:

@@ -38,6 +38,7 @@ type stack struct {
 	sourceID string
 	now      func() time.Time
 	runner   *insights.Runner
+	api      *httpapi.Server
 }
 
 func startStack(t *testing.T, dir string, now func() time.Time) *stack {
@@ -91,7 +92,7 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 		cfg.Insights, cfg.InsightConfig = runner, *opts.insights
 	}
 	api := httpapi.New(store, com, ix, cfg)
-	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now, runner: runner}
+	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now, runner: runner, api: api}
 	t.Cleanup(s.stop)
 	return s
 }

@@ -26,11 +26,11 @@ const maxImportBatchBytes = 16 << 20
 const maxUploadRejects = 10000
 
 func (s *Server) importRoutes() {
-	s.mux.HandleFunc("POST /v1/imports/batch", s.admin(kith.ScopeImportsWrite, s.handleImportBatch))
-	s.mux.HandleFunc("POST /v1/imports", s.admin(kith.ScopeImportsWrite, s.handleImportUpload))
-	s.mux.HandleFunc("GET /v1/imports/mappings", s.admin(kith.ScopeImportsWrite, func(w http.ResponseWriter, r *http.Request) {
+	s.route("POST /v1/imports/batch", kith.ScopeImportsWrite, s.handleImportBatch)
+	s.route("POST /v1/imports", kith.ScopeImportsWrite, s.handleImportUpload)
+	s.route("GET /v1/imports/mappings", kith.ScopeImportsWrite, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"data": mappings.Names()})
-	}))
+	})
 }
 
 // importSource finds the enabled source called name, creating it when

@@ -34,6 +34,8 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/sources"},
 	{"PATCH", "/v1/sources/{id}"},
 	{"POST", "/v1/tokens"},
+	{"GET", "/v1/tokens"},
+	{"DELETE", "/v1/tokens/{id}"},
 	{"GET", "/v1/stats"},
 	{"GET", "/v1/profiles/{ref}"},
 	{"GET", "/v1/profiles/{ref}/traits"},
@@ -200,7 +202,7 @@ func TestOpenAPIEnums(t *testing.T) {
 	}{
 		{"ErrorCode", []string{kith.ECONFLICT, kith.EINTERNAL, kith.EINVALID, kith.ENOTFOUND, kith.EUNAUTHORIZED, kith.EFORBIDDEN, kith.ETOOLARGE, kith.EOVERLOADED}},
 		{"RejectionReason", []string{kith.ReasonInvalidJSON, kith.ReasonMissingType, kith.ReasonUnknownType, kith.ReasonMissingID, kith.ReasonMissingEvent, kith.ReasonMissingPrevious, kith.ReasonMissingGroupID, kith.ReasonEventTooLarge, kith.ReasonMessageIDTooLong, kith.ReasonInvalidField}},
-		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite, kith.ScopeProfilesWrite, kith.ScopeDefinitionsWrite, kith.ScopeImportsWrite}},
+		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite, kith.ScopeProfilesWrite, kith.ScopeDefinitionsWrite, kith.ScopeImportsWrite, kith.ScopeAdmin, kith.ScopeSourcesAdmin, kith.ScopePrivacyWrite, kith.ScopeAuditRead}},
 	} {
 		s, ok := openapiPointer(doc, "#/components/schemas/"+tc.schema)
 		if !ok {
@@ -466,7 +468,7 @@ func TestOpenAPIResponsesConform(t *testing.T) {
 	check("PATCH", "/v1/sources/src_missing", `{"disabled":true}`, bearer, 404)
 	check("POST", "/v1/track", `{"userId":"u1","event":"x"}`, wk, 403)
 
-	code, h, body := openapiCall(t, s, "GET", "/metrics", nil, nil)
+	code, h, body := openapiCall(t, s, "GET", "/metrics", nil, map[string]string{"Authorization": "Bearer " + adminToken})
 	if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /metrics: %d %q", code, h.Get("Content-Type"))
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,8 @@ type Server struct {
 	// replaces them).
 	rules atomic.Pointer[identity.Rules]
 
+	routeList []Route
+
 	// importMu serialises finding-or-creating an import's source, so two
 	// imports naming a new source create it once.
 	importMu sync.Mutex
@@ -162,49 +165,80 @@ var openapiDoc []byte
 func (s *Server) routes() {
 	for _, ep := range []string{"identify", "track", "page", "screen", "group", "alias", "batch"} {
 		s.mux.HandleFunc("POST /v1/"+ep, s.handleCollect(ep))
+		s.routeList = append(s.routeList, Route{Pattern: "POST /v1/" + ep, Auth: AuthWriteKey})
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	s.mux.HandleFunc("GET /metrics", s.handleMetrics)
 	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(openapiDoc)
 	})
+	s.routeList = append(s.routeList, Route{Pattern: "GET /healthz", Auth: AuthNone}, Route{Pattern: "GET /openapi.json", Auth: AuthNone})
+	s.route("GET /metrics", kith.ScopeStatsRead, s.handleMetrics)
 
-	s.mux.HandleFunc("POST /v1/sources", s.admin(kith.ScopeSourcesWrite, s.handleCreateSource))
-	s.mux.HandleFunc("GET /v1/sources", s.admin(kith.ScopeSourcesRead, s.handleListSources))
-	s.mux.HandleFunc("PATCH /v1/sources/{id}", s.admin(kith.ScopeSourcesWrite, s.handleUpdateSource))
-	s.mux.HandleFunc("POST /v1/tokens", s.admin(kith.ScopeAll, s.handleCreateToken))
-	s.mux.HandleFunc("GET /v1/stats", s.admin(kith.ScopeStatsRead, s.handleStats))
+	s.route("POST /v1/sources", kith.ScopeSourcesWrite, s.handleCreateSource)
+	s.route("GET /v1/sources", kith.ScopeSourcesRead, s.handleListSources)
+	s.route("PATCH /v1/sources/{id}", kith.ScopeSourcesWrite, s.handleUpdateSource)
+	s.route("POST /v1/tokens", kith.ScopeAdmin, s.handleCreateToken)
+	s.route("GET /v1/tokens", kith.ScopeAdmin, s.handleListTokens)
+	s.route("DELETE /v1/tokens/{id}", kith.ScopeAdmin, s.handleRevokeToken)
+	s.route("GET /v1/stats", kith.ScopeStatsRead, s.handleStats)
 
-	s.mux.HandleFunc("GET /v1/profiles/{ref}", s.admin(kith.ScopeProfilesRead, s.handleProfile))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/traits", s.admin(kith.ScopeProfilesRead, s.handleTraits))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/identities", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Identities)))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/events", s.admin(kith.ScopeProfilesRead, s.handleEvents))
-	s.mux.HandleFunc("GET /v1/profiles/{ref}/merges", s.admin(kith.ScopeProfilesRead, profileList(s, s.store.Merges)))
+	s.route("GET /v1/profiles/{ref}", kith.ScopeProfilesRead, s.handleProfile)
+	s.route("GET /v1/profiles/{ref}/traits", kith.ScopeProfilesRead, s.handleTraits)
+	s.route("GET /v1/profiles/{ref}/identities", kith.ScopeProfilesRead, profileList(s, s.store.Identities))
+	s.route("GET /v1/profiles/{ref}/events", kith.ScopeProfilesRead, s.handleEvents)
+	s.route("GET /v1/profiles/{ref}/merges", kith.ScopeProfilesRead, profileList(s, s.store.Merges))
 
-	s.mux.HandleFunc("POST /v1/profiles/{ref}/unmerge", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleUnmerge)))
-	s.mux.HandleFunc("POST /v1/profiles/{ref}/merge", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleMerge)))
-	s.mux.HandleFunc("POST /v1/profiles/{ref}/identities/detach", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleDetach)))
-	s.mux.HandleFunc("POST /v1/match/runs", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Matcher != nil, "matching is", s.handleMatchRun)))
-	s.mux.HandleFunc("GET /v1/review", s.admin(kith.ScopeProfilesRead, s.handleReviewList))
-	s.mux.HandleFunc("GET /v1/review/{id}", s.admin(kith.ScopeProfilesRead, s.handleReviewGet))
-	s.mux.HandleFunc("POST /v1/review/{id}", s.admin(kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleReviewDecide)))
-	s.mux.HandleFunc("GET /v1/identity/rules", s.admin(kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
+	s.route("POST /v1/profiles/{ref}/unmerge", kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleUnmerge))
+	s.route("POST /v1/profiles/{ref}/merge", kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleMerge))
+	s.route("POST /v1/profiles/{ref}/identities/detach", kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleDetach))
+	s.route("POST /v1/match/runs", kith.ScopeProfilesWrite, s.needs(s.cfg.Matcher != nil, "matching is", s.handleMatchRun))
+	s.route("GET /v1/review", kith.ScopeProfilesRead, s.handleReviewList)
+	s.route("GET /v1/review/{id}", kith.ScopeProfilesRead, s.handleReviewGet)
+	s.route("POST /v1/review/{id}", kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleReviewDecide))
+	s.route("GET /v1/identity/rules", kith.ScopeProfilesRead, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.rules.Load())
-	}))
-	s.mux.HandleFunc("PUT /v1/identity/rules", s.admin(kith.ScopeAll, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleSetRules)))
+	})
+	s.route("PUT /v1/identity/rules", kith.ScopeAdmin, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleSetRules))
 
-	s.mux.HandleFunc("POST /v1/insights/runs", s.admin(kith.ScopeInsightsWrite, s.needs(s.cfg.Insights != nil, "insights are", s.handleStartRun)))
-	s.mux.HandleFunc("POST /v1/insights/validations", s.admin(kith.ScopeInsightsWrite, s.needs(s.cfg.Insights != nil, "insights are", s.handleValidate)))
-	s.mux.HandleFunc("GET /v1/insights/runs", s.admin(kith.ScopeInsightsRead, s.handleListRuns))
-	s.mux.HandleFunc("GET /v1/insights/runs/{id}", s.admin(kith.ScopeInsightsRead, s.handleGetRun))
-	s.mux.HandleFunc("GET /v1/insights/runs/{id}/charts/{name}", s.admin(kith.ScopeInsightsRead, s.handleRunChart))
+	s.route("POST /v1/insights/runs", kith.ScopeInsightsWrite, s.needs(s.cfg.Insights != nil, "insights are", s.handleStartRun))
+	s.route("POST /v1/insights/validations", kith.ScopeInsightsWrite, s.needs(s.cfg.Insights != nil, "insights are", s.handleValidate))
+	s.route("GET /v1/insights/runs", kith.ScopeInsightsRead, s.handleListRuns)
+	s.route("GET /v1/insights/runs/{id}", kith.ScopeInsightsRead, s.handleGetRun)
+	s.route("GET /v1/insights/runs/{id}/charts/{name}", kith.ScopeInsightsRead, s.handleRunChart)
 	s.audienceRoutes()
 	s.importRoutes()
 	s.dmpRoutes()
+}
+
+// Route authentication kinds.
+const (
+	// AuthNone: public (health, the API description).
+	AuthNone = "none"
+	// AuthWriteKey: the collection endpoints, for a source's write key.
+	AuthWriteKey = "write_key"
+	// AuthToken: the admin API, for an admin token with Route.Scope.
+	AuthToken = "token"
+)
+
+// Route is one registered endpoint and what it takes to call it.
+type Route struct {
+	Pattern string // "METHOD /path/{param}"
+	Auth    string
+	Scope   string // for AuthToken
+}
+
+// Routes lists every endpoint the server registered, so that tests can
+// prove each refuses what it must.
+func (s *Server) Routes() []Route { return slices.Clone(s.routeList) }
+
+// route registers an admin endpoint: bearer token with scope required.
+func (s *Server) route(pattern, scope string, h http.HandlerFunc) {
+	s.routeList = append(s.routeList, Route{Pattern: pattern, Auth: AuthToken, Scope: scope})
+	s.mux.HandleFunc(pattern, s.admin(scope, h))
 }
 
 // needs answers 404 for an endpoint whose engine this server runs without

@@ -111,3 +111,33 @@ func (db *DB) Secret(ctx context.Context) ([]byte, error) {
 	}
 	return secret, nil
 }
+
+// Tokens implements kith.SourceStore.
+func (db *DB) Tokens(ctx context.Context) ([]kith.Token, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, name, scopes, created_at, hash FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: tokens: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kith.Token, error) {
+		var t kith.Token
+		err := row.Scan(&t.ID, &t.Name, &t.Scopes, &t.CreatedAt, &t.Hash)
+		t.CreatedAt = t.CreatedAt.UTC()
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: tokens: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeToken implements kith.SourceStore.
+func (db *DB) RevokeToken(ctx context.Context, id string) error {
+	tag, err := db.pool.Exec(ctx, `DELETE FROM tokens WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("postgres: revoke token: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return kith.Errorf(kith.ENOTFOUND, "no token %q", id)
+	}
+	return nil
+}

@@ -82,3 +82,36 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (kith.Token, error) 
 	t.CreatedAt = fromMicros(created)
 	return t, nil
 }
+
+// Tokens implements kith.SourceStore.
+func (db *DB) Tokens(ctx context.Context) ([]kith.Token, error) {
+	rows, err := db.logR.QueryContext(ctx, `SELECT id, name, scopes, hash, created_at FROM tokens ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Token
+	for rows.Next() {
+		var t kith.Token
+		var scopes string
+		var created int64
+		if err := rows.Scan(&t.ID, &t.Name, &scopes, &t.Hash, &created); err != nil {
+			return nil, fmt.Errorf("sqlite: tokens: %w", err)
+		}
+		t.Scopes, t.CreatedAt = strings.Fields(scopes), fromMicros(created)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken implements kith.SourceStore.
+func (db *DB) RevokeToken(ctx context.Context, id string) error {
+	res, err := db.logW.ExecContext(ctx, `DELETE FROM tokens WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("sqlite: revoke token: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return kith.Errorf(kith.ENOTFOUND, "no token %q", id)
+	}
+	return nil
+}

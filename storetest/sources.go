@@ -114,6 +114,19 @@ func testTokens(t *testing.T, s kith.Store) {
 	}
 	_, err = s.TokenByHash(ctx, sha("secret-4"))
 	wantCode(t, err, kith.ENOTFOUND, "TokenByHash of an unknown hash")
+
+	list, err := s.Tokens(ctx)
+	noErr(t, err, "Tokens")
+	if len(list) != 3 || list[0].ID != "tok_admin" || list[1].ID != "tok_read" || list[2].ID != "tok_none" {
+		t.Fatalf("Tokens = %+v, want the three, oldest first", list)
+	}
+	noErr(t, s.RevokeToken(ctx, "tok_read"), "RevokeToken")
+	_, err = s.TokenByHash(ctx, sha("secret-2"))
+	wantCode(t, err, kith.ENOTFOUND, "TokenByHash of a revoked token")
+	wantCode(t, s.RevokeToken(ctx, "tok_read"), kith.ENOTFOUND, "RevokeToken twice")
+	if list, _ := s.Tokens(ctx); len(list) != 2 {
+		t.Fatalf("after revoking: %+v", list)
+	}
 }
 
 // testSecret checks that the installation secret is created once, even by

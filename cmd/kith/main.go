@@ -33,7 +33,7 @@ Usage:
   kith source create NAME        create a source and print its write key once
   kith source list
   kith source disable|enable ID
-  kith token create NAME [--scopes '*']
+  kith token create NAME [--scopes '...'] | list | revoke ID
   kith stats                     per-source accounting
   kith profile merges|merge|unmerge REF
                                  merge evidence; join or split profiles (kith profile)
@@ -261,30 +261,48 @@ func runSource(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return fmt.Errorf("usage: kith token create NAME [--scopes '*']")
+	const usage = "usage: kith token create NAME [--scopes 'SCOPE ...'] | list | revoke ID"
+	if len(args) == 0 {
+		return fmt.Errorf(usage)
 	}
-	fs := flag.NewFlagSet("kith token create", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kith token "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
-	scopes := fs.String("scopes", "*", "space-separated scopes: * sources:read sources:write profiles:read stats:read")
+	scopes := fs.String("scopes", "admin", "space-separated scopes: "+strings.Join(kith.Scopes, " "))
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("usage: kith token create NAME [--scopes '*']")
+	switch {
+	case args[0] == "create" && len(pos) == 1:
+		var out struct {
+			ID, Name, Token string
+			Scopes          []string
+		}
+		if err := c.do(ctx, "POST", "/v1/tokens", map[string]any{"name": pos[0], "scopes": strings.Fields(*scopes)}, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "token %s (%s) created with scopes %s\ntoken: %s\nThe token is shown only now; store it safely.\n", out.Name, out.ID, strings.Join(out.Scopes, " "), out.Token)
+		return nil
+	case args[0] == "list" && len(pos) == 0:
+		var out struct{ Data []kith.Token }
+		if err := c.do(ctx, "GET", "/v1/tokens", nil, &out); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tCREATED")
+		for _, t := range out.Data {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Name, strings.Join(t.Scopes, " "), t.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case args[0] == "revoke" && len(pos) == 1:
+		if err := c.do(ctx, "DELETE", "/v1/tokens/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "token %s revoked\n", pos[0])
+		return nil
 	}
-	name := pos[0]
-	var out struct {
-		ID, Name, Token string
-		Scopes          []string
-	}
-	if err := c.do(ctx, "POST", "/v1/tokens", map[string]any{"name": name, "scopes": strings.Fields(*scopes)}, &out); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "token %s (%s) created with scopes %s\ntoken: %s\nThe token is shown only now; store it safely.\n", out.Name, out.ID, strings.Join(out.Scopes, " "), out.Token)
-	return nil
+	return fmt.Errorf(usage)
 }
 
 func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -94,8 +94,33 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`token: kt_[0-9a-f]+`).MatchString(out) {
 		t.Fatalf("token create: %v\n%s", err, out)
 	}
+	secret := regexp.MustCompile(`token: (kt_[0-9a-f]+)`).FindStringSubmatch(out)[1]
+	tokID := regexp.MustCompile(`\((tok_[0-9a-f]+)\)`).FindStringSubmatch(out)[1]
 	if out, err = cli(t, s, "token", "create", "bad", "--scopes", "everything"); err == nil {
 		t.Fatalf("a token with an unknown scope was created:\n%s", out)
+	}
+	if out, err = cli(t, s, "token", "list"); err != nil || !strings.Contains(out, tokID) || !strings.Contains(out, "profiles:read") || strings.Contains(out, secret) {
+		t.Fatalf("token list (no secrets): %v\n%s", err, out)
+	}
+	// The reader can read profiles until it is revoked.
+	reader := func() int {
+		req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/v1/profiles/user_id:nobody", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := reader(); code != http.StatusNotFound {
+		t.Fatalf("reader before revocation: %d", code)
+	}
+	if out, err = cli(t, s, "token", "revoke", tokID); err != nil {
+		t.Fatalf("token revoke: %v\n%s", err, out)
+	}
+	if code := reader(); code != http.StatusUnauthorized {
+		t.Fatalf("reader after revocation: %d, want 401", code)
 	}
 }
 
