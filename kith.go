@@ -626,6 +626,7 @@ type Store interface {
 	DecisionStore
 	AudienceStore
 	DMPStore
+	AuditStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,
@@ -672,4 +673,39 @@ type DMPStore interface {
 	// key and value, in no particular order (matching hashed e-mails
 	// needs every address's digest).
 	ScanIdentifiers(ctx context.Context, typ string, fn func(key IdentKey, value string) error) error
+}
+
+// AuditEntry is one admin action in the append-only audit log: who (the
+// token), when, what (the route), on what (the target, with identifiers
+// replaced by keyed hashes), and how it ended.
+type AuditEntry struct {
+	Seq       int64     `json:"seq"`
+	At        time.Time `json:"at"`
+	TokenID   string    `json:"tokenId"`
+	TokenName string    `json:"tokenName"`
+	// Action is the route, "METHOD /path/{param}".
+	Action string `json:"action"`
+	// Target names what the action was on: the route's parameters
+	// ("ref=p_0000…", "key=loyal_customers").
+	Target string `json:"target,omitempty"`
+	// Status is the HTTP status; Outcome "ok", "denied" (403) or
+	// "failed".
+	Status  int    `json:"status"`
+	Outcome string `json:"outcome"`
+}
+
+// AuditQuery selects audit entries, oldest first.
+type AuditQuery struct {
+	After   int64
+	TokenID string
+	// Action and Target match entries containing them.
+	Action, Target string
+	Limit          int
+}
+
+// AuditStore keeps the audit log. There is no way to change or delete an
+// entry.
+type AuditStore interface {
+	AppendAudit(ctx context.Context, es []AuditEntry) error
+	AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
 }

@@ -102,6 +102,7 @@ func (s *stack) stop() {
 		return
 	}
 	s.srv.Close()
+	s.api.Close()
 	s.commit.Close()
 	s.cancel()
 	<-s.done

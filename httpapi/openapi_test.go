@@ -36,6 +36,7 @@ var openapiRoutes = []struct{ method, path string }{
 	{"POST", "/v1/tokens"},
 	{"GET", "/v1/tokens"},
 	{"DELETE", "/v1/tokens/{id}"},
+	{"GET", "/v1/audit"},
 	{"GET", "/v1/stats"},
 	{"GET", "/v1/profiles/{ref}"},
 	{"GET", "/v1/profiles/{ref}/traits"},

@@ -121,6 +121,7 @@ type Server struct {
 	rules atomic.Pointer[identity.Rules]
 
 	routeList []Route
+	auditor   *auditor
 
 	// importMu serialises finding-or-creating an import's source, so two
 	// imports naming a new source create it once.
@@ -152,9 +153,14 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 	}
 	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
 	s.rules.Store(cfg.IdentityRules)
+	s.auditor = newAuditor(store, cfg.Logger)
 	s.routes()
 	return s
 }
+
+// Close writes out the audit entries still queued. The server must not
+// serve requests afterwards.
+func (s *Server) Close() { s.auditor.close() }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -183,6 +189,7 @@ func (s *Server) routes() {
 	s.route("PATCH /v1/sources/{id}", kith.ScopeSourcesWrite, s.handleUpdateSource)
 	s.route("POST /v1/tokens", kith.ScopeAdmin, s.handleCreateToken)
 	s.route("GET /v1/tokens", kith.ScopeAdmin, s.handleListTokens)
+	s.route("GET /v1/audit", kith.ScopeAuditRead, s.handleAudit)
 	s.route("DELETE /v1/tokens/{id}", kith.ScopeAdmin, s.handleRevokeToken)
 	s.route("GET /v1/stats", kith.ScopeStatsRead, s.handleStats)
 
@@ -238,7 +245,7 @@ func (s *Server) Routes() []Route { return slices.Clone(s.routeList) }
 // route registers an admin endpoint: bearer token with scope required.
 func (s *Server) route(pattern, scope string, h http.HandlerFunc) {
 	s.routeList = append(s.routeList, Route{Pattern: pattern, Auth: AuthToken, Scope: scope})
-	s.mux.HandleFunc(pattern, s.admin(scope, h))
+	s.mux.HandleFunc(pattern, s.admin(pattern, scope, h))
 }
 
 // needs answers 404 for an endpoint whose engine this server runs without
@@ -263,7 +270,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // admin wraps a handler with bearer-token authentication and a scope check.
-func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
+func (s *Server) admin(pattern, scope string, h http.HandlerFunc) http.HandlerFunc {
+	audited := pattern != "GET /metrics" // scraped every few seconds
 	return func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		secret, ok := strings.CutPrefix(auth, "Bearer ")
@@ -282,9 +290,18 @@ func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 		}
 		if !tok.HasScope(scope) {
 			s.error(w, r, kith.Errorf(kith.EFORBIDDEN, "token %q lacks scope %q", tok.Name, scope))
+			if audited {
+				s.audit(r, tok, pattern, http.StatusForbidden)
+			}
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+		if !audited {
+			h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h(sw, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+		s.audit(r, tok, pattern, sw.status)
 	}
 }
 

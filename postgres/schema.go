@@ -310,6 +310,19 @@ CREATE TABLE dmp_audiences (
 );
 CREATE INDEX dmp_audiences_expiry ON dmp_audiences (expires_at);
 `,
+	// 10: the audit log of admin actions, appended to and never changed.
+	`
+CREATE TABLE audit_log (
+	seq        bigserial PRIMARY KEY,
+	at         timestamptz NOT NULL,
+	token_id   text NOT NULL,
+	token_name text NOT NULL,
+	action     text NOT NULL,
+	target     text NOT NULL,
+	status     integer NOT NULL,
+	outcome    text NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

@@ -381,6 +381,17 @@ var logMigrations = []string{
 		PRIMARY KEY (key, partner, audience)
 	) WITHOUT ROWID;
 	CREATE INDEX dmp_audiences_expiry ON dmp_audiences (expires_at);`,
+	// The audit log of admin actions: appended to, never changed.
+	`CREATE TABLE audit_log (
+		seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+		at         INTEGER NOT NULL,
+		token_id   TEXT    NOT NULL,
+		token_name TEXT    NOT NULL,
+		action     TEXT    NOT NULL,
+		target     TEXT    NOT NULL,
+		status     INTEGER NOT NULL,
+		outcome    TEXT    NOT NULL
+	);`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

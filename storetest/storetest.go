@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"DMPAudiences", testDMPAudiences},
 		{"ScanIdentifiers", testScanIdentifiers},
 		{"ScanPredicted", testScanPredicted},
+		{"AuditLog", testAuditLog},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,8 @@ Usage:
   kith source disable|enable ID
   kith token create NAME [--scopes '...'] | list | revoke ID
   kith stats                     per-source accounting
+  kith audit [--token ID] [--action ROUTE] [--target T]
+                                 the audit log of admin actions
   kith profile merges|merge|unmerge REF
                                  merge evidence; join or split profiles (kith profile)
   kith match                      probabilistic matching: link sure duplicates, queue the rest
@@ -114,6 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImport(ctx, args[1:], stdout, stderr)
 	case "dmp":
 		return runDMP(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

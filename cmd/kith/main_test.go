@@ -122,6 +122,10 @@ func TestCLIAgainstRunningServer(t *testing.T) {
 	if code := reader(); code != http.StatusUnauthorized {
 		t.Fatalf("reader after revocation: %d, want 401", code)
 	}
+	out, err = cli(t, s, "audit", "--action", "/v1/tokens")
+	if err != nil || !strings.Contains(out, "DELETE /v1/tokens/{id}") || !strings.Contains(out, "id="+tokID) || !strings.Contains(out, "ok 204") {
+		t.Fatalf("kith audit: %v\n%s", err, out)
+	}
 }
 
 func TestCLIErrors(t *testing.T) {

@@ -71,6 +71,7 @@ type Server struct {
 	insights  *insights.Runner
 	matcher   *dedupe.Job
 	audiences *audience.Engine
+	api       *httpapi.Server
 	ln        net.Listener
 	http      *http.Server
 	cancel    context.CancelFunc
@@ -281,7 +282,7 @@ func (s *Server) Open(ctx context.Context) error {
 		s.matcher.Schedule(runCtx, s.Config.MatchEvery, time.Minute)
 	}()
 
-	api := httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
+	s.api = httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
 		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
@@ -294,7 +295,7 @@ func (s *Server) Open(ctx context.Context) error {
 	}
 	// ReadTimeout bounds how late a request can be committed after it was
 	// stamped (the dedup rebuild relies on it) and stops slow uploads.
-	s.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Logger.Error("http server stopped", "err", err)
@@ -375,6 +376,9 @@ func (s *Server) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = s.http.Shutdown(ctx)
 			cancel()
+		}
+		if s.api != nil {
+			s.api.Close() // the audit entries still queued
 		}
 		if s.committer != nil {
 			s.committer.Close()

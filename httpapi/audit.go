@@ -1,0 +1,179 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+// auditor writes audit entries in batches on its own goroutine, so an
+// admin request does not wait for the audit log's fsync and a burst of
+// profile reads costs one commit. Entries are never dropped: when the
+// queue is full, requests wait.
+type auditor struct {
+	store kith.AuditStore
+	log   *slog.Logger
+	ch    chan auditMsg
+	done  chan struct{}
+}
+
+// auditMsg is an entry, or (sync != nil) a request to be told once every
+// entry queued before it is stored.
+type auditMsg struct {
+	e    kith.AuditEntry
+	sync chan struct{}
+}
+
+func newAuditor(store kith.AuditStore, log *slog.Logger) *auditor {
+	a := &auditor{store: store, log: log, ch: make(chan auditMsg, 4096), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+func (a *auditor) run() {
+	defer close(a.done)
+	for m := range a.ch {
+		batch := []kith.AuditEntry{}
+		var syncs []chan struct{}
+		add := func(m auditMsg) {
+			if m.sync != nil {
+				syncs = append(syncs, m.sync)
+			} else {
+				batch = append(batch, m.e)
+			}
+		}
+		add(m)
+	drain:
+		for len(batch) < 1000 {
+			select {
+			case m, ok := <-a.ch:
+				if !ok {
+					break drain
+				}
+				add(m)
+			default:
+				break drain
+			}
+		}
+		if len(batch) > 0 {
+			// A failing store is retried: an audit entry is not given up.
+			for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+				err := a.store.AppendAudit(context.Background(), batch)
+				if err == nil {
+					break
+				}
+				a.log.Error("audit log: append failed; retrying", "entries", len(batch), "err", err)
+				time.Sleep(wait)
+			}
+		}
+		for _, c := range syncs {
+			close(c)
+		}
+	}
+}
+
+// sync waits until every entry queued so far is stored.
+func (a *auditor) sync() {
+	c := make(chan struct{})
+	a.ch <- auditMsg{sync: c}
+	<-c
+}
+
+func (a *auditor) close() {
+	close(a.ch)
+	<-a.done
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var routeParam = regexp.MustCompile(`\{([a-z]+)\}`)
+
+// audit queues the entry of one admin request. A profile reference that
+// is an identifier ("email:ada@example.com") is recorded as its type and
+// keyed hash, so the audit log holds no personal data.
+func (s *Server) audit(r *http.Request, tok kith.Token, pattern string, status int) {
+	var target []string
+	for _, m := range routeParam.FindAllStringSubmatch(pattern, -1) {
+		v := r.PathValue(m[1])
+		if m[1] == "ref" {
+			v = s.auditRef(r, v)
+		}
+		target = append(target, m[1]+"="+v)
+	}
+	outcome := "ok"
+	switch {
+	case status == http.StatusForbidden:
+		outcome = "denied"
+	case status >= 400:
+		outcome = "failed"
+	}
+	s.auditor.ch <- auditMsg{e: kith.AuditEntry{At: s.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: pattern,
+		Target: strings.Join(target, " "), Status: status, Outcome: outcome}}
+}
+
+func (s *Server) auditRef(r *http.Request, ref string) string {
+	id, ok := s.rules.Load().ParseRef(ref)
+	if !ok {
+		return ref // a profile id
+	}
+	keyer, err := s.keyer(r)
+	if err != nil {
+		return id.Type + ":?"
+	}
+	k := keyer.Key(id)
+	return id.Type + ":#" + hex.EncodeToString(k[:8])
+}
+
+// handleAudit serves GET /v1/audit?after=&token=&action=&target=&limit=.
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var after int64
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			s.error(w, r, kith.Errorf(kith.EINVALID, "after must be an audit seq"))
+			return
+		}
+	}
+	target := q.Get("target")
+	if strings.HasPrefix(target, "ref=") {
+		target = "ref=" + s.auditRef(r, strings.TrimPrefix(target, "ref="))
+	}
+	s.auditor.sync() // what this server has done so far is visible
+	es, err := s.store.AuditLog(r.Context(), kith.AuditQuery{After: after, TokenID: q.Get("token"), Action: q.Get("action"), Target: target, Limit: limit})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if es == nil {
+		es = []kith.AuditEntry{}
+	}
+	next := ""
+	if len(es) == limit {
+		next = strconv.FormatInt(es[len(es)-1].Seq, 10)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": es, "cursor": cursor{HasMore: next != "", Next: next}})
+}
