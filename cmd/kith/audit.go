@@ -18,7 +18,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("kith audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
-	token := fs.String("token", "", "only this token's actions (a token id)")
+	by := fs.String("by", "", "only the actions of this token (its id)")
 	action := fs.String("action", "", "only actions whose route contains this")
 	target := fs.String("target", "", "only actions on this target (ref=email:ada@example.com, key=loyal_customers, ...)")
 	after := fs.Int64("after", 0, "entries after this seq")
@@ -27,7 +27,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	q := url.Values{"limit": {strconv.Itoa(*limit)}, "after": {strconv.FormatInt(*after, 10)}}
-	for k, v := range map[string]string{"token": *token, "action": *action, "target": *target} {
+	for k, v := range map[string]string{"token": *by, "action": *action, "target": *target} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -35,7 +35,7 @@ Usage:
   kith source disable|enable ID
   kith token create NAME [--scopes '...'] | list | revoke ID
   kith stats                     per-source accounting
-  kith audit [--token ID] [--action ROUTE] [--target T]
+  kith audit [--by TOKEN_ID] [--action ROUTE] [--target T]
                                  the audit log of admin actions
   kith profile merges|merge|unmerge REF
                                  merge evidence; join or split profiles (kith profile)
