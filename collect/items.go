@@ -59,6 +59,28 @@ func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.
 				valid, idx = append(valid, m), append(idx, i)
 			}
 		}
+		if len(valid) == len(msgs) {
+			// Each item is valid alone, but not inside the batch: nested
+			// too deeply for the decoder once wrapped. Such an item is
+			// rejected, so every call makes progress.
+			valid, idx = valid[:0], idx[:0]
+			for i, m := range msgs {
+				if json.Valid([]byte(`{"batch":[` + string(m) + `]}`)) {
+					valid, idx = append(valid, m), append(idx, i)
+				} else {
+					out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the item is nested too deeply"}
+				}
+			}
+			if len(valid) == len(msgs) {
+				for i := range out {
+					out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the batch is not valid JSON"}
+				}
+				if _, err := SubmitItems(ctx, c, sourceID, nil, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs))), meta, lim); err != nil {
+					return nil, err
+				}
+				return out, nil
+			}
+		}
 		sub, err := SubmitItems(ctx, c, sourceID, valid, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs)-len(valid))), meta, lim)
 		if err != nil {
 			return nil, err

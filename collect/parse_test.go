@@ -1,10 +1,13 @@
 package collect
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kithcdp/kith"
 )
 
 func TestHasNUL(t *testing.T) {
@@ -144,3 +147,32 @@ func TestLimitsCountWhatIsStored(t *testing.T) {
 		t.Fatalf("writeKey of a rejected message: %+v", p)
 	}
 }
+
+// An item nested just deep enough to be valid alone but not inside a
+// batch is rejected by itself; the others are stored.
+func TestSubmitItemsDeeplyNested(t *testing.T) {
+	deep := `{"type":"track","event":"x","userId":"u1","properties":{"x":` + strings.Repeat("[", 9997) + strings.Repeat("]", 9997) + `}}`
+	if !json.Valid([]byte(deep)) || json.Valid([]byte(`{"batch":[`+deep+`]}`)) {
+		t.Fatal("the fixture is not at the decoder's depth limit")
+	}
+	var got Submission
+	sub := submitterFunc(func(_ context.Context, s Submission) Outcome {
+		got = s
+		return Outcome{Duplicate: make([]bool, len(s.Messages))}
+	})
+	out, err := SubmitItems(context.Background(), sub, "src", []json.RawMessage{json.RawMessage(deep), json.RawMessage(`{"type":"track","event":"y","userId":"u2"}`)}, nil,
+		Meta{ReceivedAt: time.Now()}, Limits{MaxEventBytes: 1 << 20, MaxRequestBytes: 1 << 20, MaxMessageIDLen: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out[0].Status != ItemRejected || out[0].Reason != kith.ReasonInvalidJSON || out[1].Status != ItemAccepted {
+		t.Fatalf("outcomes %+v", out)
+	}
+	if len(got.Messages) != 1 || got.Rejected[kith.ReasonInvalidJSON] != 1 {
+		t.Fatalf("submitted %d messages, rejected %v", len(got.Messages), got.Rejected)
+	}
+}
+
+type submitterFunc func(context.Context, Submission) Outcome
+
+func (f submitterFunc) Submit(ctx context.Context, s Submission) Outcome { return f(ctx, s) }

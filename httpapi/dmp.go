@@ -124,11 +124,11 @@ func (s *Server) handleSeeds(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	opt := dmp.SeedOptions{Platform: p, MinSize: s.cfg.MinSeedSize, ConsentTrait: q.Get("consent_trait"), DefaultRegion: s.rules.Load().DefaultRegion}
+	opt := dmp.SeedOptions{Platform: p, MinSize: s.cfg.MinSeedSize, DefaultRegion: s.rules.Load().DefaultRegion}
 	if v := q.Get("min_size"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < opt.MinSize {
-			s.error(w, r, kith.Errorf(kith.EINVALID, "min_size must be a whole number of at least the server's minimum, %d", max(opt.MinSize, dmp.DefaultMinSeedSize)))
+			s.error(w, r, kith.Errorf(kith.EINVALID, "min_size must be a whole number of at least the server's minimum, %d", opt.MinSize))
 			return
 		}
 		opt.MinSize = n

@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
@@ -69,15 +70,15 @@ type importSink struct {
 	s   *Server
 	src kith.Source
 	ip  string
-	// failed records a store failure, which an upload reports as such
-	// rather than as a problem with the file.
-	failed *error
+	// failed records a store failure (Sends run concurrently), which an
+	// upload reports as such rather than as a problem with the file.
+	failed *atomic.Pointer[error]
 }
 
 func (k importSink) Send(ctx context.Context, msgs []json.RawMessage, rejected map[string]int64) ([]imports.Outcome, error) {
 	out, err := imports.CommitSink{Committer: k.s.committer, SourceID: k.src.ID, Limits: k.s.cfg.Limits, Now: k.s.cfg.Now, IP: k.ip}.Send(ctx, msgs, rejected)
 	if err != nil && k.failed != nil {
-		*k.failed = err
+		k.failed.CompareAndSwap(nil, &err)
 	}
 	return out, err
 }
@@ -139,6 +140,10 @@ func (s *Server) handleImportBatch(w http.ResponseWriter, r *http.Request) {
 // read as they arrive, so the mapping and source come before the files.
 // The answer is the import's summary and its rejected rows.
 func (s *Server) handleImportUpload(w http.ResponseWriter, r *http.Request) {
+	if s.indexer.Backlog() > s.cfg.MaxBacklog {
+		s.error(w, r, kith.Errorf(kith.EOVERLOADED, "processing is behind by %d events; retry shortly", s.indexer.Backlog()))
+		return
+	}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "send the files as multipart/form-data: %v", err))
@@ -232,10 +237,13 @@ func (s *Server) importPart(r *http.Request, part *multipart.Part, m *imports.Ma
 		used = true
 		return io.NopCloser(part), nil
 	}}
-	var failed error
+	var failed atomic.Pointer[error]
 	run := &imports.Runner{Source: src.Name, Mapping: m, Sink: importSink{s: s, src: src, ip: clientIP(r), failed: &failed},
 		OnReject: func(x imports.Reject) {
 			if len(*rejects) < maxUploadRejects {
+				if len(x.Row) > 1000 {
+					x.Row = x.Row[:1000] + "…"
+				}
 				*rejects = append(*rejects, x)
 			} else {
 				*more = true
@@ -251,8 +259,8 @@ func (s *Server) importPart(r *http.Request, part *multipart.Part, m *imports.Ma
 		total.Reasons[k] += v
 	}
 	if err != nil {
-		if failed != nil {
-			return failed
+		if f := failed.Load(); f != nil {
+			return *f
 		}
 		return kith.Errorf(kith.EINVALID, "%v (rows before the error were imported: %d accepted, %d rejected)", err, total.Accepted, total.Rejected)
 	}

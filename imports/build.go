@@ -40,15 +40,20 @@ func rejectf(reason, format string, args ...any) *reject {
 }
 
 // MessageID derives an imported message's id from the source name, the
-// input's base name and the row key, so that importing the same file again
-// repeats ids the event log deduplicates.
-func MessageID(source, file, key string) string {
+// input's base name, the row key and the rows' text, so that importing the
+// same file again repeats ids the event log deduplicates, while a row that
+// changed in a later export of the same name is imported as new data.
+func MessageID(source, file, key string, rows ...string) string {
 	h := sha256.New()
 	h.Write([]byte(source))
 	h.Write([]byte{0})
 	h.Write([]byte(filepath.Base(file)))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
+	for _, r := range rows {
+		h.Write([]byte{0})
+		h.Write([]byte(r))
+	}
 	return "imp-" + hex.EncodeToString(h.Sum(nil))[:40]
 }
 
@@ -345,9 +350,13 @@ func (b *builder) build(rows []row, key string) (json.RawMessage, *reject) {
 			}
 		}
 	}
+	texts := make([]string, len(rows))
+	for i := range rows {
+		texts[i] = rows[i].raw
+	}
 	msg := map[string]any{
 		"type":      b.m.Type,
-		"messageId": MessageID(b.source, b.file, key),
+		"messageId": MessageID(b.source, b.file, key, texts...),
 	}
 	if b.m.Event != nil {
 		v, ok, rej := b.m.Event.convert(first, b.idx, "event")

@@ -290,8 +290,10 @@ func TestOrderMessage(t *testing.T) {
 	if first["event"] != "Order Completed" || first["type"] != "track" || first["anonymousId"] != "card-LC-400001" {
 		t.Fatalf("order P-10001: %v", first)
 	}
-	if first["messageId"] != MessageID("pos", "orders.csv", "P-10001") {
-		t.Fatalf("messageId %v is not derived from source, file and key", first["messageId"])
+	b, _ := mappings.Example("orders")
+	lines := strings.Split(string(b), "\n")
+	if first["messageId"] != MessageID("pos", "orders.csv", "P-10001", lines[1], lines[2], lines[3]) {
+		t.Fatalf("messageId %v is not derived from source, file, key and rows", first["messageId"])
 	}
 	if ts := first["timestamp"]; ts != "2026-04-01T10:12:00.000000Z" {
 		t.Fatalf("timestamp %v", ts)
@@ -405,6 +407,100 @@ func TestHeaderMustHaveMappedColumns(t *testing.T) {
 	m, _ := ParseMapping([]byte("type: identify\nfields: {userId: id, traits.email: email}\n"))
 	_, err := (&Runner{Source: "s", Mapping: m, Sink: &logSink{log: &memLog{}}}).Run(context.Background(), []Input{in})
 	if err == nil || !strings.Contains(err.Error(), `no column "email"`) {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// The defects found in review, each with the input that showed it.
+func TestImportEdgeCases(t *testing.T) {
+	orders := readyMapping(t, "orders")
+	head := "order_id,ordered_at,channel,store_id,customer_id,email,loyalty_card,currency,product_id,sku,product_name,category,price,quantity\n"
+	line := func(order, product string) string {
+		return order + ",2026-04-01 10:00:00,pos,s1,,,LC-1,EUR," + product + ",SKU,Name,Cat,1.00,1\n"
+	}
+	cases := []struct {
+		name, input                      string
+		m                                *Mapping
+		read, accepted, rejected, stored int64
+		reasons                          map[string]int64
+	}{
+		// A quote error in the first field used to crash the reader.
+		{"bad quote in the first field", "id,email\nu\"2,b@x\nu3,c@x\n", nil, 2, 1, 1, 1, map[string]int64{ReasonMalformedRow: 1}},
+		{"unclosed quote", "id,email\n\"u2,b@x\n", nil, 1, 0, 1, 0, map[string]int64{ReasonMalformedRow: 1}},
+		// A bad row inside an order rejects the whole order instead of
+		// storing it without that line item.
+		{"bad row inside a group", head + line("P-1", "a") + line("P-1", "b") + "P-1,broken\n" + line("P-1", "c") + line("P-2", "a"), orders, 5, 1, 4, 1,
+			map[string]int64{ReasonMalformedRow: 1, ReasonInconsistent: 3}},
+		// A bad row after a group is its own rejection.
+		{"bad row after a group", head + line("P-1", "a") + "P-1,broken\n" + line("P-2", "a"), orders, 3, 2, 1, 2, map[string]int64{ReasonMalformedRow: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.m
+			if m == nil {
+				m, _ = ParseMapping([]byte("type: identify\nkey: [id]\nfields: {userId: id, traits.email: email}\n"))
+			}
+			p := filepath.Join(t.TempDir(), "in.csv")
+			os.WriteFile(p, []byte(tc.input), 0o644)
+			in, _ := FileInput(p)
+			log := &memLog{}
+			sum, err := (&Runner{Source: "s", Mapping: m, Sink: &logSink{log: log}, BatchSize: 1}).Run(context.Background(), []Input{in})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum.Read != tc.read || sum.Accepted != tc.accepted || sum.Rejected != tc.rejected || int64(len(log.stored)) != tc.stored || !reflect.DeepEqual(sum.Reasons, tc.reasons) {
+				t.Fatalf("summary %+v, stored %d", sum, len(log.stored))
+			}
+		})
+	}
+}
+
+// Cancelling an import is an error, not a success with rows missing.
+func TestCancelledImportFails(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "in.csv")
+	var b strings.Builder
+	b.WriteString("id\n")
+	for i := range 6 {
+		fmt.Fprintf(&b, "u%d\n", i)
+	}
+	os.WriteFile(p, []byte(b.String()), 0o644)
+	in, _ := FileInput(p)
+	m, _ := ParseMapping([]byte("type: identify\nkey: [id]\nfields: {userId: id}\n"))
+	for range 20 {
+		ctx, cancel := context.WithCancel(context.Background())
+		sink := &cancelSink{logSink: logSink{log: &memLog{}}, cancel: cancel}
+		sum, err := (&Runner{Source: "s", Mapping: m, Sink: sink, BatchSize: 2, Concurrency: 1, StatePath: filepath.Join(t.TempDir(), "state")}).Run(ctx, []Input{in})
+		if err == nil {
+			t.Fatalf("a cancelled import succeeded: %+v, %d stored", sum, len(sink.log.stored))
+		}
+	}
+}
+
+// cancelSink cancels the import during its first Send.
+type cancelSink struct {
+	logSink
+	cancel context.CancelFunc
+}
+
+func (c *cancelSink) Send(ctx context.Context, msgs []json.RawMessage, rejected map[string]int64) ([]Outcome, error) {
+	c.cancel()
+	return c.logSink.Send(ctx, msgs, rejected)
+}
+
+// Two inputs with the same base name would share message ids.
+func TestSameBaseNameRefused(t *testing.T) {
+	dir := t.TempDir()
+	var ins []Input
+	for _, sub := range []string{"a", "b"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+		p := filepath.Join(dir, sub, "contacts.csv")
+		os.WriteFile(p, []byte("id\nu1\n"), 0o644)
+		in, _ := FileInput(p)
+		ins = append(ins, in)
+	}
+	m, _ := ParseMapping([]byte("type: identify\nkey: [id]\nfields: {userId: id}\n"))
+	_, err := (&Runner{Source: "s", Mapping: m, Sink: &logSink{log: &memLog{}}}).Run(context.Background(), ins)
+	if err == nil || !strings.Contains(err.Error(), "same name") {
 		t.Fatalf("error %v", err)
 	}
 }

@@ -198,12 +198,11 @@ func (c *csvReader) next() (row, error) {
 	for {
 		rec, err := c.r.Read()
 		off := c.r.InputOffset()
-		raw := strings.TrimRight(c.tee.take(c.prev, off), "\r\n")
+		raw := strings.Trim(c.tee.take(c.prev, off), "\r\n")
 		c.prev = off
 		if err == io.EOF {
 			return row{}, io.EOF
 		}
-		line, _ := c.r.FieldPos(0)
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			return row{line: pe.StartLine, raw: raw, bad: &reject{Reason: ReasonMalformedRow, Message: pe.Error()}}, nil
@@ -211,9 +210,11 @@ func (c *csvReader) next() (row, error) {
 		if err != nil {
 			return row{}, err
 		}
-		if len(rec) == 1 && rec[0] == "" {
+		if len(rec) == 0 || len(rec) == 1 && rec[0] == "" {
 			continue // a blank line
 		}
+		// Field positions are known only for a record read without error.
+		line, _ := c.r.FieldPos(0)
 		if len(rec) != len(c.head) {
 			return row{line: line, raw: raw, bad: &reject{Reason: ReasonMalformedRow,
 				Message: fmt.Sprintf("the row has %d fields, the header %d", len(rec), len(c.head))}}, nil

@@ -151,6 +151,7 @@ type batch struct {
 	rejected []Reject
 	lastLine int   // every row up to it is in this or an earlier batch
 	done     int64 // input bytes consumed
+	bytes    int   // size of msgs
 }
 
 // Run imports the inputs in order and returns the summary. An error means
@@ -163,6 +164,14 @@ func (r *Runner) Run(ctx context.Context, inputs []Input) (Summary, error) {
 	}
 	if r.Concurrency <= 0 {
 		r.Concurrency = 4
+	}
+	bases := map[string]string{}
+	for _, in := range inputs {
+		b := filepath.Base(in.Name)
+		if other, dup := bases[b]; dup {
+			return Summary{}, fmt.Errorf("import: %s and %s have the same name, which message ids are derived from; import them into different sources or rename one", other, in.Name)
+		}
+		bases[b] = in.Name
 	}
 	st := r.freshState(inputs)
 	if r.StatePath != "" {
@@ -270,12 +279,14 @@ func (r *Runner) runFile(ctx context.Context, inputs []Input, fi, skip int, rej 
 	}
 	queue := make(chan *inflight, r.Concurrency)
 	slots := make(chan struct{}, r.Concurrency)
+	stopped := false // the dispatcher gave up on batches: cancelled
 	go func() {
 		defer close(queue)
 		for bt := range batches {
 			select {
 			case slots <- struct{}{}: // freed once the batch is accounted for
 			case <-ctx.Done():
+				stopped = true
 				return
 			}
 			f := &inflight{bt: bt, done: make(chan struct{})}
@@ -287,6 +298,7 @@ func (r *Runner) runFile(ctx context.Context, inputs []Input, fi, skip int, rej 
 			case queue <- f:
 			case <-ctx.Done():
 				<-f.done
+				stopped = true
 				return
 			}
 		}
@@ -315,6 +327,10 @@ func (r *Runner) runFile(ctx context.Context, inputs []Input, fi, skip int, rej 
 		<-readErr
 		return failed
 	}
+	if stopped { // set before queue was closed
+		<-readErr
+		return fmt.Errorf("import: %w", context.Cause(ctx))
+	}
 	return <-readErr
 }
 
@@ -324,6 +340,14 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 		cur   = batch{file: fi, name: name}
 		group []row
 		gkey  string
+		// held are rows that could not be used (unreadable, no key)
+		// while a group was open: whether they belonged to it is known
+		// only when the next row comes. They are rejected when the group
+		// is flushed, so a checkpoint never falls inside a group; and if
+		// the group goes on after one, the group is rejected as a whole
+		// rather than stored without that row.
+		held    []Reject
+		tainted bool
 		// seen holds a hash of every key used in this file, so that a key
 		// repeated further down (an order whose rows are not together, a
 		// contact listed twice) is rejected rather than silently merged
@@ -346,29 +370,53 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 		cur = batch{file: fi, name: name, lastLine: cur.lastLine}
 		return nil
 	}
+	full := func() bool {
+		return len(cur.msgs) >= r.BatchSize || cur.bytes >= maxBatchBytes || len(cur.rejected) >= 4*r.BatchSize
+	}
 	flushGroup := func() error {
-		if len(group) == 0 {
-			return nil
-		}
-		rs := group
-		group = nil
-		last := rs[len(rs)-1].line
-		if rs[0].line <= skip {
-			return nil // done before the interruption
-		}
-		h := maphash.String(seed, gkey)
-		if at, dup := seen[h]; dup && at != rs[0].line {
-			rejectRows(rs, rejectf(ReasonDuplicateKey, "the key %q was already used at line %d of this file", gkey, at))
-		} else {
-			seen[h] = rs[0].line
-			if msg, why := b.build(rs, gkey); why != nil {
-				rejectRows(rs, why)
+		rs, hs, taint := group, held, tainted
+		group, held, tainted = nil, nil, false
+		if len(rs) > 0 && rs[0].line > skip {
+			h := maphash.String(seed, gkey)
+			if at, dup := seen[h]; dup && at != rs[0].line {
+				rejectRows(rs, rejectf(ReasonDuplicateKey, "the key %q was already used at line %d of this file", gkey, at))
+			} else if taint {
+				seen[h] = rs[0].line
+				rejectRows(rs, rejectf(ReasonInconsistent, "rows of %s %q are interrupted by a row that could not be read (line %d)", b.m.GroupBy, gkey, hs[0].Line))
 			} else {
-				cur.msgs = append(cur.msgs, pendingMsg{msg: msg, rows: rs})
+				seen[h] = rs[0].line
+				if msg, why := b.build(rs, gkey); why != nil {
+					rejectRows(rs, why)
+				} else {
+					cur.msgs = append(cur.msgs, pendingMsg{msg: msg, rows: rs})
+					cur.bytes += len(msg)
+				}
 			}
 		}
-		cur.lastLine = last
-		if len(cur.msgs) >= r.BatchSize || len(cur.rejected) >= 4*r.BatchSize {
+		if len(rs) > 0 {
+			cur.lastLine = max(cur.lastLine, rs[len(rs)-1].line)
+		}
+		for _, x := range hs {
+			if x.Line > skip {
+				cur.rejected = append(cur.rejected, x)
+			}
+			cur.lastLine = max(cur.lastLine, x.Line)
+		}
+		if full() {
+			return emit()
+		}
+		return nil
+	}
+	unusable := func(x row, why *reject) error {
+		if len(group) > 0 && b.m.GroupBy != "" {
+			held = append(held, Reject{File: name, Line: x.line, Reason: why.Reason, Message: why.Message, Row: x.raw})
+			return nil
+		}
+		if x.line > skip {
+			rejectRows([]row{x}, why)
+		}
+		cur.lastLine = max(cur.lastLine, x.line)
+		if full() {
 			return emit()
 		}
 		return nil
@@ -382,28 +430,21 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 			return fmt.Errorf("import: reading %s: %w", name, err)
 		}
 		if x.bad != nil {
-			if err := flushGroup(); err != nil {
+			if err := unusable(x, x.bad); err != nil {
 				return err
-			}
-			if x.line > skip {
-				rejectRows([]row{x}, x.bad)
-				cur.lastLine = x.line
 			}
 			continue
 		}
 		key, why := b.key(&x)
 		if why != nil {
-			if err := flushGroup(); err != nil {
+			if err := unusable(x, why); err != nil {
 				return err
-			}
-			if x.line > skip {
-				rejectRows([]row{x}, why)
-				cur.lastLine = x.line
 			}
 			continue
 		}
 		if b.m.GroupBy != "" && len(group) > 0 && key == gkey {
 			group = append(group, x)
+			tainted = tainted || len(held) > 0
 			continue
 		}
 		if err := flushGroup(); err != nil {
@@ -426,6 +467,10 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 	}
 	return nil
 }
+
+// maxBatchBytes bounds the messages of one Send (the admin API takes at
+// most 16 MiB per request).
+const maxBatchBytes = 4 << 20
 
 // deliver sends one batch's messages and the counts of the rows the
 // mapping rejected.
@@ -514,6 +559,10 @@ func openRejects(path string, size int64) (*rejectsFile, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("import: rejects file: %w", err)
+	}
+	if st, err := f.Stat(); err != nil || st.Size() < size {
+		f.Close()
+		return nil, fmt.Errorf("import: the rejects file %s is shorter than when the interrupted import last saved its progress (was it moved or edited?); run again from the beginning (kith import --restart)", path)
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()

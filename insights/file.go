@@ -199,9 +199,17 @@ func recordReader(r *bufio.Reader, whitespace bool) (func() ([]string, int, erro
 	cr.ReuseRecord = false
 	return func() ([]string, int, error) {
 		rec, err := cr.Read()
-		line, _ := cr.FieldPos(0)
+		var pe *csv.ParseError
+		if errors.As(err, &pe) {
+			return nil, pe.StartLine, fmt.Errorf("insights: %w", err)
+		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, line, fmt.Errorf("insights: %w", err)
+			return nil, 0, fmt.Errorf("insights: %w", err)
+		}
+		line := 0
+		if len(rec) > 0 {
+			// Field positions are known only for a record read whole.
+			line, _ = cr.FieldPos(0)
 		}
 		return rec, line, err
 	}, nil

@@ -58,7 +58,6 @@ func runDMP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		platform := fs.String("platform", "", "meta or google")
 		out := fs.String("out", "", "output file (default: KEY-PLATFORM-seeds.csv)")
 		minSize := fs.Int("min-size", 0, "refuse below this many people (at least the server's minimum)")
-		consent := fs.String("consent-trait", "", "trait that must be true (default "+dmp.DefaultConsentTrait+")")
 		if _, err := parseInterspersed(fs, args[1:]); err != nil {
 			return err
 		}
@@ -71,9 +70,6 @@ func runDMP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		q := url.Values{"platform": {*platform}}
 		if *minSize > 0 {
 			q.Set("min_size", fmt.Sprint(*minSize))
-		}
-		if *consent != "" {
-			q.Set("consent_trait", *consent)
 		}
 		return dmpExport(ctx, c, "/v1/audiences/"+url.PathEscape(*key)+"/seeds?"+q.Encode(), *out, stdout)
 	case "show":
