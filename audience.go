@@ -150,4 +150,9 @@ type AudienceStore interface {
 	// any): the change stream and the history. Bulk changes appear as one
 	// change per profile.
 	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]MembershipChange, error)
+	// EraseAudienceHistory removes the profiles from the membership
+	// history, bulk entries included (their seqs stay, naming no one), and
+	// says how many entries named them. The engine first makes them leave
+	// their audiences and drops their states.
+	EraseAudienceHistory(ctx context.Context, ids []string) (int64, error)
 }

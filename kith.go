@@ -129,6 +129,10 @@ const (
 	ReasonEventTooLarge    = "event_too_large"
 	ReasonMessageIDTooLong = "message_id_too_long"
 	ReasonInvalidField     = "invalid_field"
+	// ReasonSuppressed is not a rejection: an event carrying an identifier
+	// of an erased, suppressed person is dropped at ingest and counted in
+	// Counts.Suppressed.
+	ReasonSuppressed = "suppressed"
 )
 
 // Counts is the accounting of one source. Every received event lands in
@@ -139,7 +143,10 @@ type Counts struct {
 	Accepted  int64            `json:"accepted"`
 	Duplicate int64            `json:"duplicate"`
 	Rejected  map[string]int64 `json:"rejected"`
-	Processed int64            `json:"processed"`
+	// Suppressed counts events dropped because they carry an identifier
+	// of an erased person who asked not to be tracked again.
+	Suppressed int64 `json:"suppressed"`
+	Processed  int64 `json:"processed"`
 }
 
 // RejectedTotal sums the rejections over all reasons.
@@ -627,6 +634,7 @@ type Store interface {
 	AudienceStore
 	DMPStore
 	AuditStore
+	PrivacyStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,
@@ -708,4 +716,60 @@ type AuditQuery struct {
 type AuditStore interface {
 	AppendAudit(ctx context.Context, es []AuditEntry) error
 	AuditLog(ctx context.Context, q AuditQuery) ([]AuditEntry, error)
+}
+
+// Erasure statuses.
+const (
+	ErasureAccepted = "accepted"
+	ErasureRunning  = "running"
+	ErasureFinished = "finished"
+	ErasureFailed   = "failed"
+)
+
+// Erasure is a request to erase a person: the whole unified profile an
+// identifier belongs to, with everything derived from it. The identifier
+// itself is not kept: only its type and keyed hash.
+type Erasure struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	IdentType string `json:"identifierType"`
+	// IdentKey is the keyed hash of the identifier (hex in JSON).
+	IdentKey    IdentKey         `json:"-"`
+	Suppress    bool             `json:"suppress"`
+	RequestedBy string           `json:"requestedBy,omitempty"`
+	CreatedAt   time.Time        `json:"createdAt"`
+	StartedAt   time.Time        `json:"startedAt,omitzero"`
+	FinishedAt  time.Time        `json:"finishedAt,omitzero"`
+	Counts      map[string]int64 `json:"counts,omitempty"`
+	Error       string           `json:"error,omitempty"`
+}
+
+// ErasureScope is what erasing one unified profile removes: its member
+// profiles, the identifiers they own and the log positions of their events.
+type ErasureScope struct {
+	Members []string
+	Keys    []IdentKey
+	Seqs    []int64
+}
+
+// PrivacyStore keeps erasure requests and suppressions, and erases.
+type PrivacyStore interface {
+	// SaveErasure creates or updates an erasure request.
+	SaveErasure(ctx context.Context, e Erasure) error
+	// Erasure returns one; ENOTFOUND if absent.
+	Erasure(ctx context.Context, id string) (Erasure, error)
+	// Erasures lists the latest, newest first.
+	Erasures(ctx context.Context, limit int) ([]Erasure, error)
+	// ErasePeople deletes everything the scope names, in every file or
+	// table: the events, the derived rows (profiles, identifiers, merges,
+	// traits, timeline, orders), predicted traits, third-party audiences
+	// of the identifiers, and identity decisions and review items naming
+	// the members. It returns what it deleted, by kind. Audience data is
+	// the audience engine's (EraseAudienceHistory).
+	ErasePeople(ctx context.Context, s ErasureScope) (map[string]int64, error)
+	// AddSuppressions records identifier keys whose later events are
+	// dropped at ingest.
+	AddSuppressions(ctx context.Context, keys []IdentKey, at time.Time) error
+	// Suppressions lists them.
+	Suppressions(ctx context.Context) ([]IdentKey, error)
 }

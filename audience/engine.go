@@ -81,6 +81,7 @@ type Engine struct {
 	queued  int  // events in queue
 	dropped bool // handovers were dropped: read the log
 	replace [][]string
+	erasing []eraseRequest
 	refresh []kith.ProfileInsights
 	reprog  bool
 	wake    chan struct{}
@@ -219,6 +220,64 @@ func (e *Engine) Replaced(members []string) {
 	e.replace = append(e.replace, slices.Clone(members))
 	e.mu.Unlock()
 	e.signal()
+}
+
+type eraseRequest struct {
+	ids  []string
+	done chan eraseResult
+}
+
+type eraseResult struct {
+	n   int64
+	err error
+}
+
+// Erase makes the profiles (an erased person's members) leave their
+// audiences, deletes their states and removes them from the membership
+// history, on the engine's goroutine, and says how many history entries
+// named them.
+func (e *Engine) Erase(ctx context.Context, ids []string) (int64, error) {
+	r := eraseRequest{ids: slices.Clone(ids), done: make(chan eraseResult, 1)}
+	e.mu.Lock()
+	e.erasing = append(e.erasing, r)
+	e.mu.Unlock()
+	e.signal()
+	select {
+	case res := <-r.done:
+		return res.n, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// EraseNow is Erase for an engine driven by Step (never beside Run).
+func (e *Engine) EraseNow(ctx context.Context, ids []string) (int64, error) {
+	w := e.newWork(ctx)
+	if err := w.load(ids); err != nil {
+		return 0, err
+	}
+	now := e.now()
+	for _, id := range ids {
+		if st := w.states[id]; st != nil {
+			for _, k := range sortedKeys(st.Members) {
+				w.changes = append(w.changes, kith.MembershipChange{Audience: k, ProfileID: id, At: now, Cause: "erased"})
+			}
+		}
+		delete(w.states, id)
+		delete(w.touched, id)
+		w.gone[id] = true
+	}
+	if err := w.commit(0); err != nil {
+		return 0, err
+	}
+	if err := e.flush(ctx); err != nil {
+		return 0, err
+	}
+	n, err := e.store.EraseAudienceHistory(ctx, ids)
+	if err != nil {
+		return 0, fmt.Errorf("audience: erase history: %w", err)
+	}
+	return n, nil
 }
 
 // Predicted hands over what an insight run predicted, so audiences on
@@ -386,6 +445,20 @@ func (e *Engine) work(ctx context.Context) (bool, error) {
 		}
 	}
 	e.mu.Lock()
+	if len(e.erasing) > 0 {
+		reqs := e.erasing
+		e.erasing = nil
+		e.mu.Unlock()
+		var ferr error
+		for _, r := range reqs {
+			n, err := e.EraseNow(ctx, r.ids)
+			r.done <- eraseResult{n, err}
+			if err != nil && ferr == nil {
+				ferr = err
+			}
+		}
+		return true, ferr
+	}
 	reprog, replace, refresh := e.reprog, e.replace, e.refresh
 	e.reprog, e.replace, e.refresh = false, nil, nil
 	var h *handover

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kithcdp/kith"
 )
@@ -30,8 +31,15 @@ type Submission struct {
 type Outcome struct {
 	// Duplicate[i] is true when Messages[i] was a duplicate.
 	Duplicate []bool
-	Err       error
+	// Suppressed[i] is true when Messages[i] was dropped by the gate (nil
+	// when none was).
+	Suppressed []bool
+	Err        error
 }
+
+// Gate says whether a message must be dropped at ingest (it carries an
+// identifier of an erased person who asked not to be tracked again).
+type Gate func(m kith.Message) bool
 
 type pending struct {
 	sub  Submission
@@ -44,6 +52,7 @@ type pending struct {
 // share the cost of durability instead of each paying for an fsync.
 type Committer struct {
 	log      Appender
+	gate     atomic.Pointer[Gate]
 	maxBatch int
 	queue    chan pending
 	notify   func([]kith.Message)
@@ -66,9 +75,62 @@ func NewCommitter(log Appender, queueLen, maxBatch int, notify func([]kith.Messa
 	return c
 }
 
+// SetGate installs the suppression gate (nil removes it). It runs in the
+// submitting goroutine, before the group commit.
+func (c *Committer) SetGate(g Gate) {
+	if g == nil {
+		c.gate.Store(nil)
+		return
+	}
+	c.gate.Store(&g)
+}
+
 // Submit queues s for the next group commit and waits until it is durable.
-// It fails fast with ErrOverloaded when the queue is full.
+// It fails fast with ErrOverloaded when the queue is full. Messages the
+// gate drops are counted as suppressed, not stored.
 func (c *Committer) Submit(ctx context.Context, s Submission) Outcome {
+	var suppressed []bool
+	if g := c.gate.Load(); g != nil && len(s.Messages) > 0 {
+		keep := make([]kith.Message, 0, len(s.Messages))
+		n := int64(0)
+		for i, m := range s.Messages {
+			if (*g)(m) {
+				if suppressed == nil {
+					suppressed = make([]bool, len(s.Messages))
+				}
+				suppressed[i] = true
+				n++
+				continue
+			}
+			keep = append(keep, m)
+		}
+		if n > 0 {
+			rej := make(map[string]int64, len(s.Rejected)+1)
+			for k, v := range s.Rejected {
+				rej[k] = v
+			}
+			rej[kith.ReasonSuppressed] += n
+			s.Messages, s.Rejected = keep, rej
+		}
+	}
+	out := c.submit(ctx, s)
+	if suppressed == nil || out.Err != nil {
+		return out
+	}
+	// Report in the caller's positions.
+	full := make([]bool, len(suppressed))
+	k := 0
+	for i := range full {
+		if !suppressed[i] {
+			full[i] = out.Duplicate[k]
+			k++
+		}
+	}
+	out.Duplicate, out.Suppressed = full, suppressed
+	return out
+}
+
+func (c *Committer) submit(ctx context.Context, s Submission) Outcome {
 	c.closeMu.RLock()
 	if c.isClosed {
 		c.closeMu.RUnlock()

@@ -18,6 +18,9 @@ const (
 	ItemAccepted  = "accepted"
 	ItemDuplicate = "duplicate"
 	ItemRejected  = "rejected"
+	// ItemSuppressed: dropped at ingest, the message carries an
+	// identifier of an erased, suppressed person.
+	ItemSuppressed = "suppressed"
 )
 
 // ItemOutcome is what became of one message given to SubmitItems.
@@ -117,9 +120,13 @@ func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.
 		if out[i].Status != "" {
 			continue
 		}
-		out[i].Status = ItemAccepted
-		if res.Duplicate[k] {
+		switch {
+		case res.Suppressed != nil && res.Suppressed[k]:
+			out[i].Status = ItemSuppressed
+		case res.Duplicate[k]:
 			out[i].Status = ItemDuplicate
+		default:
+			out[i].Status = ItemAccepted
 		}
 		k++
 	}

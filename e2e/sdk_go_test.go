@@ -1,17 +1,15 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/kithcdp/kith/storetest"
 	rudder "github.com/rudderlabs/analytics-go/v4"
 	segment "github.com/segmentio/analytics-go/v3"
 )
@@ -245,39 +243,8 @@ func TestPostgres(t *testing.T) {
 	})
 }
 
-// createDatabase creates a database with a random name on the PostgreSQL
-// server of base, registers its removal at cleanup (after any server using
-// it has been stopped, because cleanups run last-registered first), and
-// returns base with the new database name.
+// createDatabase creates a scratch database dropped at cleanup.
 func createDatabase(t *testing.T, base string) string {
 	t.Helper()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("KITH_TEST_POSTGRES_URL: %v", err)
-	}
-	name := "kith_e2e_" + randomHex(6)
-	ctx := ctxTimeout(t, 30*time.Second)
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connecting to KITH_TEST_POSTGRES_URL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("CREATE DATABASE %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connecting to drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("DROP DATABASE %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return strings.TrimSpace(u.String())
+	return storetest.CreateDatabase(t, strings.TrimSpace(base))
 }

@@ -84,18 +84,24 @@ func (s *Server) handleCollect(endpoint string) http.HandlerFunc {
 			s.errorWith(w, r, kith.Errorf(code, "%s", msg), map[string]any{"success": false, "rejected": rejected})
 			return
 		}
-		dups := 0
-		for _, d := range out.Duplicate {
-			if d {
+		dups, suppressed := 0, 0
+		for i, d := range out.Duplicate {
+			if out.Suppressed != nil && out.Suppressed[i] {
+				suppressed++
+			} else if d {
 				dups++
 			}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{
+		answer := map[string]any{
 			"success":    true,
-			"accepted":   len(p.Messages) - dups,
+			"accepted":   len(p.Messages) - dups - suppressed,
 			"duplicates": dups,
 			"rejected":   rejected,
-		})
+		}
+		if suppressed > 0 {
+			answer["suppressed"] = suppressed
+		}
+		writeJSON(w, http.StatusOK, answer)
 	}
 }
 

@@ -69,6 +69,9 @@ type Config struct {
 	// look-alike seed file exported (dmp.DefaultMinSeedSize if 0).
 	DMPTTL      time.Duration
 	MinSeedSize int
+	// Eraser takes erasure requests; nil leaves POST /v1/privacy/erasures
+	// answering that erasure is not available.
+	Eraser Eraser
 }
 
 // Matcher runs probabilistic matching over the profiles.
@@ -219,6 +222,7 @@ func (s *Server) routes() {
 	s.audienceRoutes()
 	s.importRoutes()
 	s.dmpRoutes()
+	s.privacyRoutes()
 }
 
 // Route authentication kinds.

@@ -20,6 +20,9 @@ const (
 	StatusAccepted  = "accepted"
 	StatusDuplicate = "duplicate"
 	StatusRejected  = "rejected"
+	// StatusSuppressed: dropped, the message names an erased person who
+	// asked not to be tracked again.
+	StatusSuppressed = "suppressed"
 )
 
 // Outcome is what became of one message sent to a Sink.
@@ -513,6 +516,13 @@ func (r *Runner) account(bt batch, outs []Outcome, rej *rejectsFile, sum *Summar
 		case StatusRejected:
 			for _, x := range p.rows {
 				all = append(all, Reject{File: bt.name, Line: x.line, Reason: o.Reason, Message: o.Message, Row: x.raw})
+			}
+		case StatusSuppressed:
+			// The row is about a person who was erased and asked not to
+			// be tracked again: it is dropped, and not repeated in the
+			// rejects file either.
+			for _, x := range p.rows {
+				all = append(all, Reject{File: bt.name, Line: x.line, Reason: "suppressed", Message: "the row names a person who was erased and suppressed; it is not imported"})
 			}
 		default:
 			return fmt.Errorf("import: unknown outcome %q", o.Status)

@@ -214,7 +214,7 @@ func (r *IDReader) Next() bool {
 func ExpandBulk(out []kith.MembershipChange, first kith.MembershipChange, ids []byte, after int64, limit int) ([]kith.MembershipChange, error) {
 	r := NewIDReader(ids)
 	for seq := first.Seq; len(out) < limit && r.Next(); seq++ {
-		if seq > after {
+		if seq > after && len(r.ID()) > 0 { // an erased profile's seq names no one
 			c := first
 			c.Seq, c.ProfileID = seq, string(r.ID())
 			out = append(out, c)
@@ -239,4 +239,27 @@ func FindInBulk(ids []byte, first int64, profile string) (int64, error) {
 		return 0, fmt.Errorf("bulk change at seq %d: %w", first, r.Err())
 	}
 	return 0, nil
+}
+
+// EraseFromBulk rewrites a bulk history row's ids with the erased profiles
+// replaced by empty ids, so the other profiles keep their seqs, and says
+// how many it replaced.
+func EraseFromBulk(ids []byte, erased map[string]bool) ([]byte, int, error) {
+	var all []string
+	n := 0
+	r := NewIDReader(ids)
+	for r.Next() {
+		id := string(r.ID())
+		if erased[id] {
+			id, n = "", n+1
+		}
+		all = append(all, id)
+	}
+	if r.Err() != nil {
+		return nil, 0, r.Err()
+	}
+	if n == 0 {
+		return ids, 0, nil
+	}
+	return EncodeIDs(all), n, nil
 }

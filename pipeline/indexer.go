@@ -53,6 +53,8 @@ type Store interface {
 	Links(ctx context.Context) ([]kith.Link, error)
 	SaveDetachment(ctx context.Context, d kith.Detachment) error
 	Detachments(ctx context.Context) ([]kith.Detachment, error)
+	// For erasure (see erase.go).
+	ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]int64, error)
 }
 
 // Indexer applies the log to the derived state. Run it in one goroutine.

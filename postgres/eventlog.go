@@ -309,6 +309,8 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 			c.Duplicate = v
 		case counterProcessed:
 			c.Processed = v
+		case counterRejected + kith.ReasonSuppressed:
+			c.Suppressed = v
 		default:
 			reason, ok := strings.CutPrefix(name, counterRejected)
 			if !ok {

@@ -323,6 +323,19 @@ CREATE TABLE audit_log (
 	outcome    text NOT NULL
 );
 `,
+	// 11: erasure requests (identifier type and keyed hash only) and the
+	// keyed hashes of suppressed identifiers.
+	`
+CREATE TABLE erasures (
+	id         text PRIMARY KEY,
+	created_at timestamptz NOT NULL,
+	body       jsonb NOT NULL
+);
+CREATE TABLE suppressions (
+	key bytea PRIMARY KEY,
+	at  timestamptz NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

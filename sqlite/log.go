@@ -412,6 +412,8 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 			c.Accepted = v
 		case name == "duplicate":
 			c.Duplicate = v
+		case name == "rejected:"+kith.ReasonSuppressed:
+			c.Suppressed = v
 		case strings.HasPrefix(name, "rejected:"):
 			c.Rejected[strings.TrimPrefix(name, "rejected:")] = v
 		}

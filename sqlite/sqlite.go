@@ -392,6 +392,17 @@ var logMigrations = []string{
 		status     INTEGER NOT NULL,
 		outcome    TEXT    NOT NULL
 	);`,
+	// Erasure requests (identifier type and keyed hash only) and the keyed
+	// hashes of suppressed identifiers.
+	`CREATE TABLE erasures (
+		id         TEXT PRIMARY KEY,
+		created_at INTEGER NOT NULL,
+		body       BLOB    NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE suppressions (
+		key BLOB PRIMARY KEY,
+		at  INTEGER NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

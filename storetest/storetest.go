@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"ScanIdentifiers", testScanIdentifiers},
 		{"ScanPredicted", testScanPredicted},
 		{"AuditLog", testAuditLog},
+		{"Privacy", testPrivacy},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

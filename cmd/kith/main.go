@@ -35,6 +35,9 @@ Usage:
   kith source disable|enable ID
   kith token create NAME [--scopes '...'] | list | revoke ID
   kith stats                     per-source accounting
+  kith privacy erase|status|list|export
+                                 erasure with suppression, data-subject export (kith privacy)
+  kith compact --data DIR        (server stopped) purge erased data from the files
   kith audit [--by TOKEN_ID] [--action ROUTE] [--target T]
                                  the audit log of admin actions
   kith profile merges|merge|unmerge REF
@@ -118,6 +121,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDMP(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return runAudit(ctx, args[1:], stdout, stderr)
+	case "privacy":
+		return runPrivacy(ctx, args[1:], stdout, stderr)
+	case "compact":
+		return runCompact(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -27,6 +27,7 @@ import (
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/postgres"
+	"github.com/kithcdp/kith/privacy"
 	"github.com/kithcdp/kith/sqlite"
 )
 
@@ -71,6 +72,7 @@ type Server struct {
 	insights  *insights.Runner
 	matcher   *dedupe.Job
 	audiences *audience.Engine
+	privacy   *privacy.Service
 	api       *httpapi.Server
 	ln        net.Listener
 	http      *http.Server
@@ -247,6 +249,18 @@ func (s *Server) Open(ctx context.Context) error {
 		matchCfg = *s.Config.Match
 	}
 	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
+	rules := identity.DefaultRules()
+	if s.Config.IdentityRules != nil {
+		rules = s.Config.IdentityRules
+	}
+	s.privacy = &privacy.Service{Store: s.store, Indexer: s.indexer, Engine: s.audiences, Secret: secret,
+		Rules: func() *identity.Rules { return rules }, Logger: s.Logger}
+	if err := s.privacy.Start(runCtx); err != nil {
+		cancel()
+		s.store.Close()
+		return err
+	}
+	s.committer.SetGate(s.privacy.Gate)
 	s.wg.Add(6)
 	go func() {
 		defer s.wg.Done()
@@ -286,7 +300,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
 		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
-		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize,
+		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
@@ -387,6 +401,9 @@ func (s *Server) Close() error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.privacy != nil {
+			s.privacy.Wait()
+		}
 		if s.insights != nil {
 			s.insights.Wait()
 		}

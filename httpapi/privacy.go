@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/hex"
+	"net/http"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/privacy"
+)
+
+// Eraser takes erasure requests (privacy.Service).
+type Eraser interface {
+	Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error)
+}
+
+func (s *Server) privacyRoutes() {
+	available := s.cfg.Eraser != nil
+	s.route("POST /v1/privacy/erasures", kith.ScopePrivacyWrite, s.needs(available, "erasure is", s.handleErase))
+	s.route("GET /v1/privacy/erasures", kith.ScopePrivacyWrite, s.handleListErasures)
+	s.route("GET /v1/privacy/erasures/{id}", kith.ScopePrivacyWrite, s.handleGetErasure)
+	s.route("GET /v1/privacy/profiles/{ref}/export", kith.ScopePrivacyWrite, s.handleExport)
+}
+
+// erasureOut is an erasure as the API shows it.
+type erasureOut struct {
+	kith.Erasure
+	IdentifierKey string `json:"identifierKey"`
+}
+
+func showErasure(e kith.Erasure) erasureOut {
+	return erasureOut{e, hex.EncodeToString(e.IdentKey[:])}
+}
+
+// handleErase serves POST /v1/privacy/erasures {"identifier","suppress"}:
+// 202 with the request's id; the erasure runs in the background.
+func (s *Server) handleErase(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Identifier string `json:"identifier"`
+		Suppress   bool   `json:"suppress"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	e, err := s.cfg.Eraser.Request(r.Context(), req.Identifier, req.Suppress, tokenOf(r).ID)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, showErasure(e))
+}
+
+func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
+	e, err := s.store.Erasure(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, showErasure(e))
+}
+
+func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r, 100)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	list, err := s.store.Erasures(r.Context(), limit)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := make([]erasureOut, len(list))
+	for i, e := range list {
+		out[i] = showErasure(e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+}
+
+// handleExport serves GET /v1/privacy/profiles/{ref}/export: everything
+// held about the person, as one JSON document.
+func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
+	canonical, err := s.resolve(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	secret, err := s.store.Secret(r.Context())
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	var x privacy.Extras
+	if s.cfg.Audiences != nil {
+		if x.Computed, err = s.cfg.Audiences.ComputedTraits(r.Context(), canonical); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if x.Memberships, err = s.cfg.Audiences.ProfileMemberships(r.Context(), canonical); err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
+	doc, err := privacy.Export(r.Context(), s.store, secret, canonical, s.cfg.Now(), x)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="`+canonical+`-export.json"`)
+	writeJSON(w, http.StatusOK, doc)
+}

@@ -1,0 +1,276 @@
+// Package privacy owns what Kith does for the people whose data it holds:
+// erasure of a whole person on request (tracked from accepted to
+// finished, with counts), suppression of an erased person's identifiers at
+// ingest, and the data-subject export of everything held about someone.
+// Erasure reaches every place a person's data lives: the event log, the
+// identity graph and profiles, traits, orders, predicted traits, audience
+// memberships and their history, third-party audiences, identity decisions
+// and review items. What it records about the request itself is the
+// identifier's type and keyed hash, never the identifier.
+package privacy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/pipeline"
+)
+
+// Indexer is the part of the indexer erasure needs.
+type Indexer interface {
+	Erase(ctx context.Context, canonical string) (pipeline.Erased, error)
+	Cursor() int64
+}
+
+// Engine is the part of the audience engine erasure needs.
+type Engine interface {
+	WaitFor(ctx context.Context, seq int64) error
+	Erase(ctx context.Context, ids []string) (int64, error)
+}
+
+// Service runs erasures in the background, one at a time, and keeps the
+// suppression list the collector consults.
+type Service struct {
+	Store   kith.Store
+	Indexer Indexer
+	Engine  Engine // nil when there is no audience engine
+	Secret  []byte
+	// Rules are the identity rules in force (they normalise identifier
+	// references and extract identifiers at ingest).
+	Rules  func() *identity.Rules
+	Now    func() time.Time
+	Logger *slog.Logger
+
+	keyer      identity.Keyer
+	suppressed atomic.Pointer[map[kith.IdentKey]struct{}]
+	wake       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// Start loads the suppression list and resumes erasures that were
+// accepted or running when the server stopped; then it processes new ones
+// until ctx ends.
+func (s *Service) Start(ctx context.Context) error {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	s.keyer = identity.NewKeyer(s.Secret)
+	s.wake = make(chan struct{}, 1)
+	keys, err := s.Store.Suppressions(ctx)
+	if err != nil {
+		return fmt.Errorf("privacy: load suppressions: %w", err)
+	}
+	m := make(map[kith.IdentKey]struct{}, len(keys))
+	for _, k := range keys {
+		m[k] = struct{}{}
+	}
+	s.suppressed.Store(&m)
+	s.wg.Add(1)
+	go s.loop(ctx)
+	s.signal()
+	return nil
+}
+
+// Wait waits for the worker to stop after its context ended.
+func (s *Service) Wait() { s.wg.Wait() }
+
+func (s *Service) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Gate reports whether a message carries a suppressed identifier: the
+// collector drops such messages and counts them as suppressed. It costs
+// nothing while nobody is suppressed.
+func (s *Service) Gate(m kith.Message) bool {
+	sup := s.suppressed.Load()
+	if sup == nil || len(*sup) == 0 {
+		return false
+	}
+	ex, err := s.Rules().Extract(m)
+	if err != nil {
+		return false
+	}
+	for _, id := range ex.Identifiers {
+		if _, ok := (*sup)[s.keyer.Key(id)]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Service) addSuppressed(ctx context.Context, keys []kith.IdentKey) error {
+	if err := s.Store.AddSuppressions(ctx, keys, s.Now()); err != nil {
+		return err
+	}
+	old := s.suppressed.Load()
+	m := make(map[kith.IdentKey]struct{}, len(*old)+len(keys))
+	for k := range *old {
+		m[k] = struct{}{}
+	}
+	for _, k := range keys {
+		m[k] = struct{}{}
+	}
+	s.suppressed.Store(&m)
+	return nil
+}
+
+// Request records an erasure of the person an identifier ("email:ada@…",
+// "user_id:u-42", …) belongs to and starts it in the background.
+func (s *Service) Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error) {
+	id, ok := s.Rules().ParseRef(ref)
+	if !ok {
+		return kith.Erasure{}, kith.Errorf(kith.EINVALID, "identifier must be type:value, e.g. email:ada@example.com")
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	e := kith.Erasure{ID: "era_" + hex.EncodeToString(rnd[:]), Status: kith.ErasureAccepted, IdentType: id.Type,
+		IdentKey: s.keyer.Key(id), Suppress: suppress, RequestedBy: by, CreatedAt: s.Now().UTC().Truncate(time.Microsecond)}
+	if err := s.Store.SaveErasure(ctx, e); err != nil {
+		return kith.Erasure{}, err
+	}
+	s.signal()
+	return e, nil
+}
+
+func (s *Service) loop(ctx context.Context) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		for ctx.Err() == nil {
+			e, ok, err := s.next(ctx)
+			if err != nil {
+				s.Logger.Error("privacy: reading erasure requests", "err", err)
+				break
+			}
+			if !ok {
+				break
+			}
+			s.run(ctx, e)
+		}
+	}
+}
+
+// next returns the oldest erasure not finished.
+func (s *Service) next(ctx context.Context) (kith.Erasure, bool, error) {
+	list, err := s.Store.Erasures(ctx, 1000)
+	if err != nil {
+		return kith.Erasure{}, false, err
+	}
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i].Status == kith.ErasureAccepted || list[i].Status == kith.ErasureRunning {
+			return list[i], true, nil
+		}
+	}
+	return kith.Erasure{}, false, nil
+}
+
+func (s *Service) run(ctx context.Context, e kith.Erasure) {
+	e.Status, e.StartedAt = kith.ErasureRunning, s.Now().UTC()
+	if err := s.Store.SaveErasure(ctx, e); err != nil {
+		s.Logger.Error("privacy: erasure", "id", e.ID, "err", err)
+		return
+	}
+	counts, err := s.erase(ctx, e)
+	e.Counts, e.FinishedAt = counts, s.Now().UTC()
+	e.Status = kith.ErasureFinished
+	if err != nil {
+		if ctx.Err() != nil {
+			return // resumed at the next start
+		}
+		e.Status, e.Error = kith.ErasureFailed, err.Error()
+		s.Logger.Error("privacy: erasure failed", "id", e.ID, "err", err)
+	} else {
+		s.Logger.Info("privacy: erasure finished", "id", e.ID, "events", counts["events"], "profiles", counts["profiles"])
+	}
+	if err := s.Store.SaveErasure(context.WithoutCancel(ctx), e); err != nil {
+		s.Logger.Error("privacy: erasure", "id", e.ID, "err", err)
+	}
+}
+
+// erase does one erasure: suppress first (so the person's new events stop
+// at the door), let the indexer apply everything already accepted (so
+// every event of the person is attributed), then erase the profile, its
+// audience data, and everything else that names it.
+func (s *Service) erase(ctx context.Context, e kith.Erasure) (map[string]int64, error) {
+	counts := map[string]int64{}
+	canonical, keys, err := s.resolve(ctx, e.IdentKey)
+	if err != nil {
+		return counts, err
+	}
+	if e.Suppress {
+		if err := s.addSuppressed(ctx, append(keys, e.IdentKey)); err != nil {
+			return counts, err
+		}
+		counts["suppressed_identifiers"] = int64(len(keys) + 1)
+	}
+	head, err := s.Store.LogHead(ctx)
+	if err != nil {
+		return counts, err
+	}
+	for s.Indexer.Cursor() < head {
+		select {
+		case <-ctx.Done():
+			return counts, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	// What the indexer applied meanwhile may have merged the person into
+	// another profile.
+	if canonical, _, err = s.resolve(ctx, e.IdentKey); err != nil || canonical == "" {
+		return counts, err
+	}
+	res, err := s.Indexer.Erase(ctx, canonical)
+	for k, v := range res.Counts {
+		counts[k] += v
+	}
+	if err != nil {
+		return counts, err
+	}
+	if s.Engine != nil {
+		if err := s.Engine.WaitFor(ctx, s.Indexer.Cursor()); err != nil {
+			return counts, err
+		}
+		n, err := s.Engine.Erase(ctx, res.Scope.Members)
+		counts["audience_history"] = n
+		if err != nil {
+			return counts, err
+		}
+	}
+	return counts, nil
+}
+
+// resolve finds the unified profile an identifier key belongs to and the
+// keys of all its identifiers ("" when no profile has it).
+func (s *Service) resolve(ctx context.Context, key kith.IdentKey) (string, []kith.IdentKey, error) {
+	owners, err := s.Store.LookupIdentifiers(ctx, []kith.IdentKey{key})
+	if err != nil {
+		return "", nil, err
+	}
+	o, ok := owners[key]
+	if !ok {
+		return "", nil, nil
+	}
+	cl, err := s.Store.Cluster(ctx, o.Canonical)
+	if err != nil {
+		return "", nil, err
+	}
+	return o.Canonical, cl.Keys, nil
+}

@@ -1,0 +1,284 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/membership"
+)
+
+// erasureRecord is an Erasure as stored (the key in hex).
+type erasureRecord struct {
+	kith.Erasure
+	Key string `json:"key"`
+}
+
+// SaveErasure implements kith.PrivacyStore, in log.db.
+func (db *DB) SaveErasure(ctx context.Context, e kith.Erasure) error {
+	b, err := json.Marshal(erasureRecord{e, hex.EncodeToString(e.IdentKey[:])})
+	if err != nil {
+		return err
+	}
+	if _, err := db.logW.ExecContext(ctx, `INSERT INTO erasures (id, created_at, body) VALUES ($1,$2,$3)
+		ON CONFLICT (id) DO UPDATE SET body = excluded.body`, e.ID, micros(e.CreatedAt), b); err != nil {
+		return fmt.Errorf("sqlite: save erasure: %w", err)
+	}
+	return nil
+}
+
+func decodeErasure(b []byte) (kith.Erasure, error) {
+	var r erasureRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return kith.Erasure{}, fmt.Errorf("sqlite: decode erasure: %w", err)
+	}
+	k, _ := hex.DecodeString(r.Key)
+	copy(r.IdentKey[:], k)
+	return r.Erasure, nil
+}
+
+// Erasure implements kith.PrivacyStore.
+func (db *DB) Erasure(ctx context.Context, id string) (kith.Erasure, error) {
+	var b []byte
+	err := db.logR.QueryRowContext(ctx, `SELECT body FROM erasures WHERE id = $1`, id).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return kith.Erasure{}, kith.Errorf(kith.ENOTFOUND, "no erasure %q", id)
+	} else if err != nil {
+		return kith.Erasure{}, fmt.Errorf("sqlite: erasure: %w", err)
+	}
+	return decodeErasure(b)
+}
+
+// Erasures implements kith.PrivacyStore.
+func (db *DB) Erasures(ctx context.Context, limit int) ([]kith.Erasure, error) {
+	rows, err := db.logR.QueryContext(ctx, `SELECT body FROM erasures ORDER BY created_at DESC, id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: erasures: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Erasure
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("sqlite: erasures: %w", err)
+		}
+		e, err := decodeErasure(b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// AddSuppressions implements kith.PrivacyStore.
+func (db *DB) AddSuppressions(ctx context.Context, keys []kith.IdentKey, at time.Time) error {
+	tx, err := db.logW.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: add suppressions: %w", err)
+	}
+	defer tx.Rollback()
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO suppressions (key, at) VALUES ($1,$2) ON CONFLICT DO NOTHING`, k[:], micros(at)); err != nil {
+			return fmt.Errorf("sqlite: add suppressions: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: add suppressions: %w", err)
+	}
+	return nil
+}
+
+// Suppressions implements kith.PrivacyStore.
+func (db *DB) Suppressions(ctx context.Context) ([]kith.IdentKey, error) {
+	rows, err := db.logR.QueryContext(ctx, `SELECT key FROM suppressions`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: suppressions: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.IdentKey
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, fmt.Errorf("sqlite: suppressions: %w", err)
+		}
+		var k kith.IdentKey
+		copy(k[:], b)
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// inList returns "$first,...,$(first+n-1)".
+func inList(first, n int) string {
+	ph := make([]string, n)
+	for i := range ph {
+		ph[i] = fmt.Sprintf("$%d", first+i)
+	}
+	return strings.Join(ph, ",")
+}
+
+// execChunked runs query (with one "%s" for an IN list) over args in
+// chunks, adding the rows affected under name.
+func execChunked(ctx context.Context, tx *sql.Tx, counts map[string]int64, name, query string, args []any) error {
+	for len(args) > 0 {
+		n := min(len(args), 500)
+		res, err := tx.ExecContext(ctx, fmt.Sprintf(query, inList(1, n)), args[:n]...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		k, _ := res.RowsAffected()
+		counts[name] += k
+		args = args[n:]
+	}
+	return nil
+}
+
+func anys[T any](xs []T, f func(T) any) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return out
+}
+
+// ErasePeople implements kith.PrivacyStore: one transaction per file,
+// the log first (once its events are gone, nothing can derive the person
+// again), then the derived state, then the predictions. secure_delete
+// zeroes what is deleted; `kith compact` rewrites the files and empties
+// their write-ahead logs.
+func (db *DB) ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]int64, error) {
+	counts := map[string]int64{}
+	members := anys(s.Members, func(m string) any { return m })
+	keys := anys(s.Keys, func(k kith.IdentKey) any { return k[:] })
+	seqs := anys(s.Seqs, func(q int64) any { return q })
+	run := func(w *sql.DB, file string, steps func(tx *sql.Tx) error) error {
+		tx, err := w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite: erase from %s: %w", file, err)
+		}
+		defer tx.Rollback()
+		if err := steps(tx); err != nil {
+			return fmt.Errorf("sqlite: erase from %s: %w", file, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite: erase from %s: %w", file, err)
+		}
+		return nil
+	}
+	err := run(db.logW, "log.db", func(tx *sql.Tx) error {
+		for _, st := range []struct{ name, q string }{
+			{"events", `DELETE FROM events WHERE seq IN (%s)`},
+		} {
+			if err := execChunked(ctx, tx, counts, st.name, st.q, seqs); err != nil {
+				return err
+			}
+		}
+		if err := execChunked(ctx, tx, counts, "third_party_audiences", `DELETE FROM dmp_audiences WHERE key IN (%s)`, keys); err != nil {
+			return err
+		}
+		for _, st := range []struct{ name, q string }{
+			{"decisions", `DELETE FROM links WHERE a IN (%[1]s) OR b IN (%[1]s)`},
+			{"decisions", `DELETE FROM splits WHERE survivor IN (%[1]s) OR absorbed IN (%[1]s)`},
+			{"decisions", `DELETE FROM detachments WHERE profile IN (%[1]s)`},
+			{"review_items", `DELETE FROM review_items WHERE a IN (%[1]s) OR b IN (%[1]s)`},
+		} {
+			if err := execChunked(ctx, tx, counts, st.name, st.q, members); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return counts, err
+	}
+	err = run(db.stateW, "state.db", func(tx *sql.Tx) error {
+		for _, st := range []struct{ name, q string }{
+			{"identifiers", `DELETE FROM identifiers WHERE profile_id IN (%[1]s)`},
+			{"traits", `DELETE FROM traits WHERE profile_id IN (%[1]s)`},
+			{"timeline", `DELETE FROM timeline WHERE profile_id IN (%[1]s)`},
+			{"orders", `DELETE FROM orders WHERE profile_id IN (%[1]s)`},
+			{"merges", `DELETE FROM merges WHERE survivor IN (%[1]s) OR absorbed IN (%[1]s)`},
+			{"profiles", `DELETE FROM profiles WHERE id IN (%[1]s)`},
+		} {
+			if err := execChunked(ctx, tx, counts, st.name, st.q, members); err != nil {
+				return err
+			}
+		}
+		// Identifiers first attached elsewhere but owned by these keys.
+		return execChunked(ctx, tx, counts, "identifiers", `DELETE FROM identifiers WHERE key IN (%s)`, keys)
+	})
+	if err != nil {
+		return counts, err
+	}
+	err = run(db.insW, "insights.db", func(tx *sql.Tx) error {
+		return execChunked(ctx, tx, counts, "predicted_traits", `DELETE FROM profile_insights WHERE profile_id IN (%s)`, members)
+	})
+	return counts, err
+}
+
+// EraseAudienceHistory implements kith.AudienceStore, in audiences.db.
+func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, error) {
+	erased := map[string]bool{}
+	for _, id := range ids {
+		erased[id] = true
+	}
+	tx, err := db.audW.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	defer tx.Rollback()
+	counts := map[string]int64{}
+	if err := execChunked(ctx, tx, counts, "changes", `DELETE FROM changes WHERE profile_id IN (%s)`, anys(ids, func(s string) any { return s })); err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	if err := execChunked(ctx, tx, counts, "profiles", `DELETE FROM profiles WHERE profile_id IN (%s)`, anys(ids, func(s string) any { return s })); err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	n := counts["changes"]
+	rows, err := tx.QueryContext(ctx, `SELECT seq, profile_ids FROM changes WHERE n > 1`)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	type rewrite struct {
+		seq int64
+		ids []byte
+	}
+	var rw []rewrite
+	for rows.Next() {
+		var seq int64
+		var blob []byte
+		if err := rows.Scan(&seq, &blob); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+		}
+		out, k, err := membership.EraseFromBulk(blob, erased)
+		if err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+		}
+		if k > 0 {
+			rw = append(rw, rewrite{seq, out})
+			n += int64(k)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	for _, r := range rw {
+		if _, err := tx.ExecContext(ctx, `UPDATE changes SET profile_ids = $1 WHERE seq = $2`, r.ids, r.seq); err != nil {
+			return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	return n, nil
+}
