@@ -426,6 +426,20 @@ type TimelineEntry struct {
 	Event     string
 }
 
+// Consent is one consent decision about one category (Segment's
+// context.consent.categoryPreferences, on any event, or a `Segment Consent
+// Preference Updated` event; the admin API records one as such an event),
+// kept on the profile the event resolved to, with its history.
+type Consent struct {
+	ProfileID string    `json:"profileId"`
+	Category  string    `json:"category"`
+	Granted   bool      `json:"granted"`
+	At        time.Time `json:"at"`
+	SourceID  string    `json:"sourceId"`
+	MessageID string    `json:"messageId"`
+	Seq       int64     `json:"seq"`
+}
+
 // OrderItem is one product line of an order, as the Segment e-commerce
 // spec's products[] carries it.
 type OrderItem struct {
@@ -527,6 +541,8 @@ type IndexBatch struct {
 	Traits      []TraitUpsert
 	Timeline    []TimelineEntry
 	Orders      []Order
+	// Consents are the consent decisions the events carried.
+	Consents []Consent
 	// Processed counts applied events per source.
 	Processed map[string]int64
 }
@@ -590,6 +606,9 @@ type ProfileStore interface {
 	Identities(ctx context.Context, canonicalID string) ([]Identity, error)
 	Merges(ctx context.Context, canonicalID string) ([]Merge, error)
 	Timeline(ctx context.Context, canonicalID string, q TimelineQuery) ([]TimelineEntry, error)
+	// Consents returns every consent decision of the profile's members,
+	// oldest first (by event time, then log position).
+	Consents(ctx context.Context, canonicalID string) ([]Consent, error)
 
 	// Cluster returns what re-deriving the unified profile needs;
 	// ENOTFOUND if no such profile.

@@ -206,12 +206,6 @@ func (g *generator) identify(t int64, c *client, full bool) {
 		b = appendRFC3339(b, t)
 		b = append(b, '"')
 	}
-	if p.consent {
-		// The shop also keeps the advertising choice as a trait, which
-		// look-alike exports require until consent has a store of its own.
-		b = append(b, `,"advertising_consent":`...)
-		b = appendBool(b, p.adv)
-	}
 	g.arena = append(b, '}')
 	g.end(s, c, p.consent)
 	g.addTruth("user_id", p.userID)

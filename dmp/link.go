@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // MatchStore is what matching third-party audiences needs of the store.
@@ -211,7 +211,7 @@ func (m *Matcher) loadEmails(ctx context.Context) error {
 type SeedStore interface {
 	Members(ctx context.Context, audience, after string, limit int) ([]kith.Member, error)
 	Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error)
-	Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
+	Consents(ctx context.Context, canonicalID string) ([]kith.Consent, error)
 }
 
 // DefaultMinSeedSize is the smallest list exported unless configured
@@ -219,18 +219,15 @@ type SeedStore interface {
 // least 100 matched people for a look-alike source).
 const DefaultMinSeedSize = 100
 
-// DefaultConsentTrait is the trait that must be true for a profile to be
-// exported for advertising.
-const DefaultConsentTrait = "advertising_consent"
+// SeedConsent is the consent category a look-alike seed needs: the
+// people in it are used for advertising.
+const SeedConsent = "Advertising"
 
 // SeedOptions configures an export.
 type SeedOptions struct {
 	Platform Platform
 	// MinSize refuses exports of fewer people (DefaultMinSeedSize if 0).
 	MinSize int
-	// ConsentTrait must be JSON true on a profile for it to be exported
-	// (DefaultConsentTrait if empty).
-	ConsentTrait string
 	// DefaultRegion parses phone numbers written without a country code.
 	DefaultRegion string
 	// Ready, if set, is called with the counts just before the file is
@@ -252,7 +249,8 @@ type SeedSummary struct {
 var ErrTooFew = errors.New("too few people to export")
 
 // ExportSeeds writes the look-alike seed file of an audience: for every
-// member whose consent allows advertising, the hashed, normalised e-mail
+// member whose consent allows advertising (privacy.Allowed, category
+// Advertising), the hashed, normalised e-mail
 // and phone most recently seen, with the platform's headers. The file is
 // built aside first and written to w only if it holds at least MinSize
 // people; otherwise nothing is written and the error wraps ErrTooFew.
@@ -260,9 +258,6 @@ func ExportSeeds(ctx context.Context, st SeedStore, audience string, opt SeedOpt
 	var sum SeedSummary
 	if opt.MinSize <= 0 {
 		opt.MinSize = DefaultMinSeedSize
-	}
-	if opt.ConsentTrait == "" {
-		opt.ConsentTrait = DefaultConsentTrait
 	}
 	tmp, err := os.CreateTemp("", "kith-seeds-*.csv")
 	if err != nil {
@@ -280,7 +275,7 @@ func ExportSeeds(ctx context.Context, st SeedStore, audience string, opt SeedOpt
 		}
 		for _, mem := range ms {
 			sum.Members++
-			ok, err := consented(ctx, st, mem.ProfileID, opt.ConsentTrait)
+			ok, err := privacy.Allows(ctx, st, mem.ProfileID, SeedConsent)
 			if err != nil {
 				return sum, err
 			}
@@ -325,24 +320,6 @@ func ExportSeeds(ctx context.Context, st SeedStore, audience string, opt SeedOpt
 		return sum, fmt.Errorf("dmp: seed export: %w", err)
 	}
 	return sum, nil
-}
-
-// consented reports whether the profile's consent trait is JSON true.
-func consented(ctx context.Context, st SeedStore, profile, trait string) (bool, error) {
-	ts, err := st.Traits(ctx, profile)
-	if err != nil {
-		if kith.ErrorCode(err) == kith.ENOTFOUND {
-			return false, nil
-		}
-		return false, err
-	}
-	for _, t := range ts {
-		if t.Key == trait {
-			var v bool
-			return json.Unmarshal(t.Value, &v) == nil && v, nil
-		}
-	}
-	return false, nil
 }
 
 // latest is the value of the identifier of type typ seen most recently.

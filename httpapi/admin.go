@@ -112,6 +112,9 @@ type Stats struct {
 	Refused map[string]int64 `json:"refused"`
 	// Audiences is the audience engine's progress and real-time lag.
 	Audiences *audience.Status `json:"audiences,omitempty"`
+	// Outputs counts, per output (look_alike_seeds, …), the profiles
+	// delivered and those filtered by consent since the server started.
+	Outputs map[string]OutputStats `json:"outputs"`
 }
 
 func (s *Server) stats(r *http.Request) (Stats, error) {
@@ -123,7 +126,7 @@ func (s *Server) stats(r *http.Request) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st := Stats{Sources: []SourceStats{}, Totals: kith.Counts{Rejected: map[string]int64{}}, Backlog: s.indexer.Backlog(), Refused: map[string]int64{}}
+	st := Stats{Sources: []SourceStats{}, Totals: kith.Counts{Rejected: map[string]int64{}}, Backlog: s.indexer.Backlog(), Refused: map[string]int64{}, Outputs: s.outputs.snapshot()}
 	if s.cfg.Audiences != nil {
 		a := s.cfg.Audiences.Status()
 		st.Audiences = &a
@@ -144,6 +147,7 @@ func (s *Server) stats(r *http.Request) (Stats, error) {
 		st.Totals.Accepted += c.Accepted
 		st.Totals.Duplicate += c.Duplicate
 		st.Totals.Processed += c.Processed
+		st.Totals.Suppressed += c.Suppressed
 		for reason, n := range c.Rejected {
 			st.Totals.Rejected[reason] += n
 		}

@@ -142,6 +142,9 @@ func (s *Server) handleSeeds(w http.ResponseWriter, r *http.Request) {
 		h.Set("X-Kith-No-Contact", strconv.FormatInt(sum.NoContact, 10))
 	}
 	sum, err := dmp.ExportSeeds(r.Context(), s.store, key, opt, out)
+	if err == nil {
+		s.outputs.add("look_alike_seeds", sum.Exported, sum.FilteredByConsent)
+	}
 	if errors.Is(err, dmp.ErrTooFew) {
 		s.errorWith(w, r, kith.Errorf(kith.ECONFLICT, "%v", err), map[string]any{"summary": sum})
 		return

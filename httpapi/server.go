@@ -125,6 +125,7 @@ type Server struct {
 
 	routeList []Route
 	auditor   *auditor
+	outputs   outputCounts
 
 	// importMu serialises finding-or-creating an import's source, so two
 	// imports naming a new source create it once.
@@ -223,6 +224,7 @@ func (s *Server) routes() {
 	s.importRoutes()
 	s.dmpRoutes()
 	s.privacyRoutes()
+	s.consentRoutes()
 }
 
 // Route authentication kinds.

@@ -673,6 +673,10 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			b.Traits = append(b.Traits, t)
 		}
 		b.Timeline = append(b.Timeline, kith.TimelineEntry{ProfileID: survivor, Timestamp: m.Timestamp, Seq: m.Seq, Type: m.Type, Event: m.Event})
+		for _, c := range consentOf(m) {
+			c.ProfileID = survivor
+			b.Consents = append(b.Consents, c)
+		}
 		if commerce.IsOrder(m) {
 			o, err := commerce.ParseOrder(m)
 			if err != nil {

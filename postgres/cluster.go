@@ -73,6 +73,7 @@ func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.Index
 			`DELETE FROM traits WHERE profile_id = ANY($1)`,
 			`DELETE FROM timeline WHERE profile_id = ANY($1)`,
 			`DELETE FROM orders WHERE profile_id = ANY($1)`,
+			`DELETE FROM consents WHERE profile_id = ANY($1)`,
 		} {
 			queue("delete", q, members)
 		}

@@ -138,6 +138,7 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]
 			{"traits", `DELETE FROM traits WHERE profile_id = ANY($1)`, members},
 			{"timeline", `DELETE FROM timeline WHERE profile_id = ANY($1)`, members},
 			{"orders", `DELETE FROM orders WHERE profile_id = ANY($1)`, members},
+			{"consents", `DELETE FROM consents WHERE profile_id = ANY($1)`, members},
 			{"merges", `DELETE FROM merges WHERE survivor = ANY($1) OR absorbed = ANY($1)`, members},
 			{"profiles", `DELETE FROM profiles WHERE id = ANY($1)`, members},
 			{"predicted_traits", `DELETE FROM profile_insights WHERE profile_id = ANY($1)`, members},

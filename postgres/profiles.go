@@ -471,5 +471,41 @@ func queueRows(queue func(step, sql string, args ...any), b kith.IndexBatch) err
 			items)
 	}
 
+	if cs := b.Consents; len(cs) > 0 {
+		queue("consents", `
+			INSERT INTO consents (profile_id, seq, category, granted, at, source_id, message_id)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[], $5::timestamptz[], $6::text[], $7::text[])
+			ON CONFLICT DO NOTHING`,
+			column(cs, func(c kith.Consent) string { return c.ProfileID }),
+			column(cs, func(c kith.Consent) int64 { return c.Seq }),
+			column(cs, func(c kith.Consent) string { return c.Category }),
+			column(cs, func(c kith.Consent) bool { return c.Granted }),
+			column(cs, func(c kith.Consent) time.Time { return c.At }),
+			column(cs, func(c kith.Consent) string { return c.SourceID }),
+			column(cs, func(c kith.Consent) string { return c.MessageID }))
+	}
+
 	return nil
+}
+
+// Consents implements kith.ProfileStore.
+func (db *DB) Consents(ctx context.Context, canonicalID string) ([]kith.Consent, error) {
+	if _, err := db.Canonical(ctx, canonicalID); err != nil {
+		return nil, err
+	}
+	rows, err := db.pool.Query(ctx, `SELECT profile_id, seq, category, granted, at, source_id, message_id FROM consents
+		WHERE profile_id = ANY(ARRAY(`+membersSQL+`)) ORDER BY at, seq, category`, canonicalID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: consents: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (kith.Consent, error) {
+		var c kith.Consent
+		err := row.Scan(&c.ProfileID, &c.Seq, &c.Category, &c.Granted, &c.At, &c.SourceID, &c.MessageID)
+		c.At = c.At.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: consents: %w", err)
+	}
+	return out, nil
 }

@@ -336,6 +336,22 @@ CREATE TABLE suppressions (
 	at  timestamptz NOT NULL
 );
 `,
+	// 12: consent decisions the events carried, with their history
+	// (events indexed before this migration are not re-derived: their
+	// decisions appear once a profile is re-derived, by an unmerge or a
+	// rebuild).
+	`
+CREATE TABLE consents (
+	profile_id text COLLATE "C" NOT NULL,
+	seq        bigint NOT NULL,
+	category   text NOT NULL,
+	granted    boolean NOT NULL,
+	at         timestamptz NOT NULL,
+	source_id  text NOT NULL,
+	message_id text NOT NULL,
+	PRIMARY KEY (profile_id, seq, category)
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

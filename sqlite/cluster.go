@@ -81,6 +81,7 @@ func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.Index
 		`DELETE FROM traits WHERE profile_id IN ` + in,
 		`DELETE FROM timeline WHERE profile_id IN ` + in,
 		`DELETE FROM orders WHERE profile_id IN ` + in,
+		`DELETE FROM consents WHERE profile_id IN ` + in,
 	} {
 		if _, err := tx.ExecContext(ctx, q, string(ids)); err != nil {
 			return fmt.Errorf("sqlite: replace cluster: %w", err)

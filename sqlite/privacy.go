@@ -204,6 +204,7 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]
 			{"traits", `DELETE FROM traits WHERE profile_id IN (%[1]s)`},
 			{"timeline", `DELETE FROM timeline WHERE profile_id IN (%[1]s)`},
 			{"orders", `DELETE FROM orders WHERE profile_id IN (%[1]s)`},
+			{"consents", `DELETE FROM consents WHERE profile_id IN (%[1]s)`},
 			{"merges", `DELETE FROM merges WHERE survivor IN (%[1]s) OR absorbed IN (%[1]s)`},
 			{"profiles", `DELETE FROM profiles WHERE id IN (%[1]s)`},
 		} {

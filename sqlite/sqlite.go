@@ -482,6 +482,27 @@ var stateMigrations = []string{
 	DELETE FROM timeline;
 	DELETE FROM processed;
 	DELETE FROM meta WHERE key = 'index_cursor';`,
+	// Consent decisions the events carried, with their history. The
+	// derived state is emptied so the indexer re-derives it from the log
+	// and the decisions of events already indexed get their rows.
+	`CREATE TABLE consents (
+		profile_id TEXT    NOT NULL,
+		seq        INTEGER NOT NULL,
+		category   TEXT    NOT NULL,
+		granted    INTEGER NOT NULL,
+		at         INTEGER NOT NULL,
+		source_id  TEXT    NOT NULL,
+		message_id TEXT    NOT NULL,
+		PRIMARY KEY (profile_id, seq, category)
+	) WITHOUT ROWID;
+	DELETE FROM profiles;
+	DELETE FROM identifiers;
+	DELETE FROM merges;
+	DELETE FROM traits;
+	DELETE FROM timeline;
+	DELETE FROM orders;
+	DELETE FROM processed;
+	DELETE FROM meta WHERE key = 'index_cursor';`,
 }
 
 // insightMigrations build insights.db: run records, and per profile the

@@ -121,7 +121,7 @@ func TestStateMigrationRederives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP TABLE orders`, `PRAGMA user_version = 1`} {
+	for _, q := range []string{`DROP TABLE orders`, `DROP TABLE consents`, `PRAGMA user_version = 1`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}

@@ -494,5 +494,35 @@ func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
 	}); err != nil {
 		return err
 	}
+	if err := exec("consents", `INSERT OR IGNORE INTO consents (profile_id, seq, category, granted, at, source_id, message_id)`, 7, ``, len(b.Consents), func(i int) []any {
+		c := b.Consents[i]
+		return []any{c.ProfileID, c.Seq, c.Category, c.Granted, micros(c.At), c.SourceID, c.MessageID}
+	}); err != nil {
+		return err
+	}
 	return nil
+}
+
+// Consents implements kith.ProfileStore.
+func (db *DB) Consents(ctx context.Context, canonicalID string) ([]kith.Consent, error) {
+	if err := db.exists(ctx, canonicalID); err != nil {
+		return nil, err
+	}
+	rows, err := db.stateR.QueryContext(ctx, `SELECT profile_id, seq, category, granted, at, source_id, message_id FROM consents
+		WHERE profile_id IN (`+memberSet+`) ORDER BY at, seq, category`, canonicalID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: consents: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.Consent
+	for rows.Next() {
+		var c kith.Consent
+		var at int64
+		if err := rows.Scan(&c.ProfileID, &c.Seq, &c.Category, &c.Granted, &at, &c.SourceID, &c.MessageID); err != nil {
+			return nil, fmt.Errorf("sqlite: consents: %w", err)
+		}
+		c.At = fromMicros(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }

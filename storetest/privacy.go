@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/kithcdp/kith"
@@ -67,4 +68,27 @@ func testPrivacy(t *testing.T, s kith.Store) {
 	if _, err := s.Profile(ctx, "pb"); err != nil {
 		t.Fatalf("the other profile: %v", err)
 	}
+}
+
+func testConsents(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	c := func(p, cat string, g bool, m int, seq int64) kith.Consent {
+		return kith.Consent{ProfileID: p, Category: cat, Granted: g, At: at(m), SourceID: "s1", MessageID: fmt.Sprintf("m%d", seq), Seq: seq}
+	}
+	mustApply(t, s, 0, kith.IndexBatch{Cursor: 3, Profiles: profiles("pa", "pb"),
+		Consents: []kith.Consent{c("pa", "Advertising", true, 1, 1), c("pa", "Analytics", true, 1, 1), c("pb", "Advertising", false, 2, 2)}})
+	got, err := s.Consents(ctx, "pa")
+	noErr(t, err, "Consents")
+	if len(got) != 2 || got[0].Category != "Advertising" || !got[0].Granted || !got[0].At.Equal(at(1)) || got[0].MessageID != "m1" || got[0].Seq != 1 {
+		t.Fatalf("Consents(pa) = %+v", got)
+	}
+	// After a merge the profile's history holds both members' decisions,
+	// oldest first.
+	mustApply(t, s, 3, kith.IndexBatch{Cursor: 4, Merges: []kith.Merge{merge("pa", "pb", 4)}})
+	got, _ = s.Consents(ctx, "pa")
+	if len(got) != 3 || got[2].ProfileID != "pb" || got[2].Granted {
+		t.Fatalf("Consents after merge = %+v", got)
+	}
+	_, err = s.Consents(ctx, "nobody")
+	wantCode(t, err, kith.ENOTFOUND, "Consents of an unknown profile")
 }

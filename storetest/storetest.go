@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"ScanPredicted", testScanPredicted},
 		{"AuditLog", testAuditLog},
 		{"Privacy", testPrivacy},
+		{"Consents", testConsents},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

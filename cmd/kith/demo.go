@@ -41,7 +41,7 @@ var demoDefinitions = []struct{ kind, key, text string }{
 	{kith.KindAudience, "coffee_lovers", `count(event "Product Viewed" where properties.category in ["Coffee Machines", "Coffee & Tea"] within 180d) >= 3`},
 	{kith.KindAudience, "newsletter_engaged", `count(event "Email Opened" within 90d) >= 1`},
 	{kith.KindAudience, "at_risk_valuable", `traits.p_alive < 0.5 and traits.clv_365d > 50`},
-	{kith.KindAudience, "advertising_ok", `traits.advertising_consent = true`},
+	{kith.KindAudience, "advertising_ok", `consent "Advertising"`},
 }
 
 // demoMarker records a completed load in the data directory, so running

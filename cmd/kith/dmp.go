@@ -23,7 +23,7 @@ const dmpUsage = `Usage:
       (default: 90 days); ids no profile has are counted, not stored
   kith dmp export --audience KEY --platform meta|google [--out FILE]
       write the audience's look-alike seed file: hashed e-mail and phone
-      of members whose advertising_consent trait is true
+      of members whose consent allows Advertising
   kith dmp show REF
       a profile's unexpired third-party audiences
 `

@@ -26,7 +26,7 @@ func TestDMPLink(t *testing.T) {
 	var items []string
 	for i := range 150 {
 		consent := i < 120
-		items = append(items, fmt.Sprintf(`{"type":"identify","userId":"u%d","anonymousId":"cookie-%d","traits":{"email":"Person%d@Example.com","phone":"+31 6 1000 %04d","advertising_consent":%v}}`,
+		items = append(items, fmt.Sprintf(`{"type":"identify","userId":"u%d","anonymousId":"cookie-%d","traits":{"email":"Person%d@Example.com","phone":"+31 6 1000 %04d"},"context":{"consent":{"categoryPreferences":{"Advertising":%v,"Analytics":true}}}}`,
 			i, i, i, i, consent))
 	}
 	items = append(items, `{"type":"track","event":"App Opened","userId":"u2","context":{"device":{"type":"ios","advertisingId":"6D92078A-8246-4BA4-AE5B-76104861E7DC","adTrackingEnabled":true}}}`)
@@ -126,6 +126,26 @@ func TestDMPLink(t *testing.T) {
 			t.Fatalf("%s: a person without advertising consent was exported", platform)
 		}
 	}
+	// A preference centre withdraws person 7's advertising consent: the
+	// next export leaves them out; the consent history shows both.
+	code, cv := apiJSON(t, s, "PUT", "/v1/profiles/email:person7@example.com/consent", `{"Advertising":false}`)
+	if code != 200 || cv["categories"].(map[string]any)["Advertising"].(map[string]any)["granted"] != false || len(cv["history"].([]any)) != 3 {
+		t.Fatalf("consent change: %d %v", code, cv)
+	}
+	out, err = cli(t, s, "dmp", "export", "--audience", "everyone", "--platform", "meta", "--out", filepath.Join(dir, "after.csv"))
+	if err != nil || !strings.Contains(out, "exported=119 filtered_by_consent=31") {
+		t.Fatalf("export after withdrawal: %v %s", err, out)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "after.csv"))
+	if strings.Contains(string(b), sha("person7@example.com")) {
+		t.Fatal("person 7 was exported after withdrawing consent")
+	}
+	_, st := apiJSON(t, s, "GET", "/v1/stats", "")
+	seeds := st["outputs"].(map[string]any)["look_alike_seeds"].(map[string]any)
+	if seeds["delivered"] != 359.0 || seeds["filteredByConsent"] != 91.0 {
+		t.Fatalf("outputs accounting %v: want 120+120+119 delivered, 30+30+31 filtered", seeds)
+	}
+
 	// Too small: refused, nothing written.
 	path := filepath.Join(dir, "few.csv")
 	out, err = cli(t, s, "dmp", "export", "--audience", "few", "--platform", "meta", "--out", path)
