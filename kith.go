@@ -654,6 +654,7 @@ type Store interface {
 	DMPStore
 	AuditStore
 	PrivacyStore
+	RetentionStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,
@@ -791,4 +792,15 @@ type PrivacyStore interface {
 	AddSuppressions(ctx context.Context, keys []IdentKey, at time.Time) error
 	// Suppressions lists them.
 	Suppressions(ctx context.Context) ([]IdentKey, error)
+}
+
+// RetentionStore is what the retention sweeper needs beyond reads.
+type RetentionStore interface {
+	// ProfileIDs lists canonical profile ids after after, in id order.
+	ProfileIDs(ctx context.Context, after string, limit int) ([]string, error)
+	// ExpireEvents deletes the events at seqs from the log together with
+	// the timeline entries, orders and consent decisions derived from
+	// them on the given member profiles, and says how many events it
+	// deleted.
+	ExpireEvents(ctx context.Context, members []string, seqs []int64) (int64, error)
 }

@@ -42,6 +42,8 @@ var openapiRoutes = []struct{ method, path string }{
 	{"GET", "/v1/privacy/erasures/{id}"},
 	{"GET", "/v1/privacy/profiles/{ref}/export"},
 	{"GET", "/v1/profiles/{ref}/consent"},
+	{"GET", "/v1/privacy/retention"},
+	{"POST", "/v1/privacy/retention/sweeps"},
 	{"PUT", "/v1/profiles/{ref}/consent"},
 	{"GET", "/v1/stats"},
 	{"GET", "/v1/profiles/{ref}"},

@@ -9,6 +9,12 @@ import (
 	"github.com/kithcdp/kith/privacy"
 )
 
+// Retention is the retention sweeper (privacy.Sweeper).
+type Retention interface {
+	Sweep(ctx context.Context) (privacy.SweepReport, error)
+	Last() (last, totals privacy.SweepReport)
+}
+
 // Eraser takes erasure requests (privacy.Service).
 type Eraser interface {
 	Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error)
@@ -20,6 +26,18 @@ func (s *Server) privacyRoutes() {
 	s.route("GET /v1/privacy/erasures", kith.ScopePrivacyWrite, s.handleListErasures)
 	s.route("GET /v1/privacy/erasures/{id}", kith.ScopePrivacyWrite, s.handleGetErasure)
 	s.route("GET /v1/privacy/profiles/{ref}/export", kith.ScopePrivacyWrite, s.handleExport)
+	s.route("GET /v1/privacy/retention", kith.ScopePrivacyWrite, s.needs(s.cfg.Retention != nil, "retention is", func(w http.ResponseWriter, r *http.Request) {
+		last, totals := s.cfg.Retention.Last()
+		writeJSON(w, http.StatusOK, map[string]any{"policy": s.cfg.RetentionPolicy, "lastSweep": last, "sinceStart": totals})
+	}))
+	s.route("POST /v1/privacy/retention/sweeps", kith.ScopePrivacyWrite, s.needs(s.cfg.Retention != nil, "retention is", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := s.cfg.Retention.Sweep(r.Context())
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	}))
 }
 
 // erasureOut is an erasure as the API shows it.

@@ -72,6 +72,10 @@ type Config struct {
 	// Eraser takes erasure requests; nil leaves POST /v1/privacy/erasures
 	// answering that erasure is not available.
 	Eraser Eraser
+	// Retention sweeps by RetentionPolicy; nil leaves the retention
+	// endpoints answering that retention is not available.
+	Retention       Retention
+	RetentionPolicy any
 }
 
 // Matcher runs probabilistic matching over the profiles.

@@ -218,3 +218,44 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 	}
 	return n, nil
 }
+
+// ProfileIDs implements kith.RetentionStore.
+func (db *DB) ProfileIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id FROM profiles WHERE id > $1 AND id = canonical_id ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: profile ids: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: profile ids: %w", err)
+	}
+	return out, nil
+}
+
+// ExpireEvents implements kith.RetentionStore, in one transaction.
+func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) (int64, error) {
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM message_ids m USING events e WHERE e.seq = ANY($1) AND m.source_id = e.source_id AND m.message_id = e.message_id`, seqs); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM events WHERE seq = ANY($1)`, seqs)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		for _, table := range []string{"timeline", "orders", "consents"} {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE profile_id = ANY($1) AND seq = ANY($2)`, members, seqs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("postgres: expire events: %w", err)
+	}
+	return n, nil
+}

@@ -221,40 +221,63 @@ func (s *Service) erase(ctx context.Context, e kith.Erasure) (map[string]int64, 
 		}
 		counts["suppressed_identifiers"] = int64(len(keys) + 1)
 	}
-	head, err := s.Store.LogHead(ctx)
-	if err != nil {
+	if err := s.caughtUp(ctx); err != nil {
 		return counts, err
-	}
-	for s.Indexer.Cursor() < head {
-		select {
-		case <-ctx.Done():
-			return counts, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
 	}
 	// What the indexer applied meanwhile may have merged the person into
 	// another profile.
 	if canonical, _, err = s.resolve(ctx, e.IdentKey); err != nil || canonical == "" {
 		return counts, err
 	}
+	return counts, s.eraseProfile(ctx, canonical, counts)
+}
+
+// caughtUp waits until the indexer has applied every event accepted so
+// far, so every event of a person is attributed to their profile.
+func (s *Service) caughtUp(ctx context.Context) error {
+	head, err := s.Store.LogHead(ctx)
+	if err != nil {
+		return err
+	}
+	for s.Indexer.Cursor() < head {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// EraseProfile erases a unified profile and everything derived from it
+// (as an erasure request does, without one: retention's inactivity
+// expiry), adding what it removed to counts.
+func (s *Service) EraseProfile(ctx context.Context, canonical string, counts map[string]int64) error {
+	if err := s.caughtUp(ctx); err != nil {
+		return err
+	}
+	return s.eraseProfile(ctx, canonical, counts)
+}
+
+func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map[string]int64) error {
 	res, err := s.Indexer.Erase(ctx, canonical)
 	for k, v := range res.Counts {
 		counts[k] += v
 	}
 	if err != nil {
-		return counts, err
+		return err
 	}
 	if s.Engine != nil {
 		if err := s.Engine.WaitFor(ctx, s.Indexer.Cursor()); err != nil {
-			return counts, err
+			return err
 		}
 		n, err := s.Engine.Erase(ctx, res.Scope.Members)
-		counts["audience_history"] = n
+		counts["audience_history"] += n
 		if err != nil {
-			return counts, err
+			return err
 		}
 	}
-	return counts, nil
+	return nil
 }
 
 // resolve finds the unified profile an identifier key belongs to and the

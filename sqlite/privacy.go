@@ -283,3 +283,60 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 	}
 	return n, nil
 }
+
+// ProfileIDs implements kith.RetentionStore.
+func (db *DB) ProfileIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	rows, err := db.stateR.QueryContext(ctx, `SELECT id FROM profiles WHERE id > $1 AND id = canonical_id ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: profile ids: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: profile ids: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// ExpireEvents implements kith.RetentionStore: the log first, then the
+// derived rows (a crash in between leaves entries naming events that no
+// longer exist, which reads skip, and the next sweep removes).
+func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) (int64, error) {
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	counts := map[string]int64{}
+	args := anys(seqs, func(q int64) any { return q })
+	tx, err := db.logW.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: expire events: %w", err)
+	}
+	defer tx.Rollback()
+	if err := execChunked(ctx, tx, counts, "events", `DELETE FROM events WHERE seq IN (%s)`, args); err != nil {
+		return 0, fmt.Errorf("sqlite: expire events: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: expire events: %w", err)
+	}
+	stx, err := db.stateW.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: expire events: %w", err)
+	}
+	defer stx.Rollback()
+	for _, p := range members {
+		for _, table := range []string{"timeline", "orders", "consents"} {
+			q := `DELETE FROM ` + table + ` WHERE profile_id = '` + strings.ReplaceAll(p, "'", "''") + `' AND seq IN (%s)`
+			if err := execChunked(ctx, stx, counts, table, q, args); err != nil {
+				return 0, fmt.Errorf("sqlite: expire events: %w", err)
+			}
+		}
+	}
+	if err := stx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: expire events: %w", err)
+	}
+	return counts["events"], nil
+}

@@ -58,6 +58,10 @@ type ServeConfig struct {
 	// no expiry; MinSeedSize is the smallest look-alike seed file exported.
 	DMPTTL      time.Duration
 	MinSeedSize int
+	// Retention is the retention policy; RetentionEvery the interval of
+	// its sweeps.
+	Retention      privacy.Policy
+	RetentionEvery time.Duration
 }
 
 // Server is a running Kith: store, group committer, indexer and HTTP API.
@@ -73,6 +77,7 @@ type Server struct {
 	matcher   *dedupe.Job
 	audiences *audience.Engine
 	privacy   *privacy.Service
+	retention *privacy.Sweeper
 	api       *httpapi.Server
 	ln        net.Listener
 	http      *http.Server
@@ -128,6 +133,8 @@ func serveFlags(fs *flag.FlagSet) func() (ServeConfig, error) {
 	rulesFile := fs.String("identity-rules", os.Getenv("KITH_IDENTITY_RULES"), "JSON file of identity rules: identifier types, sources, normalisation, limits, priorities, never-merge, blocked values (env KITH_IDENTITY_RULES); see GET /v1/identity/rules for the defaults")
 	fs.DurationVar(&c.DMPTTL, "dmp-ttl", envDuration("KITH_DMP_TTL", 90*24*time.Hour), "how long third-party (DMP) audiences last when their file gives no expiry (env KITH_DMP_TTL)")
 	fs.IntVar(&c.MinSeedSize, "min-seed-size", envInt("KITH_MIN_SEED_SIZE", 100), "smallest look-alike seed file exported (env KITH_MIN_SEED_SIZE)")
+	retentionFile := fs.String("retention", os.Getenv("KITH_RETENTION"), `JSON file of the retention policy: {"default":"0","sources":{"webshop":"25mo"},"events":{"page":"13mo","Order Completed":"7y"},"profileInactivity":"3y","thirdParty":"90d"} (env KITH_RETENTION); without it nothing expires but third-party audiences`)
+	fs.DurationVar(&c.RetentionEvery, "retention-every", envDuration("KITH_RETENTION_EVERY", time.Hour), "interval of retention sweeps (env KITH_RETENTION_EVERY)")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	return func() (ServeConfig, error) {
 		if *matchFile != "" {
@@ -143,6 +150,16 @@ func serveFlags(fs *flag.FlagSet) func() (ServeConfig, error) {
 				return c, err
 			}
 			c.IdentityRules = r
+		}
+		if *retentionFile != "" {
+			p, err := privacy.LoadPolicy(*retentionFile)
+			if err != nil {
+				return c, err
+			}
+			c.Retention = p
+			if p.ThirdParty > 0 {
+				c.DMPTTL = time.Duration(p.ThirdParty)
+			}
 		}
 		if *rfmRules != "" {
 			b, err := os.ReadFile(*rfmRules)
@@ -261,7 +278,8 @@ func (s *Server) Open(ctx context.Context) error {
 		return err
 	}
 	s.committer.SetGate(s.privacy.Gate)
-	s.wg.Add(6)
+	s.retention = &privacy.Sweeper{Store: s.store, Service: s.privacy, Policy: s.Config.Retention, Logger: s.Logger}
+	s.wg.Add(7)
 	go func() {
 		defer s.wg.Done()
 		// What the indexer applied while the engine was not running is
@@ -295,12 +313,19 @@ func (s *Server) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.matcher.Schedule(runCtx, s.Config.MatchEvery, time.Minute)
 	}()
+	go func() {
+		defer s.wg.Done()
+		if s.Config.RetentionEvery > 0 {
+			s.retention.Run(runCtx, s.Config.RetentionEvery)
+		}
+	}()
 
 	s.api = httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
 		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
+		Retention: s.retention, RetentionPolicy: s.Config.Retention,
 	})
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
