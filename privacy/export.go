@@ -18,23 +18,14 @@ type Document struct {
 	// computed) and the values that lost.
 	Traits     []kith.Trait    `json:"traits"`
 	Identities []kith.Identity `json:"identities"`
-	// Consent is each category's latest decision and its history, from
-	// the events' context.consent and consent changes.
-	Consent             []ConsentEntry          `json:"consent"`
+	// Consent is each category's latest decision and the whole history.
+	Consent             map[string]kith.Consent `json:"consent"`
+	ConsentHistory      []kith.Consent          `json:"consentHistory"`
 	Events              []json.RawMessage       `json:"events"`
 	Audiences           []kith.Member           `json:"audiences"`
 	AudienceHistory     []kith.MembershipChange `json:"audienceHistory"`
 	ThirdPartyAudiences []kith.DMPAudience      `json:"thirdPartyAudiences"`
 	Merges              []kith.Merge            `json:"merges"`
-}
-
-// ConsentEntry is one consent decision found in the person's events.
-type ConsentEntry struct {
-	Category  string    `json:"category"`
-	Granted   bool      `json:"granted"`
-	At        time.Time `json:"at"`
-	SourceID  string    `json:"sourceId"`
-	MessageID string    `json:"messageId"`
 }
 
 // Extras are what the export takes from outside the store: the audience
@@ -89,10 +80,13 @@ func Export(ctx context.Context, st kith.Store, secret []byte, canonical string,
 		}
 		for _, m := range msgs {
 			d.Events = append(d.Events, m.Raw)
-			d.Consent = append(d.Consent, consentOf(m)...)
 		}
 		seqs = seqs[n:]
 	}
+	if d.ConsentHistory, err = st.Consents(ctx, canonical); err != nil {
+		return d, err
+	}
+	d.Consent = Current(d.ConsentHistory)
 	for _, id := range d.Profile.Members {
 		after := int64(0)
 		for {
@@ -123,24 +117,21 @@ func Export(ctx context.Context, st kith.Store, secret []byte, canonical string,
 	if d.Events == nil {
 		d.Events = []json.RawMessage{}
 	}
+	if d.Merges == nil {
+		d.Merges = []kith.Merge{}
+	}
+	if d.AudienceHistory == nil {
+		d.AudienceHistory = []kith.MembershipChange{}
+	}
+	if d.Audiences == nil {
+		d.Audiences = []kith.Member{}
+	}
+	if d.ThirdPartyAudiences == nil {
+		d.ThirdPartyAudiences = []kith.DMPAudience{}
+	}
+	if d.ConsentHistory == nil {
+		d.ConsentHistory = []kith.Consent{}
+	}
 	return d, nil
 }
 
-// consentOf reads context.consent.categoryPreferences of an event.
-func consentOf(m kith.Message) []ConsentEntry {
-	var v struct {
-		Context struct {
-			Consent struct {
-				CategoryPreferences map[string]bool `json:"categoryPreferences"`
-			} `json:"consent"`
-		} `json:"context"`
-	}
-	if json.Unmarshal(m.Raw, &v) != nil {
-		return nil
-	}
-	var out []ConsentEntry
-	for c, g := range v.Context.Consent.CategoryPreferences {
-		out = append(out, ConsentEntry{Category: c, Granted: g, At: m.EventTime(), SourceID: m.SourceID, MessageID: m.MessageID})
-	}
-	return out
-}

@@ -253,3 +253,48 @@ func TestErasureTableScanPostgres(t *testing.T) {
 		t.Fatal("the scan did not find the other person's e-mail either: it proves nothing")
 	}
 }
+
+// TestExportDocument: the data-subject export holds everything: profile,
+// traits with provenance (event and computed), identities, every event,
+// consent and its history, audiences and their history, third-party
+// audiences and merge history.
+func TestExportDocument(t *testing.T) {
+	s := startServer(t)
+	apiJSON(t, s, "POST", "/v1/computed-traits", `{"key":"orders_all","definition":"count(event \"Order Completed\")"}`)
+	c := feedPerson(t, s)
+	code, doc := apiJSON(t, s, "GET", "/v1/privacy/profiles/email:erase.me@example.com/export", "")
+	if code != 200 {
+		t.Fatalf("export: %d %v", code, doc)
+	}
+	if doc["profile"].(map[string]any)["id"] != c {
+		t.Fatalf("profile %v", doc["profile"])
+	}
+	provenances := map[string]bool{}
+	for _, x := range doc["traits"].([]any) {
+		provenances[x.(map[string]any)["provenance"].(string)] = true
+	}
+	types := map[string]bool{}
+	for _, x := range doc["identities"].([]any) {
+		types[x.(map[string]any)["type"].(string)] = true
+	}
+	_, ev := apiJSON(t, s, "GET", "/v1/profiles/"+c+"/events?limit=1000", "")
+	consent := doc["consent"].(map[string]any)
+	for what, ok := range map[string]bool{
+		"event and computed traits":          provenances["event"] && provenances["computed"],
+		"identities of every kind":           types["email"] && types["user_id"] && types["phone"] && types["loyalty_card"] && types["crm_id"] && types["anonymous_id"],
+		"every event":                        len(doc["events"].([]any)) == len(ev["data"].([]any)) && len(doc["events"].([]any)) == 4,
+		"consent":                            consent["Advertising"].(map[string]any)["granted"] == true && len(doc["consentHistory"].([]any)) == 2,
+		"audiences":                          len(doc["audiences"].([]any)) == 1 && len(doc["audienceHistory"].([]any)) == 1,
+		"third-party audiences":              len(doc["thirdPartyAudiences"].([]any)) == 1,
+		"merge history (a list, here empty)": isList(doc["merges"]),
+	} {
+		if !ok {
+			t.Errorf("export lacks %s: %v", what, doc)
+		}
+	}
+}
+
+func isList(v any) bool {
+	_, ok := v.([]any)
+	return ok
+}
