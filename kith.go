@@ -96,12 +96,16 @@ const (
 	ScopePrivacyWrite = "privacy:write"
 	// ScopeAuditRead reads the audit log.
 	ScopeAuditRead = "audit:read"
+	// ScopePIIRead shows traits declared personal (e-mail, phone, name,
+	// address, birthday) in full on the profile API; without it they are
+	// masked.
+	ScopePIIRead = "pii:read"
 )
 
 // Scopes lists every scope a token may be given.
 var Scopes = []string{ScopeAll, ScopeAdmin, ScopeSourcesAdmin, ScopeSourcesRead, ScopeSourcesWrite,
 	ScopeProfilesRead, ScopeProfilesWrite, ScopeStatsRead, ScopeInsightsRead, ScopeInsightsWrite,
-	ScopeDefinitionsWrite, ScopeImportsWrite, ScopePrivacyWrite, ScopeAuditRead}
+	ScopeDefinitionsWrite, ScopeImportsWrite, ScopePrivacyWrite, ScopeAuditRead, ScopePIIRead}
 
 // HasScope reports whether the token grants scope.
 func (t Token) HasScope(scope string) bool {

@@ -75,3 +75,31 @@ func TestAuditLog(t *testing.T) {
 		t.Errorf("target filter: %d entries, want 1", n)
 	}
 }
+
+// TestPIIMasked: traits declared personal, personal identifiers and the
+// personal traits inside events are masked for a token without pii:read.
+func TestPIIMasked(t *testing.T) {
+	s := startStack(t, t.TempDir(), time.Now)
+	s.createSource("web")
+	s.send("identify", `{"userId":"u1","traits":{"email":"ada@example.com","lastName":"Lovelace","plan":"pro"}}`)
+	s.waitProcessed()
+	_, tok := s.admin("POST", "/v1/tokens", map[string]any{"name": "dashboards", "scopes": []string{"profiles:read"}})
+	_, full := s.admin("POST", "/v1/tokens", map[string]any{"name": "crm", "scopes": []string{"profiles:read", "pii:read"}})
+	get := func(token, path string) string {
+		code, out := s.request("GET", path, nil, map[string]string{"Authorization": "Bearer " + token})
+		if code != 200 {
+			t.Fatalf("%s: %d", path, code)
+		}
+		b, _ := json.Marshal(out)
+		return string(b)
+	}
+	for _, path := range []string{"/v1/profiles/user_id:u1/traits?verbose=true", "/v1/profiles/user_id:u1/identities", "/v1/profiles/user_id:u1/events"} {
+		masked, clear := get(tok["token"].(string), path), get(full["token"].(string), path)
+		if strings.Contains(masked, "ada@example.com") || strings.Contains(masked, "Lovelace") || !strings.Contains(masked, "a***@example.com") {
+			t.Errorf("%s without pii:read: %s", path, masked)
+		}
+		if !strings.Contains(clear, "ada@example.com") {
+			t.Errorf("%s with pii:read: %s", path, clear)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // resolve turns {ref} — a profile id or "type:value" — into the canonical
@@ -164,6 +165,9 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 		}
 		traits = append(traits, ct...)
 	}
+	if !tokenOf(r).HasScope(kith.ScopePIIRead) {
+		traits = privacy.MaskTraits(traits)
+	}
 	verbose := r.URL.Query().Get("verbose") == "true"
 	out := make(map[string]any, len(traits))
 	for _, t := range traits {
@@ -260,9 +264,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	mask := !tokenOf(r).HasScope(kith.ScopePIIRead)
 	data := make([]json.RawMessage, len(msgs))
 	for i, m := range msgs {
 		data[i] = m.Raw
+		if mask {
+			data[i] = privacy.MaskEvent(m.Raw)
+		}
 	}
 	p.Data = data
 	writeJSON(w, http.StatusOK, p)

@@ -24,6 +24,7 @@ import (
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // Committer makes submissions durable (collect.Committer).
@@ -96,8 +97,11 @@ type Unmerger interface {
 type tokenKey struct{}
 
 // tokenOf returns the admin token that authenticated r.
-func tokenOf(r *http.Request) kith.Token {
-	t, _ := r.Context().Value(tokenKey{}).(kith.Token)
+func tokenOf(r *http.Request) kith.Token { return tokenIn(r.Context()) }
+
+// tokenIn returns the admin token a request's context carries.
+func tokenIn(ctx context.Context) kith.Token {
+	t, _ := ctx.Value(tokenKey{}).(kith.Token)
 	return t
 }
 
@@ -203,7 +207,13 @@ func (s *Server) routes() {
 
 	s.route("GET /v1/profiles/{ref}", kith.ScopeProfilesRead, s.handleProfile)
 	s.route("GET /v1/profiles/{ref}/traits", kith.ScopeProfilesRead, s.handleTraits)
-	s.route("GET /v1/profiles/{ref}/identities", kith.ScopeProfilesRead, profileList(s, s.store.Identities))
+	s.route("GET /v1/profiles/{ref}/identities", kith.ScopeProfilesRead, profileList(s, func(ctx context.Context, id string) ([]kith.Identity, error) {
+		ids, err := s.store.Identities(ctx, id)
+		if err == nil && !tokenIn(ctx).HasScope(kith.ScopePIIRead) {
+			ids = privacy.MaskIdentities(ids)
+		}
+		return ids, err
+	}))
 	s.route("GET /v1/profiles/{ref}/events", kith.ScopeProfilesRead, s.handleEvents)
 	s.route("GET /v1/profiles/{ref}/merges", kith.ScopeProfilesRead, profileList(s, s.store.Merges))
 

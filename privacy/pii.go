@@ -1,0 +1,129 @@
+package privacy
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/kithcdp/kith"
+)
+
+// PIITraits are the traits declared personal: shown in full only to
+// outputs that need them (a token with the pii:read scope, the
+// data-subject export), masked everywhere else.
+var PIITraits = map[string]bool{
+	"email": true, "phone": true, "name": true, "firstName": true, "lastName": true,
+	"first_name": true, "last_name": true, "address": true, "birthday": true,
+	"dateOfBirth": true, "date_of_birth": true, "street": true, "postalCode": true, "postal_code": true,
+}
+
+// PIIIdentifiers are the identifier types whose values are personal.
+var PIIIdentifiers = map[string]bool{kith.IdentEmail: true, kith.IdentPhone: true}
+
+// MaskString keeps a hint of a value and hides the rest: "ada@example.com"
+// becomes "a***@example.com", "+31612345678" "+3***78", "Lovelace" "L***".
+func MaskString(s string) string {
+	if s == "" {
+		return s
+	}
+	if at := strings.LastIndexByte(s, '@'); at > 0 {
+		return s[:1] + "***" + s[at:]
+	}
+	if len(s) > 6 && (s[0] == '+' || s[0] >= '0' && s[0] <= '9') {
+		return s[:3] + "***" + s[len(s)-2:]
+	}
+	return s[:1] + "***"
+}
+
+// maskJSON masks every string in a JSON value (an address object is
+// masked field by field); numbers and booleans become null.
+func maskJSON(v any) any {
+	switch x := v.(type) {
+	case string:
+		return MaskString(x)
+	case map[string]any:
+		for k, e := range x {
+			x[k] = maskJSON(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = maskJSON(e)
+		}
+		return x
+	case nil:
+		return nil
+	default:
+		return nil
+	}
+}
+
+// MaskValue masks a trait value.
+func MaskValue(v json.RawMessage) json.RawMessage {
+	var x any
+	if json.Unmarshal(v, &x) != nil {
+		return json.RawMessage(`"***"`)
+	}
+	b, _ := json.Marshal(maskJSON(x))
+	return b
+}
+
+// MaskTraits masks the PII traits (and the values that lost to them).
+func MaskTraits(ts []kith.Trait) []kith.Trait {
+	out := make([]kith.Trait, len(ts))
+	for i, t := range ts {
+		if PIITraits[t.Key] {
+			t.Value = MaskValue(t.Value)
+			t.Others = MaskTraits(t.Others)
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// MaskIdentities masks the values of personal identifier types.
+func MaskIdentities(ids []kith.Identity) []kith.Identity {
+	out := make([]kith.Identity, len(ids))
+	for i, id := range ids {
+		if PIIIdentifiers[id.Type] {
+			id.Value = MaskString(id.Value)
+		}
+		out[i] = id
+	}
+	return out
+}
+
+// MaskEvent masks the PII traits an event carries (traits and
+// context.traits) and personal external ids.
+func MaskEvent(raw json.RawMessage) json.RawMessage {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	maskObj := func(o any) {
+		if t, ok := o.(map[string]any); ok {
+			for k, v := range t {
+				if PIITraits[k] {
+					t[k] = maskJSON(v)
+				}
+			}
+		}
+	}
+	maskObj(m["traits"])
+	if ctx, ok := m["context"].(map[string]any); ok {
+		maskObj(ctx["traits"])
+		if ext, ok := ctx["externalIds"].([]any); ok {
+			for _, e := range ext {
+				if x, ok := e.(map[string]any); ok {
+					if typ, _ := x["type"].(string); PIIIdentifiers[typ] {
+						x["id"] = maskJSON(x["id"])
+					}
+				}
+			}
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return raw
+	}
+	return b
+}
