@@ -134,4 +134,3 @@ func Export(ctx context.Context, st kith.Store, secret []byte, canonical string,
 	}
 	return d, nil
 }
-
