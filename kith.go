@@ -11,7 +11,9 @@ package kith
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -213,6 +215,19 @@ const (
 // IdentKey is the opaque key of an identifier: a keyed hash of its type and
 // normalised value, so keys and index prefixes never contain personal data.
 type IdentKey [16]byte
+
+// MarshalText writes the key in hex (where a key is shown or stored as
+// JSON, as an erasure's).
+func (k IdentKey) MarshalText() ([]byte, error) { return []byte(hex.EncodeToString(k[:])), nil }
+
+// UnmarshalText reads a key written by MarshalText.
+func (k *IdentKey) UnmarshalText(b []byte) error {
+	n, err := hex.Decode(k[:], b)
+	if err != nil || n != len(k) {
+		return fmt.Errorf("kith: an identifier key is %d hex bytes", len(k))
+	}
+	return nil
+}
 
 // IdentifierUpsert attaches an identifier to a profile or refreshes when it
 // was last seen. FirstSeen/LastSeen are merged as min/max by the store.
@@ -758,7 +773,7 @@ type Erasure struct {
 	Status    string `json:"status"`
 	IdentType string `json:"identifierType"`
 	// IdentKey is the keyed hash of the identifier (hex in JSON).
-	IdentKey    IdentKey         `json:"-"`
+	IdentKey    IdentKey         `json:"identifierKey"`
 	Suppress    bool             `json:"suppress"`
 	RequestedBy string           `json:"requestedBy,omitempty"`
 	CreatedAt   time.Time        `json:"createdAt"`

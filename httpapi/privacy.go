@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/hex"
 	"net/http"
 
 	"github.com/kithcdp/kith"
@@ -40,16 +39,6 @@ func (s *Server) privacyRoutes() {
 	}))
 }
 
-// erasureOut is an erasure as the API shows it.
-type erasureOut struct {
-	kith.Erasure
-	IdentifierKey string `json:"identifierKey"`
-}
-
-func showErasure(e kith.Erasure) erasureOut {
-	return erasureOut{e, hex.EncodeToString(e.IdentKey[:])}
-}
-
 // handleErase serves POST /v1/privacy/erasures {"identifier","suppress"}:
 // 202 with the request's id; the erasure runs in the background.
 func (s *Server) handleErase(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +55,7 @@ func (s *Server) handleErase(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, showErasure(e))
+	writeJSON(w, http.StatusAccepted, e)
 }
 
 func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
@@ -75,7 +64,7 @@ func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, showErasure(e))
+	writeJSON(w, http.StatusOK, e)
 }
 
 func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
@@ -89,11 +78,10 @@ func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	out := make([]erasureOut, len(list))
-	for i, e := range list {
-		out[i] = showErasure(e)
+	if list == nil {
+		list = []kith.Erasure{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": out})
+	writeJSON(w, http.StatusOK, map[string]any{"data": list})
 }
 
 // handleExport serves GET /v1/privacy/profiles/{ref}/export: everything

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,14 +12,9 @@ import (
 	"github.com/kithcdp/kith/membership"
 )
 
-type erasureRecord struct {
-	kith.Erasure
-	Key string `json:"key"`
-}
-
 // SaveErasure implements kith.PrivacyStore.
 func (db *DB) SaveErasure(ctx context.Context, e kith.Erasure) error {
-	b, err := json.Marshal(erasureRecord{e, hex.EncodeToString(e.IdentKey[:])})
+	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
@@ -32,13 +26,11 @@ func (db *DB) SaveErasure(ctx context.Context, e kith.Erasure) error {
 }
 
 func decodeErasure(b []byte) (kith.Erasure, error) {
-	var r erasureRecord
-	if err := json.Unmarshal(b, &r); err != nil {
+	var e kith.Erasure
+	if err := json.Unmarshal(b, &e); err != nil {
 		return kith.Erasure{}, fmt.Errorf("postgres: decode erasure: %w", err)
 	}
-	k, _ := hex.DecodeString(r.Key)
-	copy(r.IdentKey[:], k)
-	return r.Erasure, nil
+	return e, nil
 }
 
 // Erasure implements kith.PrivacyStore.

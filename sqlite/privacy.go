@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,14 +14,10 @@ import (
 )
 
 // erasureRecord is an Erasure as stored (the key in hex).
-type erasureRecord struct {
-	kith.Erasure
-	Key string `json:"key"`
-}
 
 // SaveErasure implements kith.PrivacyStore, in log.db.
 func (db *DB) SaveErasure(ctx context.Context, e kith.Erasure) error {
-	b, err := json.Marshal(erasureRecord{e, hex.EncodeToString(e.IdentKey[:])})
+	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
@@ -34,13 +29,11 @@ func (db *DB) SaveErasure(ctx context.Context, e kith.Erasure) error {
 }
 
 func decodeErasure(b []byte) (kith.Erasure, error) {
-	var r erasureRecord
-	if err := json.Unmarshal(b, &r); err != nil {
+	var e kith.Erasure
+	if err := json.Unmarshal(b, &e); err != nil {
 		return kith.Erasure{}, fmt.Errorf("sqlite: decode erasure: %w", err)
 	}
-	k, _ := hex.DecodeString(r.Key)
-	copy(r.IdentKey[:], k)
-	return r.Erasure, nil
+	return e, nil
 }
 
 // Erasure implements kith.PrivacyStore.
