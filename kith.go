@@ -818,8 +818,9 @@ type RetentionStore interface {
 	// ProfileIDs lists canonical profile ids after after, in id order.
 	ProfileIDs(ctx context.Context, after string, limit int) ([]string, error)
 	// ExpireEvents deletes the events at seqs from the log together with
-	// the timeline entries, orders and consent decisions derived from
-	// them on the given member profiles, and says how many events it
-	// deleted.
+	// the timeline entries and orders derived from them on the given
+	// member profiles, and says how many events it deleted. Consent
+	// decisions stay (an expired withdrawal must not bring back an older
+	// grant); they go with the profile.
 	ExpireEvents(ctx context.Context, members []string, seqs []int64) (int64, error)
 }

@@ -267,6 +267,7 @@ func (e *Engine) EraseNow(ctx context.Context, ids []string) (int64, error) {
 		delete(w.touched, id)
 		w.gone[id] = true
 	}
+	exits := int64(len(w.changes))
 	if err := w.commit(0); err != nil {
 		return 0, err
 	}
@@ -277,7 +278,9 @@ func (e *Engine) EraseNow(ctx context.Context, ids []string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("audience: erase history: %w", err)
 	}
-	return n, nil
+	// The exits just written are erased too; they are not history the
+	// person had.
+	return n - exits, nil
 }
 
 // Predicted hands over what an insight run predicted, so audiences on
@@ -582,7 +585,9 @@ func (e *Engine) catchUp(ctx context.Context, upto int64) error {
 			return fmt.Errorf("audience: read log: %w", err)
 		}
 		if len(msgs) == 0 {
-			return nil
+			// The rest of the stretch was deleted (erased or expired):
+			// nothing to apply, but the engine is there.
+			return e.applyBatch(ctx, kith.IndexBatch{Cursor: upto}, nil, true)
 		}
 		owners, err := e.resolve(ctx, msgs)
 		if err != nil {
@@ -1035,6 +1040,9 @@ func (e *Engine) rederive(ctx context.Context, groups [][]string) error {
 	canon := map[string]bool{}
 	for _, id := range all {
 		c, err := e.store.Canonical(ctx, id)
+		if kith.ErrorCode(err) == kith.ENOTFOUND {
+			continue // erased since: it only leaves
+		}
 		if err != nil {
 			return fmt.Errorf("audience: canonical of %s: %w", id, err)
 		}

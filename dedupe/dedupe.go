@@ -89,6 +89,7 @@ type Store interface {
 	ReviewItems(ctx context.Context, status string, limit int) ([]kith.ReviewItem, error)
 	AddReviewItems(ctx context.Context, items []kith.ReviewItem) (int, error)
 	SaveInsightRun(ctx context.Context, r kith.InsightRun) error
+	Canonical(ctx context.Context, profileID string) (string, error)
 }
 
 // Linker joins two profiles (pipeline.Indexer).
@@ -250,7 +251,7 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 		}
 	}
 	if len(queue) > 0 {
-		if rep.Queued, err = j.Store.AddReviewItems(ctx, queue); err != nil {
+		if rep.Queued, err = j.addReviewItems(ctx, queue); err != nil {
 			return rep, err
 		}
 	}
@@ -355,7 +356,7 @@ func (j *Job) Incremental(ctx context.Context) (*Report, error) {
 		rep.Profiles++
 	}
 	if len(queue) > 0 {
-		if rep.Queued, err = j.Store.AddReviewItems(ctx, queue); err != nil {
+		if rep.Queued, err = j.addReviewItems(ctx, queue); err != nil {
 			return rep, err
 		}
 	}
@@ -449,4 +450,28 @@ func normaliseDate(s string) string {
 		}
 	}
 	return s
+}
+
+// addReviewItems queues the pairs whose profiles still exist: a person
+// erased while the run compared traits must not come back as review
+// evidence (which holds the compared values).
+func (j *Job) addReviewItems(ctx context.Context, items []kith.ReviewItem) (int, error) {
+	live := items[:0:0]
+	for _, it := range items {
+		ok := true
+		for _, id := range []string{it.A, it.B} {
+			if _, err := j.Store.Canonical(ctx, id); kith.ErrorCode(err) == kith.ENOTFOUND {
+				ok = false
+			} else if err != nil {
+				return 0, err
+			}
+		}
+		if ok {
+			live = append(live, it)
+		}
+	}
+	if len(live) == 0 {
+		return 0, nil
+	}
+	return j.Store.AddReviewItems(ctx, live)
 }

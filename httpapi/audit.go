@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -22,6 +23,9 @@ type auditor struct {
 	log   *slog.Logger
 	ch    chan auditMsg
 	done  chan struct{}
+
+	mu     sync.RWMutex // closed and sends on ch
+	closed bool
 }
 
 // auditMsg is an entry, or (sync != nil) a request to be told once every
@@ -82,12 +86,38 @@ func (a *auditor) run() {
 // sync waits until every entry queued so far is stored.
 func (a *auditor) sync() {
 	c := make(chan struct{})
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return
+	}
 	a.ch <- auditMsg{sync: c}
+	a.mu.RUnlock()
 	<-c
 }
 
+// add queues an entry; after close (a request that outlived the
+// shutdown) it is written directly.
+func (a *auditor) add(e kith.AuditEntry) {
+	a.mu.RLock()
+	if !a.closed {
+		a.ch <- auditMsg{e: e}
+		a.mu.RUnlock()
+		return
+	}
+	a.mu.RUnlock()
+	if err := a.store.AppendAudit(context.Background(), []kith.AuditEntry{e}); err != nil {
+		a.log.Error("audit log: append failed after shutdown", "err", err)
+	}
+}
+
 func (a *auditor) close() {
-	close(a.ch)
+	a.mu.Lock()
+	if !a.closed {
+		a.closed = true
+		close(a.ch)
+	}
+	a.mu.Unlock()
 	<-a.done
 }
 
@@ -126,22 +156,30 @@ func (s *Server) audit(r *http.Request, tok kith.Token, pattern string, status i
 	case status >= 400:
 		outcome = "failed"
 	}
-	s.auditor.ch <- auditMsg{e: kith.AuditEntry{At: s.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: pattern,
-		Target: strings.Join(target, " "), Status: status, Outcome: outcome}}
+	s.auditor.add(kith.AuditEntry{At: s.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: pattern,
+		Target: strings.Join(target, " "), Status: status, Outcome: outcome})
 }
 
 func (s *Server) auditRef(r *http.Request, ref string) string {
-	id, ok := s.rules.Load().ParseRef(ref)
-	if !ok {
-		return ref // a profile id
-	}
 	keyer, err := s.keyer(r)
 	if err != nil {
-		return id.Type + ":?"
+		return "?"
+	}
+	id, ok := s.rules.Load().ParseRef(ref)
+	if !ok {
+		if profileID.MatchString(ref) {
+			return ref // a profile id: opaque
+		}
+		// Not a reference the API understands, but it may still be
+		// personal data (a bare e-mail address): hashed like one.
+		id.Type, id.Value = "unknown", ref
 	}
 	k := keyer.Key(id)
 	return id.Type + ":#" + hex.EncodeToString(k[:8])
 }
+
+// profileID matches the opaque profile ids Kith gives out.
+var profileID = regexp.MustCompile(`^p_[0-9a-z]+$`)
 
 // handleAudit serves GET /v1/audit?after=&token=&action=&target=&limit=.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {

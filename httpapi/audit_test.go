@@ -20,6 +20,10 @@ func TestAuditLog(t *testing.T) {
 	if code, _ := s.admin("GET", "/v1/profiles/email:ada@example.com", nil); code != 200 {
 		t.Fatalf("profile read: %d", code)
 	}
+	// A reference the API does not understand may still be personal.
+	if code, _ := s.admin("GET", "/v1/profiles/ada@example.com", nil); code != 404 {
+		t.Fatalf("bare e-mail as a reference: %d", code)
+	}
 	code, tok := s.admin("POST", "/v1/tokens", map[string]any{"name": "reader", "scopes": []string{"profiles:read"}})
 	if code != http.StatusCreated {
 		t.Fatal(code)
@@ -81,6 +85,11 @@ func TestAuditLog(t *testing.T) {
 func TestPIIMasked(t *testing.T) {
 	s := startStack(t, t.TempDir(), time.Now)
 	s.createSource("web")
+	// A visitor known by e-mail, then the account with the same e-mail:
+	// the merge's evidence is the e-mail address.
+	s.send("track", `{"anonymousId":"a2","event":"Viewed","context":{"traits":{"email":"ada@example.com"}}}`)
+	s.send("track", `{"userId":"u1","event":"Signed In"}`)
+	s.waitProcessed()
 	s.send("identify", `{"userId":"u1","traits":{"email":"ada@example.com","lastName":"Lovelace","plan":"pro"}}`)
 	s.waitProcessed()
 	_, tok := s.admin("POST", "/v1/tokens", map[string]any{"name": "dashboards", "scopes": []string{"profiles:read"}})
@@ -93,7 +102,7 @@ func TestPIIMasked(t *testing.T) {
 		b, _ := json.Marshal(out)
 		return string(b)
 	}
-	for _, path := range []string{"/v1/profiles/user_id:u1/traits?verbose=true", "/v1/profiles/user_id:u1/identities", "/v1/profiles/user_id:u1/events"} {
+	for _, path := range []string{"/v1/profiles/user_id:u1/traits?verbose=true", "/v1/profiles/user_id:u1/identities", "/v1/profiles/user_id:u1/events", "/v1/profiles/user_id:u1/merges"} {
 		masked, clear := get(tok["token"].(string), path), get(full["token"].(string), path)
 		if strings.Contains(masked, "ada@example.com") || strings.Contains(masked, "Lovelace") || !strings.Contains(masked, "a***@example.com") {
 			t.Errorf("%s without pii:read: %s", path, masked)

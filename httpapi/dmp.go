@@ -21,7 +21,7 @@ const maxDMPRejects = 1000
 func (s *Server) dmpRoutes() {
 	s.route("POST /v1/dmp/audiences", kith.ScopeImportsWrite, s.handleDMPImport)
 	s.route("GET /v1/profiles/{ref}/dmp-audiences", kith.ScopeProfilesRead, s.handleProfileDMP)
-	s.route("GET /v1/audiences/{key}/seeds", kith.ScopeProfilesRead, s.handleSeeds)
+	s.route("GET /v1/audiences/{key}/seeds", kith.ScopePIIRead, s.handleSeeds)
 }
 
 // handleDMPImport serves POST /v1/dmp/audiences?partner=NAME&format=csv:

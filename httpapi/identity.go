@@ -9,6 +9,7 @@ import (
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // handleMerge joins two profiles no event links: {"with": "<ref>",
@@ -69,6 +70,11 @@ func (s *Server) handleReviewList(w http.ResponseWriter, r *http.Request) {
 	if items == nil {
 		items = []kith.ReviewItem{}
 	}
+	if !tokenOf(r).HasScope(kith.ScopePIIRead) {
+		for i := range items {
+			items[i].Evidence = privacy.MaskEvidence(items[i].Evidence)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": items})
 }
 
@@ -77,6 +83,9 @@ func (s *Server) handleReviewGet(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.error(w, r, err)
 		return
+	}
+	if !tokenOf(r).HasScope(kith.ScopePIIRead) {
+		it.Evidence = privacy.MaskEvidence(it.Evidence)
 	}
 	writeJSON(w, http.StatusOK, it)
 }

@@ -215,7 +215,17 @@ func (s *Server) routes() {
 		return ids, err
 	}))
 	s.route("GET /v1/profiles/{ref}/events", kith.ScopeProfilesRead, s.handleEvents)
-	s.route("GET /v1/profiles/{ref}/merges", kith.ScopeProfilesRead, profileList(s, s.store.Merges))
+	s.route("GET /v1/profiles/{ref}/merges", kith.ScopeProfilesRead, profileList(s, func(ctx context.Context, id string) ([]kith.Merge, error) {
+		ms, err := s.store.Merges(ctx, id)
+		if err == nil && !tokenIn(ctx).HasScope(kith.ScopePIIRead) {
+			for i := range ms {
+				if privacy.PIIIdentifiers[ms[i].IdentType] {
+					ms[i].Ident = privacy.MaskString(ms[i].Ident)
+				}
+			}
+		}
+		return ms, err
+	}))
 
 	s.route("POST /v1/profiles/{ref}/unmerge", kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleUnmerge))
 	s.route("POST /v1/profiles/{ref}/merge", kith.ScopeProfilesWrite, s.needs(s.cfg.Unmerger != nil, "graph changes are", s.handleMerge))

@@ -13,7 +13,8 @@ type Erased struct {
 	Counts map[string]int64
 }
 
-// Erase deletes a unified profile — its events, its identity graph, its
+// Erase deletes a unified profile (ECONFLICT if canonical is no longer a
+// unified profile's own id) — its events, its identity graph, its
 // derived rows — between two batches, so no event of the person is being
 // applied meanwhile; the indexer's caches are dropped afterwards, so a
 // later event with one of the person's identifiers starts a new profile.
@@ -34,6 +35,11 @@ func (ix *Indexer) erase(ctx context.Context, canonical string) (Erased, error) 
 	c, err := ix.store.Canonical(ctx, canonical)
 	if err != nil {
 		return Erased{}, err
+	}
+	if c != canonical {
+		// Merged into another profile since the caller looked: what it
+		// decided (an inactive profile, a person) may no longer hold.
+		return Erased{}, kith.Errorf(kith.ECONFLICT, "profile %s was merged into %s", canonical, c)
 	}
 	cl, err := ix.store.Cluster(ctx, c)
 	if err != nil {

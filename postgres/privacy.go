@@ -239,7 +239,8 @@ func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) 
 			return err
 		}
 		n = tag.RowsAffected()
-		for _, table := range []string{"timeline", "orders", "consents"} {
+		// Consent decisions stay: withdrawing consent must not expire.
+		for _, table := range []string{"timeline", "orders"} {
 			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE profile_id = ANY($1) AND seq = ANY($2)`, members, seqs); err != nil {
 				return err
 			}

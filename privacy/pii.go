@@ -92,8 +92,8 @@ func MaskIdentities(ids []kith.Identity) []kith.Identity {
 	return out
 }
 
-// MaskEvent masks the PII traits an event carries (traits and
-// context.traits) and personal external ids.
+// MaskEvent masks the PII an event carries under the declared keys (in
+// traits, context.traits and properties) and personal external ids.
 func MaskEvent(raw json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if json.Unmarshal(raw, &m) != nil {
@@ -109,6 +109,7 @@ func MaskEvent(raw json.RawMessage) json.RawMessage {
 		}
 	}
 	maskObj(m["traits"])
+	maskObj(m["properties"])
 	if ctx, ok := m["context"].(map[string]any); ok {
 		maskObj(ctx["traits"])
 		if ext, ok := ctx["externalIds"].([]any); ok {
@@ -125,5 +126,37 @@ func MaskEvent(raw json.RawMessage) json.RawMessage {
 	if err != nil {
 		return raw
 	}
+	return b
+}
+
+// MaskEvidence masks the compared values (valueA, valueB) in a match
+// explanation, keeping the weights and levels.
+func MaskEvidence(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return raw
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return nil
+	}
+	var walk func(any)
+	walk = func(x any) {
+		switch t := x.(type) {
+		case map[string]any:
+			for k, e := range t {
+				if k == "valueA" || k == "valueB" {
+					t[k] = maskJSON(e)
+					continue
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range t {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	b, _ := json.Marshal(v)
 	return b
 }

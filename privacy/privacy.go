@@ -109,6 +109,14 @@ func (s *Service) Gate(m kith.Message) bool {
 			return true
 		}
 	}
+	if ex.PreviousID != "" {
+		// An alias names the earlier id as a user id or an anonymous id.
+		for _, typ := range []string{kith.IdentUserID, kith.IdentAnonymousID} {
+			if _, ok := (*sup)[s.keyer.Key(s.Rules().Normalise(typ, ex.PreviousID))]; ok {
+				return true
+			}
+		}
+	}
 	return false
 }
 
@@ -191,6 +199,10 @@ func (s *Service) run(ctx context.Context, e kith.Erasure) {
 	counts, err := s.erase(ctx, e)
 	e.Counts, e.FinishedAt = counts, s.Now().UTC()
 	e.Status = kith.ErasureFinished
+	if !e.Suppress {
+		// Without suppression nothing needs the identifier's hash any more.
+		e.IdentKey = kith.IdentKey{}
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return // resumed at the next start
@@ -215,21 +227,56 @@ func (s *Service) erase(ctx context.Context, e kith.Erasure) (map[string]int64, 
 	if err != nil {
 		return counts, err
 	}
+	suppressed := map[kith.IdentKey]bool{}
+	suppress := func(keys []kith.IdentKey) error {
+		var add []kith.IdentKey
+		for _, k := range keys {
+			if !suppressed[k] {
+				suppressed[k] = true
+				add = append(add, k)
+			}
+		}
+		if len(add) == 0 {
+			return nil
+		}
+		counts["suppressed_identifiers"] += int64(len(add))
+		return s.addSuppressed(ctx, add)
+	}
 	if e.Suppress {
-		if err := s.addSuppressed(ctx, append(keys, e.IdentKey)); err != nil {
+		// First, so the person's new events stop at the door.
+		if err := suppress(append(keys, e.IdentKey)); err != nil {
 			return counts, err
 		}
-		counts["suppressed_identifiers"] = int64(len(keys) + 1)
 	}
-	if err := s.caughtUp(ctx); err != nil {
-		return counts, err
+	// An event that passed the door just before may still be committing,
+	// and the indexer may attach it after the erasure: erase again until
+	// no profile has the identifier (a few rounds at most).
+	for round := 0; round < 5; round++ {
+		if err := s.caughtUp(ctx); err != nil {
+			return counts, err
+		}
+		// What the indexer applied meanwhile may have merged the person
+		// into another profile.
+		if canonical, _, err = s.resolve(ctx, e.IdentKey); err != nil || canonical == "" {
+			return counts, err
+		}
+		scope, err := s.eraseProfile(ctx, canonical, counts)
+		if kith.ErrorCode(err) == kith.ECONFLICT {
+			continue // merged meanwhile: resolve again
+		}
+		if err != nil {
+			return counts, err
+		}
+		if e.Suppress {
+			// Every identifier the erasure removed, also those that
+			// arrived after the request.
+			if err := suppress(scope.Keys); err != nil {
+				return counts, err
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	// What the indexer applied meanwhile may have merged the person into
-	// another profile.
-	if canonical, _, err = s.resolve(ctx, e.IdentKey); err != nil || canonical == "" {
-		return counts, err
-	}
-	return counts, s.eraseProfile(ctx, canonical, counts)
+	return counts, fmt.Errorf("privacy: the person's profile kept coming back; erase again")
 }
 
 // caughtUp waits until the indexer has applied every event accepted so
@@ -256,28 +303,29 @@ func (s *Service) EraseProfile(ctx context.Context, canonical string, counts map
 	if err := s.caughtUp(ctx); err != nil {
 		return err
 	}
-	return s.eraseProfile(ctx, canonical, counts)
+	_, err := s.eraseProfile(ctx, canonical, counts)
+	return err
 }
 
-func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map[string]int64) error {
+func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map[string]int64) (kith.ErasureScope, error) {
 	res, err := s.Indexer.Erase(ctx, canonical)
 	for k, v := range res.Counts {
 		counts[k] += v
 	}
 	if err != nil {
-		return err
+		return res.Scope, err
 	}
 	if s.Engine != nil {
 		if err := s.Engine.WaitFor(ctx, s.Indexer.Cursor()); err != nil {
-			return err
+			return res.Scope, err
 		}
 		n, err := s.Engine.Erase(ctx, res.Scope.Members)
 		counts["audience_history"] += n
 		if err != nil {
-			return err
+			return res.Scope, err
 		}
 	}
-	return nil
+	return res.Scope, nil
 }
 
 // resolve finds the unified profile an identifier key belongs to and the

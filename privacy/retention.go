@@ -134,7 +134,8 @@ type SweepReport struct {
 
 // Sweeper enforces a retention policy: it walks the profiles a page at a
 // time (pausing between pages, so ingest is never blocked for long),
-// deletes each profile's events older than their rule allows, erases
+// deletes each profile's events older than their rule allows (keeping
+// the consent decisions they carried), erases
 // profiles inactive for longer than allowed, and drops expired third-party
 // audiences. Traits keep the values expired events set until the profile
 // itself goes; audience aggregates are not recomputed.
@@ -152,6 +153,8 @@ type Sweeper struct {
 	mu     sync.Mutex
 	last   SweepReport
 	totals SweepReport
+	// running keeps a manual sweep and a scheduled one from overlapping.
+	running sync.Mutex
 }
 
 // Last returns the latest sweep's report and the totals since start.
@@ -184,8 +187,10 @@ func (sw *Sweeper) logger() *slog.Logger {
 	return sw.Logger
 }
 
-// Sweep runs one sweep.
+// Sweep runs one sweep (waiting for one already running).
 func (sw *Sweeper) Sweep(ctx context.Context) (SweepReport, error) {
+	sw.running.Lock()
+	defer sw.running.Unlock()
 	now := time.Now
 	if sw.Now != nil {
 		now = sw.Now
@@ -269,15 +274,11 @@ func (sw *Sweeper) profile(ctx context.Context, id string, now time.Time, shorte
 	} else if err != nil {
 		return err
 	}
-	if inactivity > 0 && sw.Service != nil && !sum.LastEventAt.IsZero() && sum.LastEventAt.Before(now.Add(-inactivity)) {
-		counts := map[string]int64{}
-		if err := sw.Service.EraseProfile(ctx, id, counts); err != nil {
+	if inactivity > 0 && sw.Service != nil {
+		erased, err := sw.expireInactive(ctx, id, now, inactivity, rep)
+		if err != nil || erased {
 			return err
 		}
-		rep.ProfilesErased++
-		rep.EventsDeleted += counts["events"]
-		rep.EventsByRule["profile_inactivity"] += counts["events"]
-		return nil
 	}
 	if shortest <= 0 || sum.FirstEventAt.IsZero() || !sum.FirstEventAt.Before(now.Add(-shortest)) {
 		return nil
@@ -305,7 +306,7 @@ func (sw *Sweeper) profile(ctx context.Context, id string, now time.Time, shorte
 		rules := map[string]int64{}
 		for _, m := range msgs {
 			keep, rule := sw.Policy.keep(m, names[m.SourceID])
-			if keep > 0 && m.Timestamp.Before(now.Add(-keep)) {
+			if keep > 0 && m.EventTime().Before(now.Add(-keep)) {
 				expired = append(expired, m.Seq)
 				rules[rule]++
 			}
@@ -324,4 +325,41 @@ func (sw *Sweeper) profile(ctx context.Context, id string, now time.Time, shorte
 		last := entries[len(entries)-1]
 		q.Before = &kith.TimelineCursor{Timestamp: last.Timestamp, Seq: last.Seq}
 	}
+}
+
+// lastSeen is when any identifier of the profile was last seen: the
+// profile's last activity, which expiring its old events does not change.
+func (sw *Sweeper) lastSeen(ctx context.Context, id string) (time.Time, error) {
+	ids, err := sw.Store.Identities(ctx, id)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var last time.Time
+	for _, i := range ids {
+		if i.LastSeen.After(last) {
+			last = i.LastSeen
+		}
+	}
+	return last, nil
+}
+
+// expireInactive erases the profile if none of its identifiers was seen
+// within the inactivity period.
+func (sw *Sweeper) expireInactive(ctx context.Context, id string, now time.Time, inactivity time.Duration, rep *SweepReport) (bool, error) {
+	last, err := sw.lastSeen(ctx, id)
+	if err != nil || last.IsZero() || !last.Before(now.Add(-inactivity)) {
+		return false, err
+	}
+	counts := map[string]int64{}
+	err = sw.Service.EraseProfile(ctx, id, counts)
+	if kith.ErrorCode(err) == kith.ECONFLICT {
+		return false, nil // merged into another profile meanwhile: not this sweep's to judge
+	}
+	if err != nil {
+		return false, err
+	}
+	rep.ProfilesErased++
+	rep.EventsDeleted += counts["events"]
+	rep.EventsByRule["profile_inactivity"] += counts["events"]
+	return true, nil
 }

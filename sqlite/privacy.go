@@ -165,14 +165,19 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]
 		}
 		return nil
 	}
-	err := run(db.logW, "log.db", func(tx *sql.Tx) error {
-		for _, st := range []struct{ name, q string }{
-			{"events", `DELETE FROM events WHERE seq IN (%s)`},
-		} {
-			if err := execChunked(ctx, tx, counts, st.name, st.q, seqs); err != nil {
-				return err
-			}
+	// The events go in transactions of 500, so a large profile does not
+	// hold the log's writer (and the ack path behind it) for long.
+	for len(seqs) > 0 {
+		n := min(len(seqs), 500)
+		chunk := seqs[:n]
+		if err := run(db.logW, "log.db", func(tx *sql.Tx) error {
+			return execChunked(ctx, tx, counts, "events", `DELETE FROM events WHERE seq IN (%s)`, chunk)
+		}); err != nil {
+			return counts, err
 		}
+		seqs = seqs[n:]
+	}
+	err := run(db.logW, "log.db", func(tx *sql.Tx) error {
 		if err := execChunked(ctx, tx, counts, "third_party_audiences", `DELETE FROM dmp_audiences WHERE key IN (%s)`, keys); err != nil {
 			return err
 		}
@@ -321,7 +326,8 @@ func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) 
 	}
 	defer stx.Rollback()
 	for _, p := range members {
-		for _, table := range []string{"timeline", "orders", "consents"} {
+		// Consent decisions stay: withdrawing consent must not expire.
+		for _, table := range []string{"timeline", "orders"} {
 			q := `DELETE FROM ` + table + ` WHERE profile_id = '` + strings.ReplaceAll(p, "'", "''") + `' AND seq IN (%s)`
 			if err := execChunked(ctx, stx, counts, table, q, args); err != nil {
 				return 0, fmt.Errorf("sqlite: expire events: %w", err)

@@ -122,7 +122,8 @@ func checkErased(t *testing.T, s *Server, e map[string]any) {
 	key = strings.Fields(out[strings.Index(out, "wk_"):])[0]
 	_ = src
 	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(
-		`{"batch":[{"type":"track","event":"Page Viewed","userId":"someone-new","context":{"traits":{"email":"ERASE.ME@example.com"}}},{"type":"track","event":"x","userId":"u-keep-1"}]}`))
+		`{"batch":[{"type":"track","event":"Page Viewed","userId":"someone-new","context":{"traits":{"email":"ERASE.ME@example.com"}}},{"type":"track","event":"x","userId":"u-keep-1"},
+		  {"type":"alias","userId":"brand-new","previousId":"u-erase-1"}]}`))
 	req.SetBasicAuth(key, "")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -131,12 +132,12 @@ func checkErased(t *testing.T, s *Server, e map[string]any) {
 	var body bytes.Buffer
 	body.ReadFrom(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(body.String(), `"suppressed":1`) || !strings.Contains(body.String(), `"accepted":1`) {
-		t.Fatalf("a suppressed person's event: %s", body.String())
+	if !strings.Contains(body.String(), `"suppressed":2`) || !strings.Contains(body.String(), `"accepted":1`) {
+		t.Fatalf("a suppressed person's events (one by e-mail, one an alias of their user id): %s", body.String())
 	}
 	c := sourceCounts(t, s, "web2")
-	if c["suppressed"] != 1.0 || c["accepted"] != 1.0 || c["received"] != 2.0 {
-		t.Fatalf("web2 accounting %v: want received 2 = accepted 1 + suppressed 1", c)
+	if c["suppressed"] != 2.0 || c["accepted"] != 1.0 || c["received"] != 3.0 {
+		t.Fatalf("web2 accounting %v: want received 3 = accepted 1 + suppressed 2", c)
 	}
 	waitProcessed(t, s)
 	if code, _ := apiJSON(t, s, "GET", "/v1/profiles/email:erase.me@example.com", ""); code != 404 {

@@ -78,6 +78,9 @@ type Server struct {
 	audiences *audience.Engine
 	privacy   *privacy.Service
 	retention *privacy.Sweeper
+	// rules are the identity rules in force, shared with the privacy
+	// gate (the indexer keeps its own copy; rulesFollower updates both).
+	rules     atomic.Pointer[identity.Rules]
 	api       *httpapi.Server
 	ln        net.Listener
 	http      *http.Server
@@ -270,8 +273,9 @@ func (s *Server) Open(ctx context.Context) error {
 	if s.Config.IdentityRules != nil {
 		rules = s.Config.IdentityRules
 	}
+	s.rules.Store(rules)
 	s.privacy = &privacy.Service{Store: s.store, Indexer: s.indexer, Engine: s.audiences, Secret: secret,
-		Rules: func() *identity.Rules { return rules }, Logger: s.Logger}
+		Rules: s.rules.Load, Logger: s.Logger}
 	if err := s.privacy.Start(runCtx); err != nil {
 		cancel()
 		s.store.Close()
@@ -323,7 +327,7 @@ func (s *Server) Open(ctx context.Context) error {
 	s.api = httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
-		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
+		Unmerger: rulesFollower{s.indexer, &s.rules}, Matcher: s.matcher, Audiences: s.audiences,
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
 		Retention: s.retention, RetentionPolicy: s.Config.Retention,
 	})
@@ -345,6 +349,21 @@ func (s *Server) Open(ctx context.Context) error {
 		storeKind = "postgres"
 	}
 	s.Logger.Info("kith serving", "addr", s.Addr(), "store", storeKind)
+	return nil
+}
+
+// rulesFollower is the indexer as the API's Unmerger, keeping the rules
+// the privacy gate reads in step with the indexer's.
+type rulesFollower struct {
+	*pipeline.Indexer
+	rules *atomic.Pointer[identity.Rules]
+}
+
+func (f rulesFollower) SetRules(ctx context.Context, r *identity.Rules) error {
+	if err := f.Indexer.SetRules(ctx, r); err != nil {
+		return err
+	}
+	f.rules.Store(r)
 	return nil
 }
 
