@@ -817,6 +817,8 @@ type PrivacyStore interface {
 type RetentionStore interface {
 	// ProfileIDs lists canonical profile ids after after, in id order.
 	ProfileIDs(ctx context.Context, after string, limit int) ([]string, error)
+	// ProfileCount returns the number of unified profiles.
+	ProfileCount(ctx context.Context) (int64, error)
 	// ExpireEvents deletes the events at seqs from the log together with
 	// the timeline entries and orders derived from them on the given
 	// member profiles, and says how many events it deleted. Consent

@@ -252,3 +252,12 @@ func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) 
 	}
 	return n, nil
 }
+
+// ProfileCount implements kith.RetentionStore.
+func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM profiles WHERE id = canonical_id`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: profile count: %w", err)
+	}
+	return n, nil
+}

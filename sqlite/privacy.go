@@ -339,3 +339,12 @@ func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) 
 	}
 	return counts["events"], nil
 }
+
+// ProfileCount implements kith.RetentionStore.
+func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := db.stateR.QueryRowContext(ctx, `SELECT count(*) FROM profiles WHERE id = canonical_id`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: profile count: %w", err)
+	}
+	return n, nil
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/collect"
+	"github.com/kithcdp/kith/console"
 	"github.com/kithcdp/kith/dedupe"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/identity"
@@ -331,6 +332,14 @@ func (s *Server) Open(ctx context.Context) error {
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
 		Retention: s.retention, RetentionPolicy: s.Config.Retention,
 	})
+	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Rules: s.rules.Load, Secret: secret, Logger: s.Logger})
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("console: %w", err)
+	}
+	mux := http.NewServeMux()
+	con.Register(mux)
+	mux.Handle("/", s.api)
 	s.ln, err = net.Listen("tcp", s.Config.Addr)
 	if err != nil {
 		s.Close()
@@ -338,7 +347,7 @@ func (s *Server) Open(ctx context.Context) error {
 	}
 	// ReadTimeout bounds how late a request can be committed after it was
 	// stamped (the dedup rebuild relies on it) and stops slow uploads.
-	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Logger.Error("http server stopped", "err", err)

@@ -1,0 +1,261 @@
+// Package console is Kith's web console: the central customer view in a
+// browser, served next to the API. Pages are rendered on the server with
+// html/template from embedded templates and assets (no CDN, no build
+// step, usable without JavaScript). Signing in takes an admin token; the
+// session lives in an HttpOnly, SameSite=Strict cookie, every form carries
+// a CSRF token, and what the token's scopes do not allow is neither shown
+// nor reachable.
+package console
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// Audiences is what the console reads from the audience engine.
+type Audiences interface {
+	Definitions(kind string) []kith.Definition
+	DryRun(ctx context.Context, text string, cond json.RawMessage, sample int) (int64, []string, error)
+	ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
+	ProfileMemberships(ctx context.Context, canonicalID string) ([]kith.Member, error)
+}
+
+// Eraser takes erasure requests (privacy.Service).
+type Eraser interface {
+	Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error)
+}
+
+// Stats gives the per-source accounting (the API's /v1/stats).
+type Stats func(ctx context.Context) (map[string]kith.Counts, error)
+
+// Config is what the console needs.
+type Config struct {
+	Store     kith.Store
+	Audiences Audiences // nil: no audience pages
+	Eraser    Eraser    // nil: no erase action
+	Rules     func() *identity.Rules
+	Secret    []byte
+	Now       func() time.Time
+	Logger    *slog.Logger
+	// SessionTTL is how long a session lasts without use (default 8h).
+	SessionTTL time.Duration
+}
+
+// Console serves the pages.
+type Console struct {
+	cfg   Config
+	tmpl  map[string]*template.Template
+	keyer identity.Keyer
+
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+// session is one signed-in browser.
+type session struct {
+	tok  kith.Token
+	csrf string
+	seen time.Time
+}
+
+// New parses the templates.
+func New(cfg Config) (*Console, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.Rules == nil {
+		r := identity.DefaultRules()
+		cfg.Rules = func() *identity.Rules { return r }
+	}
+	c := &Console{cfg: cfg, keyer: identity.NewKeyer(cfg.Secret), sessions: map[string]*session{}, tmpl: map[string]*template.Template{}}
+	pages, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pages {
+		name := p[len("templates/") : len(p)-len(".html")]
+		if name == "layout" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", p)
+		if err != nil {
+			return nil, err
+		}
+		c.tmpl[name] = t
+	}
+	return c, nil
+}
+
+// Register mounts the console's routes on mux: "/" and the pages below
+// it; the API keeps /v1/.
+func (c *Console) Register(mux *http.ServeMux) {
+	assets, _ := fs.Sub(assetFS, "assets")
+	mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	mux.HandleFunc("GET /{$}", c.page(kith.ScopeStatsRead, c.overview, true))
+	mux.HandleFunc("POST /login", c.login)
+	mux.HandleFunc("POST /logout", c.action("", c.logout))
+	mux.HandleFunc("GET /customers", c.page(kith.ScopeProfilesRead, c.search, false))
+	mux.HandleFunc("GET /customers/{ref}", c.page(kith.ScopeProfilesRead, c.customer, false))
+	mux.HandleFunc("GET /customers/{ref}/export", c.page(kith.ScopePrivacyWrite, c.export, false))
+	mux.HandleFunc("POST /customers/{ref}/erase", c.action(kith.ScopePrivacyWrite, c.erase))
+	mux.HandleFunc("GET /audiences", c.page(kith.ScopeProfilesRead, c.audiences, false))
+	mux.HandleFunc("POST /audiences/dry-run", c.action(kith.ScopeProfilesRead, c.dryRun))
+	mux.HandleFunc("GET /privacy", c.page(kith.ScopePrivacyWrite, c.privacy, false))
+}
+
+const cookieName = "kith_session"
+
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// sessionOf returns the request's live session, if any.
+func (c *Console) sessionOf(r *http.Request) *session {
+	ck, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.sessions[ck.Value]
+	if !ok {
+		return nil
+	}
+	now := c.cfg.Now()
+	if now.Sub(s.seen) > c.cfg.SessionTTL {
+		delete(c.sessions, ck.Value)
+		return nil
+	}
+	s.seen = now
+	return s
+}
+
+// login serves POST /login: the form's token becomes a session.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	token := r.PostFormValue("token")
+	sum := sha256.Sum256([]byte(token))
+	tok, err := c.cfg.Store.TokenByHash(r.Context(), sum[:])
+	if token == "" || err != nil {
+		w.WriteHeader(http.StatusUnauthorized)
+		c.render(w, r, nil, "login", map[string]any{"Error": "That token is not valid."})
+		return
+	}
+	id := random(24)
+	c.mu.Lock()
+	for k, s := range c.sessions { // forget expired sessions
+		if c.cfg.Now().Sub(s.seen) > c.cfg.SessionTTL {
+			delete(c.sessions, k)
+		}
+	}
+	c.sessions[id] = &session{tok: tok, csrf: random(16), seen: c.cfg.Now()}
+	c.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: r.TLS != nil, MaxAge: int(c.cfg.SessionTTL.Seconds())})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	if ck, err := r.Cookie(cookieName); err == nil {
+		c.mu.Lock()
+		delete(c.sessions, ck.Value)
+		c.mu.Unlock()
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// page wraps a GET handler: without a session it shows the sign-in page
+// (loginAtRoot) or redirects to it; without the scope it answers 403.
+func (c *Console) page(scope string, h func(http.ResponseWriter, *http.Request, *session), loginAtRoot bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := c.sessionOf(r)
+		if s == nil {
+			if loginAtRoot {
+				c.render(w, r, nil, "login", nil)
+				return
+			}
+			http.Redirect(w, r, "/", http.StatusSeeOther)
+			return
+		}
+		if scope != "" && !s.tok.HasScope(scope) {
+			w.WriteHeader(http.StatusForbidden)
+			c.render(w, r, s, "error", map[string]any{"Message": "Your token does not allow this page (it needs the " + scope + " scope)."})
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+// action wraps a POST handler: a session, the scope and the form's CSRF
+// token are required.
+func (c *Console) action(scope string, h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := c.sessionOf(r)
+		if s == nil {
+			http.Error(w, "sign in first", http.StatusUnauthorized)
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
+			http.Error(w, "the form's CSRF token is missing or wrong; reload the page", http.StatusForbidden)
+			return
+		}
+		if scope != "" && !s.tok.HasScope(scope) {
+			http.Error(w, "your token does not allow this ("+scope+")", http.StatusForbidden)
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+// render executes a page inside the layout.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, name string, data map[string]any) {
+	t, ok := c.tmpl[name]
+	if !ok {
+		http.Error(w, "no page "+name, http.StatusInternalServerError)
+		return
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	data["Page"] = name
+	if s != nil {
+		data["Session"] = map[string]any{"Name": s.tok.Name, "CSRF": s.csrf}
+		data["Can"] = func(scope string) bool { return s.tok.HasScope(scope) }
+	} else {
+		data["Can"] = func(string) bool { return false }
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if err := t.Execute(w, data); err != nil {
+		c.cfg.Logger.Error("console: render", "page", name, "err", err)
+	}
+}

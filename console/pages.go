@@ -1,0 +1,433 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/privacy"
+)
+
+var funcs = template.FuncMap{
+	"when": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04")
+	},
+	"json": func(v any) string {
+		b, _ := json.Marshal(v)
+		return string(b)
+	},
+	"raw": func(v json.RawMessage) string { return string(v) },
+	"pathEscape": url.PathEscape,
+	"queryEscape": url.QueryEscape,
+	"pct": func(v float64) string { return strconv.FormatFloat(100*v, 'f', 0, 64) + "%" },
+}
+
+// overview serves GET /: profiles, and each source's health from the
+// accounting counters.
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
+	counts, err := c.cfg.Store.Counts(r.Context())
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	srcs, err := c.cfg.Store.Sources(r.Context())
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	profiles, err := c.cfg.Store.ProfileCount(r.Context())
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	type row struct {
+		Name     string
+		Disabled bool
+		kith.Counts
+		Rejected int64
+		Reasons  string
+		Healthy  bool
+	}
+	var rows []row
+	var total kith.Counts
+	for _, src := range srcs {
+		k := counts[src.ID]
+		var reasons []string
+		for reason, n := range k.Rejected {
+			reasons = append(reasons, fmt.Sprintf("%s %d", reason, n))
+		}
+		sort.Strings(reasons)
+		rej := k.RejectedTotal()
+		// A source is unhealthy when it is disabled, when more than one
+		// event in twenty is rejected, or when processing lags behind.
+		healthy := !src.Disabled && (k.Received == 0 || rej*20 <= k.Received) && k.Processed >= k.Accepted-1000
+		rows = append(rows, row{Name: src.Name, Disabled: src.Disabled, Counts: k, Rejected: rej, Reasons: strings.Join(reasons, ", "), Healthy: healthy})
+		total.Received += k.Received
+		total.Accepted += k.Accepted
+		total.Processed += k.Processed
+		total.Suppressed += k.Suppressed
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
+	c.render(w, r, s, "overview", map[string]any{"Profiles": profiles, "Sources": rows, "Total": total})
+}
+
+// resolve turns a reference — "type:value", a profile id, or a bare
+// e-mail address or phone number — into the canonical profile id.
+func (c *Console) resolve(r *http.Request, ref string) (string, error) {
+	ref = strings.TrimSpace(ref)
+	rules := c.cfg.Rules()
+	try := []string{ref}
+	if !strings.Contains(ref, ":") {
+		switch {
+		case strings.Contains(ref, "@"):
+			try = append(try, "email:"+ref)
+		case strings.HasPrefix(ref, "+") || strings.Trim(ref, "0123456789 -()") == "" && ref != "":
+			try = append(try, "phone:"+ref)
+		default:
+			try = append(try, "user_id:"+ref)
+		}
+	}
+	for _, t := range try {
+		if id, ok := rules.ParseRef(t); ok {
+			key := c.keyer.Key(id)
+			owners, err := c.cfg.Store.LookupIdentifiers(r.Context(), []kith.IdentKey{key})
+			if err != nil {
+				return "", err
+			}
+			if o, ok := owners[key]; ok {
+				return o.Canonical, nil
+			}
+			continue
+		}
+		if cid, err := c.cfg.Store.Canonical(r.Context(), t); err == nil {
+			return cid, nil
+		}
+	}
+	return "", kith.Errorf(kith.ENOTFOUND, "no customer has %q", ref)
+}
+
+// search serves GET /customers?q=: one match opens the customer.
+func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query().Get("q")
+	if strings.TrimSpace(q) == "" {
+		c.render(w, r, s, "search", nil)
+		return
+	}
+	id, err := c.resolve(r, q)
+	if err != nil {
+		w.WriteHeader(http.StatusNotFound)
+		c.render(w, r, s, "search", map[string]any{"Query": q, "Error": kith.ErrorMessage(err)})
+		return
+	}
+	http.Redirect(w, r, "/customers/"+url.PathEscape(id), http.StatusSeeOther)
+}
+
+// timelineRow is one event on the customer page.
+type timelineRow struct {
+	At      time.Time
+	Channel string
+	Type    string
+	Name    string
+	Detail  string
+}
+
+// channelOf tells which channel an event came through: an import's file,
+// an SDK's library, else its source.
+func channelOf(raw json.RawMessage, source string) string {
+	var v struct {
+		Context struct {
+			Library struct{ Name string }
+			Import  struct{ File string }
+			App     *struct{ Name string }
+		}
+	}
+	_ = json.Unmarshal(raw, &v)
+	switch {
+	case v.Context.Import.File != "":
+		return "import: " + v.Context.Import.File
+	case v.Context.App != nil || strings.HasPrefix(v.Context.Library.Name, "analytics-swift") || strings.HasPrefix(v.Context.Library.Name, "analytics-kotlin"):
+		return "app"
+	case v.Context.Library.Name == "analytics.js":
+		return "web"
+	}
+	return source
+}
+
+// customer serves GET /customers/{ref}: the Customer 360 page.
+func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx := r.Context()
+	id, err := c.resolve(r, r.PathValue("ref"))
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	st := c.cfg.Store
+	sum, err := st.Profile(ctx, id)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	traits, err := st.Traits(ctx, id)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	var memberships []kith.Member
+	if c.cfg.Audiences != nil {
+		ct, err := c.cfg.Audiences.ComputedTraits(ctx, id)
+		if err != nil {
+			c.fail(w, r, s, err)
+			return
+		}
+		traits = append(traits, ct...)
+		if memberships, err = c.cfg.Audiences.ProfileMemberships(ctx, id); err != nil {
+			c.fail(w, r, s, err)
+			return
+		}
+	}
+	ids, err := st.Identities(ctx, id)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	merges, err := st.Merges(ctx, id)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	pii := s.tok.HasScope(kith.ScopePIIRead)
+	if !pii {
+		traits, ids = privacy.MaskTraits(traits), privacy.MaskIdentities(ids)
+		for i := range merges {
+			if privacy.PIIIdentifiers[merges[i].IdentType] {
+				merges[i].Ident = privacy.MaskString(merges[i].Ident)
+			}
+		}
+	}
+	var event, predicted []kith.Trait
+	for _, t := range traits {
+		if t.Provenance == kith.ProvenancePredicted {
+			predicted = append(predicted, t)
+		} else {
+			event = append(event, t)
+		}
+	}
+	history, err := st.Consents(ctx, id)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	keys := make([]kith.IdentKey, 0, len(ids))
+	full, _ := st.Identities(ctx, id) // unmasked, for the keys
+	for _, i := range full {
+		keys = append(keys, c.keyer.Key(identity.Identifier{Type: i.Type, Value: i.Value}))
+	}
+	dmp, err := st.DMPAudiences(ctx, keys, c.cfg.Now())
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	rows, next, err := c.timeline(r, s, id, pii)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	name := ""
+	for _, t := range event {
+		if t.Key == "firstName" || t.Key == "lastName" {
+			var v string
+			_ = json.Unmarshal(t.Value, &v)
+			name = strings.TrimSpace(name + " " + v)
+		}
+	}
+	c.render(w, r, s, "customer", map[string]any{
+		"ID": id, "Name": name, "Summary": sum, "Traits": event, "Predicted": predicted,
+		"Identities": ids, "Merges": merges, "Timeline": rows, "Next": next, "EventFilter": r.URL.Query().Get("event"),
+		"Audiences": memberships, "Consent": privacy.Current(history), "ConsentHistory": history, "DMP": dmp,
+	})
+}
+
+// timeline reads one page of the customer's events, newest first.
+func (c *Console) timeline(r *http.Request, s *session, id string, pii bool) ([]timelineRow, string, error) {
+	q := kith.TimelineQuery{Limit: 51, Event: r.URL.Query().Get("event")}
+	if b := r.URL.Query().Get("before"); b != "" {
+		var us, seq int64
+		if _, err := fmt.Sscanf(b, "%d.%d", &us, &seq); err == nil {
+			q.Before = &kith.TimelineCursor{Timestamp: time.UnixMicro(us).UTC(), Seq: seq}
+		}
+	}
+	entries, err := c.cfg.Store.Timeline(r.Context(), id, q)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(entries) > 50 {
+		entries = entries[:50]
+		last := entries[49]
+		next = fmt.Sprintf("%d.%d", last.Timestamp.UnixMicro(), last.Seq)
+	}
+	seqs := make([]int64, len(entries))
+	for i, e := range entries {
+		seqs[i] = e.Seq
+	}
+	msgs, err := c.cfg.Store.EventsBySeq(r.Context(), seqs)
+	if err != nil {
+		return nil, "", err
+	}
+	srcs, err := c.cfg.Store.Sources(r.Context())
+	if err != nil {
+		return nil, "", err
+	}
+	names := map[string]string{}
+	for _, src := range srcs {
+		names[src.ID] = src.Name
+	}
+	rows := make([]timelineRow, 0, len(msgs))
+	for _, m := range msgs {
+		raw := m.Raw
+		if !pii {
+			raw = privacy.MaskEvent(raw)
+		}
+		var v struct {
+			Properties map[string]any `json:"properties"`
+		}
+		_ = json.Unmarshal(raw, &v)
+		var parts []string
+		for _, k := range []string{"order_id", "revenue", "name", "category", "price", "campaign_name", "path"} {
+			if x, ok := v.Properties[k]; ok {
+				parts = append(parts, fmt.Sprintf("%s %v", k, x))
+			}
+		}
+		rows = append(rows, timelineRow{At: m.Timestamp, Channel: channelOf(m.Raw, names[m.SourceID]), Type: m.Type, Name: m.Event, Detail: strings.Join(parts, " · ")})
+	}
+	return rows, next, nil
+}
+
+// export serves GET /customers/{ref}/export: the data-subject document.
+func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
+	id, err := c.resolve(r, r.PathValue("ref"))
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	var x privacy.Extras
+	if c.cfg.Audiences != nil {
+		x.Computed, _ = c.cfg.Audiences.ComputedTraits(r.Context(), id)
+		x.Memberships, _ = c.cfg.Audiences.ProfileMemberships(r.Context(), id)
+	}
+	doc, err := privacy.Export(r.Context(), c.cfg.Store, c.cfg.Secret, id, c.cfg.Now(), x)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+id+`-export.json"`)
+	_ = json.NewEncoder(w).Encode(doc)
+}
+
+// erase serves POST /customers/{ref}/erase.
+func (c *Console) erase(w http.ResponseWriter, r *http.Request, s *session) {
+	if c.cfg.Eraser == nil {
+		http.Error(w, "erasure is not available on this server", http.StatusNotFound)
+		return
+	}
+	ref := r.PostFormValue("identifier")
+	if _, err := c.cfg.Eraser.Request(r.Context(), ref, r.PostFormValue("suppress") == "on", s.tok.ID); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/privacy", http.StatusSeeOther)
+}
+
+// audiences serves GET /audiences: definitions with sizes, and the
+// builder.
+func (c *Console) audiences(w http.ResponseWriter, r *http.Request, s *session) {
+	type aud struct {
+		kith.Definition
+		Size int64
+	}
+	var list []aud
+	if c.cfg.Audiences != nil {
+		for _, d := range c.cfg.Audiences.Definitions(kith.KindAudience) {
+			n, err := c.cfg.Store.AudienceSize(r.Context(), d.Key)
+			if err != nil {
+				c.fail(w, r, s, err)
+				return
+			}
+			list = append(list, aud{d, n})
+		}
+	}
+	c.render(w, r, s, "audiences", map[string]any{"Audiences": list, "Definition": r.URL.Query().Get("definition")})
+}
+
+// dryRun serves POST /audiences/dry-run: the builder's size and sample.
+func (c *Console) dryRun(w http.ResponseWriter, r *http.Request, s *session) {
+	def := r.PostFormValue("definition")
+	data := map[string]any{"Definition": def}
+	if c.cfg.Audiences == nil {
+		data["Error"] = "audiences are not available on this server"
+	} else if n, sample, err := c.cfg.Audiences.DryRun(r.Context(), def, nil, 10); err != nil {
+		data["Error"] = kith.ErrorMessage(err)
+	} else {
+		data["Size"], data["Sample"], data["Ran"] = n, sample, true
+	}
+	c.render(w, r, s, "audiences", data)
+}
+
+// privacy serves GET /privacy: erasure requests and the audit log.
+func (c *Console) privacy(w http.ResponseWriter, r *http.Request, s *session) {
+	erasures, err := c.cfg.Store.Erasures(r.Context(), 50)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	data := map[string]any{"Erasures": erasures}
+	if s.tok.HasScope(kith.ScopeAuditRead) {
+		q := kith.AuditQuery{Action: r.URL.Query().Get("action"), TokenID: r.URL.Query().Get("token"), Limit: 1000}
+		entries, err := c.cfg.Store.AuditLog(r.Context(), q)
+		if err != nil {
+			c.fail(w, r, s, err)
+			return
+		}
+		// Newest first, the latest hundred.
+		for i, j := 0, len(entries)-1; i < j; i, j = i+1, j-1 {
+			entries[i], entries[j] = entries[j], entries[i]
+		}
+		if len(entries) > 100 {
+			entries = entries[:100]
+		}
+		data["Audit"], data["Action"] = entries, q.Action
+	}
+	c.render(w, r, s, "privacy", data)
+}
+
+// fail shows an error page with the status its code maps to.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
+	status := http.StatusInternalServerError
+	switch kith.ErrorCode(err) {
+	case kith.ENOTFOUND:
+		status = http.StatusNotFound
+	case kith.EINVALID:
+		status = http.StatusBadRequest
+	case kith.ECONFLICT:
+		status = http.StatusConflict
+	}
+	msg := kith.ErrorMessage(err)
+	if status == http.StatusInternalServerError {
+		c.cfg.Logger.Error("console", "path", r.URL.Path, "err", err)
+		msg = "Something went wrong; the server log says what."
+	}
+	w.WriteHeader(status)
+	c.render(w, r, s, "error", map[string]any{"Message": msg})
+}
