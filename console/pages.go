@@ -27,10 +27,10 @@ var funcs = template.FuncMap{
 		b, _ := json.Marshal(v)
 		return string(b)
 	},
-	"raw": func(v json.RawMessage) string { return string(v) },
-	"pathEscape": url.PathEscape,
+	"raw":         func(v json.RawMessage) string { return string(v) },
+	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
-	"pct": func(v float64) string { return strconv.FormatFloat(100*v, 'f', 0, 64) + "%" },
+	"pct":         func(v float64) string { return strconv.FormatFloat(100*v, 'f', 0, 64) + "%" },
 }
 
 // overview serves GET /: profiles, and each source's health from the
