@@ -27,7 +27,31 @@ var funcs = template.FuncMap{
 		b, _ := json.Marshal(v)
 		return string(b)
 	},
-	"raw":         func(v json.RawMessage) string { return string(v) },
+	"raw": func(v json.RawMessage) string { return string(v) },
+	// val shows a trait value as a person reads it: text without quotes,
+	// a list as chips, anything else as JSON.
+	"val": func(v json.RawMessage) template.HTML {
+		var x any
+		if json.Unmarshal(v, &x) != nil {
+			return template.HTML(template.HTMLEscapeString(string(v)))
+		}
+		switch t := x.(type) {
+		case string:
+			return template.HTML(template.HTMLEscapeString(t))
+		case []any:
+			var b strings.Builder
+			for _, e := range t {
+				s, ok := e.(string)
+				if !ok {
+					j, _ := json.Marshal(e)
+					s = string(j)
+				}
+				b.WriteString(`<span class="chip">` + template.HTMLEscapeString(s) + `</span>`)
+			}
+			return template.HTML(b.String())
+		}
+		return template.HTML("<code>" + template.HTMLEscapeString(string(v)) + "</code>")
+	},
 	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
 	"pct":         func(v float64) string { return strconv.FormatFloat(100*v, 'f', 0, 64) + "%" },
