@@ -24,6 +24,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/pipeline"
 )
 
 //go:embed templates/*.html
@@ -45,14 +46,17 @@ type Eraser interface {
 	Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error)
 }
 
-// Stats gives the per-source accounting (the API's /v1/stats).
-type Stats func(ctx context.Context) (map[string]kith.Counts, error)
+// Unmerger undoes a merge (the indexer).
+type Unmerger interface {
+	Unmerge(ctx context.Context, u pipeline.Unmerge) (pipeline.UnmergeResult, error)
+}
 
 // Config is what the console needs.
 type Config struct {
 	Store     kith.Store
 	Audiences Audiences // nil: no audience pages
 	Eraser    Eraser    // nil: no erase action
+	Unmerger  Unmerger  // nil: no unmerge action
 	Rules     func() *identity.Rules
 	Secret    []byte
 	Now       func() time.Time
@@ -125,8 +129,11 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /customers/{ref}/export", c.page(kith.ScopePrivacyWrite, c.export, false))
 	mux.HandleFunc("POST /customers/{ref}/erase", c.action(kith.ScopePrivacyWrite, c.erase))
 	mux.HandleFunc("GET /audiences", c.page(kith.ScopeProfilesRead, c.audiences, false))
+	mux.HandleFunc("GET /audiences/{key}", c.page(kith.ScopeProfilesRead, c.audience, false))
+	mux.HandleFunc("POST /customers/{ref}/unmerge", c.action(kith.ScopeProfilesWrite, c.unmerge))
 	mux.HandleFunc("POST /audiences/dry-run", c.action(kith.ScopeProfilesRead, c.dryRun))
 	mux.HandleFunc("GET /privacy", c.page(kith.ScopePrivacyWrite, c.privacy, false))
+	mux.HandleFunc("GET /insights", c.page(kith.ScopeInsightsRead, c.insightsPage, false))
 }
 
 const cookieName = "kith_session"

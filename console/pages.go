@@ -13,6 +13,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/privacy"
 )
 
@@ -393,6 +394,60 @@ func (c *Console) audiences(w http.ResponseWriter, r *http.Request, s *session) 
 		}
 	}
 	c.render(w, r, s, "audiences", map[string]any{"Audiences": list, "Definition": r.URL.Query().Get("definition")})
+}
+
+// audience serves GET /audiences/{key}: its definition, size and a page
+// of members.
+func (c *Console) audience(w http.ResponseWriter, r *http.Request, s *session) {
+	key := r.PathValue("key")
+	var def *kith.Definition
+	if c.cfg.Audiences != nil {
+		for _, d := range c.cfg.Audiences.Definitions(kith.KindAudience) {
+			if d.Key == key {
+				def = &d
+			}
+		}
+	}
+	if def == nil {
+		c.fail(w, r, s, kith.Errorf(kith.ENOTFOUND, "no audience %q", key))
+		return
+	}
+	size, err := c.cfg.Store.AudienceSize(r.Context(), key)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	members, err := c.cfg.Store.Members(r.Context(), key, r.URL.Query().Get("after"), 101)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	next := ""
+	if len(members) > 100 {
+		members = members[:100]
+		next = members[99].ProfileID
+	}
+	c.render(w, r, s, "audience", map[string]any{"Def": def, "Size": size, "Members": members, "Next": next})
+}
+
+// unmerge serves POST /customers/{ref}/unmerge: undoes one merge.
+func (c *Console) unmerge(w http.ResponseWriter, r *http.Request, s *session) {
+	if c.cfg.Unmerger == nil {
+		http.Error(w, "unmerge is not available on this server", http.StatusNotFound)
+		return
+	}
+	id, err := c.resolve(r, r.PathValue("ref"))
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	res, err := c.cfg.Unmerger.Unmerge(r.Context(), pipeline.Unmerge{Profile: id, MergeID: r.PostFormValue("merge"), By: s.tok.ID,
+		Reason: strings.TrimSpace(r.PostFormValue("reason")), At: c.cfg.Now()})
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	http.Redirect(w, r, "/customers/"+url.PathEscape(res.Profiles[0]), http.StatusSeeOther)
 }
 
 // dryRun serves POST /audiences/dry-run: the builder's size and sample.

@@ -133,7 +133,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Submit(chromedp.CSS("#definition")),
 		chromedp.WaitVisible(chromedp.CSS("section[aria-labelledby=builder] strong")))
 	dryRun := text("section[aria-labelledby=builder]")
-	for name, png := range map[string][]byte{"console-overview.png": overview, "console-customer.png": customer} {
+	step("insights", chromedp.Navigate(base+"/insights"), chromedp.WaitVisible(chromedp.CSS("#grid")))
+	insightsText := text("main")
+	insightsShot := shot()
+	if !strings.Contains(insightsText, "RFM segments") || !strings.Contains(insightsText, "Churn risk") {
+		t.Errorf("insights page: %q", insightsText)
+	}
+	for name, png := range map[string][]byte{"console-overview.png": overview, "console-customer.png": customer, "console-insights.png": insightsShot} {
 		if err := os.WriteFile(filepath.Join(artifacts, name), png, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -113,6 +113,18 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("a bad definition: %d", code)
 	}
 
+	// An audience's page lists its members; insights say when there is
+	// no run yet.
+	apiJSON(t, s, "POST", "/v1/audiences", `{"key":"buyers","definition":"count(event \"Order Completed\") >= 1"}`)
+	waitBackfilled(t, s, "/v1/audiences")
+	code, page, _ = b.do("GET", "/audiences/buyers", nil)
+	if code != 200 || !strings.Contains(page, `href="/customers/p_`) || !strings.Contains(page, "<div class=\"n\">1</div>") {
+		t.Fatalf("audience page: %d\n%s", code, page)
+	}
+	if code, page, _ = b.do("GET", "/insights", nil); code != 200 || !strings.Contains(page, "No finished insight run") {
+		t.Fatalf("insights page: %d", code)
+	}
+
 	// A reader token sees no privacy page and masked personal data.
 	out, err := cli(t, s, "token", "create", "reader", "--scopes", "profiles:read stats:read")
 	if err != nil {
@@ -147,5 +159,30 @@ func TestConsole(t *testing.T) {
 	b.do("POST", "/logout", url.Values{"csrf": {csrf}})
 	if code, _, _ := b.do("GET", "/customers/user_id:u1", nil); code != http.StatusSeeOther {
 		t.Fatalf("after sign-out: %d", code)
+	}
+}
+
+// TestConsoleUnmerge: a merge shown on the customer page is undone from
+// there.
+func TestConsoleUnmerge(t *testing.T) {
+	s := startServer(t)
+	postBatch(t, s, "web", `{"batch":[{"type":"track","anonymousId":"a1","event":"Viewed","context":{"traits":{"email":"ada@example.com"}}},{"type":"track","userId":"u1","event":"Signed In"}]}`)
+	waitProcessed(t, s)
+	postBatch(t, s, "web2", `{"batch":[{"type":"identify","userId":"u1","traits":{"email":"ada@example.com"}}]}`)
+	waitProcessed(t, s)
+	b := newBrowser(t, s)
+	b.do("POST", "/login", url.Values{"token": {s.Config.AdminToken}})
+	_, page, _ := b.do("GET", "/customers/user_id:u1", nil)
+	m := regexp.MustCompile(`name="merge" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no unmerge form on the customer page")
+	}
+	csrf := csrfRe.FindStringSubmatch(page)[1]
+	code, _, _ := b.do("POST", "/customers/user_id:u1/unmerge", url.Values{"merge": {m[1]}, "csrf": {csrf}})
+	if code != http.StatusSeeOther {
+		t.Fatalf("unmerge: %d", code)
+	}
+	if canonicalOf(t, s, "user_id:u1") == canonicalOf(t, s, "anonymous_id:a1") {
+		t.Fatal("the merge was not undone")
 	}
 }

@@ -1,0 +1,93 @@
+package console
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/chart"
+	"github.com/kithcdp/kith/insights"
+)
+
+// svgImage makes an SVG chart an <img> source (the page's CSP allows
+// data: images, and an image cannot run script).
+func svgImage(svg []byte, err error) template.URL {
+	if err != nil {
+		return ""
+	}
+	return template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString(svg))
+}
+
+// insightsPage serves GET /insights: the last runs, the latest report's
+// models, RFM segments and cross-sell rules, and the distributions of the
+// predictions it wrote (churn risk, the RFM grid).
+func (c *Console) insightsPage(w http.ResponseWriter, r *http.Request, s *session) {
+	runs, err := c.cfg.Store.InsightRuns(r.Context(), 10)
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	data := map[string]any{"Runs": runs}
+	var rep *insights.Report
+	for _, run := range runs {
+		if run.Status == kith.RunFinished && len(run.Report) > 0 {
+			rep = &insights.Report{}
+			if err := json.Unmarshal(run.Report, rep); err != nil {
+				rep = nil
+				continue
+			}
+			data["Run"] = run
+			break
+		}
+	}
+	if rep == nil {
+		c.render(w, r, s, "insights", data)
+		return
+	}
+	data["Report"] = rep
+	if len(rep.RFM) > 0 {
+		cats := make([]string, len(rep.RFM))
+		avg := make([]float64, len(rep.RFM))
+		for i, seg := range rep.RFM {
+			cats[i] = seg.Segment
+			if seg.Customers > 0 {
+				avg[i] = seg.Revenue / float64(seg.Customers)
+			}
+		}
+		data["RFMChart"] = svgImage(chart.Bars{Title: "Revenue per customer by RFM segment", YLabel: "revenue per customer", Categories: cats,
+			Series: []chart.BarSeries{{Name: "revenue per customer", Values: avg}}, Width: 640, Height: 320}.SVG())
+	}
+	// The predictions' distributions, in one scan.
+	var churn [10]float64
+	var grid [5][5]int
+	n := 0
+	err = c.cfg.Store.ScanPredicted(r.Context(), []string{"churn_risk", "rfm_recency", "rfm_frequency"}, func(_ string, t map[string]json.RawMessage) error {
+		var risk float64
+		if json.Unmarshal(t["churn_risk"], &risk) == nil {
+			churn[min(int(risk*10), 9)]++
+			n++
+		}
+		var rr, ff int
+		if json.Unmarshal(t["rfm_recency"], &rr) == nil && json.Unmarshal(t["rfm_frequency"], &ff) == nil && rr >= 1 && rr <= 5 && ff >= 1 && ff <= 5 {
+			grid[5-rr][ff-1]++
+		}
+		return nil
+	})
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	if n > 0 {
+		cats := make([]string, 10)
+		for i := range cats {
+			cats[i] = fmt.Sprintf("%d–%d%%", i*10, i*10+10)
+		}
+		data["ChurnChart"] = svgImage(chart.Bars{Title: "Customers by churn risk", XLabel: "churn risk", YLabel: "customers", Categories: cats,
+			Series: []chart.BarSeries{{Name: "customers", Values: churn[:]}}, Width: 640, Height: 320}.SVG())
+	}
+	data["Grid"] = grid
+	c.render(w, r, s, "insights", data)
+}
