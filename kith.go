@@ -153,7 +153,14 @@ type Counts struct {
 	// of an erased person who asked not to be tracked again.
 	Suppressed int64 `json:"suppressed"`
 	Processed  int64 `json:"processed"`
+	// LastEventAt is when the source's latest accepted event arrived.
+	LastEventAt time.Time `json:"lastEventAt,omitzero"`
 }
+
+// DayPrefix names the counters of accepted events per day of arrival
+// ("day:2026-11-28"), which the console charts without scanning the log.
+const DayPrefix = "day:"
+
 
 // RejectedTotal sums the rejections over all reasons.
 func (c Counts) RejectedTotal() int64 {
@@ -681,6 +688,9 @@ type Store interface {
 	Secret(ctx context.Context) ([]byte, error)
 	// PruneDedup forgets messageIds received before cutoff.
 	PruneDedup(ctx context.Context, cutoff time.Time) error
+	// DailyEvents returns the events accepted per day of arrival (UTC,
+	// "2006-01-02") over all sources, for the days from since on.
+	DailyEvents(ctx context.Context, since time.Time) (map[string]int64, error)
 	Close() error
 }
 

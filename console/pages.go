@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/chart"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/privacy"
@@ -104,7 +105,23 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		total.Suppressed += k.Suppressed
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	c.render(w, r, s, "overview", map[string]any{"Profiles": profiles, "Sources": rows, "Total": total})
+	// Events per day over the last 30 days, from the per-day counters.
+	today := c.cfg.Now().UTC().Truncate(24 * time.Hour)
+	daily, err := c.cfg.Store.DailyEvents(r.Context(), today.AddDate(0, 0, -29))
+	if err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
+	days := make([]string, 30)
+	vals := make([]float64, 30)
+	for i := range days {
+		d := today.AddDate(0, 0, i-29)
+		days[i] = d.Format("Jan 2")
+		vals[i] = float64(daily[d.Format(time.DateOnly)])
+	}
+	chartURL := svgImage(chart.Bars{Title: "Events accepted per day (last 30 days)", YLabel: "events", Categories: days,
+		Series: []chart.BarSeries{{Name: "events", Values: vals}}, Width: 900, Height: 280}.SVG())
+	c.render(w, r, s, "overview", map[string]any{"Profiles": profiles, "Sources": rows, "Total": total, "DailyChart": chartURL})
 }
 
 // resolve turns a reference — "type:value", a profile id, or a bare

@@ -101,6 +101,7 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 		kept   []kith.Message
 		keptAt []int // index in b.Events of each kept event
 		delta  = map[string]map[string]int64{}
+		last   = map[string]time.Time{} // source → latest arrival accepted
 	)
 	add := func(source, name string, v int64) {
 		if v == 0 {
@@ -118,6 +119,10 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 			continue
 		}
 		add(e.SourceID, counterAccepted, 1)
+		add(e.SourceID, kith.DayPrefix+e.ReceivedAt.UTC().Format(time.DateOnly), 1)
+		if e.ReceivedAt.After(last[e.SourceID]) {
+			last[e.SourceID] = e.ReceivedAt
+		}
 		kept = append(kept, e)
 		keptAt = append(keptAt, i)
 	}
@@ -153,6 +158,12 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	}
 	if sql, args, ok := countersUpsert(delta); ok {
 		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			return kith.AppendResult{}, fmt.Errorf("postgres: append: counters: %w", err)
+		}
+	}
+	for src, at := range last {
+		if _, err := tx.Exec(ctx, `INSERT INTO counters (source_id, name, value) VALUES ($1, 'last_received', $2)
+			ON CONFLICT (source_id, name) DO UPDATE SET value = greatest(counters.value, excluded.value)`, src, at.UnixMicro()); err != nil {
 			return kith.AppendResult{}, fmt.Errorf("postgres: append: counters: %w", err)
 		}
 	}
@@ -311,7 +322,12 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 			c.Processed = v
 		case counterRejected + kith.ReasonSuppressed:
 			c.Suppressed = v
+		case "last_received":
+			c.LastEventAt = time.UnixMicro(v).UTC()
 		default:
+			if strings.HasPrefix(name, kith.DayPrefix) {
+				break // per-day counts: DailyEvents
+			}
 			reason, ok := strings.CutPrefix(name, counterRejected)
 			if !ok {
 				return fmt.Errorf("unknown counter %q", name)
@@ -326,6 +342,25 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: counts: %w", err)
+	}
+	return out, nil
+}
+
+// DailyEvents implements kith.Store from the per-day counters.
+func (db *DB) DailyEvents(ctx context.Context, since time.Time) (map[string]int64, error) {
+	rows, err := db.pool.Query(ctx, `SELECT name, sum(value)::bigint FROM counters WHERE name >= $1 AND name < $2 GROUP BY name`,
+		kith.DayPrefix+since.UTC().Format(time.DateOnly), kith.DayPrefix+"~")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: daily events: %w", err)
+	}
+	out := map[string]int64{}
+	var name string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&name, &n}, func() error {
+		out[strings.TrimPrefix(name, kith.DayPrefix)] = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: daily events: %w", err)
 	}
 	return out, nil
 }

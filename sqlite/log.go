@@ -149,6 +149,7 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	}
 
 	counts := map[[2]string]int64{}
+	last := map[string]int64{} // source → latest arrival accepted
 	type added struct {
 		i   int
 		seq int64
@@ -161,6 +162,10 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 			continue
 		}
 		counts[[2]string{e.SourceID, "accepted"}]++
+		counts[[2]string{e.SourceID, kith.DayPrefix + e.ReceivedAt.UTC().Format(time.DateOnly)}]++
+		if at := micros(e.ReceivedAt); at > last[e.SourceID] {
+			last[e.SourceID] = at
+		}
 		news = append(news, added{i: i})
 	}
 	// Multi-row inserts: this single writer holds the write lock, so the
@@ -207,6 +212,12 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	cnt := tx.StmtContext(ctx, db.cntStmt)
 	for k, n := range counts {
 		if _, err := cnt.ExecContext(ctx, k[0], k[1], n); err != nil {
+			return res, fmt.Errorf("sqlite: append counters: %w", err)
+		}
+	}
+	for src, at := range last {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (source_id, name, value) VALUES ($1, 'last_received', $2)
+			ON CONFLICT (source_id, name) DO UPDATE SET value = max(value, excluded.value)`, src, at); err != nil {
 			return res, fmt.Errorf("sqlite: append counters: %w", err)
 		}
 	}
@@ -412,6 +423,10 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 			c.Accepted = v
 		case name == "duplicate":
 			c.Duplicate = v
+		case name == "last_received":
+			c.LastEventAt = fromMicros(v)
+		case strings.HasPrefix(name, kith.DayPrefix):
+			continue // per-day counts: DailyEvents
 		case name == "rejected:"+kith.ReasonSuppressed:
 			c.Suppressed = v
 		case strings.HasPrefix(name, "rejected:"):
@@ -458,4 +473,24 @@ func int64Args(v []int64) []any {
 		out[i] = x
 	}
 	return out
+}
+
+// DailyEvents implements kith.Store from the per-day counters.
+func (db *DB) DailyEvents(ctx context.Context, since time.Time) (map[string]int64, error) {
+	rows, err := db.logR.QueryContext(ctx, `SELECT name, sum(value) FROM counters WHERE name >= $1 AND name < $2 GROUP BY name`,
+		kith.DayPrefix+since.UTC().Format(time.DateOnly), kith.DayPrefix+"~")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: daily events: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: daily events: %w", err)
+		}
+		out[strings.TrimPrefix(name, kith.DayPrefix)] = n
+	}
+	return out, rows.Err()
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/kithcdp/kith"
 )
@@ -43,5 +44,32 @@ func testAuditLog(t *testing.T, s kith.Store) {
 		if len(got) != tc.want {
 			t.Errorf("AuditLog(%+v) = %d entries, want %d", tc.q, len(got), tc.want)
 		}
+	}
+}
+
+// testDailyEvents: accepted events are counted per day of arrival and the
+// latest arrival per source is kept, beside the accounting.
+func testDailyEvents(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	day1, day2 := time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC), time.Date(2026, 3, 2, 1, 0, 0, 0, time.UTC)
+	m := func(src, id string, at time.Time) kith.Message {
+		e := message(src, id, at)
+		e.ReceivedAt = at
+		return e
+	}
+	mustAppend(t, s, kith.AppendBatch{Events: []kith.Message{m("s1", "a", day1), m("s1", "b", day1), m("s2", "c", day2)}})
+	mustAppend(t, s, kith.AppendBatch{Events: []kith.Message{m("s1", "a", day2), m("s1", "d", day2)}}) // a is a duplicate
+	got, err := s.DailyEvents(ctx, day1.Add(-48*time.Hour))
+	noErr(t, err, "DailyEvents")
+	if len(got) != 2 || got["2026-03-01"] != 2 || got["2026-03-02"] != 2 {
+		t.Fatalf("DailyEvents = %v, want 2 on each day (duplicates not counted)", got)
+	}
+	if got, _ := s.DailyEvents(ctx, day2); len(got) != 1 {
+		t.Fatalf("DailyEvents since the second day = %v", got)
+	}
+	counts, err := s.Counts(ctx)
+	noErr(t, err, "Counts")
+	if !counts["s1"].LastEventAt.Equal(day2) || !counts["s2"].LastEventAt.Equal(day2) {
+		t.Fatalf("LastEventAt s1 %v s2 %v, want %v", counts["s1"].LastEventAt, counts["s2"].LastEventAt, day2)
 	}
 }
