@@ -161,7 +161,6 @@ type Counts struct {
 // ("day:2026-11-28"), which the console charts without scanning the log.
 const DayPrefix = "day:"
 
-
 // RejectedTotal sums the rejections over all reasons.
 func (c Counts) RejectedTotal() int64 {
 	var n int64
