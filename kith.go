@@ -157,6 +157,9 @@ type Counts struct {
 	LastEventAt time.Time `json:"lastEventAt,omitzero"`
 }
 
+// NameTraits are the traits a customer can be found by name with.
+var NameTraits = []string{"firstName", "lastName", "name", "first_name", "last_name"}
+
 // DayPrefix names the counters of accepted events per day of arrival
 // ("day:2026-11-28"), which the console charts without scanning the log.
 const DayPrefix = "day:"
@@ -828,6 +831,11 @@ type RetentionStore interface {
 	ProfileIDs(ctx context.Context, after string, limit int) ([]string, error)
 	// ProfileCount returns the number of unified profiles.
 	ProfileCount(ctx context.Context) (int64, error)
+	// FindByName returns up to limit canonical profiles with a name trait
+	// (NameTraits) starting with prefix, byte for byte. No index holds
+	// personal data, so this reads the name traits: seconds at millions of
+	// profiles, fine for a person searching.
+	FindByName(ctx context.Context, prefix string, limit int) ([]string, error)
 	// ExpireEvents deletes the events at seqs from the log together with
 	// the timeline entries and orders derived from them on the given
 	// member profiles, and says how many events it deleted. Consent

@@ -167,12 +167,56 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	id, err := c.resolve(r, q)
-	if err != nil {
-		w.WriteHeader(http.StatusNotFound)
-		c.render(w, r, s, "search", map[string]any{"Query": q, "Error": kith.ErrorMessage(err)})
+	if err == nil {
+		http.Redirect(w, r, "/customers/"+url.PathEscape(id), http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, "/customers/"+url.PathEscape(id), http.StatusSeeOther)
+	if kith.ErrorCode(err) != kith.ENOTFOUND {
+		c.fail(w, r, s, err)
+		return
+	}
+	// Not an identifier: a name prefix, as typed and capitalised.
+	found := map[string]bool{}
+	var ids []string
+	if !strings.ContainsAny(q, ":@") {
+		q = strings.TrimSpace(q)
+		for _, p := range []string{q, strings.ToUpper(q[:1]) + q[1:]} {
+			more, err := c.cfg.Store.FindByName(r.Context(), p, 20)
+			if err != nil {
+				c.fail(w, r, s, err)
+				return
+			}
+			for _, id := range more {
+				if !found[id] {
+					found[id] = true
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	switch len(ids) {
+	case 0:
+		w.WriteHeader(http.StatusNotFound)
+		c.render(w, r, s, "search", map[string]any{"Query": q, "Error": "No customer has that identifier or a name starting with it."})
+	case 1:
+		http.Redirect(w, r, "/customers/"+url.PathEscape(ids[0]), http.StatusSeeOther)
+	default:
+		type hit struct{ ID, Name string }
+		var hits []hit
+		for _, id := range ids {
+			name := ""
+			ts, _ := c.cfg.Store.Traits(r.Context(), id)
+			for _, t := range ts {
+				if t.Key == "firstName" || t.Key == "lastName" || t.Key == "name" {
+					var v string
+					_ = json.Unmarshal(t.Value, &v)
+					name = strings.TrimSpace(name + " " + v)
+				}
+			}
+			hits = append(hits, hit{id, name})
+		}
+		c.render(w, r, s, "search", map[string]any{"Query": q, "Hits": hits})
+	}
 }
 
 // timelineRow is one event on the customer page.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -260,4 +261,24 @@ func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("postgres: profile count: %w", err)
 	}
 	return n, nil
+}
+
+// FindByName implements kith.RetentionStore. It reads the name traits
+// without an index (indexes hold no personal data) and stops at limit.
+func (db *DB) FindByName(ctx context.Context, prefix string, limit int) ([]string, error) {
+	lo, err := json.Marshal(prefix)
+	if err != nil || prefix == "" {
+		return nil, err
+	}
+	pattern := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(string(lo[:len(lo)-1])) + "%"
+	rows, err := db.pool.Query(ctx, `SELECT DISTINCT p.canonical_id FROM traits t JOIN profiles p ON p.id = t.profile_id
+		WHERE t.key IN ('firstName','lastName','name','first_name','last_name') AND t.value::text LIKE $1 LIMIT $2`, pattern, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: find by name: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: find by name: %w", err)
+	}
+	return out, nil
 }

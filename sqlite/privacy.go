@@ -348,3 +348,29 @@ func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// FindByName implements kith.RetentionStore. It reads the name traits
+// without an index (indexes hold no personal data) and stops at limit.
+func (db *DB) FindByName(ctx context.Context, prefix string, limit int) ([]string, error) {
+	lo, err := json.Marshal(prefix)
+	if err != nil || prefix == "" {
+		return nil, err
+	}
+	lo = lo[:len(lo)-1] // the opening quote and the prefix, no closing quote
+	hi := append(append([]byte(nil), lo...), 0xff)
+	rows, err := db.stateR.QueryContext(ctx, `SELECT DISTINCT p.canonical_id FROM traits t JOIN profiles p ON p.id = t.profile_id
+		WHERE t.key IN ('firstName','lastName','name','first_name','last_name') AND t.value >= $1 AND t.value < $2 LIMIT $3`, lo, hi, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: find by name: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: find by name: %w", err)
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

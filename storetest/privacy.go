@@ -92,3 +92,26 @@ func testConsents(t *testing.T, s kith.Store) {
 	_, err = s.Consents(ctx, "nobody")
 	wantCode(t, err, kith.ENOTFOUND, "Consents of an unknown profile")
 }
+
+func testFindByName(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	mustApply(t, s, 0, kith.IndexBatch{Cursor: 1, Profiles: profiles("pa", "pb", "pc"), Traits: []kith.TraitUpsert{
+		trait("pa", "lastName", `"Mulder"`, "s1", "m1", 1), trait("pa", "firstName", `"Anna"`, "s1", "m1", 1),
+		trait("pb", "lastName", `"Muller"`, "s1", "m2", 1), trait("pc", "email", `"mulder@example.com"`, "s1", "m3", 1),
+	}})
+	mustApply(t, s, 1, kith.IndexBatch{Cursor: 2, Merges: []kith.Merge{merge("pb", "pa", 2)}})
+	got, err := s.FindByName(ctx, "Mul", 10)
+	noErr(t, err, "FindByName")
+	if len(got) != 1 || got[0] != "pb" {
+		t.Fatalf("FindByName(Mul) = %v, want the merged profile pb once (an e-mail is not a name)", got)
+	}
+	if got, _ := s.FindByName(ctx, "Ann", 10); len(got) != 1 || got[0] != "pb" {
+		t.Fatalf("FindByName(Ann) = %v", got)
+	}
+	if got, _ := s.FindByName(ctx, "Mulders", 10); len(got) != 0 {
+		t.Fatalf("FindByName(Mulders) = %v", got)
+	}
+	if got, _ := s.FindByName(ctx, "mul", 10); len(got) != 0 {
+		t.Fatalf("FindByName is byte for byte: %v", got)
+	}
+}

@@ -84,6 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"DailyEvents", testDailyEvents},
 		{"Privacy", testPrivacy},
 		{"Consents", testConsents},
+		{"FindByName", testFindByName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -94,6 +94,10 @@ func TestConsole(t *testing.T) {
 	if strings.Contains(page, "<script>alert(1)") {
 		t.Fatal("a hostile trait value was not escaped")
 	}
+	// By the start of a name, as typed or capitalised.
+	if code, _, h := b.do("GET", "/customers?q=ada", nil); code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/customers/p_") {
+		t.Fatalf("search by name: %d %s", code, h.Get("Location"))
+	}
 	if code, _, _ := b.do("GET", "/customers?q=email:nobody@example.com", nil); code != http.StatusNotFound {
 		t.Fatalf("unknown customer: %d", code)
 	}
