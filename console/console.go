@@ -132,6 +132,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /audiences/{key}", c.page(kith.ScopeProfilesRead, c.audience, false))
 	mux.HandleFunc("POST /customers/{ref}/unmerge", c.action(kith.ScopeProfilesWrite, c.unmerge))
 	mux.HandleFunc("POST /audiences/dry-run", c.action(kith.ScopeProfilesRead, c.dryRun))
+	mux.HandleFunc("POST /audiences/validate", c.action(kith.ScopeProfilesRead, c.validate))
 	mux.HandleFunc("GET /privacy", c.page(kith.ScopePrivacyWrite, c.privacy, false))
 	mux.HandleFunc("GET /insights", c.page(kith.ScopeInsightsRead, c.insightsPage, false))
 }

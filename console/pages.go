@@ -340,36 +340,26 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, "customer", map[string]any{
 		"ID": id, "Name": name, "Summary": sum, "Traits": event, "Predicted": predicted,
 		"Identities": ids, "Merges": merges, "Timeline": rows, "Next": next, "EventFilter": r.URL.Query().Get("event"),
+		"ChannelFilter": r.URL.Query().Get("channel"), "Channels": []string{"web", "app", "import: orders.csv", "import: crm_contacts.csv", "import: email_engagement.csv"},
 		"Audiences": memberships, "Consent": privacy.Current(history), "ConsentHistory": history, "DMP": dmp,
 	})
 }
 
-// timeline reads one page of the customer's events, newest first.
+// timeline reads one page of the customer's events, newest first:
+// filtered by event name in the store, and by channel (which is read from
+// each event) over at most 2,000 entries per page.
 func (c *Console) timeline(r *http.Request, s *session, id string, pii bool) ([]timelineRow, string, error) {
-	q := kith.TimelineQuery{Limit: 51, Event: r.URL.Query().Get("event")}
+	const pageSize, scanMax = 50, 2000
+	channel := r.URL.Query().Get("channel")
+	q := kith.TimelineQuery{Limit: pageSize + 1, Event: r.URL.Query().Get("event")}
+	if channel != "" {
+		q.Limit = 500
+	}
 	if b := r.URL.Query().Get("before"); b != "" {
 		var us, seq int64
 		if _, err := fmt.Sscanf(b, "%d.%d", &us, &seq); err == nil {
 			q.Before = &kith.TimelineCursor{Timestamp: time.UnixMicro(us).UTC(), Seq: seq}
 		}
-	}
-	entries, err := c.cfg.Store.Timeline(r.Context(), id, q)
-	if err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(entries) > 50 {
-		entries = entries[:50]
-		last := entries[49]
-		next = fmt.Sprintf("%d.%d", last.Timestamp.UnixMicro(), last.Seq)
-	}
-	seqs := make([]int64, len(entries))
-	for i, e := range entries {
-		seqs[i] = e.Seq
-	}
-	msgs, err := c.cfg.Store.EventsBySeq(r.Context(), seqs)
-	if err != nil {
-		return nil, "", err
 	}
 	srcs, err := c.cfg.Store.Sources(r.Context())
 	if err != nil {
@@ -379,23 +369,60 @@ func (c *Console) timeline(r *http.Request, s *session, id string, pii bool) ([]
 	for _, src := range srcs {
 		names[src.ID] = src.Name
 	}
-	rows := make([]timelineRow, 0, len(msgs))
-	for _, m := range msgs {
-		raw := m.Raw
-		if !pii {
-			raw = privacy.MaskEvent(raw)
+	var rows []timelineRow
+	var cursors []string // the position after each row
+	for scanned := 0; scanned < scanMax && len(rows) <= pageSize; {
+		entries, err := c.cfg.Store.Timeline(r.Context(), id, q)
+		if err != nil {
+			return nil, "", err
 		}
-		var v struct {
-			Properties map[string]any `json:"properties"`
+		scanned += len(entries)
+		seqs := make([]int64, len(entries))
+		pos := map[int64]string{}
+		for i, e := range entries {
+			seqs[i] = e.Seq
+			pos[e.Seq] = fmt.Sprintf("%d.%d", e.Timestamp.UnixMicro(), e.Seq)
 		}
-		_ = json.Unmarshal(raw, &v)
-		var parts []string
-		for _, k := range []string{"order_id", "revenue", "name", "category", "price", "campaign_name", "path"} {
-			if x, ok := v.Properties[k]; ok {
-				parts = append(parts, fmt.Sprintf("%s %v", k, x))
+		msgs, err := c.cfg.Store.EventsBySeq(r.Context(), seqs)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, m := range msgs {
+			ch := channelOf(m.Raw, names[m.SourceID])
+			if channel != "" && ch != channel {
+				continue
 			}
+			raw := m.Raw
+			if !pii {
+				raw = privacy.MaskEvent(raw)
+			}
+			var v struct {
+				Properties map[string]any `json:"properties"`
+			}
+			_ = json.Unmarshal(raw, &v)
+			var parts []string
+			for _, k := range []string{"order_id", "revenue", "name", "category", "price", "campaign_name", "path"} {
+				if x, ok := v.Properties[k]; ok {
+					parts = append(parts, fmt.Sprintf("%s %v", k, x))
+				}
+			}
+			rows = append(rows, timelineRow{At: m.Timestamp, Channel: ch, Type: m.Type, Name: m.Event, Detail: strings.Join(parts, " · ")})
+			cursors = append(cursors, pos[m.Seq])
 		}
-		rows = append(rows, timelineRow{At: m.Timestamp, Channel: channelOf(m.Raw, names[m.SourceID]), Type: m.Type, Name: m.Event, Detail: strings.Join(parts, " · ")})
+		if len(entries) < q.Limit {
+			break // the start of the timeline
+		}
+		last := entries[len(entries)-1]
+		q.Before = &kith.TimelineCursor{Timestamp: last.Timestamp, Seq: last.Seq}
+		if channel == "" {
+			break
+		}
+	}
+	next := ""
+	if len(rows) > pageSize {
+		rows, next = rows[:pageSize], cursors[pageSize-1]
+	} else if channel != "" && q.Before != nil && len(rows) > 0 {
+		next = cursors[len(rows)-1] // stopped scanning: more may follow
 	}
 	return rows, next, nil
 }
@@ -523,6 +550,21 @@ func (c *Console) dryRun(w http.ResponseWriter, r *http.Request, s *session) {
 		data["Size"], data["Sample"], data["Ran"] = n, sample, true
 	}
 	c.render(w, r, s, "audiences", data)
+}
+
+// validate serves POST /audiences/validate, the builder's live check: a
+// JSON answer {ok, size} or {ok: false, error}.
+func (c *Console) validate(w http.ResponseWriter, r *http.Request, s *session) {
+	w.Header().Set("Content-Type", "application/json")
+	out := map[string]any{"ok": false}
+	if c.cfg.Audiences == nil {
+		out["error"] = "audiences are not available on this server"
+	} else if n, _, err := c.cfg.Audiences.DryRun(r.Context(), r.PostFormValue("definition"), nil, 0); err != nil {
+		out["error"] = kith.ErrorMessage(err)
+	} else {
+		out["ok"], out["size"] = true, n
+	}
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // privacy serves GET /privacy: erasure requests and the audit log.

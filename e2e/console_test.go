@@ -126,6 +126,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	channels := text("section[aria-labelledby=timeline] table")
 	audiences := text("section[aria-labelledby=audiences]")
 	customer := shot()
+	step("live validation",
+		chromedp.Navigate(base+"/audiences"),
+		chromedp.WaitVisible(chromedp.CSS("#definition")),
+		chromedp.SendKeys(chromedp.CSS("#definition"), `count(event `),
+		chromedp.WaitVisible(chromedp.CSS("#live.bad")))
+	if live := text("#live"); !strings.Contains(live, "column") {
+		t.Errorf("live validation of a broken definition: %q", live)
+	}
 	step("try an audience",
 		chromedp.Navigate(base+"/audiences"),
 		chromedp.WaitVisible(chromedp.CSS("#definition")),

@@ -91,6 +91,12 @@ func TestConsole(t *testing.T) {
 			t.Errorf("the customer page lacks %q", want)
 		}
 	}
+	// The timeline by channel.
+	_, webOnly, _ := b.do("GET", h.Get("Location")+"?channel=web", nil)
+	_, appOnly, _ := b.do("GET", h.Get("Location")+"?channel=app", nil)
+	if !strings.Contains(webOnly, "order_id o1") || strings.Contains(appOnly, "order_id o1") {
+		t.Fatal("the channel filter does not filter")
+	}
 	if strings.Contains(page, "<script>alert(1)") {
 		t.Fatal("a hostile trait value was not escaped")
 	}
