@@ -261,7 +261,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 		data["Can"] = func(string) bool { return false }
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' "+chartStyleHash+"; script-src 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if err := t.Execute(w, data); err != nil {
 		c.cfg.Logger.Error("console: render", "page", name, "err", err)

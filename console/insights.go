@@ -1,25 +1,42 @@
 package console
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
+	"regexp"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/chart"
 	"github.com/kithcdp/kith/insights"
 )
 
-// svgImage makes an SVG chart an <img> source (the page's CSP allows
-// data: images, and an image cannot run script).
-func svgImage(svg []byte, err error) template.URL {
+// svgImage inlines an SVG chart in the page, so its bars' tooltips show
+// and its text takes the page's colours (light or dark). The chart's own
+// stylesheet is allowed by its hash in the page's CSP (see chartStyleHash).
+func svgImage(svg []byte, err error) template.HTML {
 	if err != nil {
 		return ""
 	}
-	return template.URL("data:image/svg+xml;base64," + base64.StdEncoding.EncodeToString(svg))
+	return template.HTML(svg) // the chart package escapes every text it draws
 }
+
+// chartStyleHash is the CSP source for the <style> every chart embeds.
+var chartStyleHash = func() string {
+	svg, err := chart.Bars{Title: "x", Categories: []string{"a"}, Series: []chart.BarSeries{{Name: "x", Values: []float64{1}}}}.SVG()
+	if err != nil {
+		return ""
+	}
+	m := regexp.MustCompile(`(?s)<style>(.*?)</style>`).FindSubmatch(svg)
+	if m == nil {
+		return ""
+	}
+	sum := sha256.Sum256(m[1])
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}()
 
 // insightsPage serves GET /insights: the last runs, the latest report's
 // models, RFM segments and cross-sell rules, and the distributions of the
