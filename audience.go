@@ -155,4 +155,8 @@ type AudienceStore interface {
 	// says how many entries named them. The engine first makes them leave
 	// their audiences and drops their states.
 	EraseAudienceHistory(ctx context.Context, ids []string) (int64, error)
+	// AudienceNetChanges returns, per day (UTC, "2006-01-02") from since
+	// on, the audience's entries minus its exits, bulk entries counted
+	// whole: with the current size it gives the size over time.
+	AudienceNetChanges(ctx context.Context, audience string, since time.Time) (map[string]int64, error)
 }

@@ -65,23 +65,18 @@ func (c *Console) insightsPage(w http.ResponseWriter, r *http.Request, s *sessio
 		return
 	}
 	data["Report"] = rep
-	if len(rep.RFM) > 0 {
-		cats := make([]string, len(rep.RFM))
-		avg := make([]float64, len(rep.RFM))
-		for i, seg := range rep.RFM {
-			cats[i] = seg.Segment
-			if seg.Customers > 0 {
-				avg[i] = seg.Revenue / float64(seg.Customers)
-			}
-		}
-		data["RFMChart"] = svgImage(chart.Bars{Title: "Revenue per customer by RFM segment", YLabel: "revenue per customer", Categories: cats,
-			Series: []chart.BarSeries{{Name: "revenue per customer", Values: avg}}, Width: 640, Height: 320}.SVG())
-	}
 	// The predictions' distributions, in one scan.
 	var churn [10]float64
 	var grid [5][5]int
 	n := 0
-	err = c.cfg.Store.ScanPredicted(r.Context(), []string{"churn_risk", "rfm_recency", "rfm_frequency"}, func(_ string, t map[string]json.RawMessage) error {
+	clvSum, clvN := map[string]float64{}, map[string]float64{}
+	err = c.cfg.Store.ScanPredicted(r.Context(), []string{"churn_risk", "rfm_recency", "rfm_frequency", "clv_365d", "rfm_segment"}, func(_ string, t map[string]json.RawMessage) error {
+		var seg string
+		var clv float64
+		if json.Unmarshal(t["rfm_segment"], &seg) == nil && json.Unmarshal(t["clv_365d"], &clv) == nil && seg != "" {
+			clvSum[seg] += clv
+			clvN[seg]++
+		}
 		var risk float64
 		if json.Unmarshal(t["churn_risk"], &risk) == nil {
 			churn[min(int(risk*10), 9)]++
@@ -104,6 +99,27 @@ func (c *Console) insightsPage(w http.ResponseWriter, r *http.Request, s *sessio
 		}
 		data["ChurnChart"] = svgImage(chart.Bars{Title: "Customers by churn risk", XLabel: "churn risk", YLabel: "customers", Categories: cats,
 			Series: []chart.BarSeries{{Name: "customers", Values: churn[:]}}, Width: 640, Height: 320}.SVG())
+	}
+	if len(clvN) > 0 {
+		// The segments in the report's order, then any others.
+		var cats []string
+		seen := map[string]bool{}
+		for _, seg := range rep.RFM {
+			if clvN[seg.Segment] > 0 {
+				cats, seen[seg.Segment] = append(cats, seg.Segment), true
+			}
+		}
+		for seg := range clvN {
+			if !seen[seg] {
+				cats = append(cats, seg)
+			}
+		}
+		avg := make([]float64, len(cats))
+		for i, seg := range cats {
+			avg[i] = clvSum[seg] / clvN[seg]
+		}
+		data["RFMChart"] = svgImage(chart.Bars{Title: "Predicted 365-day CLV by RFM segment (mean)", YLabel: "CLV per customer", Categories: cats,
+			Series: []chart.BarSeries{{Name: "mean CLV", Values: avg}}, Width: 640, Height: 320}.SVG())
 	}
 	data["Grid"] = grid
 	c.render(w, r, s, "insights", data)

@@ -468,9 +468,11 @@ func (c *Console) erase(w http.ResponseWriter, r *http.Request, s *session) {
 func (c *Console) audiences(w http.ResponseWriter, r *http.Request, s *session) {
 	type aud struct {
 		kith.Definition
-		Size int64
+		Size  int64
+		Trend template.HTML
 	}
 	var list []aud
+	today := c.cfg.Now().UTC().Truncate(24 * time.Hour)
 	if c.cfg.Audiences != nil {
 		for _, d := range c.cfg.Audiences.Definitions(kith.KindAudience) {
 			n, err := c.cfg.Store.AudienceSize(r.Context(), d.Key)
@@ -478,7 +480,20 @@ func (c *Console) audiences(w http.ResponseWriter, r *http.Request, s *session) 
 				c.fail(w, r, s, err)
 				return
 			}
-			list = append(list, aud{d, n})
+			// The size at the end of each of the last 30 days, walking
+			// back from now through each day's entries minus exits.
+			net, err := c.cfg.Store.AudienceNetChanges(r.Context(), d.Key, today.AddDate(0, 0, -29))
+			if err != nil {
+				c.fail(w, r, s, err)
+				return
+			}
+			sizes := make([]float64, 30)
+			size := n
+			for i := 29; i >= 0; i-- {
+				sizes[i] = float64(size)
+				size -= net[today.AddDate(0, 0, i-29).Format(time.DateOnly)]
+			}
+			list = append(list, aud{d, n, sparkline(sizes, "members over the last 30 days")})
 		}
 	}
 	c.render(w, r, s, "audiences", map[string]any{"Audiences": list, "Definition": r.URL.Query().Get("definition")})
@@ -589,7 +604,7 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request, s *session) {
 		if len(entries) > 100 {
 			entries = entries[:100]
 		}
-		data["Audit"], data["Action"] = entries, q.Action
+		data["Audit"], data["Action"], data["Token"] = entries, q.Action, q.TokenID
 	}
 	c.render(w, r, s, "privacy", data)
 }
@@ -612,4 +627,26 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 	}
 	w.WriteHeader(status)
 	c.render(w, r, s, "error", map[string]any{"Message": msg})
+}
+
+// sparkline draws values as a small line, with the first and last value
+// in its tooltip and accessible name.
+func sparkline(values []float64, what string) template.HTML {
+	const w, h = 120.0, 24.0
+	lo, hi := values[0], values[0]
+	for _, v := range values {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	var pts []string
+	for i, v := range values {
+		x := w * float64(i) / float64(max(len(values)-1, 1))
+		y := h - 2
+		if hi > lo {
+			y = 2 + (h-4)*(1-(v-lo)/(hi-lo))
+		}
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
+	}
+	label := fmt.Sprintf("%s: from %.0f to %.0f", what, values[0], values[len(values)-1])
+	return template.HTML(fmt.Sprintf(`<svg width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s"><title>%s</title><polyline points="%s" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>`,
+		w, h, w, h, template.HTMLEscapeString(label), template.HTMLEscapeString(label), strings.Join(pts, " ")))
 }

@@ -144,7 +144,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	step("insights", chromedp.Navigate(base+"/insights"), chromedp.WaitVisible(chromedp.CSS("#grid")))
 	insightsText := text("main")
 	insightsShot := shot()
-	if !strings.Contains(insightsText, "RFM segments") || !strings.Contains(insightsText, "Churn risk") {
+	if !strings.Contains(insightsText, "RFM segments") || !strings.Contains(insightsText, "Churn risk") || !strings.Contains(insightsText, "CLV by RFM segment") {
 		t.Errorf("insights page: %q", insightsText)
 	}
 	for name, png := range map[string][]byte{"console-overview.png": overview, "console-customer.png": customer, "console-insights.png": insightsShot} {

@@ -904,3 +904,22 @@ func (db *DB) membershipChanges(ctx context.Context, after int64, audience, prof
 	})
 	return out, err
 }
+
+// AudienceNetChanges implements kith.AudienceStore.
+func (db *DB) AudienceNetChanges(ctx context.Context, audience string, since time.Time) (map[string]int64, error) {
+	rows, err := db.pool.Query(ctx, `SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), sum(CASE WHEN entered THEN n ELSE -n END)::bigint
+		FROM audience_changes WHERE audience = $1 AND at >= $2 GROUP BY 1`, audience, since.UTC())
+	if err != nil {
+		return nil, fmt.Errorf("postgres: audience net changes: %w", err)
+	}
+	out := map[string]int64{}
+	var day string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&day, &n}, func() error {
+		out[day] = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: audience net changes: %w", err)
+	}
+	return out, nil
+}

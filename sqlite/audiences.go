@@ -1583,3 +1583,23 @@ func membershipChanges(ctx context.Context, tx *sql.Tx, after int64, audience, p
 	slices.SortFunc(out, func(a, b kith.MembershipChange) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out[:min(len(out), limit)], nil
 }
+
+// AudienceNetChanges implements kith.AudienceStore.
+func (db *DB) AudienceNetChanges(ctx context.Context, audience string, since time.Time) (map[string]int64, error) {
+	rows, err := db.audR.QueryContext(ctx, `SELECT date(at / 1000000, 'unixepoch'), sum(CASE WHEN entered THEN n ELSE -n END)
+		FROM changes WHERE audience = $1 AND at >= $2 GROUP BY 1`, audience, micros(since))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: audience net changes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var day string
+		var n int64
+		if err := rows.Scan(&day, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: audience net changes: %w", err)
+		}
+		out[day] = n
+	}
+	return out, rows.Err()
+}

@@ -73,3 +73,26 @@ func testDailyEvents(t *testing.T, s kith.Store) {
 		t.Fatalf("LastEventAt s1 %v s2 %v, want %v", counts["s1"].LastEventAt, counts["s2"].LastEventAt, day2)
 	}
 }
+
+// testAudienceNetChanges: entries minus exits per day, bulk entries whole.
+func testAudienceNetChanges(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	day1, day2 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC), time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	noErr(t, s.ApplyAudienceBatch(ctx, kith.AudienceBatch{Changes: []kith.MembershipChange{
+		{Audience: "vip", ProfileID: "p1", Entered: true, At: day1, Cause: "event"},
+		{Audience: "vip", ProfileID: "p2", Entered: true, At: day1, Cause: "event"},
+		{Audience: "other", ProfileID: "p2", Entered: true, At: day1, Cause: "event"},
+	}}), "ApplyAudienceBatch")
+	noErr(t, s.ApplyAudienceBatch(ctx, kith.AudienceBatch{
+		Changes: []kith.MembershipChange{{Audience: "vip", ProfileID: "p1", Entered: false, At: day2, Cause: "expiry"}},
+		Bulk:    []kith.BulkChange{{Audience: "vip", Entered: true, ProfileIDs: []string{"p3", "p4", "p5"}, At: day2, Cause: "backfill"}},
+	}), "ApplyAudienceBatch")
+	got, err := s.AudienceNetChanges(ctx, "vip", day1.Add(-time.Hour))
+	noErr(t, err, "AudienceNetChanges")
+	if len(got) != 2 || got["2026-03-01"] != 2 || got["2026-03-02"] != 2 {
+		t.Fatalf("AudienceNetChanges = %v, want 2 on each day", got)
+	}
+	if got, _ := s.AudienceNetChanges(ctx, "vip", day2.Add(-time.Hour)); len(got) != 1 {
+		t.Fatalf("since the second day: %v", got)
+	}
+}

@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"ScanPredicted", testScanPredicted},
 		{"AuditLog", testAuditLog},
 		{"DailyEvents", testDailyEvents},
+		{"AudienceNetChanges", testAudienceNetChanges},
 		{"Privacy", testPrivacy},
 		{"Consents", testConsents},
 		{"FindByName", testFindByName},

@@ -127,6 +127,9 @@ func TestConsole(t *testing.T) {
 	// no run yet.
 	apiJSON(t, s, "POST", "/v1/audiences", `{"key":"buyers","definition":"count(event \"Order Completed\") >= 1"}`)
 	waitBackfilled(t, s, "/v1/audiences")
+	if _, page, _ := b.do("GET", "/audiences", nil); !strings.Contains(page, `aria-label="members over the last 30 days: from 0 to 1"`) {
+		t.Fatalf("audiences list: no size trend from 0 to 1")
+	}
 	code, page, _ = b.do("GET", "/audiences/buyers", nil)
 	if code != 200 || !strings.Contains(page, `href="/customers/p_`) || !strings.Contains(page, "<div class=\"n\">1</div>") {
 		t.Fatalf("audience page: %d\n%s", code, page)
