@@ -760,6 +760,8 @@ type AuditQuery struct {
 	// Action and Target match entries containing them.
 	Action, Target string
 	Limit          int
+	// Newest returns the latest entries first (After is then ignored).
+	Newest bool
 }
 
 // AuditStore keeps the audit log. There is no way to change or delete an

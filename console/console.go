@@ -19,6 +19,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,8 +63,12 @@ type Config struct {
 	Secret    []byte
 	Now       func() time.Time
 	Logger    *slog.Logger
-	// SessionTTL is how long a session lasts without use (default 8h).
+	// SessionTTL is how long a session lasts without use (default 8h);
+	// a session never lasts longer than a day.
 	SessionTTL time.Duration
+	// Audit, if set, records what a signed-in token does in the console,
+	// in the API's audit log.
+	Audit func(e kith.AuditEntry)
 }
 
 // Console serves the pages.
@@ -77,10 +83,19 @@ type Console struct {
 
 // session is one signed-in browser.
 type session struct {
-	tok  kith.Token
-	csrf string
-	seen time.Time
+	tok     kith.Token
+	csrf    string
+	seen    time.Time
+	started time.Time
+	checked time.Time // when the token was last found valid
 }
+
+// maxSessionAge bounds a session whatever its use; maxSessionsPerToken
+// bounds how many one token holds (the oldest goes first).
+const (
+	maxSessionAge       = 24 * time.Hour
+	maxSessionsPerToken = 20
+)
 
 // New parses the templates.
 func New(cfg Config) (*Console, error) {
@@ -145,29 +160,63 @@ func random(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// sessionOf returns the request's live session, if any.
+// sessionOf returns the request's live session, if any. A session ends
+// when its token is revoked (checked every few seconds, so a revocation
+// takes effect here as on the API) and takes on changed scopes.
 func (c *Console) sessionOf(r *http.Request) *session {
 	ck, err := r.Cookie(cookieName)
 	if err != nil {
 		return nil
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	s, ok := c.sessions[ck.Value]
-	if !ok {
-		return nil
-	}
 	now := c.cfg.Now()
-	if now.Sub(s.seen) > c.cfg.SessionTTL {
+	if ok && (now.Sub(s.seen) > c.cfg.SessionTTL || now.Sub(s.started) > maxSessionAge) {
 		delete(c.sessions, ck.Value)
+		ok = false
+	}
+	if !ok {
+		c.mu.Unlock()
 		return nil
 	}
 	s.seen = now
+	recheck := now.Sub(s.checked) > 5*time.Second
+	hash := s.tok.Hash
+	c.mu.Unlock()
+	if recheck {
+		tok, err := c.cfg.Store.TokenByHash(r.Context(), hash)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if kith.ErrorCode(err) == kith.ENOTFOUND {
+			delete(c.sessions, ck.Value)
+			return nil
+		}
+		if err == nil {
+			s.tok, s.checked = tok, now
+		}
+	}
 	return s
+}
+
+// sameOrigin refuses a state-changing request another site sent (a
+// forged sign-in or form): browsers say where a request comes from.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		return err == nil && u.Host == r.Host
+	}
+	return true
 }
 
 // login serves POST /login: the form's token becomes a session.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		http.Error(w, "sign in from the console's own page", http.StatusForbidden)
+		return
+	}
 	token := r.PostFormValue("token")
 	sum := sha256.Sum256([]byte(token))
 	tok, err := c.cfg.Store.TokenByHash(r.Context(), sum[:])
@@ -177,17 +226,36 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := random(24)
+	now := c.cfg.Now()
 	c.mu.Lock()
+	var mine []string // this token's sessions
 	for k, s := range c.sessions { // forget expired sessions
-		if c.cfg.Now().Sub(s.seen) > c.cfg.SessionTTL {
+		if now.Sub(s.seen) > c.cfg.SessionTTL || now.Sub(s.started) > maxSessionAge {
 			delete(c.sessions, k)
+		} else if s.tok.ID == tok.ID {
+			mine = append(mine, k)
 		}
 	}
-	c.sessions[id] = &session{tok: tok, csrf: random(16), seen: c.cfg.Now()}
+	for len(mine) >= maxSessionsPerToken { // the oldest goes
+		oldest := 0
+		for i, k := range mine {
+			if c.sessions[k].started.Before(c.sessions[mine[oldest]].started) {
+				oldest = i
+			}
+		}
+		delete(c.sessions, mine[oldest])
+		mine = append(mine[:oldest], mine[oldest+1:]...)
+	}
+	c.sessions[id] = &session{tok: tok, csrf: random(16), seen: now, started: now, checked: now}
 	c.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: r.TLS != nil, MaxAge: int(c.cfg.SessionTTL.Seconds())})
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	home := "/"
+	if !tok.HasScope(kith.ScopeStatsRead) {
+		home = "/customers"
+	}
+	c.audit(r, tok, "POST /login", "", http.StatusSeeOther)
+	http.Redirect(w, r, home, http.StatusSeeOther)
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
@@ -216,9 +284,12 @@ func (c *Console) page(scope string, h func(http.ResponseWriter, *http.Request, 
 		if scope != "" && !s.tok.HasScope(scope) {
 			w.WriteHeader(http.StatusForbidden)
 			c.render(w, r, s, "error", map[string]any{"Message": "Your token does not allow this page (it needs the " + scope + " scope)."})
+			c.audit(r, s.tok, r.Pattern, r.PathValue("ref"), http.StatusForbidden)
 			return
 		}
-		h(w, r, s)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h(sw, r, s)
+		c.audit(r, s.tok, r.Pattern, r.PathValue("ref"), sw.status)
 	}
 }
 
@@ -231,16 +302,59 @@ func (c *Console) action(scope string, h func(http.ResponseWriter, *http.Request
 			http.Error(w, "sign in first", http.StatusUnauthorized)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
+		if !sameOrigin(r) || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
 			http.Error(w, "the form's CSRF token is missing or wrong; reload the page", http.StatusForbidden)
 			return
 		}
 		if scope != "" && !s.tok.HasScope(scope) {
 			http.Error(w, "your token does not allow this ("+scope+")", http.StatusForbidden)
+			c.audit(r, s.tok, r.Pattern, r.PathValue("ref"), http.StatusForbidden)
 			return
 		}
-		h(w, r, s)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h(sw, r, s)
+		c.audit(r, s.tok, r.Pattern, r.PathValue("ref"), sw.status)
 	}
+}
+
+// statusWriter remembers the status a page answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// audit records a console request as the API records its own: the token,
+// the route (prefixed "console"), the customer reference (an identifier
+// as its type and keyed hash), the outcome.
+func (c *Console) audit(r *http.Request, tok kith.Token, pattern, ref string, status int) {
+	if c.cfg.Audit == nil || pattern == "GET /assets/" {
+		return
+	}
+	target := ""
+	if ref != "" {
+		if id, ok := c.cfg.Rules().ParseRef(ref); ok {
+			k := c.keyer.Key(id)
+			target = "ref=" + id.Type + ":#" + hex.EncodeToString(k[:8])
+		} else if strings.HasPrefix(ref, "p_") {
+			target = "ref=" + ref
+		} else {
+			k := c.keyer.Key(identity.Identifier{Type: "unknown", Value: ref})
+			target = "ref=unknown:#" + hex.EncodeToString(k[:8])
+		}
+	}
+	outcome := "ok"
+	switch {
+	case status == http.StatusForbidden:
+		outcome = "denied"
+	case status >= 400:
+		outcome = "failed"
+	}
+	c.cfg.Audit(kith.AuditEntry{At: c.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: "console " + pattern, Target: target, Status: status, Outcome: outcome})
 }
 
 // render executes a page inside the layout.
@@ -263,6 +377,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' "+chartStyleHash+"; script-src 'self'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
 	if err := t.Execute(w, data); err != nil {
 		c.cfg.Logger.Error("console: render", "page", name, "err", err)
 	}

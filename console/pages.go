@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/chart"
@@ -178,9 +180,14 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	// Not an identifier: a name prefix, as typed and capitalised.
 	found := map[string]bool{}
 	var ids []string
-	if !strings.ContainsAny(q, ":@") {
+	if !strings.ContainsAny(q, ":@") && s.tok.HasScope(kith.ScopePIIRead) {
+		// Names are personal: only tokens that may see them search by them.
 		q = strings.TrimSpace(q)
-		for _, p := range []string{q, strings.ToUpper(q[:1]) + q[1:]} {
+		prefixes := []string{q}
+		if r, n := utf8.DecodeRuneInString(q); n > 0 && unicode.ToUpper(r) != r {
+			prefixes = append(prefixes, string(unicode.ToUpper(r))+q[n:])
+		}
+		for _, p := range prefixes {
 			more, err := c.cfg.Store.FindByName(r.Context(), p, 20)
 			if err != nil {
 				c.fail(w, r, s, err)
@@ -197,7 +204,11 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 	switch len(ids) {
 	case 0:
 		w.WriteHeader(http.StatusNotFound)
-		c.render(w, r, s, "search", map[string]any{"Query": q, "Error": "No customer has that identifier or a name starting with it."})
+		msg := "No customer has that identifier or a name starting with it."
+		if !s.tok.HasScope(kith.ScopePIIRead) {
+			msg = "No customer has that identifier (searching by name needs the pii:read scope)."
+		}
+		c.render(w, r, s, "search", map[string]any{"Query": q, "Error": msg})
 	case 1:
 		http.Redirect(w, r, "/customers/"+url.PathEscape(ids[0]), http.StatusSeeOther)
 	default:
@@ -371,6 +382,8 @@ func (c *Console) timeline(r *http.Request, s *session, id string, pii bool) ([]
 	}
 	var rows []timelineRow
 	var cursors []string // the position after each row
+	atStart := false     // the scan reached the oldest event
+	lastScanned := ""    // the position after the last event scanned
 	for scanned := 0; scanned < scanMax && len(rows) <= pageSize; {
 		entries, err := c.cfg.Store.Timeline(r.Context(), id, q)
 		if err != nil {
@@ -410,19 +423,22 @@ func (c *Console) timeline(r *http.Request, s *session, id string, pii bool) ([]
 			cursors = append(cursors, pos[m.Seq])
 		}
 		if len(entries) < q.Limit {
-			break // the start of the timeline
+			atStart = true
+			break
 		}
 		last := entries[len(entries)-1]
 		q.Before = &kith.TimelineCursor{Timestamp: last.Timestamp, Seq: last.Seq}
+		lastScanned = pos[last.Seq]
 		if channel == "" {
 			break
 		}
 	}
 	next := ""
-	if len(rows) > pageSize {
+	switch {
+	case len(rows) > pageSize:
 		rows, next = rows[:pageSize], cursors[pageSize-1]
-	} else if channel != "" && q.Before != nil && len(rows) > 0 {
-		next = cursors[len(rows)-1] // stopped scanning: more may follow
+	case channel != "" && !atStart:
+		next = lastScanned // the scan limit stopped it: older events follow
 	}
 	return rows, next, nil
 }
@@ -445,6 +461,7 @@ func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+id+`-export.json"`)
 	_ = json.NewEncoder(w).Encode(doc)
 }
@@ -591,18 +608,11 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	data := map[string]any{"Erasures": erasures}
 	if s.tok.HasScope(kith.ScopeAuditRead) {
-		q := kith.AuditQuery{Action: r.URL.Query().Get("action"), TokenID: r.URL.Query().Get("token"), Limit: 1000}
+		q := kith.AuditQuery{Action: r.URL.Query().Get("action"), TokenID: r.URL.Query().Get("token"), Limit: 100, Newest: true}
 		entries, err := c.cfg.Store.AuditLog(r.Context(), q)
 		if err != nil {
 			c.fail(w, r, s, err)
 			return
-		}
-		// Newest first, the latest hundred.
-		for i, j := 0, len(entries)-1; i < j; i, j = i+1, j-1 {
-			entries[i], entries[j] = entries[j], entries[i]
-		}
-		if len(entries) > 100 {
-			entries = entries[:100]
 		}
 		data["Audit"], data["Action"], data["Token"] = entries, q.Action, q.TokenID
 	}

@@ -215,3 +215,7 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": es, "cursor": cursor{HasMore: next != "", Next: next}})
 }
+
+// Audit records an entry in the audit log, as for the API's own requests
+// (the console records what is done through it).
+func (s *Server) Audit(e kith.AuditEntry) { s.auditor.add(e) }

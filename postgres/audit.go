@@ -29,9 +29,13 @@ func (db *DB) AuditLog(ctx context.Context, q kith.AuditQuery) ([]kith.AuditEntr
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
+	order, after := "seq", q.After
+	if q.Newest {
+		order, after = "seq DESC", 0
+	}
 	rows, err := db.pool.Query(ctx, `SELECT seq, at, token_id, token_name, action, target, status, outcome FROM audit_log
 		WHERE seq > $1 AND ($2 = '' OR token_id = $2) AND strpos(action, $3) > 0 AND strpos(target, $4) > 0
-		ORDER BY seq LIMIT $5`, q.After, q.TokenID, q.Action, q.Target, q.Limit)
+		ORDER BY `+order+` LIMIT $5`, after, q.TokenID, q.Action, q.Target, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: audit log: %w", err)
 	}

@@ -28,6 +28,11 @@ func testAuditLog(t *testing.T, s kith.Store) {
 			t.Fatalf("entry %d = %+v, want %+v with an increasing seq", i, e, want)
 		}
 	}
+	newest, err := s.AuditLog(ctx, kith.AuditQuery{Newest: true, Limit: 1})
+	noErr(t, err, "AuditLog newest")
+	if len(newest) != 1 || newest[0].Seq != all[2].Seq {
+		t.Fatalf("newest entry %+v, want seq %d", newest, all[2].Seq)
+	}
 	for _, tc := range []struct {
 		q    kith.AuditQuery
 		want int
@@ -38,6 +43,7 @@ func testAuditLog(t *testing.T, s kith.Store) {
 		{kith.AuditQuery{After: all[0].Seq}, 2},
 		{kith.AuditQuery{Limit: 1}, 1},
 		{kith.AuditQuery{TokenID: "tok_c"}, 0},
+		{kith.AuditQuery{Newest: true, Limit: 2}, 2},
 	} {
 		got, err := s.AuditLog(ctx, tc.q)
 		noErr(t, err, "AuditLog")

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -149,6 +150,10 @@ func TestConsole(t *testing.T) {
 	if code, _, _ := rb.do("GET", "/privacy", nil); code != http.StatusForbidden {
 		t.Fatalf("reader on /privacy: %d", code)
 	}
+	// Names are personal: a reader cannot search by them.
+	if code, page, _ := rb.do("GET", "/customers?q=ada", nil); code != http.StatusNotFound || !strings.Contains(page, "pii:read") {
+		t.Fatalf("reader searching by name: %d", code)
+	}
 	_, page, _ = rb.do("GET", "/customers/user_id:u1", nil)
 	if strings.Contains(page, "ada@example.com") || !strings.Contains(page, "a***@example.com") || strings.Contains(page, "/erase") || strings.Contains(page, `href="/privacy"`) {
 		t.Fatalf("reader's customer page shows what it may not: clear %v masked %v erase %v privacy link %v",
@@ -167,6 +172,24 @@ func TestConsole(t *testing.T) {
 	code, page, _ = b.do("GET", "/privacy", nil)
 	if code != 200 || !strings.Contains(page, "Audit log") || !strings.Contains(page, "/v1/tokens") || !strings.Contains(page, "era_") {
 		t.Fatalf("privacy page: %d", code)
+	}
+	// What is done in the console is in the audit log, without
+	// identifiers in clear.
+	_, audit := apiJSON(t, s, "GET", "/v1/audit?action=console&limit=1000", "")
+	var actions []string
+	for _, x := range audit["data"].([]any) {
+		e := x.(map[string]any)
+		target, _ := e["target"].(string)
+		actions = append(actions, e["action"].(string)+" "+target)
+	}
+	all := strings.Join(actions, "\n")
+	for _, want := range []string{"console POST /login", "console GET /customers/{ref} ref=user_id:#", "console POST /customers/{ref}/erase ref=user_id:#", "console GET /privacy"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no audit entry %q in:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "u1") {
+		t.Errorf("an identifier in clear in the audit log:\n%s", all)
 	}
 	// Signing out ends the session.
 	b.do("POST", "/logout", url.Values{"csrf": {csrf}})
@@ -197,5 +220,42 @@ func TestConsoleUnmerge(t *testing.T) {
 	}
 	if canonicalOf(t, s, "user_id:u1") == canonicalOf(t, s, "anonymous_id:a1") {
 		t.Fatal("the merge was not undone")
+	}
+}
+
+// A revoked token's console session ends, and a sign-in posted from
+// another site is refused.
+func TestConsoleSessionEndsWithToken(t *testing.T) {
+	s := startServer(t)
+	out, err := cli(t, s, "token", "create", "temp", "--scopes", "profiles:read stats:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := regexp.MustCompile(`token: (kt_[0-9a-f]+)`).FindStringSubmatch(out)[1]
+	id := regexp.MustCompile(`\((tok_[0-9a-f]+)\)`).FindStringSubmatch(out)[1]
+	b := newBrowser(t, s)
+	if code, _, _ := b.do("POST", "/login", url.Values{"token": {secret}}); code != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", code)
+	}
+	if code, _, _ := b.do("GET", "/", nil); code != 200 {
+		t.Fatalf("overview: %d", code)
+	}
+	if _, err := cli(t, s, "token", "revoke", id); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5100 * time.Millisecond) // the console checks a session's token every 5 s
+	if code, page, _ := b.do("GET", "/", nil); code != 200 || !strings.Contains(page, `name="token"`) {
+		t.Fatalf("after revocation: %d, want the sign-in page", code)
+	}
+	req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/login", strings.NewReader(url.Values{"token": {s.Config.AdminToken}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a cross-site sign-in: %d", resp.StatusCode)
 	}
 }

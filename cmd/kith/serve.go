@@ -332,7 +332,8 @@ func (s *Server) Open(ctx context.Context) error {
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
 		Retention: s.retention, RetentionPolicy: s.Config.Retention,
 	})
-	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Unmerger: s.indexer, Rules: s.rules.Load, Secret: secret, Logger: s.Logger})
+	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Unmerger: s.indexer, Rules: s.rules.Load, Secret: secret, Logger: s.Logger,
+		Audit: s.api.Audit})
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("console: %w", err)
