@@ -228,7 +228,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	id := random(24)
 	now := c.cfg.Now()
 	c.mu.Lock()
-	var mine []string // this token's sessions
+	var mine []string              // this token's sessions
 	for k, s := range c.sessions { // forget expired sessions
 		if now.Sub(s.seen) > c.cfg.SessionTTL || now.Sub(s.started) > maxSessionAge {
 			delete(c.sessions, k)
