@@ -110,8 +110,10 @@ func MaskEvent(raw json.RawMessage) json.RawMessage {
 	}
 	maskObj(m["traits"])
 	maskObj(m["properties"])
+	maskQuery(m["properties"])
 	if ctx, ok := m["context"].(map[string]any); ok {
 		maskObj(ctx["traits"])
+		maskQuery(ctx["page"])
 		if ext, ok := ctx["externalIds"].([]any); ok {
 			for _, e := range ext {
 				if x, ok := e.(map[string]any); ok {
@@ -159,4 +161,20 @@ func MaskEvidence(raw json.RawMessage) json.RawMessage {
 	walk(v)
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// maskQuery hides the query strings of page addresses (path, url,
+// referrer, search), which often carry an e-mail address or a token.
+func maskQuery(o any) {
+	t, ok := o.(map[string]any)
+	if !ok {
+		return
+	}
+	for _, k := range []string{"path", "url", "referrer", "search"} {
+		if v, ok := t[k].(string); ok {
+			if i := strings.IndexByte(v, '?'); i >= 0 {
+				t[k] = v[:i+1] + "***"
+			}
+		}
+	}
 }

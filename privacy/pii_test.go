@@ -2,6 +2,7 @@ package privacy
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -28,5 +29,12 @@ func TestMask(t *testing.T) {
 	if tr["email"] != "a***@example.com" || tr["plan"] != "pro" || tr["address"].(map[string]any)["street"] != "O***" ||
 		ctx["traits"].(map[string]any)["phone"] != "+31***78" || ext[0].(map[string]any)["id"] != "a***@example.com" || ext[1].(map[string]any)["id"] != "C1" || m["userId"] != "u1" {
 		t.Fatalf("masked event %s", ev)
+	}
+}
+
+func TestMaskEventQueryStrings(t *testing.T) {
+	ev := MaskEvent(json.RawMessage(`{"type":"page","properties":{"path":"/reset?email=ada@example.com","url":"https://shop.example.com/p/1"},"context":{"page":{"url":"https://shop.example.com/reset?email=ada@example.com"}}}`))
+	if strings.Contains(string(ev), "ada@example.com") || !strings.Contains(string(ev), `"/reset?***"`) || !strings.Contains(string(ev), `"https://shop.example.com/p/1"`) {
+		t.Fatalf("masked %s", ev)
 	}
 }
