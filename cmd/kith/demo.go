@@ -573,7 +573,7 @@ func printDemo(w io.Writer, r *demoResult, url, token string) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "\n  URL:         %s\n  admin token: %s\n\n", url, token)
-	fmt.Fprintf(w, "Open %s in a browser and sign in with the admin token: the console finds any customer and shows them on one page.\n\n", url)
+	fmt.Fprintf(w, "Open %s in a browser and sign in with that token: the console finds any customer and shows them on one page.\n\n", url)
 	fmt.Fprintf(w, "Try:\n  export KITH_SERVER=%s KITH_TOKEN=%s\n", url, token)
 	fmt.Fprintf(w, "  go run ./cmd/kith stats\n  go run ./cmd/kith audience list\n  go run ./cmd/kith insights runs\n")
 	if r.Sample != "" {
