@@ -137,11 +137,27 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var routeParam = regexp.MustCompile(`\{([a-z]+)\}`)
 
+// auditNote lets a handler add to its request's audit target what is not
+// in the path (an erasure's identifier, as a keyed hash, and its id).
+type auditNote struct{ extra []string }
+
+type auditNoteKey struct{}
+
+// noteAudit adds kv to the audit target of r's request.
+func noteAudit(r *http.Request, kv string) {
+	if n, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
+		n.extra = append(n.extra, kv)
+	}
+}
+
 // audit queues the entry of one admin request. A profile reference that
 // is an identifier ("email:ada@example.com") is recorded as its type and
 // keyed hash, so the audit log holds no personal data.
 func (s *Server) audit(r *http.Request, tok kith.Token, pattern string, status int) {
 	var target []string
+	if n, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
+		target = append(target, n.extra...)
+	}
 	for _, m := range routeParam.FindAllStringSubmatch(pattern, -1) {
 		v := r.PathValue(m[1])
 		if m[1] == "ref" {

@@ -50,11 +50,13 @@ func (s *Server) handleErase(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
+	noteAudit(r, "identifier="+s.auditRef(r, req.Identifier))
 	e, err := s.cfg.Eraser.Request(r.Context(), req.Identifier, req.Suppress, tokenOf(r).ID)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
+	noteAudit(r, "id="+e.ID)
 	writeJSON(w, http.StatusAccepted, e)
 }
 

@@ -330,7 +330,9 @@ func (s *Server) admin(pattern, scope string, h http.HandlerFunc) http.HandlerFu
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		h(sw, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+		ctx := context.WithValue(context.WithValue(r.Context(), tokenKey{}, tok), auditNoteKey{}, &auditNote{})
+		r = r.WithContext(ctx)
+		h(sw, r)
 		s.audit(r, tok, pattern, sw.status)
 	}
 }

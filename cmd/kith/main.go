@@ -40,7 +40,7 @@ Usage:
   kith compact --data DIR        (server stopped) purge erased data from the files
   kith audit [--by TOKEN_ID] [--action ROUTE] [--target T]
                                  the audit log of admin actions
-  kith profile merges|merge|unmerge REF
+  kith profile merges|merge|unmerge|detach REF
                                  merge evidence; join or split profiles (kith profile)
   kith match                      probabilistic matching: link sure duplicates, queue the rest
   kith review list|show|accept|reject
@@ -54,7 +54,8 @@ Usage:
   kith import --source NAME --mapping FILE [--rejects FILE] INPUT...
                                  import CSV / JSON Lines files (kith import -h)
   kith dmp import|export|show     third-party audiences in, look-alike seeds out (kith dmp)
-  kith bench ingest [flags]      load benchmark (see kith bench ingest -h)
+  kith bench ingest|import|insights [flags]
+                                 benchmarks (see kith bench ingest -h)
 
 Client commands talk to a running server: --server URL (env KITH_SERVER,
 default http://127.0.0.1:8080) and --token TOKEN (env KITH_TOKEN, else

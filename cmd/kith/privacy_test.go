@@ -93,6 +93,23 @@ func erase(t *testing.T, s *Server) map[string]any {
 // events of the person are suppressed at ingest.
 func checkErased(t *testing.T, s *Server, e map[string]any) {
 	t.Helper()
+	// The request is audited with its target: the identifier as a keyed
+	// hash, and the erasure's id.
+	_, audit := apiJSON(t, s, "GET", "/v1/audit?action=/v1/privacy/erasures", "")
+	found := false
+	for _, x := range audit["data"].([]any) {
+		a := x.(map[string]any)
+		target, _ := a["target"].(string)
+		if a["action"] == "POST /v1/privacy/erasures" && strings.Contains(target, "identifier=email:#") && strings.Contains(target, "id="+e["id"].(string)) {
+			found = true
+		}
+		if strings.Contains(target, "erase.me") {
+			t.Fatalf("the audit log holds the identifier: %v", a)
+		}
+	}
+	if !found {
+		t.Fatalf("no audit entry for the erasure request with its target: %v", audit["data"])
+	}
 	counts := e["counts"].(map[string]any)
 	for _, k := range []string{"events", "profiles", "identifiers", "traits", "third_party_audiences", "audience_history"} {
 		if n, _ := counts[k].(float64); n < 1 {
