@@ -20,13 +20,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
+	"github.com/kithcdp/kith/privacy"
 )
 
 //go:embed templates/*.html
@@ -337,15 +337,7 @@ func (c *Console) audit(r *http.Request, tok kith.Token, pattern, ref string, st
 	}
 	target := ""
 	if ref != "" {
-		if id, ok := c.cfg.Rules().ParseRef(ref); ok {
-			k := c.keyer.Key(id)
-			target = "ref=" + id.Type + ":#" + hex.EncodeToString(k[:8])
-		} else if strings.HasPrefix(ref, "p_") {
-			target = "ref=" + ref
-		} else {
-			k := c.keyer.Key(identity.Identifier{Type: "unknown", Value: ref})
-			target = "ref=unknown:#" + hex.EncodeToString(k[:8])
-		}
+		target = "ref=" + privacy.AuditRef(c.cfg.Rules(), c.keyer, ref)
 	}
 	outcome := "ok"
 	switch {

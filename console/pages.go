@@ -305,12 +305,7 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	pii := s.tok.HasScope(kith.ScopePIIRead)
 	if !pii {
-		traits, ids = privacy.MaskTraits(traits), privacy.MaskIdentities(ids)
-		for i := range merges {
-			if privacy.PIIIdentifiers[merges[i].IdentType] {
-				merges[i].Ident = privacy.MaskString(merges[i].Ident)
-			}
-		}
+		traits, ids, merges = privacy.MaskTraits(traits), privacy.MaskIdentities(ids), privacy.MaskMerges(merges)
 	}
 	var event, predicted []kith.Trait
 	for _, t := range traits {

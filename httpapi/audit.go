@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // auditor writes audit entries in batches on its own goroutine, so an
@@ -176,26 +176,14 @@ func (s *Server) audit(r *http.Request, tok kith.Token, pattern string, status i
 		Target: strings.Join(target, " "), Status: status, Outcome: outcome})
 }
 
+// auditRef writes ref as the audit log holds it (privacy.AuditRef).
 func (s *Server) auditRef(r *http.Request, ref string) string {
 	keyer, err := s.keyer(r)
 	if err != nil {
 		return "?"
 	}
-	id, ok := s.rules.Load().ParseRef(ref)
-	if !ok {
-		if profileID.MatchString(ref) {
-			return ref // a profile id: opaque
-		}
-		// Not a reference the API understands, but it may still be
-		// personal data (a bare e-mail address): hashed like one.
-		id.Type, id.Value = "unknown", ref
-	}
-	k := keyer.Key(id)
-	return id.Type + ":#" + hex.EncodeToString(k[:8])
+	return privacy.AuditRef(s.rules.Load(), keyer, ref)
 }
-
-// profileID matches the opaque profile ids Kith gives out.
-var profileID = regexp.MustCompile(`^p_[0-9a-z]+$`)
 
 // handleAudit serves GET /v1/audit?after=&token=&action=&target=&limit=.
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {

@@ -218,11 +218,7 @@ func (s *Server) routes() {
 	s.route("GET /v1/profiles/{ref}/merges", kith.ScopeProfilesRead, profileList(s, func(ctx context.Context, id string) ([]kith.Merge, error) {
 		ms, err := s.store.Merges(ctx, id)
 		if err == nil && !tokenIn(ctx).HasScope(kith.ScopePIIRead) {
-			for i := range ms {
-				if privacy.PIIIdentifiers[ms[i].IdentType] {
-					ms[i].Ident = privacy.MaskString(ms[i].Ident)
-				}
-			}
+			ms = privacy.MaskMerges(ms)
 		}
 		return ms, err
 	}))

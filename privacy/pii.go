@@ -1,10 +1,13 @@
 package privacy
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"regexp"
 	"strings"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/identity"
 )
 
 // PIITraits are the traits declared personal: shown in full only to
@@ -88,6 +91,19 @@ func MaskIdentities(ids []kith.Identity) []kith.Identity {
 			id.Value = MaskString(id.Value)
 		}
 		out[i] = id
+	}
+	return out
+}
+
+// MaskMerges masks the identifier that caused each merge when its type
+// is personal.
+func MaskMerges(ms []kith.Merge) []kith.Merge {
+	out := make([]kith.Merge, len(ms))
+	for i, m := range ms {
+		if PIIIdentifiers[m.IdentType] {
+			m.Ident = MaskString(m.Ident)
+		}
+		out[i] = m
 	}
 	return out
 }
@@ -177,4 +193,24 @@ func maskQuery(o any) {
 			}
 		}
 	}
+}
+
+// profileID matches the opaque profile ids Kith gives out.
+var profileID = regexp.MustCompile(`^p_[0-9a-z]+$`)
+
+// AuditRef is how a profile reference is written into the audit log, so
+// that the log holds no personal data: an identifier ("email:ada@x.com")
+// as its type and keyed hash ("email:#3fa2…"), a profile id as itself,
+// anything else (it may be a bare e-mail address) hashed as type
+// "unknown".
+func AuditRef(rules *identity.Rules, keyer identity.Keyer, ref string) string {
+	id, ok := rules.ParseRef(ref)
+	if !ok {
+		if profileID.MatchString(ref) {
+			return ref
+		}
+		id = identity.Identifier{Type: "unknown", Value: ref}
+	}
+	k := keyer.Key(id)
+	return id.Type + ":#" + hex.EncodeToString(k[:8])
 }
