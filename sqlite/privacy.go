@@ -117,12 +117,14 @@ func inList(first, n int) string {
 	return strings.Join(ph, ",")
 }
 
-// execChunked runs query (with one "%s" for an IN list) over args in
-// chunks, adding the rows affected under name.
-func execChunked(ctx context.Context, tx *sql.Tx, counts map[string]int64, name, query string, args []any) error {
+// execChunked runs query (with one "%s" for an IN list, which may appear
+// more than once as "%[1]s") over args in chunks of 500, and adds the
+// rows affected under name. The query's other parameters come first, as
+// $1..$len(lead), bound to lead.
+func execChunked(ctx context.Context, tx *sql.Tx, counts map[string]int64, name, query string, args []any, lead ...any) error {
 	for len(args) > 0 {
 		n := min(len(args), 500)
-		res, err := tx.ExecContext(ctx, fmt.Sprintf(query, inList(1, n)), args[:n]...)
+		res, err := tx.ExecContext(ctx, fmt.Sprintf(query, inList(len(lead)+1, n)), append(lead[:len(lead):len(lead)], args[:n]...)...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -328,8 +330,8 @@ func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) 
 	for _, p := range members {
 		// Consent decisions stay: withdrawing consent must not expire.
 		for _, table := range []string{"timeline", "orders"} {
-			q := `DELETE FROM ` + table + ` WHERE profile_id = '` + strings.ReplaceAll(p, "'", "''") + `' AND seq IN (%s)`
-			if err := execChunked(ctx, stx, counts, table, q, args); err != nil {
+			q := `DELETE FROM ` + table + ` WHERE profile_id = $1 AND seq IN (%s)`
+			if err := execChunked(ctx, stx, counts, table, q, args, p); err != nil {
 				return 0, fmt.Errorf("sqlite: expire events: %w", err)
 			}
 		}
