@@ -1,6 +1,10 @@
 package demo
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/kithcdp/kith/rawjson"
+)
 
 // Live events are appended to g.arena by hand: encoding/json would cost
 // more than everything else the generator does. begin opens an event and
@@ -17,7 +21,7 @@ func (g *generator) begin(typ string, t int64, c *client) int {
 	b = append(b, '"')
 	if c.loggedIn {
 		b = append(b, `,"userId":`...)
-		b = appendString(b, g.p.userID)
+		b = rawjson.AppendString(b, g.p.userID)
 	}
 	b = append(b, `,"anonymousId":"`...)
 	b = append(b, c.anonID...)
@@ -47,15 +51,15 @@ func (g *generator) end(start int, c *client, consent bool) {
 		b = append(b, `"library":{"name":"analytics.js","version":"next-1.74.0"},"ip":"`...)
 		b = append(b, c.ip...)
 		b = append(b, `","locale":"nl-NL","page":{"path":`...)
-		b = appendString(b, g.curPath)
+		b = rawjson.AppendString(b, g.curPath)
 		if g.curReferrer != "" {
 			b = append(b, `,"referrer":`...)
-			b = appendString(b, g.curReferrer)
+			b = rawjson.AppendString(b, g.curReferrer)
 		}
 		b = append(b, `,"title":`...)
-		b = appendString(b, g.curTitle)
+		b = rawjson.AppendString(b, g.curTitle)
 		b = append(b, `,"url":`...)
-		b = appendString(b, shopURL+g.curPath)
+		b = rawjson.AppendString(b, shopURL+g.curPath)
 		b = append(b, `},"userAgent":"`...)
 		b = append(b, userAgents[c.agent]...)
 		b = append(b, '"')
@@ -130,17 +134,17 @@ func (g *generator) page(t int64, c *client, name, path, title, referrer string)
 	g.curPath, g.curTitle, g.curReferrer = path, title, referrer
 	s := g.begin("page", t, c)
 	b := append(g.arena, `,"name":`...)
-	b = appendString(b, name)
+	b = rawjson.AppendString(b, name)
 	b = append(b, `,"properties":{"path":`...)
-	b = appendString(b, path)
+	b = rawjson.AppendString(b, path)
 	if referrer != "" {
 		b = append(b, `,"referrer":`...)
-		b = appendString(b, referrer)
+		b = rawjson.AppendString(b, referrer)
 	}
 	b = append(b, `,"title":`...)
-	b = appendString(b, title)
+	b = rawjson.AppendString(b, title)
 	b = append(b, `,"url":`...)
-	b = appendString(b, shopURL+path)
+	b = rawjson.AppendString(b, shopURL+path)
 	g.arena = append(b, '}')
 	g.end(s, c, false)
 }
@@ -149,7 +153,7 @@ func (g *generator) page(t int64, c *client, name, path, title, referrer string)
 func (g *generator) screen(t int64, c *client, name string, prod int) {
 	s := g.begin("screen", t, c)
 	b := append(g.arena, `,"name":`...)
-	b = appendString(b, name)
+	b = rawjson.AppendString(b, name)
 	b = append(b, `,"properties":{`...)
 	if prod >= 0 {
 		b = g.appendProduct(b, prod, 0)
@@ -162,7 +166,7 @@ func (g *generator) screen(t int64, c *client, name string, prod int) {
 func (g *generator) appLifecycle(t int64, c *client, event string) {
 	s := g.begin("track", t, c)
 	b := append(g.arena, `,"event":`...)
-	b = appendString(b, event)
+	b = rawjson.AppendString(b, event)
 	b = append(b, `,"properties":{"build":"4120","version":"4.12.0"`...)
 	if event == "Application Opened" {
 		b = append(b, `,"from_background":false`...)
@@ -179,12 +183,12 @@ func (g *generator) identify(t int64, c *client, full bool) {
 	c.loggedIn = true
 	s := g.begin("identify", t, c)
 	b := append(g.arena, `,"traits":{"email":`...)
-	b = appendString(b, p.email)
+	b = rawjson.AppendString(b, p.email)
 	if full {
 		b = append(b, `,"firstName":`...)
-		b = appendString(b, p.given.given)
+		b = rawjson.AppendString(b, p.given.given)
 		b = append(b, `,"lastName":`...)
-		b = appendString(b, p.last)
+		b = rawjson.AppendString(b, p.last)
 		if p.phoneWeb {
 			b = append(b, `,"phone":"`...)
 			b = append(b, formatPhone(p.phone, p.phoneFmt)...)
@@ -193,11 +197,11 @@ func (g *generator) identify(t int64, c *client, full bool) {
 		}
 		if p.shareAddr {
 			b = append(b, `,"address":{"street":`...)
-			b = appendString(b, p.addr.line())
+			b = rawjson.AppendString(b, p.addr.line())
 			b = append(b, `,"postalCode":`...)
-			b = appendString(b, p.addr.postal)
+			b = rawjson.AppendString(b, p.addr.postal)
 			b = append(b, `,"city":`...)
-			b = appendString(b, p.addr.city)
+			b = rawjson.AppendString(b, p.addr.city)
 			b = append(b, `,"country":"`...)
 			b = append(b, p.addr.country...)
 			b = append(b, `"}`...)
@@ -221,9 +225,9 @@ func (g *generator) appendProduct(b []byte, prod, qty int) []byte {
 	b = append(b, `","sku":"`...)
 	b = append(b, pr.SKU...)
 	b = append(b, `","name":`...)
-	b = appendString(b, pr.Name)
+	b = rawjson.AppendString(b, pr.Name)
 	b = append(b, `,"category":`...)
-	b = appendString(b, pr.Category)
+	b = rawjson.AppendString(b, pr.Category)
 	b = append(b, `,"price":`...)
 	b = appendCents(b, g.cat.cents[prod])
 	if qty > 0 {

@@ -149,25 +149,6 @@ func uuid(hi, lo uint64, upper bool) string {
 	return string(appendUUID(b[:0], hi, lo, upper))
 }
 
-// appendString appends s as a JSON string. Bytes of 0x80 and above are
-// copied as they are: every string the generator writes is valid UTF-8.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, `\u00`...)
-			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
-}
-
 // appendKey appends ,"key": (or "key": when first).
 func appendKey(dst []byte, key string, first bool) []byte {
 	if !first {

@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"time"
+
+	"github.com/kithcdp/kith/rawjson"
 )
 
 // Generator produces a deterministic stream of Segment-shaped events: the
@@ -173,7 +175,7 @@ func (g *Generator) appendKnown(dst []byte, p *personInfo, identified *int, u in
 	dst = append(dst, `","properties":{"product_id":"`...)
 	dst = append(dst, pr.id...)
 	dst = append(dst, `","name":`...)
-	dst = appendString(dst, pr.name)
+	dst = rawjson.AppendString(dst, pr.name)
 	dst = append(dst, `,"price":`...)
 	dst = appendCents(dst, pr.cents)
 	return append(dst, '}')
@@ -227,7 +229,7 @@ func (g *Generator) appendPage(dst []byte, name, dir, file, title, referrer stri
 	dst = append(dst, dir...)
 	dst = append(dst, file...)
 	dst = append(dst, `","title":`...)
-	dst = appendString(dst, title)
+	dst = rawjson.AppendString(dst, title)
 	if referrer != "" {
 		dst = append(dst, `,"referrer":"`...)
 		dst = append(dst, referrer...)
@@ -360,24 +362,6 @@ func appendCents(dst []byte, cents int) []byte {
 	dst = strconv.AppendInt(dst, int64(cents/100), 10)
 	dst = append(dst, '.', byte('0'+cents%100/10), byte('0'+cents%10))
 	return dst
-}
-
-// appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20:
-			dst = append(dst, `\u00`...)
-			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
 }
 
 // agent is a client: its SDK and its user agent.

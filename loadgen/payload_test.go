@@ -6,6 +6,8 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/kithcdp/kith/rawjson"
 )
 
 var testBase = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -204,7 +206,7 @@ func TestAppendString(t *testing.T) {
 	tests := []string{"", "plain", `quote " and \ backslash`, "tab\tnewline\n", "unicode ✓"}
 	for _, s := range tests {
 		var got string
-		noError(t, json.Unmarshal(appendString(nil, s), &got))
+		noError(t, json.Unmarshal(rawjson.AppendString(nil, s), &got))
 		equal(t, "round trip", got, s)
 	}
 }

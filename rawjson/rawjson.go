@@ -33,6 +33,28 @@ func String(raw json.RawMessage) string {
 	return ""
 }
 
+// AppendString appends s as a JSON string. s must be valid UTF-8: bytes of
+// 0x80 and above are copied as they are, so this suits writers whose text
+// is known to be valid (generators, fixed vocabularies), not arbitrary
+// input.
+func AppendString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, `\u00`...)
+			dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
+
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++

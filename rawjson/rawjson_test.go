@@ -55,6 +55,16 @@ func TestObject(t *testing.T) {
 	}
 }
 
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " and \\ backslash`, "tab\tnewline\n\x00\x1f", "Zoë Müller ✓", "</script>"} {
+		out := AppendString([]byte("x"), s)
+		var got string
+		if err := json.Unmarshal(out[1:], &got); err != nil || got != s {
+			t.Errorf("AppendString(%q) = %s, decodes to %q (%v)", s, out[1:], got, err)
+		}
+	}
+}
+
 func FuzzObject(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `{"a":{"b":[1,"]"]},"c":"\""}`, `{"x":null,"y":true}`} {
 		f.Add([]byte(s))
