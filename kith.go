@@ -753,6 +753,17 @@ type AuditEntry struct {
 	Outcome string `json:"outcome"`
 }
 
+// AuditOutcome names the outcome of a request that answered status.
+func AuditOutcome(status int) string {
+	switch {
+	case status == 403: // Forbidden
+		return "denied"
+	case status >= 400:
+		return "failed"
+	}
+	return "ok"
+}
+
 // AuditQuery selects audit entries, oldest first.
 type AuditQuery struct {
 	After   int64

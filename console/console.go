@@ -339,14 +339,7 @@ func (c *Console) audit(r *http.Request, tok kith.Token, pattern, ref string, st
 	if ref != "" {
 		target = "ref=" + privacy.AuditRef(c.cfg.Rules(), c.keyer, ref)
 	}
-	outcome := "ok"
-	switch {
-	case status == http.StatusForbidden:
-		outcome = "denied"
-	case status >= 400:
-		outcome = "failed"
-	}
-	c.cfg.Audit(kith.AuditEntry{At: c.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: "console " + pattern, Target: target, Status: status, Outcome: outcome})
+	c.cfg.Audit(kith.AuditEntry{At: c.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: "console " + pattern, Target: target, Status: status, Outcome: kith.AuditOutcome(status)})
 }
 
 // render executes a page inside the layout.

@@ -165,15 +165,8 @@ func (s *Server) audit(r *http.Request, tok kith.Token, pattern string, status i
 		}
 		target = append(target, m[1]+"="+v)
 	}
-	outcome := "ok"
-	switch {
-	case status == http.StatusForbidden:
-		outcome = "denied"
-	case status >= 400:
-		outcome = "failed"
-	}
 	s.auditor.add(kith.AuditEntry{At: s.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: pattern,
-		Target: strings.Join(target, " "), Status: status, Outcome: outcome})
+		Target: strings.Join(target, " "), Status: status, Outcome: kith.AuditOutcome(status)})
 }
 
 // auditRef writes ref as the audit log holds it (privacy.AuditRef).
