@@ -296,20 +296,11 @@ func newBuilder(m *Mapping, source, file string, header []string) (*builder, err
 	}
 	if m.GroupBy != "" {
 		seen := map[string]bool{m.GroupBy: true}
-		add := func(f *Field) {
+		for _, f := range m.topFields() {
 			if f != nil && f.Column != "" && !seen[f.Column] {
 				seen[f.Column] = true
 				b.topColumns = append(b.topColumns, f.Column)
 			}
-		}
-		if m.Event != nil {
-			add(&m.Event.Field)
-		}
-		for _, t := range m.targets {
-			add(t.field)
-		}
-		for i := range m.ExternalIDs {
-			add(&m.ExternalIDs[i].Field)
 		}
 	}
 	return b, nil

@@ -342,6 +342,22 @@ func (f *Field) compile(name string) error {
 	return nil
 }
 
+// topFields are the fields of the message itself (not of its items): the
+// event name, the targets, the external ids.
+func (m *Mapping) topFields() []*Field {
+	var fs []*Field
+	if m.Event != nil {
+		fs = append(fs, &m.Event.Field)
+	}
+	for _, t := range m.targets {
+		fs = append(fs, t.field)
+	}
+	for i := range m.ExternalIDs {
+		fs = append(fs, &m.ExternalIDs[i].Field)
+	}
+	return fs
+}
+
 // columns lists every column the mapping reads, for checking a CSV header.
 func (m *Mapping) columns() []string {
 	var cs []string
@@ -355,14 +371,8 @@ func (m *Mapping) columns() []string {
 		}
 		add(f.Or)
 	}
-	if m.Event != nil {
-		add(&m.Event.Field)
-	}
-	for _, t := range m.targets {
-		add(t.field)
-	}
-	for i := range m.ExternalIDs {
-		add(&m.ExternalIDs[i].Field)
+	for _, f := range m.topFields() {
+		add(f)
 	}
 	if m.Items != nil {
 		for _, t := range m.Items.targets {
