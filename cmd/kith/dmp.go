@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -112,27 +111,18 @@ func dmpImportFile(ctx context.Context, c *client, partner, format, path string,
 	}
 	defer f.Close()
 	q := url.Values{"partner": {partner}, "format": {format}}
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(c.server, "/")+"/v1/dmp/audiences?"+q.Encode(), f)
+	resp, err := c.send(ctx, "POST", "/v1/dmp/audiences?"+q.Encode(), f, "")
 	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the server at %s: %w", c.server, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	var res struct {
 		Summary dmp.ImportSummary `json:"summary"`
 		Rejects []dmp.RowError    `json:"rejects"`
 		More    bool              `json:"rejectsTruncated"`
-		Error   struct{ Code, Message string }
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s (%s)", path, res.Error.Message, res.Error.Code)
 	}
 	for _, r := range res.Rejects {
 		fmt.Fprintf(stdout, "  line %d: %s: %s\n", r.Line, r.Reason, r.Message)
@@ -149,23 +139,11 @@ func dmpImportFile(ctx context.Context, c *client, partner, format, path string,
 }
 
 func dmpExport(ctx context.Context, c *client, path, out string, stdout io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(c.server, "/")+path, nil)
+	resp, err := c.send(ctx, "GET", path, nil, "")
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the server at %s: %w", c.server, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("%s (%s)", e.Error.Message, e.Error.Code)
-	}
 	tmp := out + ".part"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {

@@ -175,35 +175,24 @@ func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
 func (h *httpImportSink) post(ctx context.Context, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(h.c.server, "/")+"/v1/imports/batch", bytes.NewReader(body))
-	if err != nil {
+	resp, err := h.c.send(ctx, http.MethodPost, "/v1/imports/batch", bytes.NewReader(body), "application/json")
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		if ae.Status == http.StatusTooManyRequests || ae.Status >= 500 {
+			return &retryable{err}
+		}
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := h.c.http.Do(req)
-	if err != nil {
+	case err != nil:
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return &retryable{fmt.Errorf("cannot reach the server at %s: %w", h.c.server, err)}
+		return &retryable{err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return &retryable{err}
-	}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
-		return &retryable{fmt.Errorf("server answered HTTP %d", resp.StatusCode)}
-	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return fmt.Errorf("%s (%s)", e.Error.Message, e.Error.Code)
-		}
-		return fmt.Errorf("server answered HTTP %d", resp.StatusCode)
 	}
 	return json.Unmarshal(data, out)
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +149,55 @@ func TestImportUpload(t *testing.T) {
 	code, _ := apiJSON(t, s, "POST", "/v1/imports/batch", `{"source":"x","batch":[],"rejected":{"bad":-1}}`)
 	if code != http.StatusBadRequest {
 		t.Fatalf("negative rejected count: %d", code)
+	}
+}
+
+// TestImportSinkRetries: overload and server errors are retried, a
+// rejected request is not, and the API's message reaches the user.
+func TestImportSinkRetries(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		status    int
+		body      string
+		retryable bool
+		want      string
+	}{
+		{"ok", 200, `{"n":3}`, false, ""},
+		{"overloaded", 429, `{"error":{"code":"overloaded","message":"slow down"}}`, true, "slow down (overloaded)"},
+		{"server error", 503, `not json`, true, "server answered HTTP 503"},
+		{"rejected", 400, `{"error":{"code":"invalid","message":"batch must be an array"}}`, false, "batch must be an array (invalid)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "Bearer tok" || r.URL.Path != "/v1/imports/batch" {
+					http.Error(w, "wrong request", http.StatusTeapot)
+					return
+				}
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer srv.Close()
+			h := &httpImportSink{c: &client{server: srv.URL, token: "tok", http: defaultHTTPClient()}}
+			var out struct{ N int }
+			err := h.post(context.Background(), []byte(`{}`), &out)
+			var r *retryable
+			if errors.As(err, &r) != tc.retryable {
+				t.Fatalf("retryable = %v, want %v (err %v)", !tc.retryable, tc.retryable, err)
+			}
+			if tc.want == "" {
+				if err != nil || out.N != 3 {
+					t.Fatalf("post = %v, %+v", err, out)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	h := &httpImportSink{c: &client{server: "http://127.0.0.1:1", token: "tok", http: defaultHTTPClient()}}
+	var r *retryable
+	if err := h.post(context.Background(), []byte(`{}`), nil); !errors.As(err, &r) || !strings.Contains(err.Error(), "cannot reach the server") {
+		t.Fatalf("no server: %v", err)
 	}
 }

@@ -159,6 +159,49 @@ func clientFlags(fs *flag.FlagSet) *client {
 	return c
 }
 
+// apiError is an answer of 300 or above, with the API's error code and
+// message when it gave them.
+type apiError struct {
+	Status        int
+	Code, Message string
+}
+
+func (e *apiError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("server answered HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("%s (%s)", e.Message, e.Code)
+}
+
+// send sends a request with the client's token and returns the answer
+// when its status is below 300; the caller closes its body. Any other
+// answer becomes an *apiError, no answer at all an error naming the
+// server.
+func (c *client) send(ctx context.Context, method, path string, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.server, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the server at %s (is `kith serve` running?): %w", c.server, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	json.Unmarshal(data, &e)
+	return nil, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+}
+
 // do sends a JSON request and decodes a JSON answer, turning API errors
 // into readable ones.
 func (c *client) do(ctx context.Context, method, path string, body, out any) error {
@@ -170,32 +213,20 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.server, "/")+path, rd)
+	resp, err := c.send(ctx, method, path, rd, "application/json")
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the server at %s (is `kith serve` running?): %w", c.server, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+	if out == nil {
+		return nil
 	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-			return fmt.Errorf("%s %s: %s (%s)", method, path, e.Error.Message, e.Error.Code)
-		}
-		return fmt.Errorf("%s %s: HTTP %d", method, path, resp.StatusCode)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
 	return nil
 }
