@@ -143,12 +143,69 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Comparison operators.
 var ops = []string{"=", "!=", "<", ">", "<=", ">=", "contains", "starts_with", "ends_with", "exists", "in", "before", "after"}
 
-// Validate checks a condition tree: known operators, values of the right
-// shape, aggregates well formed, event paths only inside a where. It is
-// what ParseJSON runs; Parse produces only valid trees.
-func (n *Node) Validate() error { return n.validate(false, "condition") }
+// MaxDepth is how deeply a definition may nest: a node's depth is the
+// number of nodes above it (each not, and, or, and an aggregate with its
+// where, counts one), and no node may lie deeper. The text parser counts
+// each not, "(" and where as it reads them and stops at the first one past
+// the limit, and ParseJSON measures the JSON's nesting before decoding it,
+// so a hostile definition (a megabyte of "not") fails after one linear pass
+// instead of costing time quadratic in its size. Real definitions nest a
+// few levels.
+const MaxDepth = 100
 
-func (n *Node) validate(inWhere bool, at string) error {
+// errTooDeep is the error for a definition nested deeper than MaxDepth.
+func errTooDeep(at string) error {
+	return fmt.Errorf("%s: nested deeper than %d levels (the limit on not, and, or, parentheses and where)", at, MaxDepth)
+}
+
+// maxJSONNesting bounds the JSON nesting of a tree within MaxDepth: the
+// root is one object, and each level adds at most two (an and/or list and
+// its element object; an aggregate object and its where), plus one for an
+// "in" list at a leaf.
+const maxJSONNesting = 2*MaxDepth + 2
+
+// jsonTooDeep reports whether the JSON text b nests objects and arrays
+// deeper than limit, in one pass over its bytes and without decoding it.
+// Brackets inside strings do not count.
+func jsonTooDeep(b []byte, limit int) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if depth++; depth > limit {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
+}
+
+// Validate checks a condition tree: known operators, values of the right
+// shape, aggregates well formed, event paths only inside a where, no node
+// deeper than MaxDepth. It is what ParseJSON runs; Parse produces only
+// valid trees.
+func (n *Node) Validate() error { return n.validate(false, "condition", 0) }
+
+// validate checks n, which lies depth nodes below the root. The depth is
+// checked before anything else, so the paths in error messages (at) never
+// grow longer than MaxDepth steps.
+func (n *Node) validate(inWhere bool, at string, depth int) error {
+	if depth > MaxDepth {
+		return errTooDeep(at)
+	}
 	if n == nil {
 		return fmt.Errorf("%s: empty condition", at)
 	}
@@ -171,13 +228,13 @@ func (n *Node) validate(inWhere bool, at string) error {
 			return fmt.Errorf("%s.%s: empty list", at, name)
 		}
 		for i, c := range list {
-			if err := c.validate(inWhere, fmt.Sprintf("%s.%s[%d]", at, name, i)); err != nil {
+			if err := c.validate(inWhere, fmt.Sprintf("%s.%s[%d]", at, name, i), depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	case n.Not != nil:
-		return n.Not.validate(inWhere, at+".not")
+		return n.Not.validate(inWhere, at+".not", depth+1)
 	case n.Audience != "" || n.Consent != "":
 		if inWhere {
 			return fmt.Errorf("%s: audience and consent conditions are about profiles, not inside an event filter", at)
@@ -200,7 +257,7 @@ func (n *Node) validate(inWhere bool, at string) error {
 		return fmt.Errorf("%s: property %q compares an event's property: use it inside an aggregate's where", at, n.Property)
 	}
 	if n.Aggregate != nil {
-		if err := n.Aggregate.Validate(); err != nil {
+		if err := n.Aggregate.validate(depth + 1); err != nil {
 			return fmt.Errorf("%s.aggregate: %w", at, err)
 		}
 	}
@@ -257,7 +314,14 @@ func (n *Node) validate(inWhere bool, at string) error {
 }
 
 // Validate checks an aggregate on its own (a computed trait's definition).
-func (a *Aggregate) Validate() error {
+func (a *Aggregate) Validate() error { return a.validate(0) }
+
+// validate checks an aggregate that lies depth nodes below the root of its
+// definition; its where lies one deeper.
+func (a *Aggregate) validate(depth int) error {
+	if depth > MaxDepth {
+		return errTooDeep("aggregate")
+	}
 	if !slices.Contains(aggFns, a.Fn) {
 		return fmt.Errorf("unknown function %q (want one of %s)", a.Fn, strings.Join(aggFns, " "))
 	}
@@ -276,7 +340,7 @@ func (a *Aggregate) Validate() error {
 		}
 	}
 	if a.Where != nil {
-		if err := a.Where.validate(true, "where"); err != nil {
+		if err := a.Where.validate(true, "where", depth+1); err != nil {
 			return err
 		}
 	}
@@ -317,6 +381,9 @@ func scalar(v any) bool {
 // ParseJSON reads and validates a JSON condition tree. Numbers become
 // float64, so a tree prints and parses back to itself.
 func ParseJSON(b []byte) (*Node, error) {
+	if jsonTooDeep(b, maxJSONNesting) {
+		return nil, errTooDeep("condition")
+	}
 	var n Node
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
@@ -331,6 +398,9 @@ func ParseJSON(b []byte) (*Node, error) {
 
 // ParseAggregateJSON reads and validates a computed trait's JSON form.
 func ParseAggregateJSON(b []byte) (*Aggregate, error) {
+	if jsonTooDeep(b, maxJSONNesting) {
+		return nil, errTooDeep("computed trait")
+	}
 	var a Aggregate
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()

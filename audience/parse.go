@@ -36,7 +36,8 @@ func (e *SyntaxError) Error() string {
 //	value   = STRING | NUMBER | true | false | "[" value {"," value} "]" | DUR "ago"
 //
 // Inside where, operands are event paths (properties.X, context.X). Tokens
-// are Go's (go/scanner): strings are Go string literals.
+// are Go's (go/scanner): strings are Go string literals. Nesting (not, "("
+// and where) stops at MaxDepth levels.
 func Parse(src string) (*Node, error) {
 	p, err := newParser(src)
 	if err != nil {
@@ -86,7 +87,21 @@ type parser struct {
 	pos  int
 	tok  token.Token
 	lit  string
+	// depth counts the not, "(" and where being read; past MaxDepth the
+	// parse stops (see MaxDepth).
+	depth int
 }
+
+// enter counts one more level of nesting at the current token, failing
+// past MaxDepth; leave undoes it when the level is read.
+func (p *parser) enter() error {
+	if p.depth++; p.depth > MaxDepth {
+		return p.errf("nested deeper than %d levels (the limit on not, and, or, parentheses and where)", MaxDepth)
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
 
 func newParser(src string) (*parser, error) {
 	p := &parser{src: src}
@@ -203,6 +218,10 @@ func (p *parser) and(inWhere bool) (*Node, error) {
 func (p *parser) unary(inWhere bool) (*Node, error) {
 	switch {
 	case p.isWord("not"):
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.next()
 		n, err := p.unary(inWhere)
 		if err != nil {
@@ -210,6 +229,10 @@ func (p *parser) unary(inWhere bool) (*Node, error) {
 		}
 		return &Node{Not: n}, nil
 	case p.tok == token.LPAREN:
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.next()
 		n, err := p.expr(inWhere)
 		if err != nil {
@@ -342,6 +365,10 @@ func (p *parser) agg() (*Aggregate, error) {
 		a.Event = s
 	}
 	if p.isWord("where") {
+		if err := p.enter(); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		p.next()
 		w, err := p.expr(true)
 		if err != nil {
