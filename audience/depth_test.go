@@ -32,7 +32,7 @@ func TestDeepDefinitionsFailAtTheLimit(t *testing.T) {
 	}{
 		{"text nots", kith.Definition{Kind: kith.KindAudience, Text: fill("not ", "traits.x = 1")}, 4 * MaxDepth},
 		{"text parentheses", kith.Definition{Kind: kith.KindAudience, Text: fill("(", "traits.x = 1")}, MaxDepth},
-		{"text not and parentheses", kith.Definition{Kind: kith.KindAudience, Text: fill("not (traits.x = 1 or ", "traits.x = 1")}, len("not (traits.x = 1 or ")*MaxDepth/2},
+		{"text not and parentheses", kith.Definition{Kind: kith.KindAudience, Text: fill("not (traits.x = 1 or ", "traits.x = 1")}, len("not (traits.x = 1 or ") * MaxDepth / 2},
 		{"text where", kith.Definition{Kind: kith.KindAudience, Text: `count(event "x" where ` + fill("not ", "properties.x = 1) > 1")}, len(`count(event "x" where `) + 4*(MaxDepth-1)},
 		{"text computed trait", kith.Definition{Kind: kith.KindComputedTrait, Text: `count(event "x" where ` + fill("(", "properties.x = 1)")}, len(`count(event "x" where `) + MaxDepth - 1},
 		{"json nots", kith.Definition{Kind: kith.KindAudience, Condition: []byte(fill(`{"not":`, `{"trait":"x","op":"=","value":1}`))}, -1},
