@@ -89,6 +89,9 @@ func (c *Committer) SetGate(g Gate) {
 // It fails fast with ErrOverloaded when the queue is full. Messages the
 // gate drops are counted as suppressed, not stored.
 func (c *Committer) Submit(ctx context.Context, s Submission) Outcome {
+	if err := s.check(); err != nil {
+		return Outcome{Err: err}
+	}
 	var suppressed []bool
 	if g := c.gate.Load(); g != nil && len(s.Messages) > 0 {
 		keep := make([]kith.Message, 0, len(s.Messages))
@@ -128,6 +131,48 @@ func (c *Committer) Submit(ctx context.Context, s Submission) Outcome {
 	}
 	out.Duplicate, out.Suppressed = full, suppressed
 	return out
+}
+
+// MaxReportedRejections bounds one submission's count of rejections for
+// one reason: more than any request can carry, and far from overflowing
+// the counters that add them up.
+const MaxReportedRejections = 1 << 31
+
+// check refuses a submission the log could not store, so that it fails
+// alone instead of failing the group commit it would join: text every
+// store can hold (kith.TextProblem) in each message's typed fields and
+// body and in the reasons of its rejections, and counts that can be added.
+// Collection and imports have validated their messages already (Parse);
+// this holds for messages the server builds itself, too.
+func (s Submission) check() error {
+	if err := kith.CheckText("source id", s.SourceID); err != nil {
+		return err
+	}
+	for reason, n := range s.Rejected {
+		if err := kith.CheckText("rejection reason", reason); err != nil {
+			return err
+		}
+		if reason == "" || len(reason) > 100 {
+			return kith.Errorf(kith.EINVALID, "a rejection reason must be 1 to 100 bytes, not %d", len(reason))
+		}
+		if n < 0 || n > MaxReportedRejections {
+			return kith.Errorf(kith.EINVALID, "rejections for reason %q: %d is not a count between 0 and %d", reason, n, int64(MaxReportedRejections))
+		}
+	}
+	for i, m := range s.Messages {
+		for _, f := range [...]struct{ name, v string }{
+			{"source id", m.SourceID}, {"messageId", m.MessageID}, {"type", m.Type}, {"event", m.Event},
+			{"userId", m.UserID}, {"anonymousId", m.AnonymousID},
+		} {
+			if p := kith.TextProblem(f.v); p != "" {
+				return kith.Errorf(kith.EINVALID, "message %d: %s %s", i, f.name, p)
+			}
+		}
+		if p := kith.JSONTextProblem(m.Raw); p != "" {
+			return kith.Errorf(kith.EINVALID, "message %d %s", i, p)
+		}
+	}
+	return nil
 }
 
 func (c *Committer) submit(ctx context.Context, s Submission) Outcome {
@@ -182,7 +227,23 @@ func (c *Committer) run() {
 	}
 }
 
+// commit appends a group. When the store refuses the group's data
+// (EINVALID: a value it cannot hold that check did not foresee), each
+// submission is committed on its own, so only the one that carries it
+// fails and every other request in the group is stored.
 func (c *Committer) commit(group []pending, n int) {
+	res, b, err := c.append(group, n)
+	if len(group) > 1 && kith.ErrorCode(err) == kith.EINVALID {
+		for _, p := range group {
+			c.commit([]pending{p}, len(p.sub.Messages))
+		}
+		return
+	}
+	c.answer(group, n, b, res, err)
+}
+
+// append makes a group durable with one Append.
+func (c *Committer) append(group []pending, n int) (kith.AppendResult, kith.AppendBatch, error) {
 	b := kith.AppendBatch{Events: make([]kith.Message, 0, n), Rejected: map[string]map[string]int64{}}
 	for _, p := range group {
 		b.Events = append(b.Events, p.sub.Messages...)
@@ -200,6 +261,12 @@ func (c *Committer) commit(group []pending, n int) {
 	if err != nil {
 		err = fmt.Errorf("collect: group commit of %d events: %w", n, err)
 	}
+	return res, b, err
+}
+
+// answer tells every request of a group what happened and hands the stored
+// events to notify.
+func (c *Committer) answer(group []pending, n int, b kith.AppendBatch, res kith.AppendResult, err error) {
 	off := 0
 	for _, p := range group {
 		k := len(p.sub.Messages)

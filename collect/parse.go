@@ -267,14 +267,13 @@ func normalise(msg map[string]json.RawMessage, endpoint string, batchCtx, batchI
 	if lim.MaxEventBytes > 0 && len(b) > lim.MaxEventBytes {
 		return out, reject(kith.ReasonEventTooLarge, "message is %d bytes as stored (batch context included); the limit is %d", len(b), lim.MaxEventBytes)
 	}
-	// NUL characters cannot be stored in text columns (PostgreSQL refuses
-	// them) and have no business in event data; invalid UTF-8 neither.
-	// Reject the message rather than fail the group commit it would join.
-	if hasNUL(b) {
-		return out, reject(kith.ReasonInvalidField, "message contains a NUL character (\\u0000)")
-	}
-	if !utf8.Valid(b) {
-		return out, reject(kith.ReasonInvalidField, "message is not valid UTF-8")
+	// Text every store can hold (kith.JSONTextProblem): reject the message
+	// rather than fail the group commit it would join.
+	if p := kith.JSONTextProblem(b); p != "" {
+		if path, _ := kith.JSONTextPath(b); path != "" {
+			return out, reject(kith.ReasonInvalidField, "message %s: %s", p, path)
+		}
+		return out, reject(kith.ReasonInvalidField, "message %s", p)
 	}
 	out.MessageID = mid
 	out.Type = typ
@@ -556,24 +555,4 @@ func newMessageID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return "kith-" + hex.EncodeToString(b[:])
-}
-
-// hasNUL reports whether encoded JSON contains an escaped NUL character:
-// a "\u0000" whose backslash is not itself escaped.
-func hasNUL(b []byte) bool {
-	for i := 0; ; {
-		j := bytes.Index(b[i:], []byte(`\u0000`))
-		if j < 0 {
-			return false
-		}
-		j += i
-		n := 0
-		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return true
-		}
-		i = j + 1
-	}
 }

@@ -10,23 +10,6 @@ import (
 	"github.com/kithcdp/kith"
 )
 
-func TestHasNUL(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
-		{`{"a":"x\u0000"}`, true},
-		{`{"a":"x\\u0000"}`, false}, // a literal backslash, then text
-		{`{"a":"x\\\u0000"}`, true}, // a literal backslash, then NUL
-		{`{"a":"plain"}`, false},
-	}
-	for _, tc := range tests {
-		if got := hasNUL([]byte(tc.in)); got != tc.want {
-			t.Errorf("hasNUL(%s) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestParseIDsAndDefaults(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
