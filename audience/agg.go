@@ -30,7 +30,7 @@ type Entry struct {
 type Agg struct {
 	N  int64            `json:"n,omitempty"`  // events
 	K  int64            `json:"k,omitempty"`  // numeric values
-	S  float64          `json:"s,omitempty"`  // their sum
+	S  float64          `json:"s,omitempty"`  // their sum (±Inf once it overflowed: see result)
 	Lo float64          `json:"lo,omitempty"` // their minimum (when K > 0)
 	Hi float64          `json:"hi,omitempty"` // their maximum (when K > 0)
 	F  *Entry           `json:"f,omitempty"`  // first value
@@ -53,7 +53,7 @@ func number(v json.RawMessage) (float64, bool) {
 		return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
 	}
 	f, err := strconv.ParseFloat(string(v), 64)
-	return f, err == nil && !math.IsInf(f, 0)
+	return f, err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
 }
 
 // add folds e into a running (unwindowed) state.
@@ -135,15 +135,34 @@ func sortEntries(es []Entry) {
 }
 
 // result is an aggregate's value: nil when it has none (the average of no
-// values), else a float64, a []any, or a decoded JSON scalar.
+// values), else a float64, a []any, or a decoded JSON scalar. It is never
+// an infinity or NaN, so it always encodes as JSON.
+//
+// The values summed are finite (number refuses the rest), but their sum
+// can overflow: two revenues of 1.7e308 make +Inf. The running sum S keeps
+// the infinity, so an overflow is never forgotten by later additions, and
+// here a sum that overflowed saturates to ±math.MaxFloat64: the true sum
+// lies at or beyond it, so comparisons such as sum(...) > 1000 still
+// answer as they would on the true value. An average is finite whenever
+// its sum is, but cannot be known from a sum that overflowed: it is then
+// nil (no value), like the average of no values. A sum that overflowed in
+// both directions (+Inf and -Inf, so NaN) has no value either.
 func (a *Agg) result(fn string) any {
 	switch fn {
 	case FnCount:
 		return float64(a.N)
 	case FnSum:
+		switch {
+		case math.IsNaN(a.S):
+			return nil
+		case math.IsInf(a.S, 1):
+			return math.MaxFloat64
+		case math.IsInf(a.S, -1):
+			return -math.MaxFloat64
+		}
 		return a.S
 	case FnAvg:
-		if a.K == 0 {
+		if a.K == 0 || math.IsNaN(a.S) || math.IsInf(a.S, 0) {
 			return nil
 		}
 		return a.S / float64(a.K)
