@@ -6,6 +6,7 @@ package commerce
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -78,11 +79,21 @@ type wireProperties struct {
 	Products []wireProduct `json:"products"`
 }
 
+// ErrValueNotFinite is the error of an order whose value is not a finite
+// number (see ParseOrder).
+var ErrValueNotFinite = errors.New("the order's value is not a finite number")
+
 // ParseOrder reads the order carried by an `Order Completed` message. The
 // order's value is properties.revenue, else total, else the sum of price ×
 // quantity (quantity 1 when absent) over the products. Fields of the wrong
-// type are treated as absent rather than failing the order; only a message
-// that is not JSON is an error.
+// type are treated as absent rather than failing the order, and so are
+// numbers out of float64's range. Errors are a message that is not JSON,
+// and an order whose value, taken from its products, overflows (a price of
+// 1e308 bought 10 times): that error wraps ErrValueNotFinite and the order
+// is refused rather than stored as an infinity, which would poison every
+// sum the insights make (and which the stores cannot agree on: PostgreSQL
+// keeps NaN, SQLite drops it). The message itself stays in the log and the
+// timeline; only its typed order is refused.
 func ParseOrder(m kith.Message) (kith.Order, error) {
 	// Only properties is decoded: the rest of the message (context, the
 	// ids) is split past without being parsed.
@@ -128,6 +139,9 @@ func ParseOrder(m kith.Message) (kith.Order, error) {
 	case p.Total.ok:
 		o.Revenue = p.Total.v
 	default:
+		if math.IsInf(lines, 0) || math.IsNaN(lines) {
+			return kith.Order{}, fmt.Errorf("commerce: order %s: price × quantity over its %d products adds up to %v: %w", m.MessageID, len(o.Items), lines, ErrValueNotFinite)
+		}
 		o.Revenue = lines
 	}
 	return o, nil

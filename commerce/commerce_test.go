@@ -1,6 +1,7 @@
 package commerce
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -44,5 +45,44 @@ func TestParseOrder(t *testing.T) {
 	}
 	if _, err := ParseOrder(kith.Message{Raw: []byte(`{`)}); err == nil {
 		t.Error("malformed JSON: want an error")
+	}
+}
+
+// TestParseOrderValueOverflow: an order whose value, taken from its
+// products, overflows float64 (issue 14: a price of 1e308 bought 10 times
+// made every later insight run fail) is refused with ErrValueNotFinite; a
+// stated revenue or total is used as before, and numbers beyond float64's
+// range are absent.
+func TestParseOrderValueOverflow(t *testing.T) {
+	tests := []struct {
+		name    string
+		props   string
+		revenue float64 // when accepted
+		refused bool
+	}{
+		{"line overflows", `{"products":[{"product_id":"p1","price":1e308,"quantity":10}]}`, 0, true},
+		{"a line naming no product counts nothing", `{"products":[{"price":1e308,"quantity":10}]}`, 0, false},
+		{"lines add up beyond range", `{"products":[{"id":"a","price":1.7e308},{"id":"b","price":1.7e308}]}`, 0, true},
+		{"lines overflow both ways", `{"products":[{"id":"a","price":1e308,"quantity":10},{"id":"b","price":-1e308,"quantity":10}]}`, 0, true},
+		{"stated revenue wins", `{"revenue":25,"products":[{"id":"a","price":1e308,"quantity":10}]}`, 25, false},
+		{"stated total wins", `{"total":"30","products":[{"id":"a","price":1e308,"quantity":10}]}`, 30, false},
+		{"huge but finite", `{"products":[{"id":"a","price":1e308,"quantity":1}]}`, 1e308, false},
+		{"out of range revenue is absent", `{"revenue":1e999,"products":[{"id":"a","price":2,"quantity":3}]}`, 6, false},
+		{"out of range price is absent", `{"products":[{"id":"a","price":"1e999","quantity":3}]}`, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := kith.Message{Seq: 1, MessageID: "m1", Type: "track", Event: OrderCompleted, Raw: []byte(`{"properties":` + tc.props + `}`)}
+			o, err := ParseOrder(m)
+			if tc.refused {
+				if !errors.Is(err, ErrValueNotFinite) {
+					t.Fatalf("ParseOrder = %+v, %v; want ErrValueNotFinite", o, err)
+				}
+				return
+			}
+			if err != nil || o.Revenue != tc.revenue {
+				t.Fatalf("ParseOrder = revenue %v, %v; want %v", o.Revenue, err, tc.revenue)
+			}
+		})
 	}
 }
