@@ -38,6 +38,10 @@ Usage:
   kith privacy erase|status|list|export
                                  erasure with suppression, data-subject export (kith privacy)
   kith compact --data DIR        (server stopped) purge erased data from the files
+  kith backup --out FILE [--data DIR]
+                                 consistent backup of the embedded store, while it serves
+  kith restore --in FILE [--data DIR] [--force]
+                                 (server stopped) restore a backup; profiles are rebuilt
   kith audit [--by TOKEN_ID] [--action ROUTE] [--target T]
                                  the audit log of admin actions
   kith profile merges|merge|unmerge|detach REF
@@ -126,6 +130,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPrivacy(ctx, args[1:], stdout, stderr)
 	case "compact":
 		return runCompact(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
