@@ -63,6 +63,59 @@ type analysis struct {
 	orderIDs       map[string]struct{}
 	ordersUsed     int
 	customersOut   int // first purchase after the calibration end
+	// excluded are the customers left out of the fits, by reason.
+	excluded []Exclusion
+}
+
+// Exclusion counts the customers a run left out of its fits and
+// predictions for one reason, with the first few of their profile ids so
+// they can be looked at.
+type Exclusion struct {
+	Reason    string   `json:"reason"`
+	Customers int      `json:"customers"`
+	Examples  []string `json:"examples"`
+}
+
+// maxExclusionExamples is how many profile ids an Exclusion lists.
+const maxExclusionExamples = 10
+
+// ReasonValueOutOfRange is why a customer is left out whose order values
+// are not finite, or add up to maxAmount or more (two orders of 1.7e308
+// make +Inf). Kept, such a value would make the RFM scoring fail for
+// every customer: it cannot rank a value v with v+1 == v.
+const ReasonValueOutOfRange = "order values are not finite or add up to 2^53 (about 9e15) or more, beyond what the scores can rank"
+
+// maxAmount bounds the amounts a customer's summary may hold: from 2^53
+// on, v+1 == v, and the RFM bins (whose upper bound is the maximum plus
+// one) cannot hold the maximum.
+const maxAmount = 1 << 53
+
+// exclude leaves customer id out of the run for reason.
+func (a *analysis) exclude(id, reason string) {
+	i := slices.IndexFunc(a.excluded, func(e Exclusion) bool { return e.Reason == reason })
+	if i < 0 {
+		a.excluded = append(a.excluded, Exclusion{Reason: reason})
+		i = len(a.excluded) - 1
+	}
+	e := &a.excluded[i]
+	e.Customers++
+	if len(e.Examples) < maxExclusionExamples {
+		e.Examples = append(e.Examples, id)
+	}
+}
+
+// inRange reports whether every amount a customer's summary holds is a
+// number below maxAmount in magnitude: the calibration revenue (RFM's
+// monetary value, which includes the first purchase), the mean repeat
+// spend, and the holdout spend. Together they cover every order the
+// summary used. NaN is out of range.
+func (c *customer) inRange() bool {
+	for _, v := range [...]float64{c.revenue, c.summary.Spend, c.summary.HoldoutSpend} {
+		if !(math.Abs(v) < maxAmount) {
+			return false
+		}
+	}
+	return true
 }
 
 func newAnalysis(cfg Config, period btyd.Period) *analysis {
@@ -188,6 +241,12 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 		return nil
 	}
 	c.summary = s
+	if !c.inRange() {
+		// Checked here, in the one pass every run and validation
+		// makes, so no fit, score or prediction ever sees the value.
+		a.exclude(c.id, ReasonValueOutOfRange)
+		return nil
+	}
 	for _, d := range merged[1:] {
 		a.repeatsByDay[d.Day]++
 	}

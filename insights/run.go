@@ -37,6 +37,10 @@ type Report struct {
 	RepeatCustomers int `json:"repeatCustomers"`
 	Products        int `json:"products"`
 	Baskets         int `json:"baskets"`
+	// Excluded are the customers left out of the fits and predictions
+	// (not counted in Customers), by reason; they get no predicted
+	// traits, and the run goes on without them.
+	Excluded []Exclusion `json:"excluded,omitempty"`
 	// Models by name: the purchase-count model and "gammagamma".
 	Models     map[string]*ModelReport `json:"models"`
 	RFM        []rfm.SegmentSummary    `json:"rfm"`
@@ -248,6 +252,7 @@ func newReport(cfg Config, day time.Time) *Report {
 func (a *analysis) fillReport(rep *Report) {
 	rep.FirstOrder, rep.LastOrder = a.firstOrder.UTC(), a.lastOrder.UTC()
 	rep.OrdersRead, rep.OrdersUsed, rep.OrdersRepeated = a.ordersSeen, a.ordersUsed, a.ordersRepeated
+	rep.Excluded = a.excluded
 }
 
 // write predicts every customer's traits on all cores and writes them in
