@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"Tokens", testTokens},
 		{"Secret", testSecret},
 		{"Orders", testOrders},
+		{"OrderNumbers", testOrderNumbers},
 		{"Insights", testInsights},
 		{"InsightRuns", testInsightRuns},
 		{"ClusterReplace", testClusterReplace},
