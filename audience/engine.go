@@ -67,6 +67,9 @@ type Config struct {
 // goroutine (Run); definitions change through Put and Delete, which
 // backfill in that goroutine with progress in the definition.
 type Engine struct {
+	// status is the engine's health for /healthz and /metrics.
+	status kith.WorkerStatus
+
 	store Store
 	rules *identity.Rules
 	keyer identity.Keyer
@@ -344,6 +347,13 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
+// Health reports whether the engine is making progress.
+func (e *Engine) Health() kith.WorkerHealth {
+	h := e.status.Health()
+	h.Worker = "audiences"
+	return h
+}
+
 // Run applies handed-over batches, catches up from the log when needed,
 // fires scheduled expiries and runs backfills, until ctx ends. Errors are
 // logged and retried; nothing is skipped.
@@ -360,12 +370,14 @@ func (e *Engine) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
+			e.status.Fail(err, time.Now())
 			e.log.Error("audience engine failed; retrying", "err", err, "backoff", backoff)
 			sleepCtx(ctx, backoff)
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		e.status.OK()
 		if worked {
 			continue
 		}

@@ -210,6 +210,19 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(&b, "kith_requests_refused_total{reason=%q} %d\n", reason, st.Refused[reason])
 	}
 	fmt.Fprintf(&b, "# HELP kith_indexer_backlog_events Accepted events not yet applied to profiles.\n# TYPE kith_indexer_backlog_events gauge\nkith_indexer_backlog_events %d\n", st.Backlog)
+	hs := s.workerHealth()
+	fmt.Fprintf(&b, "# HELP kith_worker_failing Consecutive failed attempts of a background worker (0 when it is making progress).\n# TYPE kith_worker_failing gauge\n")
+	for _, h := range hs {
+		fmt.Fprintf(&b, "kith_worker_failing{worker=%q} %d\n", h.Worker, h.Failing)
+	}
+	fmt.Fprintf(&b, "# HELP kith_worker_failures_total Failed attempts of a background worker since start.\n# TYPE kith_worker_failures_total counter\n")
+	for _, h := range hs {
+		fmt.Fprintf(&b, "kith_worker_failures_total{worker=%q} %d\n", h.Worker, h.Failures)
+	}
+	fmt.Fprintf(&b, "# HELP kith_worker_skipped_total Items a background worker could not apply and set aside (each logged).\n# TYPE kith_worker_skipped_total counter\n")
+	for _, h := range hs {
+		fmt.Fprintf(&b, "kith_worker_skipped_total{worker=%q} %d\n", h.Worker, h.Skipped)
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
 }

@@ -16,17 +16,27 @@ import (
 
 // auditor writes audit entries in batches on its own goroutine, so an
 // admin request does not wait for the audit log's fsync and a burst of
-// profile reads costs one commit. Entries are never dropped: when the
-// queue is full, requests wait.
+// profile reads costs one commit. Entries are not dropped: when the queue
+// is full, requests wait; a failing store is retried, and the failures
+// show in /healthz and /metrics. Only two things give an entry up, each
+// with an error log line: the store refusing that one entry's data (it is
+// set aside so the entries behind it are written), and a shutdown while
+// the store keeps failing (after shutdownGrace, so the process can exit).
 type auditor struct {
-	store kith.AuditStore
-	log   *slog.Logger
-	ch    chan auditMsg
-	done  chan struct{}
+	store  kith.AuditStore
+	log    *slog.Logger
+	ch     chan auditMsg
+	done   chan struct{}
+	quit   chan struct{} // closed at close: stop retrying after shutdownGrace
+	status kith.WorkerStatus
 
 	mu     sync.RWMutex // closed and sends on ch
 	closed bool
 }
+
+// shutdownGrace is how long a closing auditor keeps retrying a failing
+// store before it gives the remaining entries up.
+const shutdownGrace = 10 * time.Second
 
 // auditMsg is an entry, or (sync != nil) a request to be told once every
 // entry queued before it is stored.
@@ -36,7 +46,8 @@ type auditMsg struct {
 }
 
 func newAuditor(store kith.AuditStore, log *slog.Logger) *auditor {
-	a := &auditor{store: store, log: log, ch: make(chan auditMsg, 4096), done: make(chan struct{})}
+	a := &auditor{store: store, log: log, ch: make(chan auditMsg, 4096), done: make(chan struct{}), quit: make(chan struct{})}
+	a.status.Name = "audit"
 	go a.run()
 	return a
 }
@@ -67,18 +78,55 @@ func (a *auditor) run() {
 			}
 		}
 		if len(batch) > 0 {
-			// A failing store is retried: an audit entry is not given up.
-			for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-				err := a.store.AppendAudit(context.Background(), batch)
-				if err == nil {
-					break
-				}
-				a.log.Error("audit log: append failed; retrying", "entries", len(batch), "err", err)
-				time.Sleep(wait)
-			}
+			a.write(batch)
 		}
 		for _, c := range syncs {
 			close(c)
+		}
+	}
+}
+
+// write stores a batch, retrying while the store fails. When the store
+// refuses the batch's data, each entry is written on its own and an entry
+// refused alone is set aside.
+func (a *auditor) write(batch []kith.AuditEntry) {
+	var giveUp <-chan time.Time
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := a.store.AppendAudit(context.Background(), batch)
+		if err == nil {
+			a.status.OK()
+			return
+		}
+		if kith.ErrorCode(err) == kith.EINVALID {
+			if len(batch) > 1 {
+				for _, e := range batch {
+					a.write([]kith.AuditEntry{e})
+				}
+				return
+			}
+			a.status.Skip(1)
+			a.log.Error("audit log: the store refused an entry; set aside", "action", batch[0].Action, "token", batch[0].TokenID, "status", batch[0].Status, "err", err)
+			return
+		}
+		a.status.Fail(err, time.Now())
+		a.log.Error("audit log: append failed; retrying", "entries", len(batch), "err", err)
+		if giveUp == nil {
+			select {
+			case <-a.quit:
+				giveUp = time.After(shutdownGrace)
+			default:
+			}
+		}
+		select {
+		case <-time.After(wait):
+		case <-giveUp:
+			a.log.Error("audit log: shutting down while the store fails; entries not written", "entries", len(batch)+len(a.ch), "err", err)
+			for m := range a.ch {
+				if m.sync != nil {
+					close(m.sync)
+				}
+			}
+			return
 		}
 	}
 }
@@ -99,6 +147,11 @@ func (a *auditor) sync() {
 // add queues an entry; after close (a request that outlived the
 // shutdown) it is written directly.
 func (a *auditor) add(e kith.AuditEntry) {
+	// Whatever a request presented, its entry must be storable: one entry
+	// the store refuses would hold back every entry behind it.
+	for _, f := range []*string{&e.TokenID, &e.TokenName, &e.Action, &e.Target, &e.Outcome} {
+		*f = kith.QuoteText(*f)
+	}
 	a.mu.RLock()
 	if !a.closed {
 		a.ch <- auditMsg{e: e}
@@ -116,6 +169,7 @@ func (a *auditor) close() {
 	if !a.closed {
 		a.closed = true
 		close(a.ch)
+		close(a.quit)
 	}
 	a.mu.Unlock()
 	<-a.done
@@ -163,6 +217,7 @@ func (s *Server) audit(r *http.Request, tok kith.Token, pattern string, status i
 		if m[1] == "ref" {
 			v = s.auditRef(r, v)
 		}
+		v = kith.QuoteText(v) // a refused request is audited with what it sent
 		target = append(target, m[1]+"="+v)
 	}
 	s.auditor.add(kith.AuditEntry{At: s.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: pattern,

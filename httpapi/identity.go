@@ -196,6 +196,10 @@ func (s *Server) handleSetRules(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.ETOOLARGE, "rules too large"))
 		return
 	}
+	if err := checkJSONText(raw); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	rules, err := identity.ParseRules(raw)
 	if err != nil {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "%v", err))

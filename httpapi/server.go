@@ -5,11 +5,13 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -77,6 +79,15 @@ type Config struct {
 	// endpoints answering that retention is not available.
 	Retention       Retention
 	RetentionPolicy any
+	// Workers are the background workers whose health /healthz and
+	// /metrics report (the indexer, the audience engine); the server's
+	// own audit writer is always among them.
+	Workers []Worker
+}
+
+// Worker is a background worker that reports its health.
+type Worker interface {
+	Health() kith.WorkerHealth
 }
 
 // Matcher runs probabilistic matching over the profiles.
@@ -292,7 +303,26 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var stuck []kith.WorkerHealth
+	for _, h := range s.workerHealth() {
+		if h.Stuck() {
+			stuck = append(stuck, h)
+		}
+	}
+	if len(stuck) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "degraded", "backlog": s.indexer.Backlog(), "failing": stuck})
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backlog": s.indexer.Backlog()})
+}
+
+// workerHealth returns the health of every background worker.
+func (s *Server) workerHealth() []kith.WorkerHealth {
+	hs := []kith.WorkerHealth{s.auditor.status.Health()}
+	for _, w := range s.cfg.Workers {
+		hs = append(hs, w.Health())
+	}
+	return hs
 }
 
 // admin wraps a handler with bearer-token authentication and a scope check.
@@ -322,15 +352,46 @@ func (s *Server) admin(pattern, scope string, h http.HandlerFunc) http.HandlerFu
 			return
 		}
 		if !audited {
+			if err := checkRequestText(pattern, r); err != nil {
+				s.error(w, r, err)
+				return
+			}
 			h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		ctx := context.WithValue(context.WithValue(r.Context(), tokenKey{}, tok), auditNoteKey{}, &auditNote{})
 		r = r.WithContext(ctx)
-		h(sw, r)
+		if err := checkRequestText(pattern, r); err != nil {
+			s.error(sw, r, err)
+		} else {
+			h(sw, r)
+		}
 		s.audit(r, tok, pattern, sw.status)
 	}
+}
+
+// checkRequestText refuses a request whose path or query holds text no
+// store can hold (kith.TextProblem), before a handler looks anything up
+// with it: a path value names nothing that exists (ENOTFOUND), a query
+// parameter is invalid (EINVALID, naming it).
+func checkRequestText(pattern string, r *http.Request) error {
+	for _, m := range routeParam.FindAllStringSubmatch(pattern, -1) {
+		if p := kith.TextProblem(r.PathValue(m[1])); p != "" {
+			return kith.Errorf(kith.ENOTFOUND, "no such %s: the one in the path %s", m[1], p)
+		}
+	}
+	for k, vs := range r.URL.Query() {
+		if p := kith.TextProblem(k); p != "" {
+			return kith.Errorf(kith.EINVALID, "query parameter name %s %s", kith.QuoteText(k), p)
+		}
+		for _, v := range vs {
+			if p := kith.TextProblem(v); p != "" {
+				return kith.Errorf(kith.EINVALID, "query parameter %s %s", k, p)
+			}
+		}
+	}
+	return nil
 }
 
 // token authenticates an admin token, remembering valid ones for a few
@@ -400,18 +461,40 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// decodeJSON reads a small admin request body.
+// decodeJSON reads a small admin request body. A body holding text no
+// store can hold (a NUL character, invalid UTF-8) is refused naming the
+// field, so no handler stores it or looks anything up with it.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return kith.Errorf(kith.ETOOLARGE, "request body too large")
 		}
+		return kith.Errorf(kith.EINVALID, "reading the body: %v", err)
+	}
+	if err := checkJSONText(b); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
 		return kith.Errorf(kith.EINVALID, "invalid JSON body: %v", err)
 	}
 	return nil
+}
+
+// checkJSONText refuses a JSON body holding text no store can hold,
+// naming the field.
+func checkJSONText(b []byte) error {
+	p := kith.JSONTextProblem(b)
+	if p == "" {
+		return nil
+	}
+	if path, why := kith.JSONTextPath(b); path != "" {
+		return kith.Errorf(kith.EINVALID, "%s %s", path, why)
+	}
+	return kith.Errorf(kith.EINVALID, "request body %s", p)
 }
 
 func (s *Server) countRefused(reason string) {

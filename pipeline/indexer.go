@@ -17,6 +17,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -99,7 +100,37 @@ type Indexer struct {
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
 	head   atomic.Int64
+
+	// status is the indexer's health for /healthz and /metrics.
+	status kith.WorkerStatus
+	// narrow, while set, makes batches smaller to find the one event whose
+	// derived rows the store refuses (see isolate); poison holds the
+	// events found, which are then processed with nothing derived.
+	narrow narrowing
+	poison map[int64]bool
+	// lastSkipped is the last event set aside, so that a batch derived
+	// again after a failure does not count its skips twice.
+	lastSkipped int64
 }
+
+// narrowing caps batches at size events until the log position until.
+type narrowing struct {
+	until int64
+	size  int
+}
+
+// applyError is a batch the store could not apply.
+type applyError struct {
+	from, last int64 // the cursor it started from; its last event
+	n          int   // its events
+	err        error
+}
+
+func (e *applyError) Error() string {
+	return fmt.Sprintf("pipeline: apply batch after seq %d: %v", e.from, e.err)
+}
+
+func (e *applyError) Unwrap() error { return e.err }
 
 // Config tunes an Indexer.
 type Config struct {
@@ -152,7 +183,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 		rules: cfg.Rules, observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
-		tail:  tail{max: 4 * cfg.BatchSize},
+		tail:  tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 	}
 }
@@ -216,7 +247,11 @@ func (ix *Indexer) Cursor() int64 { return ix.cursor.Load() }
 // Run applies the log until ctx is done. Deriving a batch (decoding and
 // resolving identities) and applying the previous one to the store run
 // concurrently, so both cores work. Store errors are logged and retried with
-// backoff from the stored cursor; they never skip events.
+// backoff from the stored cursor, and reported in Health. The one exception
+// is data the store refuses (EINVALID): the indexer narrows its batches
+// down to the event that derives it and sets that event aside — processed,
+// with nothing derived from it, logged and counted in Health — so one
+// poisoned event cannot stop the indexer for everyone.
 func (ix *Indexer) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -227,12 +262,38 @@ func (ix *Indexer) Run(ctx context.Context) error {
 		if err == nil {
 			continue // restarted to drop a full cache
 		}
-		ix.log.Error("indexer failed; retrying from the stored cursor", "err", err, "backoff", backoff)
+		ix.status.Fail(err, time.Now())
 		ix.reset()
+		if ix.isolate(err) {
+			continue
+		}
+		ix.log.Error("indexer failed; retrying from the stored cursor", "err", err, "backoff", backoff)
 		sleep(ctx, backoff)
 		backoff = min(backoff*2, 5*time.Second)
 	}
 	return nil
+}
+
+// Health reports whether the indexer is making progress.
+func (ix *Indexer) Health() kith.WorkerHealth { return ix.status.Health() }
+
+// isolate reacts to a batch whose data the store refused: it halves the
+// batches up to that batch's last event, and once the batch is one event,
+// sets that event aside. It reports false for any other error.
+func (ix *Indexer) isolate(err error) bool {
+	var ae *applyError
+	if !errors.As(err, &ae) || kith.ErrorCode(err) != kith.EINVALID {
+		return false
+	}
+	if ae.n <= 1 {
+		ix.poison[ae.last] = true
+		ix.narrow = narrowing{}
+		ix.log.Error("indexer: the store refuses what this event derives; it is set aside (processed, nothing derived from it)", "seq", ae.last, "err", ae.err)
+		return true
+	}
+	ix.narrow = narrowing{until: ae.last, size: (ae.n + 1) / 2}
+	ix.log.Warn("indexer: the store refused a batch's data; retrying in smaller batches to find the event", "after", ae.from, "events", ae.n, "err", ae.err)
+	return true
 }
 
 type job struct {
@@ -252,11 +313,12 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 	go func() {
 		for j := range jobs {
 			if err := ix.store.ApplyIndexBatch(ctx, j.from, j.b); err != nil {
-				applied <- fmt.Errorf("pipeline: apply batch after seq %d: %w", j.from, err)
+				applied <- &applyError{from: j.from, last: j.b.Cursor, n: len(j.msgs), err: err}
 				for range jobs {
 				}
 				return
 			}
+			ix.status.OK()
 			ix.cursor.Store(j.b.Cursor)
 			if ix.observer != nil {
 				ix.observer.Applied(j.b, j.msgs)
@@ -334,10 +396,18 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 // next returns the events after seq: from the committer's hand-over when it
 // continues exactly there, else from the log.
 func (ix *Indexer) next(ctx context.Context, after int64) ([]kith.Message, error) {
-	if msgs := ix.tail.take(after, ix.batchSize); len(msgs) > 0 {
+	limit := ix.batchSize
+	if ix.narrow.size > 0 {
+		if after >= ix.narrow.until {
+			ix.narrow = narrowing{}
+		} else {
+			limit = ix.narrow.size
+		}
+	}
+	if msgs := ix.tail.take(after, limit); len(msgs) > 0 {
 		return msgs, nil
 	}
-	msgs, err := ix.store.ReadLog(ctx, after, ix.batchSize)
+	msgs, err := ix.store.ReadLog(ctx, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: read log: %w", err)
 	}
@@ -458,8 +528,12 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 	}
 	if err := ix.store.ApplyIndexBatch(ctx, from, b); err != nil {
 		ix.reset()
-		return 0, fmt.Errorf("pipeline: apply batch after seq %d: %w", from, err)
+		err = &applyError{from: from, last: b.Cursor, n: len(msgs), err: err}
+		ix.status.Fail(err, time.Now())
+		ix.isolate(err)
+		return 0, err
 	}
+	ix.status.OK()
 	ix.cursor.Store(b.Cursor)
 	if ix.observer != nil {
 		ix.observer.Applied(b, msgs)
@@ -519,6 +593,15 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 	}
 	for i, m := range msgs {
+		if why := ix.unindexable(m); why != "" {
+			if m.Seq > ix.lastSkipped {
+				ix.lastSkipped = m.Seq
+				ix.status.Skip(1)
+				ix.log.Error("indexer: event set aside (processed, nothing derived from it)", "seq", m.Seq, "source", m.SourceID, "why", why)
+			}
+			ex[i].invalid = true
+			continue
+		}
 		e, err := ix.rules.Extract(m)
 		if err != nil {
 			// The log only holds messages collect produced; a message that
@@ -701,6 +784,25 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		ix.seen[u.Key] = [2]int64{first, last}
 	}
 	return b, nil
+}
+
+// unindexable says why nothing may be derived from m ("" when it may):
+// its text is not text every store can hold (collect refuses such events,
+// but a log written before it did, or by the consent API before it checked,
+// may hold some), or the store refused what it derives (see isolate).
+func (ix *Indexer) unindexable(m kith.Message) string {
+	if ix.poison[m.Seq] {
+		return "the store refused what it derives"
+	}
+	for _, f := range [...]string{m.MessageID, m.Type, m.Event, m.UserID, m.AnonymousID} {
+		if p := kith.TextProblem(f); p != "" {
+			return "a typed field " + p
+		}
+	}
+	if p := kith.JSONTextProblem(m.Raw); p != "" {
+		return "its body " + p
+	}
+	return ""
 }
 
 // usable reports whether an identifier may link: not detached, and inside

@@ -19,7 +19,7 @@ func (db *DB) AppendAudit(ctx context.Context, es []kith.AuditEntry) error {
 			e.At.UTC(), e.TokenID, e.TokenName, e.Action, e.Target, e.Status, e.Outcome)
 	}
 	if err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
-		return fmt.Errorf("postgres: append audit: %w", err)
+		return fmt.Errorf("postgres: append audit: %w", refusedData(err))
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,13 +30,14 @@ const eventColumns = `seq, source_id, message_id, type, event, user_id, anonymou
 // Append implements kith.EventLog. It runs as one transaction: take the log
 // lock, claim the messageIds, insert the new events and add the counters.
 func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error) {
+	res, err := db.append(ctx, b)
+	return res, refusedData(err)
+}
+
+func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error) {
 	res := kith.AppendResult{Duplicate: make([]bool, len(b.Events))}
 	if len(b.Events) == 0 && len(b.Rejected) == 0 {
 		return res, nil
-	}
-
-	if err := checkText(b.Events); err != nil {
-		return kith.AppendResult{}, err
 	}
 
 	// Duplicates inside the batch never reach the database: the first
@@ -171,26 +171,6 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 		return kith.AppendResult{}, fmt.Errorf("postgres: append: commit: %w", err)
 	}
 	return res, nil
-}
-
-// checkText rejects events whose typed fields PostgreSQL cannot store as
-// text (a NUL byte or invalid UTF-8), before any of the batch is written:
-// the database would refuse the whole COPY with a less helpful error. The
-// collector is expected to reject such items; this names the culprit if
-// one slips through.
-func checkText(events []kith.Message) error {
-	for i, e := range events {
-		fields := [...]struct{ name, v string }{
-			{"sourceId", e.SourceID}, {"messageId", e.MessageID}, {"type", e.Type},
-			{"event", e.Event}, {"userId", e.UserID}, {"anonymousId", e.AnonymousID},
-		}
-		for _, f := range fields {
-			if strings.IndexByte(f.v, 0) >= 0 || !utf8.ValidString(f.v) {
-				return kith.Errorf(kith.EINVALID, "event %d (messageId %q): %s contains a NUL byte or invalid UTF-8", i, e.MessageID, f.name)
-			}
-		}
-	}
-	return nil
 }
 
 // countersUpsert returns the statement that adds delta (source → counter

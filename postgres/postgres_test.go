@@ -188,8 +188,10 @@ func TestNoPersonalDataInKeys(t *testing.T) {
 
 // TestAppendText checks the PostgreSQL-specific limits of the ack path:
 // a \u0000 escape in the raw JSON is stored (raw is json, not jsonb), while
-// a NUL byte in a typed field fails the batch with EINVALID before anything
-// is written, instead of an opaque database error.
+// a value the database refuses (a NUL byte in a typed field or in a
+// rejection reason) fails the batch with EINVALID and writes nothing, so
+// the committer can tell refused data from an unavailable database and
+// commit the group's requests one by one.
 func TestAppendText(t *testing.T) {
 	db := mustOpen(t, newSchema(t))
 	defer db.Close()
@@ -205,6 +207,13 @@ func TestAppendText(t *testing.T) {
 	_, err := db.Append(t.Context(), kith.AppendBatch{Events: []kith.Message{good, bad}})
 	if kith.ErrorCode(err) != kith.EINVALID {
 		t.Fatalf("Append with a NUL byte in userId: %v, want EINVALID", err)
+	}
+	if head, err := db.LogHead(t.Context()); err != nil || head != 1 {
+		t.Errorf("LogHead = %d, %v; want 1 (nothing of the failed batch stored)", head, err)
+	}
+	_, err = db.Append(t.Context(), kith.AppendBatch{Events: []kith.Message{good}, Rejected: map[string]map[string]int64{"s": {"x\x00": 1}}})
+	if kith.ErrorCode(err) != kith.EINVALID {
+		t.Fatalf("Append with a NUL byte in a rejection reason: %v, want EINVALID", err)
 	}
 	if head, err := db.LogHead(t.Context()); err != nil || head != 1 {
 		t.Errorf("LogHead = %d, %v; want 1 (nothing of the failed batch stored)", head, err)

@@ -32,6 +32,10 @@ func (db *DB) IndexCursor(ctx context.Context) (int64, error) {
 // cursor from `from` to b.Cursor; if the cursor was elsewhere, the
 // transaction is rolled back and the error is ECONFLICT.
 func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error {
+	return refusedData(db.applyIndexBatch(ctx, from, b))
+}
+
+func (db *DB) applyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error {
 	tx, err := db.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: apply index batch: begin: %w", err)

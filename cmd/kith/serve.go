@@ -330,7 +330,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
 		Unmerger: rulesFollower{s.indexer, &s.rules}, Matcher: s.matcher, Audiences: s.audiences,
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
-		Retention: s.retention, RetentionPolicy: s.Config.Retention,
+		Retention: s.retention, RetentionPolicy: s.Config.Retention, Workers: []httpapi.Worker{s.indexer, s.audiences},
 	})
 	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Unmerger: s.indexer, Rules: s.rules.Load, Secret: secret, Logger: s.Logger,
 		Audit: s.api.Audit})
