@@ -183,7 +183,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 		rules: cfg.Rules, observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
 		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
-		tail:  tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
+		tail: tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 	}
 }
