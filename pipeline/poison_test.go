@@ -1,0 +1,81 @@
+package pipeline_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/pipeline"
+)
+
+// refusingStore is a real store that refuses, as PostgreSQL refuses a
+// value it cannot hold, every index batch holding the timeline entry of
+// one event.
+type refusingStore struct {
+	kith.Store
+	seq     int64
+	refused int
+}
+
+func (s *refusingStore) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error {
+	for _, e := range b.Timeline {
+		if e.Seq == s.seq {
+			s.refused++
+			return fmt.Errorf("apply: %w", kith.Errorf(kith.EINVALID, "the database refused a value"))
+		}
+	}
+	return s.Store.ApplyIndexBatch(ctx, from, b)
+}
+
+// One event whose derived rows the store refuses is found by narrowing
+// the batches and set aside; every other event is applied, the indexer
+// says so in its health, and it does not retry the same batch forever.
+func TestIndexerSetsAsidePoisonedEvent(t *testing.T) {
+	store := openStore(t)
+	var bodies []string
+	for i := range 300 {
+		bodies = append(bodies, fmt.Sprintf(`{"type":"identify","userId":"u%d","traits":{"n":%d}}`, i, i))
+	}
+	appendAll(t, store, "src", batch(bodies...))
+	rs := &refusingStore{Store: store, seq: 137}
+	secret, err := store.Secret(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := pipeline.New(rs, secret, pipeline.Config{BatchSize: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ix.Run(ctx); close(done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for ix.Cursor() < 300 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if ix.Cursor() != 300 {
+		t.Fatalf("cursor %d, want 300: the indexer did not get past the poisoned event", ix.Cursor())
+	}
+	// 100 events, then 50, 25, 13, 7, 4, 2, 1: 8 refusals at most.
+	if rs.refused < 2 || rs.refused > 8 {
+		t.Errorf("the store refused %d batches; narrowing 100 events down to one takes 2 to 8", rs.refused)
+	}
+	h := ix.Health()
+	if h.Skipped != 1 || h.Failing != 0 || h.Failures != int64(rs.refused) {
+		t.Errorf("health %+v, want 1 skipped, not failing, %d failures", h, rs.refused)
+	}
+	for _, i := range []int{0, 135, 137, 299} {
+		p := profileOf(t, store, fmt.Sprintf("user_id:u%d", i))
+		if (p == "") != (i == 136) { // seq 137 is the 137th event, u136
+			t.Errorf("u%d: profile %q", i, p)
+		}
+	}
+	st, err := store.Counts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st["src"].Processed != 300 {
+		t.Errorf("processed %d, want 300 (the event set aside is processed)", st["src"].Processed)
+	}
+}
