@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/kithcdp/kith"
@@ -264,15 +264,18 @@ func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
 }
 
 // FindByName implements kith.RetentionStore. It reads the name traits
-// without an index (indexes hold no personal data) and stops at limit.
+// without an index (indexes hold no personal data) and stops at limit. It
+// compares decoded values, so a name matches however its JSON escapes its
+// characters ("A&B" and "A\u0026B"); a value holding an escaped NUL, which
+// PostgreSQL cannot decode to text, is passed over.
 func (db *DB) FindByName(ctx context.Context, prefix string, limit int) ([]string, error) {
-	lo, err := json.Marshal(prefix)
-	if err != nil || prefix == "" {
-		return nil, err
+	if prefix == "" || kith.TextProblem(prefix) != "" {
+		return nil, nil
 	}
-	pattern := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(string(lo[:len(lo)-1])) + "%"
 	rows, err := db.pool.Query(ctx, `SELECT DISTINCT p.canonical_id FROM traits t JOIN profiles p ON p.id = t.profile_id
-		WHERE t.key IN ('firstName','lastName','name','first_name','last_name') AND t.value::text LIKE $1 LIMIT $2`, pattern, limit)
+		WHERE t.key IN ('firstName','lastName','name','first_name','last_name') AND json_typeof(t.value) = 'string'
+		AND CASE WHEN strpos(t.value::text, '\u0000') > 0 THEN false ELSE left(t.value #>> '{}', $2) = $1 END
+		LIMIT $3`, prefix, utf8.RuneCountInString(prefix), limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: find by name: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/membership"
@@ -352,16 +353,16 @@ func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
 }
 
 // FindByName implements kith.RetentionStore. It reads the name traits
-// without an index (indexes hold no personal data) and stops at limit.
+// without an index (indexes hold no personal data) and stops at limit. It
+// compares decoded values, so a name matches however its JSON escapes its
+// characters ("A&B" and "A\u0026B").
 func (db *DB) FindByName(ctx context.Context, prefix string, limit int) ([]string, error) {
-	lo, err := json.Marshal(prefix)
-	if err != nil || prefix == "" {
-		return nil, err
+	if prefix == "" || kith.TextProblem(prefix) != "" {
+		return nil, nil
 	}
-	lo = lo[:len(lo)-1] // the opening quote and the prefix, no closing quote
-	hi := append(append([]byte(nil), lo...), 0xff)
 	rows, err := db.stateR.QueryContext(ctx, `SELECT DISTINCT p.canonical_id FROM traits t JOIN profiles p ON p.id = t.profile_id
-		WHERE t.key IN ('firstName','lastName','name','first_name','last_name') AND t.value >= $1 AND t.value < $2 LIMIT $3`, lo, hi, limit)
+		WHERE t.key IN ('firstName','lastName','name','first_name','last_name') AND json_type(t.value) = 'text'
+		AND substr(json_extract(t.value, '$'), 1, $2) = $1 LIMIT $3`, prefix, utf8.RuneCountInString(prefix), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: find by name: %w", err)
 	}

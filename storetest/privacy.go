@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"sort"
 	"testing"
 
 	"github.com/kithcdp/kith"
@@ -113,5 +114,28 @@ func testFindByName(t *testing.T, s kith.Store) {
 	}
 	if got, _ := s.FindByName(ctx, "mul", 10); len(got) != 0 {
 		t.Fatalf("FindByName is byte for byte: %v", got)
+	}
+	// Names are compared decoded: characters HTML-minded encoders escape
+	// (Go's encoding/json writes < > & as \u003c \u003e \u0026) match
+	// either way, and a value with an escaped NUL is passed over without
+	// failing the search.
+	mustApply(t, s, 2, kith.IndexBatch{Cursor: 3, Profiles: profiles("pd", "pe", "pf", "pg"), Traits: []kith.TraitUpsert{
+		trait("pd", "name", `"<Ann & Co>"`, "s1", "m4", 3), trait("pe", "lastName", `"\u003cAnn \u0026 Sons"`, "s1", "m5", 3),
+		trait("pf", "firstName", `"<Ann\u0000"`, "s1", "m6", 3), trait("pg", "firstName", `"Zoë"`, "s1", "m7", 3),
+	}})
+	got, err = s.FindByName(ctx, "<Ann &", 10)
+	noErr(t, err, "FindByName(<Ann &)")
+	sort.Strings(got)
+	if len(got) != 2 || got[0] != "pd" || got[1] != "pe" {
+		t.Fatalf("FindByName(<Ann &) = %v, want pd and pe", got)
+	}
+	if got, err := s.FindByName(ctx, `Zo\u00eb`, 10); err != nil || len(got) != 0 {
+		t.Fatalf("FindByName matched the escape itself: %v %v", got, err)
+	}
+	if got, err := s.FindByName(ctx, "Zoë", 10); err != nil || len(got) != 1 || got[0] != "pg" {
+		t.Fatalf("FindByName(Zoë) = %v %v", got, err)
+	}
+	if got, err := s.FindByName(ctx, "a\x00", 10); err != nil || len(got) != 0 {
+		t.Fatalf("FindByName with a NUL = %v %v, want nothing", got, err)
 	}
 }
