@@ -288,9 +288,39 @@ func (c *Console) page(scope string, h func(http.ResponseWriter, *http.Request, 
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		h(sw, r, s)
+		if status, msg := requestTextProblem(r); status != 0 {
+			sw.WriteHeader(status)
+			c.render(sw, r, s, "error", map[string]any{"Message": msg})
+		} else {
+			h(sw, r, s)
+		}
 		c.audit(r, s.tok, r.Pattern, r.PathValue("ref"), sw.status)
 	}
+}
+
+// requestTextProblem refuses a request whose path, query or form holds
+// text no store can hold (kith.TextProblem) before a page looks anything
+// up with it: a path value names nothing (404), a parameter is invalid
+// (400). It returns 0 when the request is fine.
+func requestTextProblem(r *http.Request) (int, string) {
+	for _, name := range []string{"ref", "key"} {
+		if p := kith.TextProblem(r.PathValue(name)); p != "" {
+			return http.StatusNotFound, "Nothing has that " + name + ": it " + p + "."
+		}
+	}
+	if r.Method == http.MethodPost {
+		_ = r.ParseForm() // the action read its CSRF field already
+	}
+	for _, vals := range []url.Values{r.URL.Query(), r.PostForm} {
+		for k, vs := range vals {
+			for _, v := range append(vs, k) {
+				if p := kith.TextProblem(v); p != "" {
+					return http.StatusBadRequest, "The field " + kith.QuoteText(k) + " " + p + "."
+				}
+			}
+		}
+	}
+	return 0, ""
 }
 
 // action wraps a POST handler: a session, the scope and the form's CSRF
@@ -312,7 +342,11 @@ func (c *Console) action(scope string, h func(http.ResponseWriter, *http.Request
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		h(sw, r, s)
+		if status, msg := requestTextProblem(r); status != 0 {
+			http.Error(sw, msg, status)
+		} else {
+			h(sw, r, s)
+		}
 		c.audit(r, s.tok, r.Pattern, r.PathValue("ref"), sw.status)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -236,3 +237,34 @@ func TestHostileBatchBesideOtherClients(t *testing.T) {
 
 // routeValue matches a path value in a route pattern.
 var routeValue = regexp.MustCompile(`\{[a-z]+\}`)
+
+// The console refuses what no store can hold the same way, and finds a
+// customer whose name holds characters JSON encoders escape.
+func TestHostileConsole(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *Server) {
+		postBatch(t, s, "web", `{"batch":[
+			{"type":"identify","userId":"u-amp","traits":{"firstName":"<Ann & Co>"}},
+			{"type":"identify","userId":"u-esc","traits":{"firstName":"\u003cAnn \u0026 Sons"}}]}`)
+		waitProcessed(t, s)
+		b := newBrowser(t, s)
+		if code, _, _ := b.do("POST", "/login", url.Values{"token": {s.Config.AdminToken}}); code != http.StatusSeeOther {
+			t.Fatalf("sign in: %d", code)
+		}
+		for _, tc := range []struct {
+			path string
+			want int
+		}{
+			{"/customers/%00", 404}, {"/customers/p_%ff", 404}, {"/customers/%00/export", 404},
+			{"/audiences/%ff", 404}, {"/customers?q=%00", 400}, {"/customers?q=Ann%ff", 400},
+		} {
+			if code, page, _ := b.do("GET", tc.path, nil); code != tc.want {
+				t.Errorf("GET %s: %d, want %d\n%.300s", tc.path, code, tc.want, page)
+			}
+		}
+		code, page, _ := b.do("GET", "/customers?q="+url.QueryEscape("<Ann &"), nil)
+		if code != 200 || !strings.Contains(page, "&lt;Ann &amp; Co&gt;") || !strings.Contains(page, "&lt;Ann &amp; Sons") {
+			t.Fatalf("name search with < and &: %d\n%s", code, page)
+		}
+		healthy(t, s)
+	})
+}
