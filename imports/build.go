@@ -17,7 +17,10 @@ import (
 // such as missing_user_or_anonymous_id, when a built message fails the
 // Segment rules).
 const (
-	ReasonMalformedRow   = "malformed_row"
+	ReasonMalformedRow = "malformed_row"
+	// ReasonRowTooLarge: the row is longer than Limits.MaxRowBytes; it
+	// was skipped without being read whole.
+	ReasonRowTooLarge    = "row_too_large"
 	ReasonMissingField   = "missing_field"
 	ReasonInvalidNumber  = "invalid_number"
 	ReasonInvalidInteger = "invalid_integer"

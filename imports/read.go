@@ -1,9 +1,7 @@
 package imports
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -12,10 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 )
-
-// maxJSONLine bounds one JSON Lines row; a longer one is rejected, not
-// buffered without limit.
-const maxJSONLine = 1 << 20
 
 // row is one input record: a CSV record or a JSON Lines object.
 type row struct {
@@ -111,160 +105,101 @@ func formatOf(m *Mapping, name string) (string, error) {
 }
 
 // openRows wraps an input in a decompressor when it starts with the gzip
-// magic bytes, and in the reader of its format.
-func openRows(m *Mapping, name string, r io.Reader) (rowReader, error) {
+// magic bytes, and in the reader of its format, within the limits.
+func openRows(m *Mapping, name string, r io.Reader, lim Limits) (rowReader, error) {
 	format, err := formatOf(m, name)
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%s: invalid gzip: %w", name, err)
-		}
-		br = bufio.NewReaderSize(zr, 64<<10)
+	in, err := Decompress(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if format == "jsonl" {
-		return &jsonlReader{r: br}, nil
+		return &jsonlReader{r: NewLineReader(in, lim)}, nil
 	}
-	return newCSVReader(br, []rune(m.Delimiter)[0], name)
+	return newCSVReader(in, []rune(m.Delimiter)[0], name, lim)
 }
 
-// csvReader reads CSV records and keeps each one's text: the csv package
-// reports where a record ends (InputOffset), and a tee keeps the bytes
-// since the previous record.
+// tooLarge is the row of a record too large to read: its line, its start,
+// and why.
+func tooLarge(rec Record, err *RowSizeError) row {
+	return row{line: rec.Line, raw: string(rec.Text) + "…", bad: &reject{Reason: ReasonRowTooLarge, Message: err.Error()}}
+}
+
+// csvReader reads the rows of a CSV input.
 type csvReader struct {
-	r    *csv.Reader
-	tee  *teeBuffer
+	r    *CSVReader
 	head []string
-	prev int64
-	line int
 }
 
-type teeBuffer struct {
-	r    io.Reader
-	buf  []byte
-	base int64 // input offset of buf[0]
-}
-
-func (t *teeBuffer) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	t.buf = append(t.buf, p[:n]...)
-	return n, err
-}
-
-// take returns the bytes [from, to) of the input and forgets those before to.
-func (t *teeBuffer) take(from, to int64) string {
-	lo, hi := from-t.base, to-t.base
-	lo, hi = max(lo, 0), min(hi, int64(len(t.buf)))
-	var s string
-	if lo < hi {
-		s = string(t.buf[lo:hi])
+func newCSVReader(r io.Reader, comma rune, name string, lim Limits) (*csvReader, error) {
+	cr, err := NewCSVReader(r, comma, lim)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if hi > 0 {
-		t.buf = append(t.buf[:0], t.buf[hi:]...)
-		t.base += hi
-	}
-	return s
-}
-
-func newCSVReader(r io.Reader, comma rune, name string) (*csvReader, error) {
-	tee := &teeBuffer{r: r}
-	cr := csv.NewReader(tee)
-	cr.Comma = comma
-	cr.FieldsPerRecord = -1
-	head, err := cr.Read()
+	head, _, err := cr.Read()
 	if err == io.EOF {
 		return nil, fmt.Errorf("%s: the file is empty (a CSV input needs a header row)", name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the header: %w", name, err)
 	}
-	// A byte order mark is not part of the first column's name.
-	head[0] = strings.TrimPrefix(head[0], "\ufeff")
 	for i := range head {
 		head[i] = strings.TrimSpace(head[i])
 	}
-	c := &csvReader{r: cr, tee: tee, head: head}
-	c.prev = cr.InputOffset()
-	tee.take(0, c.prev)
-	return c, nil
+	return &csvReader{r: cr, head: head}, nil
 }
 
 func (c *csvReader) header() []string { return c.head }
 
 func (c *csvReader) next() (row, error) {
 	for {
-		rec, err := c.r.Read()
-		off := c.r.InputOffset()
-		raw := strings.Trim(c.tee.take(c.prev, off), "\r\n")
-		c.prev = off
-		if err == io.EOF {
-			return row{}, io.EOF
-		}
-		var pe *csv.ParseError
-		if errors.As(err, &pe) {
-			return row{line: pe.StartLine, raw: raw, bad: &reject{Reason: ReasonMalformedRow, Message: pe.Error()}}, nil
-		}
+		fields, rec, err := c.r.Read()
 		if err != nil {
+			var pe *csv.ParseError
+			var se *RowSizeError
+			switch {
+			case errors.As(err, &se):
+				return tooLarge(rec, se), nil
+			case errors.As(err, &pe):
+				return row{line: pe.StartLine, raw: string(rec.Text), bad: &reject{Reason: ReasonMalformedRow, Message: pe.Error()}}, nil
+			}
 			return row{}, err
 		}
-		if len(rec) == 0 || len(rec) == 1 && rec[0] == "" {
+		if len(fields) == 1 && fields[0] == "" {
 			continue // a blank line
 		}
-		// Field positions are known only for a record read without error.
-		line, _ := c.r.FieldPos(0)
-		if len(rec) != len(c.head) {
-			return row{line: line, raw: raw, bad: &reject{Reason: ReasonMalformedRow,
-				Message: fmt.Sprintf("the row has %d fields, the header %d", len(rec), len(c.head))}}, nil
+		if len(fields) != len(c.head) {
+			return row{line: rec.Line, raw: string(rec.Text), bad: &reject{Reason: ReasonMalformedRow,
+				Message: fmt.Sprintf("the row has %d fields, the header %d", len(fields), len(c.head))}}, nil
 		}
-		return row{line: line, fields: rec, raw: raw}, nil
+		return row{line: rec.Line, fields: fields, raw: string(rec.Text)}, nil
 	}
 }
 
 // jsonlReader reads one JSON object per line.
 type jsonlReader struct {
-	r    *bufio.Reader
-	line int
+	r *RecordReader
 }
 
 func (j *jsonlReader) header() []string { return nil }
 
 func (j *jsonlReader) next() (row, error) {
 	for {
-		b, err := j.r.ReadSlice('\n')
-		if len(b) == 0 && err == io.EOF {
-			return row{}, io.EOF
-		}
-		j.line++
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the buffer: read it to its end in pieces,
-			// keeping at most maxJSONLine bytes.
-			long := append([]byte(nil), b...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				b, err = j.r.ReadSlice('\n')
-				if len(long) <= maxJSONLine {
-					long = append(long, b...)
-				}
+		rec, err := j.r.Next()
+		if err != nil {
+			var se *RowSizeError
+			if errors.As(err, &se) {
+				return tooLarge(rec, se), nil
 			}
-			if len(long) > maxJSONLine {
-				return row{line: j.line, raw: string(long[:200]) + "…", bad: &reject{Reason: ReasonMalformedRow,
-					Message: fmt.Sprintf("the line is longer than %d bytes", maxJSONLine)}}, nil
-			}
-			b = long
-		}
-		if err != nil && err != io.EOF {
 			return row{}, err
 		}
-		text := bytes.TrimRight(b, "\r\n")
+		text := rec.Text
 		if len(bytes.TrimSpace(text)) == 0 {
-			if err == io.EOF {
-				return row{}, io.EOF
-			}
 			continue
 		}
-		r := row{line: j.line, raw: string(text)}
+		r := row{line: rec.Line, raw: string(text)}
 		dec := json.NewDecoder(bytes.NewReader(text))
 		dec.UseNumber()
 		var obj map[string]any

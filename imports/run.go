@@ -136,6 +136,10 @@ type Runner struct {
 	BatchSize int
 	// Concurrency is the number of Sends in flight (default 4).
 	Concurrency int
+	// Limits bound what reading each input may cost. The zero value reads
+	// inputs of any size with rows of up to DefaultMaxRowBytes; a server
+	// reading uploads sets them all.
+	Limits Limits
 }
 
 // pendingMsg is a built message waiting for its outcome, with the rows it
@@ -255,7 +259,7 @@ func (r *Runner) runFile(ctx context.Context, inputs []Input, fi, skip int, rej 
 	}
 	defer f.Close()
 	cr := &countingReader{r: f}
-	rows, err := openRows(r.Mapping, in.Name, cr)
+	rows, err := openRows(r.Mapping, in.Name, cr, r.Limits)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
