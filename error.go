@@ -16,6 +16,9 @@ const (
 	EFORBIDDEN    = "forbidden"
 	ETOOLARGE     = "too_large"
 	EOVERLOADED   = "overloaded"
+	// EUNAVAILABLE: the store cannot take writes for now (its disk is
+	// full); nothing was stored, and the same request may succeed later.
+	EUNAVAILABLE = "unavailable"
 )
 
 // Error is an error meant for the user: Code is machine-readable, Message

@@ -431,6 +431,7 @@ var errorStatus = map[string]int{
 	kith.EFORBIDDEN:    http.StatusForbidden,
 	kith.ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	kith.EOVERLOADED:   http.StatusTooManyRequests,
+	kith.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	kith.EINTERNAL:     http.StatusInternalServerError,
 }
 
@@ -447,6 +448,9 @@ func (s *Server) errorWith(w http.ResponseWriter, r *http.Request, err error, ex
 	}
 	if code == kith.EOVERLOADED {
 		w.Header().Set("Retry-After", "1")
+	}
+	if code == kith.EUNAVAILABLE {
+		w.Header().Set("Retry-After", "30") // a disk is not freed in a second
 	}
 	body := map[string]any{"error": map[string]string{"code": code, "message": kith.ErrorMessage(err)}}
 	for k, v := range extra {

@@ -97,6 +97,11 @@ func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
 
 // Append stores the batch's new events and counters in one transaction.
 func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error) {
+	res, err := db.append(ctx, b)
+	return res, diskFull(err)
+}
+
+func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error) {
 	res := kith.AppendResult{Duplicate: make([]bool, len(b.Events))}
 	d := db.dedup
 	d.mu.Lock()

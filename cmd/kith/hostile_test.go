@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -267,4 +268,91 @@ func TestHostileConsole(t *testing.T) {
 		}
 		healthy(t, s)
 	})
+}
+
+// A full disk acknowledges nothing it could not store and answers 503 with
+// Retry-After (SDKs back off), and collection recovers without a restart
+// once there is space: every acknowledged event is stored exactly once.
+// The disk is a small tmpfs mounted for the test (root only).
+func TestDiskFullAnswers503(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mount a small tmpfs to fill: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a small tmpfs to fill (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	s := &Server{Config: ServeConfig{
+		DataDir: dir, Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token",
+		DedupWindow: time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 1_000_000, BatchSize: 100,
+	}}
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	out, err := cli(t, s, "source", "create", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	pad := strings.Repeat("x", 2000)
+	send := func(n int) *http.Response {
+		var items []string
+		for i := range 50 {
+			items = append(items, fmt.Sprintf(`{"type":"track","userId":"u%d","event":"Viewed","messageId":"m-%d-%d","properties":{"pad":%q}}`, i, n, i, pad))
+		}
+		req, _ := http.NewRequest("POST", "http://"+s.Addr()+"/v1/batch", strings.NewReader(`{"batch":[`+strings.Join(items, ",")+`]}`))
+		req.SetBasicAuth(key, "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	acked, full := 0, -1
+	for n := 0; n < 400 && full < 0; n++ {
+		switch resp := send(n); resp.StatusCode {
+		case 200:
+			acked += 50
+		case 503:
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("503 without Retry-After")
+			}
+			full = n
+		default:
+			t.Fatalf("batch %d on a filling disk: %d, want 200 or 503", n, resp.StatusCode)
+		}
+	}
+	if full < 0 || acked == 0 {
+		t.Fatalf("the disk never filled (acknowledged %d events)", acked)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=256m", dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v %s", err, out)
+	}
+	// The refused batch, sent again, and one more: stored now.
+	for _, n := range []int{full, full + 1} {
+		if resp := send(n); resp.StatusCode != 200 {
+			t.Fatalf("batch %d after space was freed: %d", n, resp.StatusCode)
+		}
+		acked += 50
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, body := rawRequest(t, s, "GET", "/v1/stats", "", "")
+		var st struct {
+			Totals struct{ Received, Accepted, Duplicate, Processed int64 } `json:"totals"`
+		}
+		json.Unmarshal([]byte(body), &st)
+		if st.Totals.Accepted == int64(acked) && st.Totals.Processed == int64(acked) && st.Totals.Duplicate == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acknowledged %d events; stats %s", acked, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	healthy(t, s)
 }
