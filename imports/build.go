@@ -30,6 +30,9 @@ const (
 	ReasonMissingKey     = "missing_key"
 	ReasonDuplicateKey   = "duplicate_key"
 	ReasonInconsistent   = "inconsistent_group"
+	// ReasonGroupTooLarge: the rows of one group come to more bytes
+	// than one message may hold.
+	ReasonGroupTooLarge = "group_too_large"
 )
 
 // reject is why a row (or a group of rows) was not imported.

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"io"
 	"reflect"
 	"runtime"
+	"runtime/metrics"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // gzipBomb is a gzip file that decompresses to the parts in order, each
@@ -135,6 +139,124 @@ func TestOversizedRowIsRejectedInBoundedMemory(t *testing.T) {
 			}
 			if sum.Read != tc.read || sum.Rejected != int64(len(tc.rejects)) || sum.Accepted != sum.Read-sum.Rejected {
 				t.Errorf("summary %+v", sum)
+			}
+		})
+	}
+}
+
+// peakHeap runs f and returns the most heap it had in use, sampled every
+// few milliseconds, over what was in use before.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			metrics.Read(sample)
+			if v := sample[0].Value.Uint64(); v > peak.Load() {
+				peak.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	f()
+	close(done)
+	<-stopped
+	return peak.Load() - min(peak.Load(), base)
+}
+
+// Many large rows, or one group of very many, are not held together: a
+// batch holds at most a few megabytes of rows, accepted or rejected, and a
+// group past what one message may hold is rejected as its rows come.
+func TestManyLargeRowsInBoundedMemory(t *testing.T) {
+	blob := strings.Repeat("x", 900<<10)
+	cases := []struct {
+		name    string
+		mapping string
+		parts   []bombPart
+		read    int64
+		reasons map[string]int64
+	}{
+		{"rejected rows", "type: identify\nkey: [id]\nfields: {userId: id}\n",
+			[]bombPart{{"id,blob\n", 1}, {"u," + blob + ",extra\n", 400}}, 400, map[string]int64{ReasonMalformedRow: 400}},
+		{"accepted rows with a large column no field uses", "type: identify\nfields: {userId: id}\n",
+			[]bombPart{{"id,blob\n", 1}, {"u," + blob + "\n", 400}}, 400, map[string]int64{}},
+		{"one group of a million rows", "type: track\nevent: Order Completed\ngroup_by: order_id\nfields: {userId: customer, properties.order_id: order_id}\n" +
+			"items: {path: properties.products, fields: {product_id: product}}\n",
+			[]bombPart{{"order_id,customer,product,note\n", 1}, {"P-1,c-1,p-1,a note of some length to make the row longer\n", 1_000_000}, {"P-2,c-1,p-2,fine\n", 1}},
+			1_000_001, map[string]int64{ReasonGroupTooLarge: 1_000_000}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := ParseMapping([]byte(tc.mapping))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bomb := gzipBomb(t, tc.parts...)
+			var sum Summary
+			var runErr error
+			lines := 0
+			peak := peakHeap(func() {
+				sum, runErr = (&Runner{Source: "crm", Mapping: m, Sink: &logSink{log: &memLog{}},
+					OnReject: func(x Reject) { lines = max(lines, x.Line) }}).Run(context.Background(), []Input{memInput("in.csv.gz", bomb)})
+			})
+			t.Logf("peak heap %d MB", peak/mib)
+			if runErr != nil {
+				t.Fatal(runErr)
+			}
+			if peak > 100*mib {
+				t.Errorf("importing %d KB of gzip held %d MB at once", len(bomb)>>10, peak/mib)
+			}
+			if sum.Read != tc.read || !reflect.DeepEqual(sum.Reasons, tc.reasons) || sum.Check() != nil {
+				t.Errorf("summary %+v", sum)
+			}
+		})
+	}
+}
+
+// An input past Limits.MaxInputBytes (a gzip bomb) or Limits.MaxRows stops
+// the import with an error naming the line; the rows before it were
+// imported and accounted for.
+func TestInputLimitsStopTheImport(t *testing.T) {
+	m, _ := ParseMapping([]byte("type: identify\nkey: [id]\nfields: {userId: id}\n"))
+	cases := []struct {
+		name  string
+		lim   Limits
+		parts []bombPart
+		want  string
+		read  int64
+	}{
+		{"bytes", Limits{MaxInputBytes: 8 * mib}, []bombPart{{"id\nu1\nu2\n", 1}, {"\n", 1 << 30}}, "line 8388603: the input has more than 8388608 bytes once decompressed", 2},
+		{"rows", Limits{MaxRows: 3}, []bombPart{{"id\nu1\nu2\nu3\n", 1}, {"\n", 1 << 20}}, "line 4: the input has more than 3 rows", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bomb := gzipBomb(t, tc.parts...)
+			log := &memLog{}
+			var sum Summary
+			var err error
+			n := allocated(func() {
+				sum, err = (&Runner{Source: "crm", Mapping: m, Sink: &logSink{log: log}, Limits: tc.lim}).Run(context.Background(), []Input{memInput("in.csv.gz", bomb)})
+			})
+			var le *LimitError
+			if !errors.As(err, &le) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want a *LimitError saying %q", err, tc.want)
+			}
+			if sum.Read != tc.read || sum.Accepted != tc.read || len(log.stored) != int(tc.read) {
+				t.Errorf("summary %+v, %d stored", sum, len(log.stored))
+			}
+			if n > 32*mib {
+				t.Errorf("allocated %d MB", n/mib)
 			}
 		})
 	}

@@ -355,6 +355,12 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 		// rather than stored without that row.
 		held    []Reject
 		tainted bool
+		// gbytes counts the open group's rows and the rows held with it:
+		// a group becomes one message, so past maxGroupBytes it is
+		// rejected (over says why) and its further rows with it, as they
+		// come, rather than held in memory.
+		gbytes int
+		over   *reject
 		// seen holds a hash of every key used in this file, so that a key
 		// repeated further down (an order whose rows are not together, a
 		// contact listed twice) is rejected rather than silently merged
@@ -365,6 +371,24 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 	rejectRows := func(rs []row, why *reject) {
 		for _, x := range rs {
 			cur.rejected = append(cur.rejected, Reject{File: name, Line: x.line, Reason: why.Reason, Message: why.Message, Row: x.raw})
+			cur.bytes += len(x.raw)
+		}
+	}
+	// release keeps a group's rows and held rows after the skip point as
+	// rejected (the rows with why) and moves the checkpoint past them.
+	release := func(rs []row, hs []Reject, why *reject) {
+		for _, x := range rs {
+			if x.line > skip && why != nil {
+				rejectRows([]row{x}, why)
+			}
+			cur.lastLine = max(cur.lastLine, x.line)
+		}
+		for _, x := range hs {
+			if x.Line > skip {
+				cur.rejected = append(cur.rejected, x)
+				cur.bytes += len(x.Row)
+			}
+			cur.lastLine = max(cur.lastLine, x.Line)
 		}
 	}
 	emit := func() error {
@@ -395,20 +419,18 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 				if msg, why := b.build(rs, gkey); why != nil {
 					rejectRows(rs, why)
 				} else {
-					cur.msgs = append(cur.msgs, pendingMsg{msg: msg, rows: rs})
 					cur.bytes += len(msg)
+					for i := range rs {
+						// Only the line and the text are needed now,
+						// should the server reject the message.
+						rs[i].fields, rs[i].obj = nil, nil
+						cur.bytes += len(rs[i].raw)
+					}
+					cur.msgs = append(cur.msgs, pendingMsg{msg: msg, rows: rs})
 				}
 			}
 		}
-		if len(rs) > 0 {
-			cur.lastLine = max(cur.lastLine, rs[len(rs)-1].line)
-		}
-		for _, x := range hs {
-			if x.Line > skip {
-				cur.rejected = append(cur.rejected, x)
-			}
-			cur.lastLine = max(cur.lastLine, x.Line)
-		}
+		release(rs, hs, nil)
 		if full() {
 			return emit()
 		}
@@ -417,6 +439,10 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 	unusable := func(x row, why *reject) error {
 		if len(group) > 0 && b.m.GroupBy != "" {
 			held = append(held, Reject{File: name, Line: x.line, Reason: why.Reason, Message: why.Message, Row: x.raw})
+			if gbytes += len(x.raw); gbytes > maxGroupBytes {
+				// So many unreadable rows after a group: it has ended.
+				return flushGroup()
+			}
 			return nil
 		}
 		if x.line > skip {
@@ -434,6 +460,18 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 			break
 		}
 		if err != nil {
+			// What was read before is sent and accounted for; not an
+			// open group of rows, which may have gone on.
+			if b.m.GroupBy == "" {
+				if ferr := flushGroup(); ferr != nil {
+					return ferr
+				}
+			}
+			if len(cur.msgs) > 0 || len(cur.rejected) > 0 {
+				if eerr := emit(); eerr != nil {
+					return eerr
+				}
+			}
 			return fmt.Errorf("import: reading %s: %w", name, err)
 		}
 		if x.bad != nil {
@@ -449,11 +487,31 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 			}
 			continue
 		}
+		if b.m.GroupBy != "" && key == gkey && over != nil {
+			if err := unusable(x, over); err != nil {
+				return err
+			}
+			continue
+		}
 		if b.m.GroupBy != "" && len(group) > 0 && key == gkey {
 			group = append(group, x)
 			tainted = tainted || len(held) > 0
+			if gbytes += len(x.raw); gbytes > maxGroupBytes {
+				over = rejectf(ReasonGroupTooLarge, "the rows of %s %q come to more than %d bytes, more than one message may hold", b.m.GroupBy, gkey, maxGroupBytes)
+				if h := maphash.String(seed, gkey); seen[h] == 0 {
+					seen[h] = group[0].line
+				}
+				release(group, held, over)
+				group, held, tainted = nil, nil, false
+				if full() {
+					if err := emit(); err != nil {
+						return err
+					}
+				}
+			}
 			continue
 		}
+		over = nil
 		if err := flushGroup(); err != nil {
 			return err
 		}
@@ -464,7 +522,7 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 				seen[maphash.String(seed, key)] = x.line
 			}
 		}
-		group, gkey = []row{x}, key
+		group, gkey, gbytes = []row{x}, key, len(x.raw)
 	}
 	if err := flushGroup(); err != nil {
 		return err
@@ -476,8 +534,13 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 }
 
 // maxBatchBytes bounds the messages of one Send (the admin API takes at
-// most 16 MiB per request).
+// most 16 MiB per request), and with the rows they were built from and the
+// rejected rows, the memory a batch holds.
 const maxBatchBytes = 4 << 20
+
+// maxGroupBytes bounds the rows of one group: they become one message,
+// which must fit in one Send.
+const maxGroupBytes = maxBatchBytes
 
 // deliver sends one batch's messages and the counts of the rows the
 // mapping rejected.
