@@ -19,8 +19,15 @@ var keyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,99}$`)
 // Prepare validates a definition as a user sent it — the text form in Text
 // or the JSON tree in Condition, not both — and fills in the other form.
 func Prepare(d kith.Definition) (kith.Definition, error) {
-	bad := func(format string, args ...any) (kith.Definition, error) {
-		return d, kith.Errorf(kith.EINVALID, format, args...)
+	d, _, err := prepare(d)
+	return d, err
+}
+
+// prepare is Prepare, also returning the parsed tree: a *Node for an
+// audience, an *Aggregate for a computed trait.
+func prepare(d kith.Definition) (kith.Definition, any, error) {
+	bad := func(format string, args ...any) (kith.Definition, any, error) {
+		return d, nil, kith.Errorf(kith.EINVALID, format, args...)
 	}
 	if !keyRE.MatchString(d.Key) {
 		return bad("key %q: want 1-100 characters a-z, 0-9, _ . - (starting with a letter or digit)", d.Key)
@@ -59,9 +66,9 @@ func Prepare(d kith.Definition) (kith.Definition, error) {
 		return bad("%s %q: %v", d.Kind, d.Key, err)
 	}
 	if d.Condition, err = json.Marshal(tree); err != nil {
-		return d, err
+		return d, nil, fmt.Errorf("audience: encode %s %q: %w", d.Kind, d.Key, err)
 	}
-	return d, nil
+	return d, tree, nil
 }
 
 // Put creates or replaces a definition and starts its backfill; it

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/privacy"
@@ -41,6 +42,10 @@ type Audiences interface {
 	DryRun(ctx context.Context, text string, cond json.RawMessage, sample int) (int64, []string, error)
 	ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
 	ProfileMemberships(ctx context.Context, canonicalID string) ([]kith.Member, error)
+	// Reads and SavedReads tell what a definition reads, for
+	// privacy.CheckReads and privacy.MaskTraits.
+	Reads(d kith.Definition) ([]audience.Read, error)
+	SavedReads(kind, key string) ([]audience.Read, bool)
 }
 
 // Eraser takes erasure requests (privacy.Service).

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -305,7 +306,8 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	pii := s.tok.HasScope(kith.ScopePIIRead)
 	if !pii {
-		traits, ids, merges = privacy.MaskTraits(traits), privacy.MaskIdentities(ids), privacy.MaskMerges(merges)
+		traits, ids, merges = privacy.MaskTraits(traits, c.cfg.Audiences), privacy.MaskIdentities(ids), privacy.MaskMerges(merges)
+		memberships = slices.DeleteFunc(memberships, func(m kith.Member) bool { return c.checkSaved(s, m.Audience) != nil })
 	}
 	var event, predicted []kith.Trait
 	for _, t := range traits {
@@ -527,6 +529,10 @@ func (c *Console) audience(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, kith.Errorf(kith.ENOTFOUND, "no audience %q", key))
 		return
 	}
+	if err := c.checkSaved(s, key); err != nil {
+		c.fail(w, r, s, err)
+		return
+	}
 	size, err := c.cfg.Store.AudienceSize(r.Context(), key)
 	if err != nil {
 		c.fail(w, r, s, err)
@@ -571,6 +577,8 @@ func (c *Console) dryRun(w http.ResponseWriter, r *http.Request, s *session) {
 	data := map[string]any{"Definition": def}
 	if c.cfg.Audiences == nil {
 		data["Error"] = "audiences are not available on this server"
+	} else if err := c.checkReads(s, def); err != nil {
+		data["Error"] = kith.ErrorMessage(err)
 	} else if n, sample, err := c.cfg.Audiences.DryRun(r.Context(), def, nil, 10); err != nil {
 		data["Error"] = kith.ErrorMessage(err)
 	} else {
@@ -586,12 +594,31 @@ func (c *Console) validate(w http.ResponseWriter, r *http.Request, s *session) {
 	out := map[string]any{"ok": false}
 	if c.cfg.Audiences == nil {
 		out["error"] = "audiences are not available on this server"
+	} else if err := c.checkReads(s, r.PostFormValue("definition")); err != nil {
+		out["error"] = kith.ErrorMessage(err)
 	} else if n, _, err := c.cfg.Audiences.DryRun(r.Context(), r.PostFormValue("definition"), nil, 0); err != nil {
 		out["error"] = kith.ErrorMessage(err)
 	} else {
 		out["ok"], out["size"] = true, n
 	}
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// checkReads refuses the builder's definition text if it reads personal
+// data and the session's token lacks pii:read, as the API does.
+func (c *Console) checkReads(s *session, text string) error {
+	reads, err := c.cfg.Audiences.Reads(kith.Definition{Kind: kith.KindAudience, Key: "dry-run", Text: text})
+	if err != nil {
+		return err
+	}
+	return privacy.CheckReads(s.tok, "the dry run", reads)
+}
+
+// checkSaved refuses audience key's members to a session whose token
+// lacks pii:read if the audience reads personal data, as the API does.
+func (c *Console) checkSaved(s *session, key string) error {
+	reads, _ := c.cfg.Audiences.SavedReads(kith.KindAudience, key)
+	return privacy.CheckReads(s.tok, fmt.Sprintf("audience %q", key), reads)
 }
 
 // privacy serves GET /privacy: erasure requests and the audit log.
@@ -624,6 +651,8 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		status = http.StatusBadRequest
 	case kith.ECONFLICT:
 		status = http.StatusConflict
+	case kith.EFORBIDDEN:
+		status = http.StatusForbidden
 	}
 	msg := kith.ErrorMessage(err)
 	if status == http.StatusInternalServerError {

@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/audience"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // AudienceEngine keeps audiences and computed traits (audience.Engine).
@@ -22,6 +24,10 @@ type AudienceEngine interface {
 	ComputedTraits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
 	Status() audience.Status
 	ProfileMemberships(ctx context.Context, canonicalID string) ([]kith.Member, error)
+	// Reads and SavedReads tell what a definition reads, for
+	// privacy.CheckReads and privacy.MaskTraits.
+	Reads(d kith.Definition) ([]audience.Read, error)
+	SavedReads(kind, key string) ([]audience.Read, bool)
 }
 
 // definitionBody is the body of POST /v1/audiences and
@@ -113,7 +119,12 @@ func (s *Server) handlePutDefinition(kind string, create bool) http.HandlerFunc 
 			s.error(w, r, kith.Errorf(kith.ECONFLICT, "%s %q exists; change it with PUT", kind, body.Key))
 			return
 		}
-		d, err := s.cfg.Audiences.Put(r.Context(), kith.Definition{Kind: kind, Key: body.Key, Text: body.Definition, Condition: body.Condition})
+		d := kith.Definition{Kind: kind, Key: body.Key, Text: body.Definition, Condition: body.Condition}
+		if err := s.checkReads(r, d, fmt.Sprintf("%s %q", kind, body.Key)); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		d, err := s.cfg.Audiences.Put(r.Context(), d)
 		if err != nil && !errors.Is(err, audience.ErrUnchanged) {
 			s.error(w, r, err)
 			return
@@ -144,6 +155,10 @@ func (s *Server) handleDryRun(w http.ResponseWriter, r *http.Request) {
 	if body.Sample <= 0 {
 		body.Sample = 10
 	}
+	if err := s.checkReads(r, kith.Definition{Kind: kith.KindAudience, Key: "dry-run", Text: body.Definition, Condition: body.Condition}, "the dry run"); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	size, sample, err := s.cfg.Audiences.DryRun(r.Context(), body.Definition, body.Condition, min(body.Sample, 1000))
 	if err != nil {
 		s.error(w, r, err)
@@ -155,9 +170,36 @@ func (s *Server) handleDryRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"size": size, "sample": sample})
 }
 
+// checkReads refuses definition d (as the request sent it) if it reads
+// personal data and the token lacks pii:read (privacy.CheckReads); what
+// names it in the error. A definition that does not parse is EINVALID.
+func (s *Server) checkReads(r *http.Request, d kith.Definition, what string) error {
+	reads, err := s.cfg.Audiences.Reads(d)
+	if err != nil {
+		return err
+	}
+	return privacy.CheckReads(tokenOf(r), what, reads)
+}
+
+// checkSaved refuses the saved audience key, for a member list, if it
+// reads personal data and the token lacks pii:read.
+func (s *Server) checkSaved(r *http.Request, key string) error {
+	reads, _ := s.cfg.Audiences.SavedReads(kith.KindAudience, key)
+	return privacy.CheckReads(tokenOf(r), fmt.Sprintf("audience %q", key), reads)
+}
+
+// hidden reports whether the request's token may not see who is in
+// audience key: it reads personal data and the token lacks pii:read.
+// Membership lists leave such audiences out.
+func (s *Server) hidden(r *http.Request, key string) bool { return s.checkSaved(r, key) != nil }
+
 func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	if _, err := s.cfg.Audiences.Definition(kith.KindAudience, key); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if err := s.checkSaved(r, key); err != nil {
 		s.error(w, r, err)
 		return
 	}
@@ -216,6 +258,12 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if a := q.Get("audience"); a != "" {
+		if err := s.checkSaved(r, a); err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
 	profile := q.Get("profile")
 	if profile != "" {
 		if profile, err = s.resolveRef(r, profile); err != nil {
@@ -232,12 +280,22 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 		kith.MembershipChange
 		Event string `json:"event"`
 	}
-	out := make([]change, len(cs))
-	for i, c := range cs {
-		out[i] = change{MembershipChange: c, Event: "Audience Exited"}
-		if c.Entered {
-			out[i].Event = "Audience Entered"
+	out := make([]change, 0, len(cs))
+	hide := map[string]bool{}
+	for _, c := range cs {
+		h, ok := hide[c.Audience]
+		if !ok {
+			h = s.hidden(r, c.Audience)
+			hide[c.Audience] = h
 		}
+		if h {
+			continue // the page may come out short; the cursor still moves on
+		}
+		ch := change{MembershipChange: c, Event: "Audience Exited"}
+		if c.Entered {
+			ch.Event = "Audience Entered"
+		}
+		out = append(out, ch)
 	}
 	var c cursor
 	if len(cs) == limit {
@@ -252,13 +310,16 @@ func (s *Server) handleProfileAudiences(w http.ResponseWriter, r *http.Request) 
 		s.error(w, r, err)
 		return
 	}
-	ms, err := s.cfg.Audiences.ProfileMemberships(r.Context(), id)
+	all, err := s.cfg.Audiences.ProfileMemberships(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	if ms == nil {
-		ms = []kith.Member{}
+	ms := []kith.Member{}
+	for _, m := range all {
+		if !s.hidden(r, m.Audience) {
+			ms = append(ms, m)
+		}
 	}
 	writeJSON(w, http.StatusOK, page{Data: ms})
 }

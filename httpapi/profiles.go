@@ -166,7 +166,7 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 		traits = append(traits, ct...)
 	}
 	if !tokenOf(r).HasScope(kith.ScopePIIRead) {
-		traits = privacy.MaskTraits(traits)
+		traits = privacy.MaskTraits(traits, s.cfg.Audiences)
 	}
 	verbose := r.URL.Query().Get("verbose") == "true"
 	out := make(map[string]any, len(traits))

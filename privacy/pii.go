@@ -4,9 +4,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/identity"
 )
 
@@ -70,17 +72,139 @@ func MaskValue(v json.RawMessage) json.RawMessage {
 	return b
 }
 
-// MaskTraits masks the PII traits (and the values that lost to them).
-func MaskTraits(ts []kith.Trait) []kith.Trait {
+// Definitions tells what the saved audiences and computed traits read
+// (audience.Engine does).
+type Definitions interface {
+	SavedReads(kind, key string) ([]audience.Read, bool)
+}
+
+// MaskTraits masks the personal traits in ts (and the values that lost to
+// them): those declared personal (PIITraits), and the computed traits
+// whose definitions, as defs tells, read personal data (PersonalRead) —
+// last(traits.email of event *) is an e-mail address whatever its key.
+// defs may be nil when there are no computed traits.
+func MaskTraits(ts []kith.Trait, defs Definitions) []kith.Trait {
 	out := make([]kith.Trait, len(ts))
 	for i, t := range ts {
-		if PIITraits[t.Key] {
+		if PIITraits[t.Key] || personalComputed(t, defs) {
 			t.Value = MaskValue(t.Value)
-			t.Others = MaskTraits(t.Others)
+			t.Others = MaskTraits(t.Others, defs)
 		}
 		out[i] = t
 	}
 	return out
+}
+
+// personalComputed reports whether t is a computed trait whose definition
+// reads personal data.
+func personalComputed(t kith.Trait, defs Definitions) bool {
+	if t.Provenance != kith.ProvenanceComputed || defs == nil {
+		return false
+	}
+	reads, ok := defs.SavedReads(kith.KindComputedTrait, t.Key)
+	if !ok {
+		return true // its definition just went: hide rather than guess
+	}
+	_, personal := PersonalRead(reads)
+	return personal
+}
+
+// PersonalRead returns the first of a definition's reads that reads
+// personal data, and whether there is one. It is the one decision of
+// which conditions and computed traits need the pii:read scope, and it
+// follows what MaskTraits and MaskEvent hide from a token without it, so
+// a condition cannot recover, one starts_with at a time, what the token is
+// shown masked:
+//
+//   - a profile trait declared personal (PIITraits);
+//   - an event path into traits, properties or context.traits whose first
+//     key is declared personal (traits.email, properties.phone,
+//     context.traits.address.city), all of context.traits, context.ip and
+//     context.externalIds;
+//   - a page address (path, url, referrer, search in properties or
+//     context.page, or all of context.page) read in a way that can reach
+//     its query string: as the value of a first, last, most_frequent or
+//     unique_list aggregate, or compared with anything but exists, or =,
+//     !=, in and starts_with with values free of "?" — so
+//     `properties.path = "/pricing"` needs no scope.
+//
+// Computed traits and audiences a definition refers to are followed
+// (audience.Read.Via): a condition on a computed trait over traits.email
+// reads personal data.
+func PersonalRead(reads []audience.Read) (audience.Read, bool) {
+	for _, r := range reads {
+		if personalRead(r) {
+			return r, true
+		}
+	}
+	return audience.Read{}, false
+}
+
+func personalRead(r audience.Read) bool {
+	if r.Path == "" {
+		head, _, _ := strings.Cut(r.Trait, ".")
+		return PIITraits[r.Trait] || PIITraits[head]
+	}
+	segs := strings.Split(r.Path, ".")
+	if len(segs) < 2 {
+		return true // not a path the language accepts: refuse rather than guess
+	}
+	switch head, first := segs[0], segs[1]; {
+	case head == "context" && (first == "ip" || first == "externalIds"):
+		return true
+	case head == "context" && first == "traits":
+		return len(segs) == 2 || PIITraits[segs[2]]
+	case head == "context" && first == "page":
+		return len(segs) == 2 || slices.Contains(queryFields, segs[2]) && queryReadable(r)
+	case head == "context":
+		return false
+	case PIITraits[first]:
+		return true
+	case head == "properties" && slices.Contains(queryFields, first):
+		return queryReadable(r)
+	}
+	return false
+}
+
+// queryReadable reports whether a read of a page address can reach its
+// query string (see PersonalRead).
+func queryReadable(r audience.Read) bool {
+	if r.Op == "" {
+		switch r.Fn {
+		case audience.FnFirst, audience.FnLast, audience.FnMostFrequent, audience.FnUniqueList:
+			return true
+		}
+		return false // a count or a number: no text of the address
+	}
+	hasQuery := func(v any) bool {
+		s, ok := v.(string)
+		return ok && strings.Contains(s, "?")
+	}
+	switch r.Op {
+	case "exists":
+		return false
+	case "=", "!=", "starts_with":
+		return hasQuery(r.Value)
+	case "in":
+		list, _ := r.Value.([]any)
+		return slices.ContainsFunc(list, hasQuery)
+	}
+	return true // contains, ends_with, and orderings reach anywhere in it
+}
+
+// CheckReads refuses a definition that reads personal data (PersonalRead)
+// unless tok has the pii:read scope: an EFORBIDDEN error naming what the
+// definition reads. what names the definition in the message (`audience
+// "vip"`, "the dry run"). The API and the console call it before
+// saving, dry-running or listing the members of a definition.
+func CheckReads(tok kith.Token, what string, reads []audience.Read) error {
+	if tok.HasScope(kith.ScopePIIRead) {
+		return nil
+	}
+	if r, ok := PersonalRead(reads); ok {
+		return kith.Errorf(kith.EFORBIDDEN, "%s reads personal data, %s: that needs the %s scope", what, r, kith.ScopePIIRead)
+	}
+	return nil
 }
 
 // MaskIdentities masks the values of personal identifier types.
@@ -109,7 +233,9 @@ func MaskMerges(ms []kith.Merge) []kith.Merge {
 }
 
 // MaskEvent masks the PII an event carries under the declared keys (in
-// traits, context.traits and properties) and personal external ids.
+// traits, context.traits and properties), personal external ids, the
+// client's IP address (context.ip) and the query strings of page
+// addresses.
 func MaskEvent(raw json.RawMessage) json.RawMessage {
 	var m map[string]any
 	if json.Unmarshal(raw, &m) != nil {
@@ -130,6 +256,9 @@ func MaskEvent(raw json.RawMessage) json.RawMessage {
 	if ctx, ok := m["context"].(map[string]any); ok {
 		maskObj(ctx["traits"])
 		maskQuery(ctx["page"])
+		if ip, ok := ctx["ip"]; ok {
+			ctx["ip"] = maskIP(ip)
+		}
 		if ext, ok := ctx["externalIds"].([]any); ok {
 			for _, e := range ext {
 				if x, ok := e.(map[string]any); ok {
@@ -179,14 +308,32 @@ func MaskEvidence(raw json.RawMessage) json.RawMessage {
 	return b
 }
 
-// maskQuery hides the query strings of page addresses (path, url,
-// referrer, search), which often carry an e-mail address or a token.
+// maskIP keeps the first part of an IP address (the network's first
+// octet or group): "203.0.113.7" becomes "203.***", "2001:db8::1"
+// "2001:***". Anything else is masked as a value.
+func maskIP(v any) any {
+	s, ok := v.(string)
+	if !ok {
+		return maskJSON(v)
+	}
+	if i := strings.IndexAny(s, ".:"); i > 0 {
+		return s[:i+1] + "***"
+	}
+	return MaskString(s)
+}
+
+// queryFields are the page-address fields (in properties and
+// context.page) whose query strings MaskEvent hides: they often carry an
+// e-mail address or a token.
+var queryFields = []string{"path", "url", "referrer", "search"}
+
+// maskQuery hides the query strings of page addresses (queryFields).
 func maskQuery(o any) {
 	t, ok := o.(map[string]any)
 	if !ok {
 		return
 	}
-	for _, k := range []string{"path", "url", "referrer", "search"} {
+	for _, k := range queryFields {
 		if v, ok := t[k].(string); ok {
 			if i := strings.IndexByte(v, '?'); i >= 0 {
 				t[k] = v[:i+1] + "***"
