@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -119,9 +121,14 @@ func ParseWindow(s string) (time.Duration, error) {
 	}
 	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
 		if n, ok := strings.CutSuffix(s, suffix); ok {
-			var v float64
-			if _, err := fmt.Sscanf(n, "%g", &v); err == nil && v > 0 {
-				return time.Duration(v * float64(unit)), nil
+			// The whole number, finite, and a window that fits a Duration
+			// (math.MaxInt64 as a float64 is 2^63): "1xd" or "infd" is no
+			// window, and 300000d must not wrap around to a negative one.
+			v, err := strconv.ParseFloat(n, 64)
+			if err == nil && v > 0 && v*float64(unit) < math.MaxInt64 {
+				if d := time.Duration(v * float64(unit)); d > 0 {
+					return d, nil
+				}
 			}
 		}
 	}
@@ -236,6 +243,11 @@ func (r *Rules) compile() error {
 			markers[marker(s)] = true
 		}
 	}
+	// The undeclared rule applies to every type nobody declared: it must
+	// be as valid as a declared one.
+	if u := r.Undeclared; u.Priority < 1 || u.Limit < 0 || u.Window < 0 || !slices.Contains([]string{"", "trim", "lower", "email", "phone"}, u.Normalise) {
+		return fmt.Errorf("identity rules: undeclared: priority must be 1 or more, limit and window not negative, normalise one of email, phone, lower, trim")
+	}
 	for _, e := range r.Blocklist.Exact {
 		r.exact[strings.ToLower(strings.TrimSpace(e))] = true
 	}
@@ -334,10 +346,18 @@ func (r *Rules) Normalise(typ, value string) Identifier {
 
 // phone formats a number as E.164 when it parses (with the default region
 // for numbers without a country code), else keeps its digits (and a
-// leading '+').
+// leading '+'). Normalising must be idempotent (a stored value normalises
+// to itself, or a reference typed from it finds nothing), so the digits are
+// tried as a number too, and an E.164 form that libphonenumber reads as
+// another number (a national prefix after the country code, letters read
+// from the keypad) is formatted again until it is stable.
 func (r *Rules) phone(value string) string {
-	if num, err := phonenumbers.Parse(value, r.DefaultRegion); err == nil && phonenumbers.IsPossibleNumber(num) {
-		return phonenumbers.Format(num, phonenumbers.E164)
+	e164 := func(v string) (string, bool) {
+		num, err := phonenumbers.Parse(v, r.DefaultRegion)
+		if err != nil || !phonenumbers.IsPossibleNumber(num) {
+			return "", false
+		}
+		return phonenumbers.Format(num, phonenumbers.E164), true
 	}
 	var b strings.Builder
 	for i, c := range value {
@@ -345,7 +365,20 @@ func (r *Rules) phone(value string) string {
 			b.WriteRune(c)
 		}
 	}
-	return b.String()
+	out, ok := e164(value)
+	if !ok {
+		if out, ok = e164(b.String()); !ok {
+			return b.String()
+		}
+	}
+	for range 20 { // an E.164 number has at most 15 digits to lose
+		next, ok := e164(out)
+		if !ok || next == out {
+			break
+		}
+		out = next
+	}
+	return out
 }
 
 // ParseRef splits a profile reference "type:value" and normalises it. ok
