@@ -1,7 +1,6 @@
 package dmp
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
@@ -12,6 +11,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kithcdp/kith/imports"
 )
 
 // DefaultTTL is how long a third-party audience membership lasts when its
@@ -62,7 +63,16 @@ const (
 	// with the wrong number of fields or broken quoting, a JSON line that
 	// is not a JSON object, or an audiences value of the wrong JSON type.
 	ReasonMalformedRow = "malformed_row"
+	// ReasonRowTooLarge means the row is longer than MaxRowBytes; it was
+	// skipped without being read whole.
+	ReasonRowTooLarge = "row_too_large"
 )
+
+// MaxRowBytes is the longest row of an audience file, line breaks in
+// quoted fields included: an id and its audiences need far less, and a
+// row's audiences become one stored entry each, so a longer row is
+// rejected (ReasonRowTooLarge) and skipped in bounded memory.
+const MaxRowBytes = 64 << 10
 
 // audienceSeparator separates audience names within one audiences field.
 const audienceSeparator = "|"
@@ -148,33 +158,41 @@ type AudienceReader struct {
 	err    error // sticky: returned by every Next after a fatal error
 
 	// CSV.
-	cr      *csv.Reader
+	cr      *imports.CSVReader
 	cols    map[string]int
 	ncols   int
 	started bool
 
 	// JSON Lines.
-	br   *bufio.Reader
-	line int
+	lr *imports.RecordReader
 }
 
 // NewAudienceReader returns a reader of r in format, FormatCSV ("csv") or
 // FormatJSONL ("jsonl"), case and surrounding space ignored. now is the
 // time expiries are judged against; defaultTTL is how long a row without
 // expires_at lasts, DefaultTTL when it is zero or negative. An unknown
-// format is reported by Next.
+// format is reported by Next. Rows are read in bounded memory (a row longer
+// than MaxRowBytes is a ReasonRowTooLarge row error), whatever the size of
+// r.
 func NewAudienceReader(r io.Reader, format string, now time.Time, defaultTTL time.Duration) *AudienceReader {
+	return newAudienceReader(r, format, now, defaultTTL, 0)
+}
+
+// newAudienceReader is NewAudienceReader that also stops, with a fatal
+// *imports.LimitError naming the line, after maxInput bytes (0: no limit).
+func newAudienceReader(r io.Reader, format string, now time.Time, defaultTTL time.Duration, maxInput int64) *AudienceReader {
 	if defaultTTL <= 0 {
 		defaultTTL = DefaultTTL
 	}
 	ar := &AudienceReader{format: strings.ToLower(strings.TrimSpace(format)), now: now, ttl: defaultTTL}
+	lim := imports.Limits{MaxRowBytes: MaxRowBytes, MaxInputBytes: maxInput}
 	switch ar.format {
 	case FormatCSV:
-		ar.cr = csv.NewReader(r)
-		ar.cr.FieldsPerRecord = -1 // checked against the header here, as a row error
-		ar.cr.ReuseRecord = true
+		// Rows may have any number of fields: checked against the header
+		// here, as a row error.
+		ar.cr, ar.err = imports.NewCSVReader(r, ',', lim)
 	case FormatJSONL:
-		ar.br = bufio.NewReader(r)
+		ar.lr = imports.NewLineReader(r, lim)
 	default:
 		ar.err = fmt.Errorf("%w %q (want %q or %q)", ErrUnknownFormat, format, FormatCSV, FormatJSONL)
 	}
@@ -216,10 +234,11 @@ const (
 
 // readHeader reads and checks the CSV header row.
 func (ar *AudienceReader) readHeader() error {
-	hdr, err := ar.cr.Read()
+	hdr, _, err := ar.cr.Read()
 	if err != nil {
 		var pe *csv.ParseError
-		if errors.As(err, &pe) {
+		var se *imports.RowSizeError
+		if errors.As(err, &pe) || errors.As(err, &se) {
 			return fmt.Errorf("%w: %v", ErrBadHeader, err)
 		}
 		return err // io.EOF for an empty file: no records
@@ -258,15 +277,15 @@ func (ar *AudienceReader) nextCSV() (AudienceRecord, error) {
 		ar.started = true
 	}
 	for {
-		fields, err := ar.cr.Read()
+		fields, r, err := ar.cr.Read()
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				return AudienceRecord{}, &RowError{Line: pe.StartLine, Reason: ReasonMalformedRow, Message: pe.Err.Error()}
 			}
-			return AudienceRecord{}, err
+			return AudienceRecord{}, rowTooLarge(err)
 		}
-		line, _ := ar.cr.FieldPos(0)
+		line := r.Line
 		if len(fields) == 1 && strings.TrimSpace(fields[0]) == "" {
 			continue // a line of white space only
 		}
@@ -300,23 +319,26 @@ func (ar *AudienceReader) nextCSV() (AudienceRecord, error) {
 // nextJSONL returns the next valid JSON Lines record or a row error.
 func (ar *AudienceReader) nextJSONL() (AudienceRecord, error) {
 	for {
-		raw, err := ar.br.ReadBytes('\n')
-		if len(raw) == 0 && err != nil {
-			return AudienceRecord{}, err // io.EOF at the end
+		r, err := ar.lr.Next()
+		if err != nil {
+			return AudienceRecord{}, rowTooLarge(err) // io.EOF at the end
 		}
-		if err != nil && err != io.EOF {
-			return AudienceRecord{}, err
-		}
-		ar.line++
-		if ar.line == 1 {
-			raw = bytes.TrimPrefix(raw, []byte("\ufeff"))
-		}
-		raw = bytes.TrimSpace(raw)
+		raw := bytes.TrimSpace(r.Text)
 		if len(raw) == 0 {
 			continue
 		}
-		return ar.parseJSONLine(ar.line, raw)
+		return ar.parseJSONLine(r.Line, raw)
 	}
+}
+
+// rowTooLarge turns a row too large to read into a row error; any other
+// error is returned as it is.
+func rowTooLarge(err error) error {
+	var se *imports.RowSizeError
+	if errors.As(err, &se) {
+		return &RowError{Line: se.Line, Reason: ReasonRowTooLarge, Message: se.Error()}
+	}
+	return err
 }
 
 // parseJSONLine checks one non-blank JSON line.

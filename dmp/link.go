@@ -14,6 +14,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/imports"
 	"github.com/kithcdp/kith/privacy"
 )
 
@@ -36,8 +37,11 @@ type ImportSummary struct {
 	Unmatched int64            `json:"unmatched"`
 	Rejected  int64            `json:"rejected"`
 	Reasons   map[string]int64 `json:"reasons"`
-	// Audiences counts matched rows per audience name.
-	Audiences map[string]int64 `json:"audiences"`
+	// Audiences counts matched rows per audience name, for the first
+	// maxListedAudiences names; OtherAudiences counts the matched rows'
+	// memberships of any further names (stored all the same).
+	Audiences      map[string]int64 `json:"audiences"`
+	OtherAudiences int64            `json:"otherAudiences,omitempty"`
 	// Entries is the number of (identifier, audience) entries stored.
 	Entries int64 `json:"entries"`
 }
@@ -52,6 +56,9 @@ type Matcher struct {
 	// Now and TTL set the default expiry (DefaultTTL when zero).
 	Now func() time.Time
 	TTL time.Duration
+	// MaxInputBytes bounds a file's bytes once decompressed (0: no
+	// bound); past it the import stops (ETOOLARGE) naming the line.
+	MaxInputBytes int64
 
 	emails map[[32]byte]kith.IdentKey // SHA-256 of a known e-mail → its key
 }
@@ -73,8 +80,9 @@ func (m *Matcher) Import(ctx context.Context, partner string, r io.Reader, forma
 		ttl = DefaultTTL
 	}
 	at := now().UTC()
-	ar := NewAudienceReader(r, format, at, ttl)
+	ar := newAudienceReader(r, format, at, ttl, m.MaxInputBytes)
 	var batch []AudienceRecord
+	names := 0 // audience names in batch
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -87,7 +95,11 @@ func (m *Matcher) Import(ctx context.Context, partner string, r io.Reader, forma
 			if matched[i] {
 				sum.Matched++
 				for _, a := range rec.Audiences {
-					sum.Audiences[a]++
+					if _, ok := sum.Audiences[a]; ok || len(sum.Audiences) < maxListedAudiences {
+						sum.Audiences[a]++
+					} else {
+						sum.OtherAudiences++
+					}
 				}
 			} else {
 				sum.Unmatched++
@@ -97,7 +109,7 @@ func (m *Matcher) Import(ctx context.Context, partner string, r io.Reader, forma
 			return err
 		}
 		sum.Entries += int64(len(entries))
-		batch = batch[:0]
+		batch, names = batch[:0], 0
 		return nil
 	}
 	for {
@@ -116,11 +128,21 @@ func (m *Matcher) Import(ctx context.Context, partner string, r io.Reader, forma
 			continue
 		}
 		if err != nil {
+			// The rows read before are stored and counted.
+			if ferr := flush(); ferr != nil {
+				return sum, ferr
+			}
+			var le *imports.LimitError
+			if errors.As(err, &le) {
+				return sum, kith.Errorf(kith.ETOOLARGE, "%v; the %d rows before it were imported", err, sum.Read)
+			}
 			return sum, kith.Errorf(kith.EINVALID, "%v", err)
 		}
 		sum.Read++
 		batch = append(batch, rec)
-		if len(batch) >= 1000 {
+		// A batch's entries (one per matched identifier and audience)
+		// are held until it is stored: bounded by its names too.
+		if names += len(rec.Audiences); len(batch) >= 1000 || names >= 10_000 {
 			if err := flush(); err != nil {
 				return sum, err
 			}
@@ -128,6 +150,10 @@ func (m *Matcher) Import(ctx context.Context, partner string, r io.Reader, forma
 	}
 	return sum, flush()
 }
+
+// maxListedAudiences bounds the audience names an ImportSummary lists one
+// by one: a file may name any number.
+const maxListedAudiences = 10_000
 
 // match finds the identifiers of a batch of records and returns the
 // entries to store and which records matched.

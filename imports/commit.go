@@ -22,8 +22,12 @@ type CommitSink struct {
 	IP string
 }
 
-// Send implements Sink.
+// Send implements Sink. Rejected counts that fail CheckRejected are
+// refused (EINVALID) and nothing is stored.
 func (k CommitSink) Send(ctx context.Context, msgs []json.RawMessage, rejected map[string]int64) ([]Outcome, error) {
+	if err := CheckRejected(rejected); err != nil {
+		return nil, err
+	}
 	lim := k.Limits
 	if lim.MaxEventBytes == 0 {
 		lim = collect.DefaultLimits()

@@ -8,11 +8,16 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/kithcdp/kith"
 )
 
 // Outcome statuses a Sink reports per message.
@@ -36,8 +41,69 @@ type Outcome struct {
 // one Outcome per message, in order, once the accepted ones are durable.
 // rejected counts the rows the import itself rejected since the previous
 // Send, by reason, so that the source's accounting shows them too.
+//
+// The rejected counts always pass CheckRejected: the Runner splits larger
+// counts over several Sends.
 type Sink interface {
 	Send(ctx context.Context, msgs []json.RawMessage, rejected map[string]int64) ([]Outcome, error)
+}
+
+// MaxRejectedPerSend is the most rows one Send reports as rejected by the
+// import, all reasons together. A server cannot check a client's counts,
+// only bound them: no batch may claim more rows than a batch can account
+// for, so the counters that add them up stay far from overflowing.
+const MaxRejectedPerSend = 100_000
+
+// importReasons are the reasons the import itself rejects rows for: the
+// only ones a Send may report counts of.
+var importReasons = []string{ReasonMalformedRow, ReasonRowTooLarge, ReasonMissingField, ReasonInvalidNumber,
+	ReasonInvalidInteger, ReasonInvalidBoolean, ReasonInvalidTime, ReasonInvalidValue, ReasonMissingKey,
+	ReasonDuplicateKey, ReasonInconsistent, ReasonGroupTooLarge}
+
+// CheckRejected verifies the rejected counts of one Send, as a server
+// receives them from a client: each reason one the import gives, each
+// count at least 0, and at most MaxRejectedPerSend in all. The error is a
+// *kith.Error (EINVALID) naming the offending entry.
+func CheckRejected(counts map[string]int64) error {
+	var total int64
+	for _, reason := range slices.Sorted(maps.Keys(counts)) {
+		field := fmt.Sprintf("rejected[%q]", reason)
+		if len(reason) > 64 {
+			field = fmt.Sprintf("rejected[%q…]", reason[:64])
+		}
+		if err := kith.CheckText(field, reason); err != nil {
+			return err
+		}
+		if !slices.Contains(importReasons, reason) {
+			return kith.Errorf(kith.EINVALID, "%s: not a reason an import rejects rows for (%s)", field, strings.Join(importReasons, ", "))
+		}
+		n := counts[reason]
+		if n < 0 || n > MaxRejectedPerSend {
+			return kith.Errorf(kith.EINVALID, "%s: %d is not a count of rows between 0 and %d", field, n, MaxRejectedPerSend)
+		}
+		if total += n; total > MaxRejectedPerSend {
+			return kith.Errorf(kith.EINVALID, "rejected: %d rows or more in one batch, more than the %d one batch may report", total, MaxRejectedPerSend)
+		}
+	}
+	return nil
+}
+
+// splitRejected divides rejected counts into parts that each pass
+// CheckRejected's bound, the first part first.
+func splitRejected(counts map[string]int64) []map[string]int64 {
+	parts := []map[string]int64{{}}
+	room := int64(MaxRejectedPerSend)
+	for _, reason := range slices.Sorted(maps.Keys(counts)) {
+		for n := counts[reason]; n > 0; {
+			if room == 0 {
+				parts, room = append(parts, map[string]int64{}), MaxRejectedPerSend
+			}
+			k := min(n, room)
+			parts[len(parts)-1][reason] += k
+			n, room = n-k, room-k
+		}
+	}
+	return parts
 }
 
 // Input is one file to import.
@@ -556,12 +622,18 @@ func (r *Runner) deliver(ctx context.Context, bt batch) ([]Outcome, error) {
 	if len(msgs) == 0 && len(counts) == 0 {
 		return nil, nil
 	}
-	outs, err := r.Sink.Send(ctx, msgs, counts)
+	parts := splitRejected(counts)
+	outs, err := r.Sink.Send(ctx, msgs, parts[0])
 	if err != nil {
 		return nil, fmt.Errorf("import: sending %d messages: %w", len(msgs), err)
 	}
 	if len(outs) != len(msgs) {
 		return nil, fmt.Errorf("import: the server answered %d outcomes for %d messages", len(outs), len(msgs))
+	}
+	for _, p := range parts[1:] {
+		if _, err := r.Sink.Send(ctx, nil, p); err != nil {
+			return nil, fmt.Errorf("import: sending the counts of rejected rows: %w", err)
+		}
 	}
 	return outs, nil
 }
