@@ -24,8 +24,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "import" {
 		return benchImport(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "soak" {
+		return benchSoak(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return fmt.Errorf("usage: kith bench ingest|insights|import [flags]")
+		return fmt.Errorf("usage: kith bench ingest|insights|import|soak [flags]")
 	}
 	fs := flag.NewFlagSet("kith bench ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)

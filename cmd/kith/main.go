@@ -58,8 +58,9 @@ Usage:
   kith import --source NAME --mapping FILE [--rejects FILE] INPUT...
                                  import CSV / JSON Lines files (kith import -h)
   kith dmp import|export|show     third-party audiences in, look-alike seeds out (kith dmp)
-  kith bench ingest|import|insights [flags]
-                                 benchmarks (see kith bench ingest -h)
+  kith bench ingest|import|insights|soak [flags]
+                                 benchmarks (see kith bench ingest -h); soak: load
+                                 with kill -9 and other faults, then every ack checked
 
 Client commands talk to a running server: --server URL (env KITH_SERVER,
 default http://127.0.0.1:8080) and --token TOKEN (env KITH_TOKEN, else
