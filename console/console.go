@@ -74,6 +74,10 @@ type Config struct {
 	// Audit, if set, records what a signed-in token does in the console,
 	// in the API's audit log.
 	Audit func(e kith.AuditEntry)
+	// AuditSync, if set, waits until every audit entry recorded so far is
+	// stored (entries are written in batches off the request path), so the
+	// privacy page shows what was just done.
+	AuditSync func()
 }
 
 // Console serves the pages.

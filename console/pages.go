@@ -631,6 +631,9 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request, s *session) {
 	data := map[string]any{"Erasures": erasures}
 	if s.tok.HasScope(kith.ScopeAuditRead) {
 		q := kith.AuditQuery{Action: r.URL.Query().Get("action"), TokenID: r.URL.Query().Get("token"), Limit: 100, Newest: true}
+		if c.cfg.AuditSync != nil {
+			c.cfg.AuditSync()
+		}
 		entries, err := c.cfg.Store.AuditLog(r.Context(), q)
 		if err != nil {
 			c.fail(w, r, s, err)

@@ -268,6 +268,9 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"data": es, "cursor": cursor{HasMore: next != "", Next: next}})
 }
 
+// SyncAudit waits until every audit entry recorded so far is stored.
+func (s *Server) SyncAudit() { s.auditor.sync() }
+
 // Audit records an entry in the audit log, as for the API's own requests
 // (the console records what is done through it).
 func (s *Server) Audit(e kith.AuditEntry) { s.auditor.add(e) }

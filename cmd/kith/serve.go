@@ -333,7 +333,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Retention: s.retention, RetentionPolicy: s.Config.Retention, Workers: []httpapi.Worker{s.indexer, s.audiences},
 	})
 	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Unmerger: s.indexer, Rules: s.rules.Load, Secret: secret, Logger: s.Logger,
-		Audit: s.api.Audit})
+		Audit: s.api.Audit, AuditSync: s.api.SyncAudit})
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("console: %w", err)
