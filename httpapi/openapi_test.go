@@ -209,7 +209,7 @@ func TestOpenAPIEnums(t *testing.T) {
 		schema string
 		want   []string
 	}{
-		{"ErrorCode", []string{kith.ECONFLICT, kith.EINTERNAL, kith.EINVALID, kith.ENOTFOUND, kith.EUNAUTHORIZED, kith.EFORBIDDEN, kith.ETOOLARGE, kith.EOVERLOADED}},
+		{"ErrorCode", []string{kith.ECONFLICT, kith.EINTERNAL, kith.EINVALID, kith.ENOTFOUND, kith.EUNAUTHORIZED, kith.EFORBIDDEN, kith.ETOOLARGE, kith.EOVERLOADED, kith.EUNAVAILABLE}},
 		{"RejectionReason", []string{kith.ReasonInvalidJSON, kith.ReasonMissingType, kith.ReasonUnknownType, kith.ReasonMissingID, kith.ReasonMissingEvent, kith.ReasonMissingPrevious, kith.ReasonMissingGroupID, kith.ReasonEventTooLarge, kith.ReasonMessageIDTooLong, kith.ReasonInvalidField}},
 		{"Scope", []string{kith.ScopeAll, kith.ScopeSourcesWrite, kith.ScopeSourcesRead, kith.ScopeProfilesRead, kith.ScopeStatsRead, kith.ScopeInsightsRead, kith.ScopeInsightsWrite, kith.ScopeProfilesWrite, kith.ScopeDefinitionsWrite, kith.ScopeImportsWrite, kith.ScopeAdmin, kith.ScopeSourcesAdmin, kith.ScopePrivacyWrite, kith.ScopeAuditRead, kith.ScopePIIRead}},
 	} {
