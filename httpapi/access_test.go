@@ -1,6 +1,8 @@
 package httpapi_test
 
 import (
+	"bytes"
+	"mime/multipart"
 	"net/http"
 	"slices"
 	"strings"
@@ -106,5 +108,81 @@ func TestEveryRouteRefusesTheWrongCredentials(t *testing.T) {
 	}
 	if checked[httpapi.AuthToken] < 40 || checked[httpapi.AuthWriteKey] != 7 {
 		t.Fatalf("checked %v: the route list looks incomplete", checked)
+	}
+}
+
+// Creating a source takes sources:write. An import names its source and
+// may create it, but only with a token that may create sources: a token
+// with imports:write alone imports into existing sources, and an import
+// into one that does not exist is refused, naming it, with nothing
+// created.
+func TestImportsWriteCannotCreateSources(t *testing.T) {
+	s := startStack(t, t.TempDir(), time.Now)
+	s.createSource("crm")
+	token := func(name string, scopes ...string) string {
+		code, out := s.admin("POST", "/v1/tokens", map[string]any{"name": name, "scopes": scopes})
+		if code != http.StatusCreated {
+			t.Fatalf("create token: %d %v", code, out)
+		}
+		return out["token"].(string)
+	}
+	importer := token("importer", kith.ScopeImportsWrite)
+	both := token("importer and source maker", kith.ScopeImportsWrite, kith.ScopeSourcesWrite)
+	batch := func(tok, source string) (int, map[string]any) {
+		return s.request("POST", "/v1/imports/batch", []byte(`{"source":"`+source+`","batch":[{"type":"identify","userId":"u1","messageId":"m-`+source+`"}]}`),
+			map[string]string{"Authorization": "Bearer " + tok})
+	}
+	uploadWith := func(tok, source string) (int, map[string]any) {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		mw.WriteField("source", source)
+		fw, _ := mw.CreateFormFile("mapping", "mapping.yaml")
+		fw.Write([]byte("type: identify\nkey: [id]\nfields: {userId: id}\n"))
+		fw, _ = mw.CreateFormFile("file", "contacts.csv")
+		fw.Write([]byte("id\nu1\n"))
+		mw.Close()
+		return s.request("POST", "/v1/imports", body.Bytes(), map[string]string{"Authorization": "Bearer " + tok, "Content-Type": mw.FormDataContentType()})
+	}
+	cases := []struct {
+		name    string
+		call    func(tok, source string) (int, map[string]any)
+		tok     string
+		source  string
+		status  int
+		created bool
+	}{
+		{"batch into an existing source", batch, importer, "crm", http.StatusOK, false},
+		{"batch into a new source", batch, importer, "pos", http.StatusNotFound, false},
+		{"upload into a new source", uploadWith, importer, "pos", http.StatusNotFound, false},
+		{"batch with sources:write", batch, both, "pos", http.StatusOK, true},
+		{"upload with sources:write", uploadWith, both, "esp", http.StatusOK, true},
+		{"batch with the admin token", batch, adminToken, "app", http.StatusOK, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := tc.call(tc.tok, tc.source)
+			if code != tc.status {
+				t.Fatalf("%d %v, want %d", code, out, tc.status)
+			}
+			if code != http.StatusOK {
+				msg := out["error"].(map[string]any)["message"].(string)
+				if !strings.Contains(msg, `no source "`+tc.source+`"`) || !strings.Contains(msg, kith.ScopeSourcesWrite) {
+					t.Fatalf("message %q does not name the source and the scope", msg)
+				}
+				return
+			}
+			if created := out["source"].(map[string]any)["created"]; created != tc.created {
+				t.Fatalf("created %v, want %v", created, tc.created)
+			}
+		})
+	}
+	_, list := s.admin("GET", "/v1/sources", nil)
+	var names []string
+	for _, x := range list["data"].([]any) {
+		names = append(names, x.(map[string]any)["name"].(string))
+	}
+	slices.Sort(names)
+	if strings.Join(names, ",") != "app,crm,esp,pos" {
+		t.Fatalf("sources %v", names)
 	}
 }

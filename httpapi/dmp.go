@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"bufio"
-	"compress/gzip"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +9,7 @@ import (
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/dmp"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/imports"
 )
 
 // maxDMPRejects bounds the rejected rows a DMP import's answer lists; the
@@ -40,17 +38,13 @@ func (s *Server) handleDMPImport(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	body := bufio.NewReader(r.Body)
-	var in io.Reader = body
-	if magic, _ := body.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(body)
-		if err != nil {
-			s.error(w, r, kith.Errorf(kith.EINVALID, "invalid gzip body: %v", err))
-			return
-		}
-		in = zr
+	in, err := imports.Decompress(r.Body)
+	if err != nil {
+		s.error(w, r, kith.Errorf(kith.EINVALID, "the body: %v", err))
+		return
 	}
-	m := &dmp.Matcher{Store: s.store, Keyer: keyer, Rules: s.rules.Load(), Now: s.cfg.Now, TTL: s.cfg.DMPTTL}
+	m := &dmp.Matcher{Store: s.store, Keyer: keyer, Rules: s.rules.Load(), Now: s.cfg.Now, TTL: s.cfg.DMPTTL,
+		MaxInputBytes: uploadLimits.MaxInputBytes}
 	rejects := []*dmp.RowError{}
 	more := false
 	sum, err := m.Import(r.Context(), q.Get("partner"), in, format, func(e *dmp.RowError) {

@@ -26,6 +26,13 @@ const maxImportBatchBytes = 16 << 20
 // counts stay exact beyond it. `kith import` writes every one to a file.
 const maxUploadRejects = 10000
 
+// uploadLimits bound each file the server reads from an upload (POST
+// /v1/imports and POST /v1/dmp/audiences): at most 1 GiB once
+// decompressed (a gzip bomb stops there, ETOOLARGE, naming the line) and
+// 10 million rows, each of at most 1 MiB (a longer row is a rejected row).
+// Larger files go through `kith import`, which reads them on the client.
+var uploadLimits = imports.Limits{MaxRowBytes: imports.DefaultMaxRowBytes, MaxInputBytes: 1 << 30, MaxRows: 10_000_000}
+
 func (s *Server) importRoutes() {
 	s.route("POST /v1/imports/batch", kith.ScopeImportsWrite, s.handleImportBatch)
 	s.route("POST /v1/imports", kith.ScopeImportsWrite, s.handleImportUpload)
@@ -34,9 +41,10 @@ func (s *Server) importRoutes() {
 	})
 }
 
-// importSource finds the enabled source called name, creating it when
-// there is none (an import names its channel; it need not be set up
-// first). created says whether it was.
+// importSource finds the enabled source called name. When there is none
+// it creates it if the request's token may create sources (sources:write;
+// imports:write alone imports into existing sources) and refuses the
+// import otherwise, naming the source. created says whether it was.
 func (s *Server) importSource(ctx context.Context, name string) (src kith.Source, created bool, err error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
@@ -55,6 +63,9 @@ func (s *Server) importSource(ctx context.Context, name string) (src kith.Source
 			}
 			return x, false, nil
 		}
+	}
+	if tok := tokenIn(ctx); !tok.HasScope(kith.ScopeSourcesWrite) {
+		return src, false, kith.Errorf(kith.ENOTFOUND, "there is no source %q, and token %q may not create one (that takes scope %s): create it first (kith source create), or import with a token that may", name, tok.Name, kith.ScopeSourcesWrite)
 	}
 	src, _, err = admin.CreateSource(ctx, s.store, name, s.cfg.Now())
 	if err != nil {
@@ -111,11 +122,9 @@ func (s *Server) handleImportBatch(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "invalid JSON body: %v", err))
 		return
 	}
-	for reason, n := range req.Rejected {
-		if n < 0 || reason == "" || len(reason) > 64 {
-			s.error(w, r, kith.Errorf(kith.EINVALID, "rejected counts must be non-negative, by a reason of 1-64 characters"))
-			return
-		}
+	if err := imports.CheckRejected(req.Rejected); err != nil {
+		s.error(w, r, err)
+		return
 	}
 	src, created, err := s.importSource(r.Context(), req.Source)
 	if err != nil {
@@ -238,7 +247,7 @@ func (s *Server) importPart(r *http.Request, part *multipart.Part, m *imports.Ma
 		return io.NopCloser(part), nil
 	}}
 	var failed atomic.Pointer[error]
-	run := &imports.Runner{Source: src.Name, Mapping: m, Sink: importSink{s: s, src: src, ip: clientIP(r), failed: &failed},
+	run := &imports.Runner{Source: src.Name, Mapping: m, Sink: importSink{s: s, src: src, ip: clientIP(r), failed: &failed}, Limits: uploadLimits,
 		OnReject: func(x imports.Reject) {
 			if len(*rejects) < maxUploadRejects {
 				if len(x.Row) > 1000 {
@@ -262,7 +271,11 @@ func (s *Server) importPart(r *http.Request, part *multipart.Part, m *imports.Ma
 		if f := failed.Load(); f != nil {
 			return *f
 		}
-		return kith.Errorf(kith.EINVALID, "%v (rows before the error were imported: %d accepted, %d rejected)", err, total.Accepted, total.Rejected)
+		code := kith.EINVALID
+		if le := (*imports.LimitError)(nil); errors.As(err, &le) {
+			code = kith.ETOOLARGE
+		}
+		return kith.Errorf(code, "%v (rows before the error were imported: %d accepted, %d rejected)", err, total.Accepted, total.Rejected)
 	}
 	return nil
 }

@@ -184,6 +184,9 @@ func (r *RecordReader) next() (Record, error) {
 			r.read += 3
 		}
 	}
+	if err := r.skipEmptyLines(); err != nil {
+		return Record{}, err
+	}
 	r.buf = r.buf[:0]
 	r.quote.begin()
 	rec := Record{Line: r.line + 1}
@@ -243,6 +246,40 @@ func (r *RecordReader) next() (Record, error) {
 		rec.Text = bytes.TrimSuffix(rec.Text, []byte("\r"))
 	}
 	return rec, nil
+}
+
+// skipEmptyLines passes over empty lines in the buffer at once: a file of
+// nothing else (a gzip bomb of line breaks) costs no more than reading it.
+func (r *RecordReader) skipEmptyLines() error {
+	for {
+		b, _ := r.br.Peek(r.br.Buffered())
+		if len(b) == 0 {
+			if b, _ = r.br.Peek(1); len(b) == 0 {
+				return nil // the end, or an error the next read reports
+			}
+			b, _ = r.br.Peek(r.br.Buffered())
+		}
+		k, lines := 0, 0
+		for k < len(b) {
+			if b[k] == '\n' {
+				k, lines = k+1, lines+1
+			} else if b[k] == '\r' && k+1 < len(b) && b[k+1] == '\n' {
+				k, lines = k+2, lines+1
+			} else {
+				break
+			}
+		}
+		if k == 0 {
+			return nil
+		}
+		if limit := r.lim.MaxInputBytes; limit > 0 && r.read+int64(k) > limit {
+			at := r.line + bytes.Count(b[:limit-r.read], []byte("\n")) + 1
+			return &LimitError{Line: at, Limit: limit, What: "bytes once decompressed"}
+		}
+		r.br.Discard(k)
+		r.read += int64(k)
+		r.line += lines
+	}
 }
 
 // trimExcerpt cuts the start of a record at a character boundary.
