@@ -190,8 +190,13 @@ type Runner struct {
 	RejectsPath string
 	// StatePath records progress after every batch so that an interrupted
 	// import resumes; empty disables resuming. It is removed when the
-	// import finishes.
+	// import finishes. While an import runs it holds a lock on its
+	// rejects file (or on StatePath+".lock"): a second import with the
+	// same files is refused (ErrLocked).
 	StatePath string
+	// Restart ignores a saved resume state: the import starts from the
+	// beginning.
+	Restart bool
 	// OnReject, if set, is called for every rejected row.
 	OnReject func(Reject)
 	// OnProgress, if set, is called after every batch.
@@ -246,7 +251,19 @@ func (r *Runner) Run(ctx context.Context, inputs []Input) (Summary, error) {
 		}
 		bases[b] = in.Name
 	}
+	held, err := r.lock()
+	if err != nil {
+		return Summary{}, err
+	}
+	if held != nil {
+		defer held.Close()
+	}
 	st := r.freshState(inputs)
+	if r.StatePath != "" && r.Restart {
+		if err := os.Remove(r.StatePath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return Summary{}, fmt.Errorf("import: removing the resume file: %w", err)
+		}
+	}
 	if r.StatePath != "" {
 		if old, ok := loadState(r.StatePath); ok && old.matches(st) {
 			st = old

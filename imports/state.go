@@ -2,6 +2,7 @@ package imports
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,30 +70,75 @@ func loadState(path string) (state, bool) {
 	return s, true
 }
 
-// save replaces the resume file atomically: write, sync, rename.
+// save replaces the resume file atomically: write a temporary file of its
+// own (so two writers never share one), sync, rename.
 func (s state) save(path string) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("import: resume file: %w", err)
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("import: resume file: %w", err)
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("import: resume file: %w", err)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("import: resume file: %w", err)
+	if err == nil {
+		err = os.Rename(tmp, path)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("import: resume file: %w", err)
 	}
 	return nil
+}
+
+// ErrLocked is returned, wrapped with the file's name, when another import
+// is running with the same rejects file or resume state.
+var ErrLocked = errors.New("another import is running with this rejects file")
+
+// lockPath is the file whose lock an import holds while it runs: its
+// rejects file, or with none its resume file's ".lock" companion ("" for
+// an import with neither, which has nothing on disk to share).
+func (r *Runner) lockPath() string {
+	switch {
+	case r.RejectsPath != "":
+		return r.RejectsPath
+	case r.StatePath != "":
+		return r.StatePath + ".lock"
+	}
+	return ""
+}
+
+// lock keeps a second import of the same files off this one's rejects
+// file and resume state, which they would otherwise both write (two
+// imports of one file from one directory name the same ones). The second
+// is refused; run on its own, it would store nothing twice (message ids are
+// deterministic) but the rejects file and the resume point would be
+// garbled. The lock is released when the returned file is closed or the
+// process ends, so a crash leaves nothing to clean up.
+func (r *Runner) lock() (*os.File, error) {
+	path := r.lockPath()
+	if path == "" {
+		return nil, nil
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("import: %w", err)
+		}
+	}
+	f, err := lockFile(path)
+	if errors.Is(err, ErrLocked) {
+		return nil, fmt.Errorf("import: another import is running with the rejects file and resume state %s (the same files, from the same directory?): wait for it to finish, or give this one a rejects file of its own: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import: locking %s: %w", path, err)
+	}
+	return f, nil
 }

@@ -28,8 +28,10 @@ running server, mapping their columns to Segment messages with a mapping
 file. Ready-made mappings: %s (see the mappings directory).
 
 Every row is accepted or written to the rejects file with its line number
-and reason. Importing the same file again stores nothing twice; an
-interrupted import continues where it stopped when run again.
+and reason (a row longer than 1 MiB is rejected too). Importing the same
+file again stores nothing twice; an interrupted import continues where it
+stopped when run again. While an import runs, another with the same
+rejects file (the same input, from the same directory) is refused.
 
 Flags:
 `
@@ -39,7 +41,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("kith import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := clientFlags(fs)
-	source := fs.String("source", "", "source (channel) name; created if it does not exist")
+	source := fs.String("source", "", "source (channel) name; created if it does not exist and the token may create sources (sources:write)")
 	mappingArg := fs.String("mapping", "", "mapping file, or the name of a ready-made mapping")
 	rejectsPath := fs.String("rejects", "", "rejects file (default: <first input>.rejects.csv in the current directory)")
 	batchSize := fs.Int("batch", 500, "messages per request")
@@ -74,19 +76,14 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		*rejectsPath = base + ".rejects.csv"
 	}
-	statePath := *rejectsPath + ".resume"
-	if *restart {
-		if err := os.Remove(statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
 	show := newImportProgress(*progress, stderr)
 	run := &imports.Runner{
 		Source:      *source,
 		Mapping:     m,
 		Sink:        &httpImportSink{c: c, source: *source},
 		RejectsPath: *rejectsPath,
-		StatePath:   statePath,
+		StatePath:   *rejectsPath + ".resume",
+		Restart:     *restart,
 		BatchSize:   *batchSize,
 		OnProgress:  show.update,
 		OnResume: func(file string, line int) {
