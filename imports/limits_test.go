@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"runtime/debug"
@@ -198,6 +200,12 @@ func TestManyLargeRowsInBoundedMemory(t *testing.T) {
 			"items: {path: properties.products, fields: {product_id: product}}\n",
 			[]bombPart{{"order_id,customer,product,note\n", 1}, {"P-1,c-1,p-1,a note of some length to make the row longer\n", 1_000_000}, {"P-2,c-1,p-2,fine\n", 1}},
 			1_000_001, map[string]int64{ReasonGroupTooLarge: 1_000_000}},
+		// Unreadable rows after a group are held until the next row says
+		// whether the group went on; past 4 MiB of them it has ended.
+		{"unreadable rows after a group", "type: track\nevent: Order Completed\ngroup_by: order_id\nfields: {userId: customer, properties.order_id: order_id}\n" +
+			"items: {path: properties.products, fields: {product_id: product}}\n",
+			[]bombPart{{"order_id,customer,product\nP-1,c-1,p-1\n", 1}, {"P-1," + blob + "\n", 300}, {"P-2,c-1,p-2\n", 1}},
+			302, map[string]int64{ReasonMalformedRow: 300}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -262,5 +270,55 @@ func TestInputLimitsStopTheImport(t *testing.T) {
 				t.Errorf("allocated %d MB", n/mib)
 			}
 		})
+	}
+}
+
+// A group rejected for its size is rejected as its rows come, so a
+// checkpoint may fall inside it: an import interrupted there resumes with
+// every row of the group rejected once, and the rows after it imported.
+func TestResumeInsideAGroupTooLarge(t *testing.T) {
+	m, err := ParseMapping([]byte("type: track\nevent: Order Completed\ngroup_by: order_id\nfields: {userId: customer, properties.order_id: order_id}\n" +
+		"items: {path: properties.products, fields: {product_id: product}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("order_id,customer,product,note\nP-0,c-1,p-1,first\n")
+	const big = 100_000 // about 5 MB: past maxGroupBytes
+	for range big {
+		b.WriteString("P-1,c-1,p-1,a note of some length to make the row longer\n")
+	}
+	b.WriteString("P-2,c-1,p-2,last\n")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "orders.csv")
+	os.WriteFile(path, []byte(b.String()), 0o644)
+	in, _ := FileInput(path)
+	log := &memLog{}
+	rejects := filepath.Join(dir, "orders.rejects.csv")
+	var resumedAt int
+	r := &Runner{Source: "pos", Mapping: m, Sink: &logSink{log: log, failAfter: 5}, RejectsPath: rejects, StatePath: rejects + ".state",
+		BatchSize: 500, Concurrency: 1, OnResume: func(_ string, line int) { resumedAt = line }}
+	if _, err := r.Run(context.Background(), []Input{in}); !errors.Is(err, errInterrupted) {
+		t.Fatalf("first run: %v, want the interruption", err)
+	}
+	r.Sink = &logSink{log: log}
+	sum, err := r.Run(context.Background(), []Input{in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resumedAt <= 3 || resumedAt >= big+2 {
+		t.Fatalf("resumed after line %d, want inside the group (lines 3 to %d)", resumedAt, big+2)
+	}
+	if sum.Read != big+2 || sum.Accepted != 2 || sum.Reasons[ReasonGroupTooLarge] != big || len(log.stored) != 2 {
+		t.Fatalf("summary %+v, %d stored", sum, len(log.stored))
+	}
+	got := readRejects(t, rejects)
+	if len(got) != big || got[0].line != 3 || got[big-1].line != big+2 {
+		t.Fatalf("%d rejects, from line %d to %d", len(got), got[0].line, got[len(got)-1].line)
+	}
+	for i, x := range got {
+		if x.line != i+3 || x.reason != ReasonGroupTooLarge {
+			t.Fatalf("reject %d: %+v", i, x)
+		}
 	}
 }
