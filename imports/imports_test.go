@@ -389,6 +389,7 @@ func TestMappingErrors(t *testing.T) {
 		{"bad zone", "type: identify\nfields: {timestamp: {column: a, timezone: Mars/Base}}\n", "unknown timezone"},
 		{"items without group", "type: track\nevent: X\nfields: {userId: id}\nitems: {path: properties.p, fields: {a: a}}\n", "group_by"},
 		{"nothing", "type: identify\n", "sets no fields"},
+		{"quote as delimiter", "type: identify\ndelimiter: '\"'\nfields: {userId: id}\n", "delimiter must be one character other than"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

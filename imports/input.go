@@ -191,7 +191,7 @@ func (r *RecordReader) next() (Record, error) {
 	r.quote.begin()
 	rec := Record{Line: r.line + 1}
 	var size int64
-	nl := false
+	nl, eof := false, false
 	for {
 		piece, err := r.br.ReadSlice('\n')
 		if err != nil && err != bufio.ErrBufferFull && err != io.EOF {
@@ -228,6 +228,7 @@ func (r *RecordReader) next() (Record, error) {
 			if size == 0 {
 				return Record{}, io.EOF
 			}
+			eof = true
 			break
 		}
 	}
@@ -238,13 +239,12 @@ func (r *RecordReader) next() (Record, error) {
 	if size > int64(r.lim.MaxRowBytes) && !blank(r.buf) {
 		rec.Text = bytes.TrimRight(trimExcerpt(r.buf), "\r\n")
 		return rec, &RowSizeError{Line: rec.Line, EndLine: rec.EndLine, Size: size, Limit: r.lim.MaxRowBytes,
-			Unclosed: r.csv && !nl && r.quote.st == stQuoted}
+			Unclosed: r.csv && eof && r.quote.st == stQuoted}
 	}
 	rec.full = r.buf
-	rec.Text = bytes.TrimSuffix(r.buf, []byte("\n"))
-	if nl || len(rec.Text) > 0 && rec.Text[len(rec.Text)-1] == '\r' {
-		rec.Text = bytes.TrimSuffix(rec.Text, []byte("\r"))
-	}
+	// "\r\n" ends a line as "\n" does, and a "\r" at the end is dropped,
+	// as encoding/csv does.
+	rec.Text = bytes.TrimSuffix(bytes.TrimSuffix(r.buf, []byte("\n")), []byte("\r"))
 	return rec, nil
 }
 
@@ -415,12 +415,18 @@ type CSVReader struct {
 // NewCSVReader returns a CSVReader of r with the delimiter comma (which
 // may not be a quote, a line break or NUL).
 func NewCSVReader(r io.Reader, comma rune, lim Limits) (*CSVReader, error) {
-	if comma == 0 || comma == '"' || comma == '\r' || comma == '\n' || !utf8.ValidRune(comma) || comma == utf8.RuneError {
+	if !validDelimiter(comma) {
 		return nil, fmt.Errorf("%q cannot be a CSV delimiter", comma)
 	}
 	c := &CSVReader{rr: newRecordReader(r, lim, utf8.AppendRune(nil, comma)), comma: comma}
 	c.reset()
 	return c, nil
+}
+
+// validDelimiter reports whether r can separate CSV fields (as
+// encoding/csv allows).
+func validDelimiter(r rune) bool {
+	return r != 0 && r != '"' && r != '\r' && r != '\n' && utf8.ValidRune(r) && r != utf8.RuneError
 }
 
 // reset starts a new csv.Reader on the feed.

@@ -193,3 +193,33 @@ func BenchmarkReadRows(b *testing.B) {
 		}
 	}
 }
+
+// A CSV record too large to read says which lines it spans, and whether
+// it ran to the end of the input inside a quoted field.
+func TestRowSizeErrorOfCSV(t *testing.T) {
+	cases := []struct {
+		input string
+		want  RowSizeError
+	}{
+		{"a\n\"bcdefgh\"\ni\n", RowSizeError{Line: 2, EndLine: 2, Size: 10, Limit: 4}},
+		{"a\n\"bc\ndefgh\"\ni\n", RowSizeError{Line: 2, EndLine: 3, Size: 11, Limit: 4}},
+		{"a\n\"bc\ndefgh\n", RowSizeError{Line: 2, EndLine: 3, Size: 10, Limit: 4, Unclosed: true}},
+		{"a\n\"bc\ndefgh", RowSizeError{Line: 2, EndLine: 3, Size: 9, Limit: 4, Unclosed: true}},
+	}
+	for _, tc := range cases {
+		c, _ := NewCSVReader(strings.NewReader(tc.input), ',', Limits{MaxRowBytes: 4})
+		var got *RowSizeError
+		for {
+			_, _, err := c.Read()
+			if err == io.EOF {
+				break
+			}
+			if se := (*RowSizeError)(nil); errors.As(err, &se) {
+				got = se
+			}
+		}
+		if got == nil || *got != tc.want {
+			t.Errorf("%q: %+v, want %+v", tc.input, got, tc.want)
+		}
+	}
+}

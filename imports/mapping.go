@@ -219,8 +219,8 @@ func (m *Mapping) compile() error {
 	if m.Delimiter == "" {
 		m.Delimiter = ","
 	}
-	if len([]rune(m.Delimiter)) != 1 {
-		return fmt.Errorf("delimiter must be one character, not %q", m.Delimiter)
+	if r := []rune(m.Delimiter); len(r) != 1 || !validDelimiter(r[0]) {
+		return fmt.Errorf("delimiter must be one character other than a quote or a line break, not %q", m.Delimiter)
 	}
 	if m.Type == "track" && m.Event == nil {
 		return fmt.Errorf("a track mapping needs an event (a name, or {column: ...})")
