@@ -433,15 +433,18 @@ func (r *Runner) produce(ctx context.Context, fi int, name string, rows rowReade
 		// held are rows that could not be used (unreadable, no key)
 		// while a group was open: whether they belonged to it is known
 		// only when the next row comes. They are rejected when the group
-		// is flushed, so a checkpoint never falls inside a group; and if
-		// the group goes on after one, the group is rejected as a whole
-		// rather than stored without that row.
+		// is flushed, so a checkpoint never falls inside a group (but for
+		// one rejected for its size: see over); and if the group goes on
+		// after one, the group is rejected as a whole rather than stored
+		// without that row.
 		held    []Reject
 		tainted bool
 		// gbytes counts the open group's rows and the rows held with it:
 		// a group becomes one message, so past maxGroupBytes it is
 		// rejected (over says why) and its further rows with it, as they
-		// come, rather than held in memory.
+		// come, rather than held in memory. A checkpoint may then fall
+		// inside it; resuming there re-reads the rows before it, which
+		// reject the group again at the same row.
 		gbytes int
 		over   *reject
 		// seen holds a hash of every key used in this file, so that a key
