@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -164,13 +165,45 @@ var NameTraits = []string{"firstName", "lastName", "name", "first_name", "last_n
 // ("day:2026-11-28"), which the console charts without scanning the log.
 const DayPrefix = "day:"
 
-// RejectedTotal sums the rejections over all reasons.
+// RejectedTotal sums the rejections over all reasons (saturating, like
+// Add).
 func (c Counts) RejectedTotal() int64 {
 	var n int64
 	for _, v := range c.Rejected {
-		n += v
+		n = addCount(n, v)
 	}
 	return n
+}
+
+// Add adds o's counts to c (for totals over sources). Sums saturate at the
+// largest int64 instead of wrapping to a negative count.
+func (c *Counts) Add(o Counts) {
+	c.Received = addCount(c.Received, o.Received)
+	c.Accepted = addCount(c.Accepted, o.Accepted)
+	c.Duplicate = addCount(c.Duplicate, o.Duplicate)
+	c.Suppressed = addCount(c.Suppressed, o.Suppressed)
+	c.Processed = addCount(c.Processed, o.Processed)
+	if len(o.Rejected) > 0 && c.Rejected == nil {
+		c.Rejected = map[string]int64{}
+	}
+	for reason, n := range o.Rejected {
+		c.Rejected[reason] = addCount(c.Rejected[reason], n)
+	}
+	if o.LastEventAt.After(c.LastEventAt) {
+		c.LastEventAt = o.LastEventAt
+	}
+}
+
+// addCount adds two counts, saturating at the int64 bounds.
+func addCount(a, b int64) int64 {
+	switch s := a + b; {
+	case b > 0 && s < a:
+		return math.MaxInt64
+	case b < 0 && s > a:
+		return math.MinInt64
+	default:
+		return s
+	}
 }
 
 // AppendBatch is one group commit on the ack path: the accepted-so-far

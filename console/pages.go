@@ -100,12 +100,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		rej := k.RejectedTotal()
 		// A source is unhealthy when it is disabled, when more than one
 		// event in twenty is rejected, or when processing lags behind.
-		healthy := !src.Disabled && (k.Received == 0 || rej*20 <= k.Received) && k.Processed >= k.Accepted-1000
+		healthy := !src.Disabled && (k.Received == 0 || rej <= k.Received/20) && k.Processed >= k.Accepted-1000
 		rows = append(rows, row{Name: src.Name, Disabled: src.Disabled, Counts: k, Rejected: rej, Reasons: strings.Join(reasons, ", "), Healthy: healthy})
-		total.Received += k.Received
-		total.Accepted += k.Accepted
-		total.Processed += k.Processed
-		total.Suppressed += k.Suppressed
+		total.Add(k)
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
 	// Events per day over the last 30 days, from the per-day counters.

@@ -143,14 +143,7 @@ func (s *Server) stats(r *http.Request) (Stats, error) {
 			c.Rejected = map[string]int64{}
 		}
 		st.Sources = append(st.Sources, SourceStats{ID: id, Name: names[id], Counts: c})
-		st.Totals.Received += c.Received
-		st.Totals.Accepted += c.Accepted
-		st.Totals.Duplicate += c.Duplicate
-		st.Totals.Processed += c.Processed
-		st.Totals.Suppressed += c.Suppressed
-		for reason, n := range c.Rejected {
-			st.Totals.Rejected[reason] += n
-		}
+		st.Totals.Add(c)
 	}
 	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].ID < st.Sources[j].ID })
 	s.refused.Range(func(k, v any) bool {

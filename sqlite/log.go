@@ -398,6 +398,16 @@ func (db *DB) EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, er
 	return out, nil
 }
 
+// SQLite turns an integer sum that overflows into a REAL, which then no
+// longer scans into an int64: counters saturate instead, and a counter
+// written as a REAL by an older version is read saturated.
+const (
+	// saturatingSum is the upsert's new value for a counter.
+	saturatingSum = `CASE WHEN excluded.value > 0 AND value > 9223372036854775807 - excluded.value THEN 9223372036854775807 ELSE value + excluded.value END`
+	// counterValue reads a counter as an integer.
+	counterValue = `CASE WHEN typeof(value) = 'integer' THEN value WHEN value >= 9.2233720368547758e18 THEN 9223372036854775807 WHEN value <= -9.2233720368547758e18 THEN -9223372036854775808 ELSE CAST(value AS INTEGER) END`
+)
+
 // Counts returns the accounting per source: ack-path counters from the
 // log, processed counters from the state.
 func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
@@ -409,7 +419,7 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 		}
 		return c
 	}
-	rows, err := db.logR.QueryContext(ctx, `SELECT source_id, name, value FROM counters`)
+	rows, err := db.logR.QueryContext(ctx, `SELECT source_id, name, `+counterValue+` FROM counters`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: counts: %w", err)
 	}

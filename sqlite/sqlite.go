@@ -144,7 +144,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("sqlite: prepare append: %w", err)
 	}
 	if db.cntStmt, err = db.logW.PrepareContext(ctx, `INSERT INTO counters (source_id, name, value) VALUES ($1,$2,$3)
-		ON CONFLICT (source_id, name) DO UPDATE SET value = value + excluded.value`); err != nil {
+		ON CONFLICT (source_id, name) DO UPDATE SET value = `+saturatingSum); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: prepare counters: %w", err)
 	}
