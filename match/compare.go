@@ -338,8 +338,13 @@ func compileComparison(c Comparison, schema Schema) (compiledComparison, error) 
 	}
 	cc := compiledComparison{Comparison: c, field: f, radix: uint32(len(c.Levels) + 2)}
 	cc.Levels = append([]Level(nil), c.Levels...)
-	switch c.Levels[0].Kind {
-	case Exact, JaroWinkler, Levenshtein, Damerau:
+	// Two identical values are at the first level when it holds for them
+	// whatever they are: not for a Jaro–Winkler threshold above 1 or a
+	// negative edit distance, which nothing reaches.
+	switch l := c.Levels[0]; {
+	case l.Kind == Exact,
+		l.Kind == JaroWinkler && l.Threshold <= 1,
+		(l.Kind == Levenshtein || l.Kind == Damerau) && l.Threshold >= 0:
 		cc.identLevel = 1
 	}
 	for i, l := range c.Levels {
