@@ -456,7 +456,14 @@ func (s *Server) errorWith(w http.ResponseWriter, r *http.Request, err error, ex
 	for k, v := range extra {
 		body[k] = v
 	}
-	writeJSON(w, errorStatus[code], body)
+	status, ok := errorStatus[code]
+	if !ok {
+		// A code this table does not know is a bug; still answer (500),
+		// never WriteHeader(0), which panics.
+		s.log.Error("request failed with an unknown error code", "code", code, "err", err)
+		status = http.StatusInternalServerError
+	}
+	writeJSON(w, status, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
