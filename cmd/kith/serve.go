@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,27 +123,31 @@ func ParseServeFlags(args []string, stderr io.Writer) (ServeConfig, error) {
 func serveFlags(fs *flag.FlagSet) func() (ServeConfig, error) {
 	def := collect.DefaultLimits()
 	c := ServeConfig{}
+	var env envValues
 	fs.StringVar(&c.DataDir, "data", envOr("KITH_DATA", "./kith-data"), "data directory of the embedded store (env KITH_DATA)")
 	fs.StringVar(&c.Addr, "addr", envOr("KITH_ADDR", "127.0.0.1:8080"), "listen address (env KITH_ADDR)")
 	fs.StringVar(&c.PostgresURL, "postgres", os.Getenv("KITH_POSTGRES_URL"), "PostgreSQL URL; when set, used instead of the embedded store (env KITH_POSTGRES_URL)")
-	fs.DurationVar(&c.DedupWindow, "dedup-window", envDuration("KITH_DEDUP_WINDOW", 7*24*time.Hour), "how long messageIds are remembered for deduplication (env KITH_DEDUP_WINDOW)")
-	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", envInt("KITH_MAX_EVENT_BYTES", def.MaxEventBytes), "largest message accepted (env KITH_MAX_EVENT_BYTES)")
-	fs.IntVar(&c.Limits.MaxRequestBytes, "max-request-bytes", envInt("KITH_MAX_REQUEST_BYTES", def.MaxRequestBytes), "largest request body accepted, after decompression (env KITH_MAX_REQUEST_BYTES)")
+	fs.DurationVar(&c.DedupWindow, "dedup-window", env.duration("KITH_DEDUP_WINDOW", 7*24*time.Hour), "how long messageIds are remembered for deduplication (env KITH_DEDUP_WINDOW)")
+	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", env.int("KITH_MAX_EVENT_BYTES", def.MaxEventBytes), "largest message accepted (env KITH_MAX_EVENT_BYTES)")
+	fs.IntVar(&c.Limits.MaxRequestBytes, "max-request-bytes", env.int("KITH_MAX_REQUEST_BYTES", def.MaxRequestBytes), "largest request body accepted, after decompression (env KITH_MAX_REQUEST_BYTES)")
 	var backlog int
-	fs.IntVar(&backlog, "max-backlog", envInt("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection answers 429 (env KITH_MAX_BACKLOG)")
-	fs.IntVar(&c.BatchSize, "index-batch", envInt("KITH_INDEX_BATCH", 20000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
-	fs.DurationVar(&c.InsightsEvery, "insights-every", envDuration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
+	fs.IntVar(&backlog, "max-backlog", env.int("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection answers 429 (env KITH_MAX_BACKLOG)")
+	fs.IntVar(&c.BatchSize, "index-batch", env.int("KITH_INDEX_BATCH", 20000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
+	fs.DurationVar(&c.InsightsEvery, "insights-every", env.duration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
 	c.Insights = insights.DefaultConfig()
 	fs.StringVar(&c.Insights.Model, "insights-model", envOr("KITH_INSIGHTS_MODEL", c.Insights.Model), "purchase model: bgnbd or paretonbd (env KITH_INSIGHTS_MODEL)")
-	fs.DurationVar(&c.MatchEvery, "match-every", envDuration("KITH_MATCH_EVERY", 0), "interval of scheduled probabilistic matching runs, 0 = only on request (env KITH_MATCH_EVERY)")
+	fs.DurationVar(&c.MatchEvery, "match-every", env.duration("KITH_MATCH_EVERY", 0), "interval of scheduled probabilistic matching runs, 0 = only on request (env KITH_MATCH_EVERY)")
 	matchFile := fs.String("match-config", os.Getenv("KITH_MATCH_CONFIG"), "JSON file of the probabilistic matching configuration: fields from traits, comparisons, blocking rules, autoMerge and review thresholds (env KITH_MATCH_CONFIG)")
 	rulesFile := fs.String("identity-rules", os.Getenv("KITH_IDENTITY_RULES"), "JSON file of identity rules: identifier types, sources, normalisation, limits, priorities, never-merge, blocked values (env KITH_IDENTITY_RULES); see GET /v1/identity/rules for the defaults")
-	fs.DurationVar(&c.DMPTTL, "dmp-ttl", envDuration("KITH_DMP_TTL", 90*24*time.Hour), "how long third-party (DMP) audiences last when their file gives no expiry (env KITH_DMP_TTL)")
-	fs.IntVar(&c.MinSeedSize, "min-seed-size", envInt("KITH_MIN_SEED_SIZE", 100), "smallest look-alike seed file exported (env KITH_MIN_SEED_SIZE)")
+	fs.DurationVar(&c.DMPTTL, "dmp-ttl", env.duration("KITH_DMP_TTL", 90*24*time.Hour), "how long third-party (DMP) audiences last when their file gives no expiry (env KITH_DMP_TTL)")
+	fs.IntVar(&c.MinSeedSize, "min-seed-size", env.int("KITH_MIN_SEED_SIZE", 100), "smallest look-alike seed file exported (env KITH_MIN_SEED_SIZE)")
 	retentionFile := fs.String("retention", os.Getenv("KITH_RETENTION"), `JSON file of the retention policy: {"default":"0","sources":{"webshop":"25mo"},"events":{"page":"13mo","Order Completed":"7y"},"profileInactivity":"3y","thirdParty":"90d"} (env KITH_RETENTION); without it nothing expires but third-party audiences`)
-	fs.DurationVar(&c.RetentionEvery, "retention-every", envDuration("KITH_RETENTION_EVERY", time.Hour), "interval of retention sweeps (env KITH_RETENTION_EVERY)")
+	fs.DurationVar(&c.RetentionEvery, "retention-every", env.duration("KITH_RETENTION_EVERY", time.Hour), "interval of retention sweeps (env KITH_RETENTION_EVERY)")
 	rfmRules := fs.String("rfm-segments", os.Getenv("KITH_RFM_SEGMENTS"), `JSON file of RFM segments, first match wins: [{"name":"Champions","r":[5,5],"f":[5,5],"m":[5,5]},...] (env KITH_RFM_SEGMENTS)`)
 	return func() (ServeConfig, error) {
+		if err := env.err(fs); err != nil {
+			return c, err
+		}
 		if *matchFile != "" {
 			m, err := dedupe.LoadConfig(*matchFile)
 			if err != nil {
@@ -191,18 +198,58 @@ func envOr(name, def string) string {
 	return def
 }
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+// envValues reads the KITH_* variables that give flags their defaults and
+// remembers each value that does not parse, so that a bad one refuses to
+// start, naming the variable, instead of silently becoming the default
+// (KITH_MAX_BACKLOG=2m is not 2,000,000) — unless its flag is given too.
+// KITH_MAX_BACKLOG is the default of --max-backlog.
+type envValues struct{ errs map[string]error }
+
+func (e *envValues) bad(name string, err error) {
+	if e.errs == nil {
+		e.errs = map[string]error{}
 	}
-	return def
+	e.errs[name] = err
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
+func (e *envValues) int(name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return def
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.bad(name, fmt.Errorf("%s=%q is not a whole number", name, v))
+		return def
+	}
+	return n
+}
+
+func (e *envValues) duration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.bad(name, fmt.Errorf("%s=%q is not a duration (such as 90s, 15m, 24h)", name, v))
+		return def
+	}
+	return d
+}
+
+// err reports every bad value whose flag fs was not given, or nil.
+func (e *envValues) err(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(e.errs)) {
+		flagName := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "KITH_")), "_", "-")
+		if !given[flagName] {
+			errs = append(errs, e.errs[name])
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Open opens the store, provisions the admin token, and starts the
