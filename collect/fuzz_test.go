@@ -314,6 +314,7 @@ func FuzzSubmitItems(f *testing.F) {
 // fuzzSubmitter is a Submitter that calls a function.
 type fuzzSubmitter func(context.Context, Submission) Outcome
 
+// Submit implements Submitter.
 func (f fuzzSubmitter) Submit(ctx context.Context, s Submission) Outcome { return f(ctx, s) }
 
 // FuzzBatchContext checks the merge of a batch's context into its items:
