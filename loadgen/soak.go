@@ -279,8 +279,10 @@ type SoakReport struct {
 	AckLatency Latency `json:"ack_latency"`
 
 	Kills int `json:"kills"`
-	// Restart is from a kill to the restarted server being healthy;
-	// Outage from a fault's start to the next acknowledgement.
+	// Restart is from a kill to the restarted server being healthy.
+	// Outage is, for each fault, the longest stretch without any
+	// acknowledgement from the fault's start until the first
+	// acknowledgement after it ended (the restart, the command, the cap).
 	Restart         Latency         `json:"restart"`
 	Outage          Latency         `json:"outage"`
 	PostgresRestart int             `json:"postgres_restarts"`
@@ -334,7 +336,7 @@ func (r SoakReport) String() string {
 	fmt.Fprintf(&b, "faults:      %d kills%s, %d PostgreSQL restarts, %d full-disk episodes, %d unexpected exits\n",
 		r.Kills, restart, r.PostgresRestart, len(r.DiskFull), len(r.UnexpectedExits))
 	if r.Outage.Count > 0 {
-		fmt.Fprintf(&b, "outage:      fault to next ack p50 %s, max %s\n", dur(r.Outage.P50), dur(r.Outage.Max))
+		fmt.Fprintf(&b, "outage:      longest time without an ack per fault: p50 %s, max %s\n", dur(r.Outage.P50), dur(r.Outage.Max))
 	}
 	for _, d := range r.DiskFull {
 		state := fmt.Sprintf("recovered %s after the cap was lifted", dur(d.RecoveredAfter))
@@ -390,11 +392,13 @@ type soak struct {
 	failedRequests          atomic.Int64 // for the disk-full episodes
 	lastAck                 atomic.Int64 // unix nanoseconds
 
-	mu                     sync.Mutex
-	retries                map[string]int64
-	lat, restarts, outages []time.Duration
-	failures               []string
-	rep                    SoakReport
+	mu            sync.Mutex
+	retries       map[string]int64
+	lat, restarts []time.Duration
+	ackTimes      []int64 // unix nanoseconds of every acknowledgement
+	windows       [][2]time.Time
+	failures      []string
+	rep           SoakReport
 }
 
 func (s *soak) fail(format string, args ...any) {
@@ -644,9 +648,11 @@ func parseUUID(v string) ([16]byte, bool) {
 // send posts batches until each is acknowledged or ctx ends.
 func (s *soak) send(ctx context.Context, work <-chan soakBatch) {
 	var lat []time.Duration
+	var at []int64
 	defer func() {
 		s.mu.Lock()
 		s.lat = append(s.lat, lat...)
+		s.ackTimes = append(s.ackTimes, at...)
 		s.mu.Unlock()
 	}()
 	for b := range work {
@@ -658,6 +664,7 @@ func (s *soak) send(ctx context.Context, work <-chan soakBatch) {
 			if ok {
 				now := time.Now()
 				lat = append(lat, now.Sub(b.due))
+				at = append(at, now.UnixNano())
 				s.acked[b.idx].Store(true)
 				s.ackedBatches.Add(1)
 				s.lastAck.Store(now.UnixNano())
@@ -818,8 +825,8 @@ func (s *soak) kill(ctx context.Context) error {
 	s.rep.Kills++
 	n := s.rep.Kills
 	s.mu.Unlock()
+	s.record(t0, time.Now(), restart)
 	outage, ok := s.waitAck(ctx, ackedBefore, t0, time.Minute)
-	s.record(restart, outage, ok)
 	s.progress("kill %d: restarted in %s, next ack %s after the kill", n, dur(restart), durOr(outage, ok))
 	s.checkAccounting(ctx, "after kill", ackedBefore)
 	return nil
@@ -832,16 +839,36 @@ func durOr(d time.Duration, ok bool) string {
 	return dur(d)
 }
 
-// record notes a restart time and an outage.
-func (s *soak) record(restart, outage time.Duration, ok bool) {
+// record notes a fault's window and, for a kill, the restart time.
+func (s *soak) record(start, end time.Time, restart time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if restart > 0 {
 		s.restarts = append(s.restarts, restart)
 	}
-	if ok {
-		s.outages = append(s.outages, outage)
+	s.windows = append(s.windows, [2]time.Time{start, end})
+}
+
+// outages returns, for each fault window, the longest stretch without an
+// acknowledgement from its start until the first acknowledgement after
+// its end; a window no acknowledgement followed is left out. ackTimes
+// must be sorted.
+func outages(ackTimes []int64, windows [][2]time.Time) []time.Duration {
+	var out []time.Duration
+	for _, w := range windows {
+		start, end := w[0].UnixNano(), w[1].UnixNano()
+		i, _ := slices.BinarySearch(ackTimes, start)
+		prev, longest := start, int64(0)
+		for ; i < len(ackTimes); i++ {
+			longest = max(longest, ackTimes[i]-prev)
+			prev = ackTimes[i]
+			if ackTimes[i] > end {
+				out = append(out, time.Duration(longest))
+				break
+			}
+		}
 	}
+	return out
 }
 
 // restartPostgres restarts PostgreSQL and measures the outage.
@@ -859,8 +886,8 @@ func (s *soak) restartPostgres(ctx context.Context) error {
 	s.rep.PostgresRestart++
 	n := s.rep.PostgresRestart
 	s.mu.Unlock()
+	s.record(t0, time.Now(), 0)
 	outage, ok := s.waitAck(ctx, s.ackedBatches.Load(), t0, 2*time.Minute)
-	s.record(0, outage, ok)
 	s.progress("PostgreSQL restart %d: took %s, next ack %s after it began", n, dur(took), durOr(outage, ok))
 	s.checkAccounting(ctx, "after a PostgreSQL restart", ackedBefore)
 	return nil
@@ -878,6 +905,7 @@ func (s *soak) diskFull(ctx context.Context) error {
 	}
 	ev := DiskFullEvent{At: time.Since(s.start).Round(time.Millisecond), LimitBytes: size + s.cfg.DiskFullHeadroom}
 	failedBefore := s.failedRequests.Load()
+	capped := time.Now()
 	if err := s.cfg.Server.LimitFileSize(ev.LimitBytes); err != nil {
 		return fmt.Errorf("loadgen: soak: disk full: %w", err)
 	}
@@ -899,6 +927,7 @@ func (s *soak) diskFull(ctx context.Context) error {
 		}
 	}
 	ev.Failed = s.failedRequests.Load() - failedBefore
+	s.record(capped, lifted, 0)
 	ev.RecoveredAfter, ev.Recovered = s.waitAck(ctx, ackedAtLift, lifted, time.Minute)
 	if !ev.Recovered && s.generated.Load() > s.ackedBatches.Load() {
 		s.fail("the server did not acknowledge anything within a minute of the disk having space again")
@@ -1045,7 +1074,8 @@ func (s *soak) summarizeLoad() {
 	r.Retries = s.retries
 	r.AckLatency = summarize(s.lat)
 	r.Restart = summarize(s.restarts)
-	r.Outage = summarize(s.outages)
+	slices.Sort(s.ackTimes)
+	r.Outage = summarize(outages(s.ackTimes, s.windows))
 }
 
 // storeCheck is what reading the store found.

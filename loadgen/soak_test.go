@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,30 @@ func TestLimitFileSize(t *testing.T) {
 	}
 	if info, err := os.Stat(path); err != nil || info.Size() != 2<<20 {
 		t.Fatalf("file after the cap was lifted: %v %v", info, err)
+	}
+}
+
+func TestOutages(t *testing.T) {
+	base := time.Unix(1000, 0)
+	at := func(ms ...int) []int64 {
+		var out []int64
+		for _, m := range ms {
+			out = append(out, base.Add(time.Duration(m)*time.Millisecond).UnixNano())
+		}
+		return out
+	}
+	w := func(from, to int) [2]time.Time {
+		return [2]time.Time{base.Add(time.Duration(from) * time.Millisecond), base.Add(time.Duration(to) * time.Millisecond)}
+	}
+	acks := at(0, 100, 200, 1500, 1600, 1700, 5000)
+	got := outages(acks, [][2]time.Time{
+		w(150, 300),   // a kill at 150 ms, restarted at 300: next ack at 1500
+		w(1550, 1560), // acks went on: the longest gap is up to 1600
+		w(1650, 1800), // then nothing until 5000
+		w(5100, 5200), // no ack after it: left out
+	})
+	want := []time.Duration{1300 * time.Millisecond, 50 * time.Millisecond, 3300 * time.Millisecond}
+	if !slices.Equal(got, want) {
+		t.Fatalf("outages = %v, want %v", got, want)
 	}
 }
