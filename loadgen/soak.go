@@ -381,6 +381,9 @@ type soak struct {
 	cfg    SoakConfig
 	client *http.Client
 	start  time.Time
+	// progressMu serialises progress lines: the load and the faults
+	// report from their own goroutines.
+	progressMu sync.Mutex
 
 	// ids[i*BatchSize+j] is the messageId of event j of batch i;
 	// acked[i] says whether batch i was acknowledged.
@@ -411,7 +414,10 @@ func (s *soak) fail(format string, args ...any) {
 
 func (s *soak) progress(format string, args ...any) {
 	if s.cfg.Progress != nil {
-		fmt.Fprintf(s.cfg.Progress, "[%6s] %s\n", dur(time.Since(s.start).Round(time.Second)), fmt.Sprintf(format, args...))
+		line := fmt.Sprintf("[%6s] %s\n", dur(time.Since(s.start).Round(time.Second)), fmt.Sprintf(format, args...))
+		s.progressMu.Lock()
+		io.WriteString(s.cfg.Progress, line)
+		s.progressMu.Unlock()
 	}
 }
 
