@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kithcdp/kith"
 	"io"
 	"strings"
 	"time"
@@ -66,7 +67,14 @@ const (
 	// ReasonRowTooLarge means the row is longer than MaxRowBytes; it was
 	// skipped without being read whole.
 	ReasonRowTooLarge = "row_too_large"
+	// ReasonInvalidAudience means an audience name is not text a store can
+	// hold (a NUL character, invalid UTF-8) or is longer than
+	// MaxAudienceNameBytes.
+	ReasonInvalidAudience = "invalid_audience"
 )
+
+// MaxAudienceNameBytes is the longest audience name a file may give.
+const MaxAudienceNameBytes = 200
 
 // MaxRowBytes is the longest row of an audience file, line breaks in
 // quoted fields included: an id and its audiences need far less, and a
@@ -513,7 +521,8 @@ func isUUID(s string) bool {
 	return true
 }
 
-// checkAudiences trims the names and drops blanks and repeats.
+// checkAudiences trims the names and drops blanks and repeats; a name a
+// store cannot hold rejects the row.
 func checkAudiences(line int, names []string) ([]string, *RowError) {
 	out := make([]string, 0, len(names))
 	seen := make(map[string]bool, len(names))
@@ -521,6 +530,12 @@ func checkAudiences(line int, names []string) ([]string, *RowError) {
 		n = strings.TrimSpace(n)
 		if n == "" || seen[n] {
 			continue
+		}
+		if p := kith.TextProblem(n); p != "" {
+			return nil, &RowError{Line: line, Reason: ReasonInvalidAudience, Message: fmt.Sprintf("audience name %s %s", kith.QuoteText(n), p)}
+		}
+		if len(n) > MaxAudienceNameBytes {
+			return nil, &RowError{Line: line, Reason: ReasonInvalidAudience, Message: fmt.Sprintf("audience name of %d bytes, longer than %d", len(n), MaxAudienceNameBytes)}
 		}
 		seen[n] = true
 		out = append(out, n)
