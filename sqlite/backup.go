@@ -126,8 +126,13 @@ type BackupOptions struct {
 }
 
 // Backup writes a consistent backup of the embedded store in dir to w. It
-// may run while a server is using dir, from another process: it takes no
-// lock on the directory and writes nothing into it.
+// may run while a server is using dir, from another process: it then
+// takes no lock on the directory and writes nothing into it. When no
+// server holds dir, Backup holds its lock while it runs (a server started
+// meanwhile refuses to start) and reads each file without a write-ahead
+// log as immutable, so that it creates no file there either: a reader of
+// a WAL database otherwise creates its -wal and -shm files, which, made
+// by another user (a backup run as root), would keep the server out.
 func Backup(ctx context.Context, dir string, w io.Writer, opts BackupOptions) (Manifest, error) {
 	for _, name := range backupFiles {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
@@ -143,6 +148,12 @@ func Backup(ctx context.Context, dir string, w io.Writer, opts BackupOptions) (M
 	}
 	defer os.RemoveAll(tmp)
 
+	idle, unlock, err := lockIfIdle(dir)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("sqlite: backup: %w", err)
+	}
+	defer unlock()
+
 	m := Manifest{Format: BackupFormat, Version: BackupVersion, Rebuilt: []string{"state.db"}}
 	// Hold a read snapshot of every file, the log last, before copying
 	// any of them.
@@ -153,7 +164,13 @@ func Backup(ctx context.Context, dir string, w io.Writer, opts BackupOptions) (M
 		}
 	}()
 	for _, name := range backupFiles {
-		s, err := openSnapshot(ctx, filepath.Join(dir, name))
+		path := filepath.Join(dir, name)
+		immutable := false
+		if idle {
+			st, err := os.Stat(path + "-wal")
+			immutable = errors.Is(err, os.ErrNotExist) || (err == nil && st.Size() == 0)
+		}
+		s, err := openSnapshot(ctx, path, immutable)
 		if err != nil {
 			return Manifest{}, err
 		}
@@ -196,11 +213,16 @@ type snapshot struct {
 }
 
 // openSnapshot opens path read-only and starts a read transaction on it,
-// which fixes what the connection sees until it ends.
-func openSnapshot(ctx context.Context, path string) (*snapshot, error) {
+// which fixes what the connection sees until it ends. immutable says
+// nothing writes the file meanwhile and it has no write-ahead log to read:
+// SQLite then takes no lock and creates no file beside it.
+func openSnapshot(ctx context.Context, path string, immutable bool) (*snapshot, error) {
 	name := filepath.Base(path)
 	q := url.Values{}
 	q.Set("mode", "ro")
+	if immutable {
+		q.Set("immutable", "1")
+	}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "query_only(1)")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())

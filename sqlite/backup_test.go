@@ -324,10 +324,9 @@ func TestBackupWhileAnotherProcessWrites(t *testing.T) {
 }
 
 // TestBackupOfClosedStore backs up a store closed cleanly (no write-ahead
-// log left) and checks that the backup changed none of its database files.
-// (A read-only reader of a WAL database creates an empty write-ahead log
-// and shared-memory index beside it, as SQLite does; the next server start
-// finds an empty log.)
+// log left) and checks that the backup created or changed no file in its
+// directory, and that a server cannot take the directory while the backup
+// holds it.
 func TestBackupOfClosedStore(t *testing.T) {
 	dir := t.TempDir()
 	db := open(t, dir)
@@ -341,26 +340,49 @@ func TestBackupOfClosedStore(t *testing.T) {
 	}
 	contents := func() map[string]string {
 		m := map[string]string{}
-		for _, name := range sqlite.Files {
-			b, err := os.ReadFile(filepath.Join(dir, name))
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
 			if err != nil {
 				t.Fatal(err)
 			}
-			m[name] = string(b)
+			m[e.Name()] = string(b)
 		}
 		return m
 	}
 	before := contents()
-	path, m := backupTo(t, dir, false)
+	// While the backup writes its output, the directory is locked.
+	var locked error
+	out := writerFunc(func(p []byte) (int, error) {
+		if locked == nil {
+			if db, err := sqlite.Open(ctx, dir, sqlite.Options{}); err == nil {
+				db.Close()
+				locked = fmt.Errorf("a store opened the directory during its backup")
+			} else {
+				locked = err
+			}
+		}
+		return len(p), nil
+	})
+	if _, err := sqlite.Backup(ctx, dir, out, sqlite.BackupOptions{TempDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if locked == nil || !strings.Contains(locked.Error(), "in use") {
+		t.Errorf("opening the directory during its backup: %v, want it refused as in use", locked)
+	}
 	after := contents()
+	if len(after) != len(before) {
+		t.Errorf("the backup changed the directory's files: %d files, was %d", len(after), len(before))
+	}
 	for name := range before {
 		if before[name] != after[name] {
 			t.Errorf("the backup changed %s", name)
 		}
-		if st, err := os.Stat(filepath.Join(dir, name+"-wal")); err == nil && st.Size() != 0 {
-			t.Errorf("the backup wrote %d bytes to %s-wal", st.Size(), name)
-		}
 	}
+	path, m := backupTo(t, dir, false)
 	if m.LogEvents != 1 || m.LogLastSeq != 1 || len(m.Files) != 3 || m.Rebuilt[0] != "state.db" {
 		t.Errorf("manifest: %+v", m)
 	}
@@ -457,3 +479,8 @@ func TestRestoreRefuses(t *testing.T) {
 		}
 	}
 }
+
+// writerFunc is an io.Writer from a function.
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -24,9 +24,11 @@ insights.db and audiences.db. The derived state (state.db: profiles,
 identity graph, timelines) is not copied: the server rebuilds it from the
 log at its first start after a restore.
 
-It reads the files through SQLite read-only, so it never blocks the server
-and takes no lock on the directory. The copies are made in --tmp first
-(they need as much space as the data directory's databases).
+It reads the files through SQLite read-only, so it never blocks a running
+server and takes no lock on the directory; with the server stopped, it
+holds the directory's lock while it runs and creates no file there. The
+copies are made in --tmp first (they need as much space as the data
+directory's databases).
 
 Flags:
 `
