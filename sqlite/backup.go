@@ -39,9 +39,11 @@ import (
 // How it is consistent while the server runs. The files are SQLite
 // databases in WAL mode, which lets a reader in another process see a
 // consistent snapshot of a file while the server writes it; the backup
-// opens each file read-only and never touches the data directory's LOCK
-// (that lock keeps a second server off the directory; SQLite's own file
-// locks, which are separate, are what coordinate readers and the writer).
+// opens each file read-only and leaves the data directory's LOCK to the
+// server (that lock keeps a second server off the directory; SQLite's own
+// file locks, which are separate, are what coordinate readers and the
+// writer). With no server running, the backup holds the LOCK instead (see
+// Backup).
 // The read snapshots of the three files are taken one after the other in
 // microseconds, audiences.db and insights.db before log.db, and held while
 // the files are copied page by page (SQLite's online backup API, which
