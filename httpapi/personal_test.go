@@ -167,6 +167,17 @@ func TestPersonalDataNeedsPIIRead(t *testing.T) {
 			t.Fatalf("computed trait not there: %v", traits(piiReader))
 		}
 	}
+	// Each audience is backfilled on its own: wait for both memberships.
+	memberships := func() string {
+		_, out := call(piiReader, "GET", "/v1/profiles/user_id:u1/audiences", nil)
+		b, _ := json.Marshal(out["data"])
+		return string(b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(memberships(), `"pro"`) || !strings.Contains(memberships(), `"emails"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("memberships not there: %s", memberships())
+		}
+	}
 
 	// The member list of an audience over personal data, and the
 	// profile's memberships.
