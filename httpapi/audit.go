@@ -21,14 +21,22 @@ import (
 // show in /healthz and /metrics. Only two things give an entry up, each
 // with an error log line: the store refusing that one entry's data (it is
 // set aside so the entries behind it are written), and a shutdown while
-// the store keeps failing (after shutdownGrace, so the process can exit).
+// the store keeps failing (shutdownGrace after it began, so the process
+// can exit).
 type auditor struct {
 	store  kith.AuditStore
 	log    *slog.Logger
 	ch     chan auditMsg
 	done   chan struct{}
-	quit   chan struct{} // closed at close: stop retrying after shutdownGrace
 	status kith.WorkerStatus
+
+	// quit is closed when the shutdown begins: requests stop waiting for
+	// room in the queue. expired is closed shutdownGrace later: the writer
+	// stops retrying, and ctx, which every store call takes, is cancelled.
+	quit, expired chan struct{}
+	quitOnce      sync.Once
+	ctx           context.Context
+	grace         time.Duration // shutdownGrace
 
 	mu     sync.RWMutex // closed and sends on ch
 	closed bool
@@ -46,8 +54,15 @@ type auditMsg struct {
 }
 
 func newAuditor(store kith.AuditStore, log *slog.Logger) *auditor {
-	a := &auditor{store: store, log: log, ch: make(chan auditMsg, 4096), done: make(chan struct{}), quit: make(chan struct{})}
+	a := &auditor{store: store, log: log, ch: make(chan auditMsg, 4096), done: make(chan struct{}),
+		quit: make(chan struct{}), expired: make(chan struct{}), grace: shutdownGrace}
 	a.status.Name = "audit"
+	ctx, cancel := context.WithCancel(context.Background())
+	a.ctx = ctx
+	go func() {
+		<-a.expired
+		cancel()
+	}()
 	go a.run()
 	return a
 }
@@ -90,9 +105,8 @@ func (a *auditor) run() {
 // refuses the batch's data, each entry is written on its own and an entry
 // refused alone is set aside.
 func (a *auditor) write(batch []kith.AuditEntry) {
-	var giveUp <-chan time.Time
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		err := a.store.AppendAudit(context.Background(), batch)
+		err := a.store.AppendAudit(a.ctx, batch)
 		if err == nil {
 			a.status.OK()
 			return
@@ -109,19 +123,12 @@ func (a *auditor) write(batch []kith.AuditEntry) {
 			return
 		}
 		a.status.Fail(err, time.Now())
-		a.log.Error("audit log: append failed; retrying", "entries", len(batch), "err", err)
-		if giveUp == nil {
-			select {
-			case <-a.quit:
-				giveUp = time.After(shutdownGrace)
-			default:
-			}
-		}
 		select {
 		case <-time.After(wait):
-		case <-giveUp:
+			a.log.Error("audit log: append failed; retrying", "entries", len(batch), "err", err)
+		case <-a.expired:
 			a.log.Error("audit log: shutting down while the store fails; entries not written", "entries", len(batch)+len(a.ch), "err", err)
-			for m := range a.ch {
+			for m := range a.ch { // closed by close once no request is sending
 				if m.sync != nil {
 					close(m.sync)
 				}
@@ -131,7 +138,8 @@ func (a *auditor) write(batch []kith.AuditEntry) {
 	}
 }
 
-// sync waits until every entry queued so far is stored.
+// sync waits until every entry queued so far is stored (or, during a
+// shutdown, until the writer gives up).
 func (a *auditor) sync() {
 	c := make(chan struct{})
 	a.mu.RLock()
@@ -139,13 +147,21 @@ func (a *auditor) sync() {
 		a.mu.RUnlock()
 		return
 	}
-	a.ch <- auditMsg{sync: c}
+	select {
+	case a.ch <- auditMsg{sync: c}:
+	case <-a.quit:
+		a.mu.RUnlock()
+		return
+	}
 	a.mu.RUnlock()
-	<-c
+	select {
+	case <-c:
+	case <-a.expired:
+	}
 }
 
-// add queues an entry; after close (a request that outlived the
-// shutdown) it is written directly.
+// add queues an entry; during or after the shutdown (a request that
+// outlived it) it is written directly, within the grace period.
 func (a *auditor) add(e kith.AuditEntry) {
 	// Whatever a request presented, its entry must be storable: one entry
 	// the store refuses would hold back every entry behind it.
@@ -154,22 +170,32 @@ func (a *auditor) add(e kith.AuditEntry) {
 	}
 	a.mu.RLock()
 	if !a.closed {
-		a.ch <- auditMsg{e: e}
-		a.mu.RUnlock()
-		return
+		select {
+		case a.ch <- auditMsg{e: e}:
+			a.mu.RUnlock()
+			return
+		case <-a.quit:
+		}
 	}
 	a.mu.RUnlock()
-	if err := a.store.AppendAudit(context.Background(), []kith.AuditEntry{e}); err != nil {
-		a.log.Error("audit log: append failed after shutdown", "err", err)
+	if err := a.store.AppendAudit(a.ctx, []kith.AuditEntry{e}); err != nil {
+		a.log.Error("audit log: append failed during shutdown", "err", err)
 	}
 }
 
+// close stops the queue and waits for the writer: until the entries are
+// stored, or shutdownGrace if the store keeps failing. Requests waiting
+// for room in the queue stop waiting at once, so that close never waits
+// for them.
 func (a *auditor) close() {
+	a.quitOnce.Do(func() {
+		close(a.quit)
+		time.AfterFunc(a.grace, func() { close(a.expired) })
+	})
 	a.mu.Lock()
 	if !a.closed {
 		a.closed = true
 		close(a.ch)
-		close(a.quit)
 	}
 	a.mu.Unlock()
 	<-a.done
