@@ -614,8 +614,7 @@ func (c *Console) checkReads(s *session, text string) error {
 // checkSaved refuses audience key's members to a session whose token
 // lacks pii:read if the audience reads personal data, as the API does.
 func (c *Console) checkSaved(s *session, key string) error {
-	reads, _ := c.cfg.Audiences.SavedReads(kith.KindAudience, key)
-	return privacy.CheckReads(s.tok, fmt.Sprintf("audience %q", key), reads)
+	return privacy.CheckSaved(s.tok, c.cfg.Audiences, key)
 }
 
 // privacy serves GET /privacy: erasure requests and the audit log.

@@ -124,6 +124,14 @@ func (s *Server) handlePutDefinition(kind string, create bool) http.HandlerFunc 
 			s.error(w, r, err)
 			return
 		}
+		if old, ok := s.cfg.Audiences.SavedReads(kind, body.Key); ok && !create {
+			// Replacing a definition over personal data needs pii:read
+			// too: its history stays under the key.
+			if err := privacy.CheckReads(tokenOf(r), fmt.Sprintf("the %s %q it replaces", kind, body.Key), old); err != nil {
+				s.error(w, r, err)
+				return
+			}
+		}
 		d, err := s.cfg.Audiences.Put(r.Context(), d)
 		if err != nil && !errors.Is(err, audience.ErrUnchanged) {
 			s.error(w, r, err)
@@ -184,8 +192,7 @@ func (s *Server) checkReads(r *http.Request, d kith.Definition, what string) err
 // checkSaved refuses the saved audience key, for a member list, if it
 // reads personal data and the token lacks pii:read.
 func (s *Server) checkSaved(r *http.Request, key string) error {
-	reads, _ := s.cfg.Audiences.SavedReads(kith.KindAudience, key)
-	return privacy.CheckReads(tokenOf(r), fmt.Sprintf("audience %q", key), reads)
+	return privacy.CheckSaved(tokenOf(r), s.cfg.Audiences, key)
 }
 
 // hidden reports whether the request's token may not see who is in

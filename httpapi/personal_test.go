@@ -223,4 +223,23 @@ func TestPersonalDataNeedsPIIRead(t *testing.T) {
 	if ev := events(piiReader); !strings.Contains(ev, "203.0.113.7") {
 		t.Errorf("events with pii:read lack the IP address: %s", ev)
 	}
+
+	// Replacing an audience over personal data needs pii:read (its history
+	// stays under the key), and once it is deleted, its history stays
+	// hidden: what it read is no longer known.
+	code, out = call(definer, "PUT", "/v1/audiences/emails", map[string]any{"definition": `traits.plan = "pro"`})
+	expect("replace emails without pii:read", code, out, http.StatusForbidden, "traits.email")
+	code, out = call(definer, "DELETE", "/v1/audiences/emails", nil)
+	if code != http.StatusNoContent {
+		t.Fatalf("delete emails: %d %v", code, out)
+	}
+	code, out = call(reader, "GET", "/v1/audience-changes?audience=emails", nil)
+	expect("changes of the deleted emails without pii:read", code, out, http.StatusForbidden, "emails")
+	_, out = call(reader, "GET", "/v1/audience-changes", nil)
+	if b, _ := json.Marshal(out["data"]); strings.Contains(string(b), `"emails"`) {
+		t.Errorf("the change stream shows the deleted personal audience without pii:read: %s", b)
+	}
+	if code, out := call(piiReader, "GET", "/v1/audience-changes?audience=emails", nil); code != http.StatusOK {
+		t.Errorf("changes of the deleted emails with pii:read: %d %v", code, out)
+	}
 }

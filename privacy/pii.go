@@ -3,6 +3,7 @@ package privacy
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -205,6 +206,23 @@ func CheckReads(tok kith.Token, what string, reads []audience.Read) error {
 		return kith.Errorf(kith.EFORBIDDEN, "%s reads personal data, %s: that needs the %s scope", what, r, kith.ScopePIIRead)
 	}
 	return nil
+}
+
+// CheckSaved refuses a token without pii:read what the saved audience
+// key's members, memberships and history show, when the audience reads
+// personal data — or no longer exists: a deleted definition's memberships
+// and history remain, and what it read is no longer known, so they are
+// hidden rather than guessed at (as MaskTraits does for computed traits).
+// The API and the console call it before listing any of them.
+func CheckSaved(tok kith.Token, defs Definitions, key string) error {
+	if tok.HasScope(kith.ScopePIIRead) {
+		return nil
+	}
+	reads, ok := defs.SavedReads(kith.KindAudience, key)
+	if !ok {
+		return kith.Errorf(kith.EFORBIDDEN, "audience %q no longer exists, so what it read is not known: its members and history need the %s scope", key, kith.ScopePIIRead)
+	}
+	return CheckReads(tok, fmt.Sprintf("audience %q", key), reads)
 }
 
 // MaskIdentities masks the values of personal identifier types.
