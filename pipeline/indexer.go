@@ -286,7 +286,13 @@ func (ix *Indexer) isolate(err error) bool {
 		return false
 	}
 	if ae.n <= 1 {
+		if ix.poison[ae.last] {
+			// Set aside already, and the store still refuses the batch:
+			// what it refuses is not the event's. Back off and retry.
+			return false
+		}
 		ix.poison[ae.last] = true
+		ix.status.Skip(1)
 		ix.narrow = narrowing{}
 		ix.log.Error("indexer: the store refuses what this event derives; it is set aside (processed, nothing derived from it)", "seq", ae.last, "err", ae.err)
 		return true
@@ -594,7 +600,10 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 	}
 	for i, m := range msgs {
 		if why := ix.unindexable(m); why != "" {
-			if m.Seq > ix.lastSkipped {
+			// Events isolate found are counted there; an event whose text
+			// no store can hold, once (a batch is derived again after a
+			// failure).
+			if !ix.poison[m.Seq] && m.Seq > ix.lastSkipped {
 				ix.lastSkipped = m.Seq
 				ix.status.Skip(1)
 				ix.log.Error("indexer: event set aside (processed, nothing derived from it)", "seq", m.Seq, "source", m.SourceID, "why", why)

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,5 +78,56 @@ func TestIndexerSetsAsidePoisonedEvent(t *testing.T) {
 	}
 	if st["src"].Processed != 300 {
 		t.Errorf("processed %d, want 300 (the event set aside is processed)", st["src"].Processed)
+	}
+}
+
+// cursorRefusingStore refuses every batch that reaches one event, whatever
+// it derives: setting the event aside does not help.
+type cursorRefusingStore struct {
+	kith.Store
+	seq     int64
+	refused atomic.Int64
+}
+
+func (s *cursorRefusingStore) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error {
+	if from < s.seq && b.Cursor >= s.seq {
+		s.refused.Add(1)
+		return kith.Errorf(kith.EINVALID, "the database refused a value")
+	}
+	return s.Store.ApplyIndexBatch(ctx, from, b)
+}
+
+// When setting the event aside does not clear the refusal, the indexer
+// backs off and reports itself failing instead of retrying in a tight
+// loop.
+func TestIndexerBacksOffWhenSettingAsideDoesNotHelp(t *testing.T) {
+	store := openStore(t)
+	var bodies []string
+	for i := range 50 {
+		bodies = append(bodies, fmt.Sprintf(`{"type":"identify","userId":"u%d"}`, i))
+	}
+	appendAll(t, store, "src", batch(bodies...))
+	rs := &cursorRefusingStore{Store: store, seq: 20}
+	secret, err := store.Secret(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := pipeline.New(rs, secret, pipeline.Config{BatchSize: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { ix.Run(ctx); close(done) }()
+	time.Sleep(1500 * time.Millisecond)
+	cancel()
+	<-done
+	if ix.Cursor() != 19 {
+		t.Errorf("cursor %d, want 19 (stuck before the refused event)", ix.Cursor())
+	}
+	// Narrowing takes about 7 refusals, then backoff from 100 ms: a
+	// handful more in 1.5 s, not thousands.
+	if n := rs.refused.Load(); n > 20 {
+		t.Errorf("%d refusals in 1.5 s: the indexer retries without backing off", n)
+	}
+	if h := ix.Health(); !h.Stuck() || h.Skipped != 1 {
+		t.Errorf("health %+v, want stuck with the one event set aside", h)
 	}
 }
