@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -13,17 +11,10 @@ import (
 
 func apiJSON(t *testing.T, s *Server, method, path, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+s.Addr()+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+s.Config.AdminToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	code, b := rawRequest(t, s, method, path, body, "")
 	var m map[string]any
-	json.Unmarshal(b, &m)
-	return resp.StatusCode, m
+	json.Unmarshal([]byte(b), &m)
+	return code, m
 }
 
 // waitBackfilled waits until every definition's backfill is done.
