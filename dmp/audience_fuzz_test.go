@@ -188,7 +188,7 @@ func FuzzAudienceRecords(f *testing.F) {
 
 func reasonKnown(r string) bool {
 	switch r {
-	case ReasonInvalidIDType, ReasonInvalidID, ReasonNoAudiences, ReasonInvalidExpiry, ReasonExpired, ReasonMalformedRow:
+	case ReasonInvalidIDType, ReasonInvalidID, ReasonNoAudiences, ReasonInvalidExpiry, ReasonExpired, ReasonMalformedRow, ReasonInvalidAudience:
 		return true
 	}
 	return false
