@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kithcdp/kith"
 )
 
 // fuzzNow is the reader's now in the fuzz targets.
@@ -36,8 +38,8 @@ func readOne(t *testing.T, in []byte, format string) (rec AudienceRecord, rowErr
 }
 
 // checkRecord asserts what an accepted record promises: a known id type,
-// the id in its normalised form, trimmed, unique audience names, an expiry
-// in UTC after now.
+// the id in its normalised form, trimmed, unique audience names that a
+// store can hold, an expiry in UTC after now.
 func checkRecord(t *testing.T, in []byte, rec AudienceRecord) {
 	t.Helper()
 	bad := func(what string) {
@@ -72,6 +74,9 @@ func checkRecord(t *testing.T, in []byte, rec AudienceRecord) {
 	for _, a := range rec.Audiences {
 		if a == "" || a != strings.TrimSpace(a) || seen[a] {
 			bad("audience names not trimmed, empty or repeated")
+		}
+		if kith.TextProblem(a) != "" || len(a) > MaxAudienceNameBytes {
+			bad("an audience name a store cannot hold")
 		}
 		seen[a] = true
 	}
