@@ -505,3 +505,20 @@ func TestSameBaseNameRefused(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// A mapping file with YAML anchors and aliases is refused with its line:
+// one whose alias refers to itself recursed until the stack overflowed,
+// which killed the server that parsed an uploaded mapping.
+func TestMappingRefusesAliases(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"alias cycle", "type: identify\nfields:\n  userId: &a {column: x, or: *a}\n"},
+		{"plain alias", "type: identify\nfields:\n  userId: &u {column: id}\n  anonymousId: *u\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseMapping([]byte(tc.in))
+			if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), "aliases") {
+				t.Fatalf("err = %v, want a refusal naming line 3 and aliases", err)
+			}
+		})
+	}
+}

@@ -189,6 +189,9 @@ func LoadMapping(path string) (*Mapping, error) {
 
 // ParseMapping parses and checks a mapping file's contents.
 func ParseMapping(b []byte) (*Mapping, error) {
+	if err := refuseAliases(b); err != nil {
+		return nil, err
+	}
 	var m Mapping
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -201,6 +204,33 @@ func ParseMapping(b []byte) (*Mapping, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// refuseAliases refuses a mapping file that uses YAML anchors and aliases
+// (`&a` … `*a`). A mapping never needs them, and they are dangerous: the
+// custom unmarshalers decode each node afresh, which loses yaml's check
+// for an alias that refers to itself, so `userId: &a {column: x, or: *a}`
+// recursed until the stack overflowed — a fatal error no recover catches,
+// in a file a client uploads. The file is parsed to a node tree (aliases
+// stay unresolved there) and walked once.
+func refuseAliases(b []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("invalid mapping: %w", err)
+	}
+	var walk func(n *yaml.Node) error
+	walk = func(n *yaml.Node) error {
+		if n.Kind == yaml.AliasNode || n.Anchor != "" {
+			return fmt.Errorf("invalid mapping: line %d: YAML anchors and aliases (&name, *name) are not allowed in a mapping file", n.Line)
+		}
+		for _, c := range n.Content {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(&doc)
 }
 
 // Hash is the SHA-256 of the mapping file; a resumed import must use the
