@@ -492,6 +492,10 @@ func decodeJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return kith.Errorf(kith.EINVALID, "invalid JSON body: %v", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		// {"a":true} {"b":false} would otherwise apply only the first.
+		return kith.Errorf(kith.EINVALID, "invalid JSON body: more follows the first JSON value")
+	}
 	return nil
 }
 

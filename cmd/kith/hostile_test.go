@@ -356,3 +356,18 @@ func TestDiskFullAnswers503(t *testing.T) {
 	}
 	healthy(t, s)
 }
+
+// An admin body is one JSON value: what follows it is refused, not
+// silently ignored.
+func TestAdminBodyIsOneJSONValue(t *testing.T) {
+	s := startServer(t)
+	postBatch(t, s, "web", `{"batch":[{"type":"identify","userId":"c1"}]}`)
+	waitProcessed(t, s)
+	code, body := rawRequest(t, s, "PUT", "/v1/profiles/user_id:c1/consent", `{"Advertising":true} {"Analytics":false}`, "")
+	if code != 400 || !strings.Contains(body, "more follows the first JSON value") {
+		t.Fatalf("two JSON values: %d %s", code, body)
+	}
+	if code, body := rawRequest(t, s, "PUT", "/v1/profiles/user_id:c1/consent", "{\"Advertising\":true}\n", ""); code != 200 {
+		t.Fatalf("one JSON value and a line break: %d %s", code, body)
+	}
+}
