@@ -37,6 +37,34 @@ type ItemOutcome struct {
 // source's accounting in the same commit. Imports use it, so imported data
 // takes the path of live events.
 func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.RawMessage, rejected map[string]int64, meta Meta, lim Limits) ([]ItemOutcome, error) {
+	// Each item must be one JSON value on its own: spliced into the batch,
+	// "" or `1,2` would shift the items after it, and `1],"context":{…}`
+	// would reach outside its place.
+	for i, m := range msgs {
+		if json.Valid(m) {
+			continue
+		}
+		out := make([]ItemOutcome, len(msgs))
+		valid := make([]json.RawMessage, 0, len(msgs))
+		idx := make([]int, 0, len(msgs))
+		for j, m := range msgs[i:] {
+			if json.Valid(m) {
+				valid, idx = append(valid, m), append(idx, i+j)
+			} else {
+				out[i+j] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the item is not one valid JSON value"}
+			}
+		}
+		valid = append(msgs[:i:i], valid...)
+		idx = append(seq(i), idx...)
+		sub, err := SubmitItems(ctx, c, sourceID, valid, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs)-len(valid))), meta, lim)
+		if err != nil {
+			return nil, err
+		}
+		for k, o := range sub {
+			out[idx[k]] = o
+		}
+		return out, nil
+	}
 	var body bytes.Buffer
 	body.WriteString(`{"batch":[`)
 	for i, m := range msgs {
@@ -131,6 +159,15 @@ func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.
 		k++
 	}
 	return out, nil
+}
+
+// seq returns 0, 1, …, n-1.
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
 }
 
 func addCounts(m map[string]int64, reason string, n int64) map[string]int64 {
