@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/kithcdp/kith"
 )
@@ -40,30 +41,15 @@ func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.
 	// Each item must be one JSON value on its own: spliced into the batch,
 	// "" or `1,2` would shift the items after it, and `1],"context":{…}`
 	// would reach outside its place.
-	for i, m := range msgs {
-		if json.Valid(m) {
-			continue
+	for _, m := range msgs {
+		if !json.Valid(m) {
+			return submitWithout(ctx, c, sourceID, msgs, rejected, meta, lim, func(m json.RawMessage) string {
+				if !json.Valid(m) {
+					return "the item is not one valid JSON value"
+				}
+				return ""
+			})
 		}
-		out := make([]ItemOutcome, len(msgs))
-		valid := make([]json.RawMessage, 0, len(msgs))
-		idx := make([]int, 0, len(msgs))
-		for j, m := range msgs[i:] {
-			if json.Valid(m) {
-				valid, idx = append(valid, m), append(idx, i+j)
-			} else {
-				out[i+j] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the item is not one valid JSON value"}
-			}
-		}
-		valid = append(msgs[:i:i], valid...)
-		idx = append(seq(i), idx...)
-		sub, err := SubmitItems(ctx, c, sourceID, valid, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs)-len(valid))), meta, lim)
-		if err != nil {
-			return nil, err
-		}
-		for k, o := range sub {
-			out[idx[k]] = o
-		}
-		return out, nil
 	}
 	var body bytes.Buffer
 	body.WriteString(`{"batch":[`)
@@ -77,47 +63,23 @@ func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.
 	p := Parse(body.Bytes(), "batch", meta, lim)
 	out := make([]ItemOutcome, len(msgs))
 	if len(msgs) > 0 && len(p.Rejected) == 1 && p.Rejected[0].Reason == kith.ReasonInvalidJSON && len(p.Messages) == 0 {
-		// One item that is not JSON spoils the whole body; tell each apart.
-		for i, m := range msgs {
-			if !json.Valid(m) {
-				out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the item is not valid JSON"}
+		// Each item is valid alone, but not inside the batch: nested too
+		// deeply for the decoder once wrapped. Such an item is rejected,
+		// so every call makes progress.
+		deep := func(m json.RawMessage) string {
+			if !json.Valid([]byte(`{"batch":[` + string(m) + `]}`)) {
+				return "the item is nested too deeply"
 			}
+			return ""
 		}
-		valid := make([]json.RawMessage, 0, len(msgs))
-		idx := make([]int, 0, len(msgs))
-		for i, m := range msgs {
-			if out[i].Status == "" {
-				valid, idx = append(valid, m), append(idx, i)
-			}
+		if slices.ContainsFunc(msgs, func(m json.RawMessage) bool { return deep(m) != "" }) {
+			return submitWithout(ctx, c, sourceID, msgs, rejected, meta, lim, deep)
 		}
-		if len(valid) == len(msgs) {
-			// Each item is valid alone, but not inside the batch: nested
-			// too deeply for the decoder once wrapped. Such an item is
-			// rejected, so every call makes progress.
-			valid, idx = valid[:0], idx[:0]
-			for i, m := range msgs {
-				if json.Valid([]byte(`{"batch":[` + string(m) + `]}`)) {
-					valid, idx = append(valid, m), append(idx, i)
-				} else {
-					out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the item is nested too deeply"}
-				}
-			}
-			if len(valid) == len(msgs) {
-				for i := range out {
-					out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the batch is not valid JSON"}
-				}
-				if _, err := SubmitItems(ctx, c, sourceID, nil, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs))), meta, lim); err != nil {
-					return nil, err
-				}
-				return out, nil
-			}
+		for i := range out {
+			out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: "the batch is not valid JSON"}
 		}
-		sub, err := SubmitItems(ctx, c, sourceID, valid, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs)-len(valid))), meta, lim)
-		if err != nil {
+		if _, err := SubmitItems(ctx, c, sourceID, nil, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs))), meta, lim); err != nil {
 			return nil, err
-		}
-		for k, o := range sub {
-			out[idx[k]] = o
 		}
 		return out, nil
 	}
@@ -161,13 +123,28 @@ func SubmitItems(ctx context.Context, c Submitter, sourceID string, msgs []json.
 	return out, nil
 }
 
-// seq returns 0, 1, …, n-1.
-func seq(n int) []int {
-	s := make([]int, n)
-	for i := range s {
-		s[i] = i
+// submitWithout rejects the items bad names a reason for (as invalid
+// JSON), submits the others with SubmitItems, and reports every item's
+// outcome in order.
+func submitWithout(ctx context.Context, c Submitter, sourceID string, msgs []json.RawMessage, rejected map[string]int64, meta Meta, lim Limits, bad func(json.RawMessage) string) ([]ItemOutcome, error) {
+	out := make([]ItemOutcome, len(msgs))
+	valid := make([]json.RawMessage, 0, len(msgs))
+	idx := make([]int, 0, len(msgs))
+	for i, m := range msgs {
+		if why := bad(m); why != "" {
+			out[i] = ItemOutcome{Status: ItemRejected, Reason: kith.ReasonInvalidJSON, Message: why}
+		} else {
+			valid, idx = append(valid, m), append(idx, i)
+		}
 	}
-	return s
+	sub, err := SubmitItems(ctx, c, sourceID, valid, addCounts(rejected, kith.ReasonInvalidJSON, int64(len(msgs)-len(valid))), meta, lim)
+	if err != nil {
+		return nil, err
+	}
+	for k, o := range sub {
+		out[idx[k]] = o
+	}
+	return out, nil
 }
 
 func addCounts(m map[string]int64, reason string, n int64) map[string]int64 {
