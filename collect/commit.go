@@ -139,11 +139,10 @@ func (c *Committer) Submit(ctx context.Context, s Submission) Outcome {
 const MaxReportedRejections = 1 << 31
 
 // check refuses a submission the log could not store, so that it fails
-// alone instead of failing the group commit it would join: text every
-// store can hold (kith.TextProblem) in each message's typed fields and
-// body and in the reasons of its rejections, and counts that can be added.
-// Collection and imports have validated their messages already (Parse);
-// this holds for messages the server builds itself, too.
+// alone instead of failing the group commit it would join: rejection
+// reasons in text every store can hold (kith.TextProblem) and counts that
+// can be added. The messages themselves were checked once, where they were
+// made: Parse for collection and imports, the consent API for its own.
 func (s Submission) check() error {
 	if err := kith.CheckText("source id", s.SourceID); err != nil {
 		return err
@@ -157,19 +156,6 @@ func (s Submission) check() error {
 		}
 		if n < 0 || n > MaxReportedRejections {
 			return kith.Errorf(kith.EINVALID, "rejections for reason %q: %d is not a count between 0 and %d", reason, n, int64(MaxReportedRejections))
-		}
-	}
-	for i, m := range s.Messages {
-		for _, f := range [...]struct{ name, v string }{
-			{"source id", m.SourceID}, {"messageId", m.MessageID}, {"type", m.Type}, {"event", m.Event},
-			{"userId", m.UserID}, {"anonymousId", m.AnonymousID},
-		} {
-			if p := kith.TextProblem(f.v); p != "" {
-				return kith.Errorf(kith.EINVALID, "message %d: %s %s", i, f.name, p)
-			}
-		}
-		if p := kith.JSONTextProblem(m.Raw); p != "" {
-			return kith.Errorf(kith.EINVALID, "message %d %s", i, p)
 		}
 	}
 	return nil

@@ -173,6 +173,11 @@ func consentEvent(ids []kith.Identity, prefs map[string]bool, by string, now tim
 		return kith.Message{}, err
 	}
 	m.Raw = raw
+	// The identifier comes from the store, which on the embedded store
+	// may hold text PostgreSQL could not; check as Parse checks.
+	if p := kith.JSONTextProblem(raw); p != "" {
+		return kith.Message{}, kith.Errorf(kith.EINVALID, "the consent event for %s %s", id.Type, p)
+	}
 	return m, nil
 }
 
