@@ -34,27 +34,9 @@ func (s *refusingStore) ApplyIndexBatch(ctx context.Context, from int64, b kith.
 // the batches and set aside; every other event is applied, the indexer
 // says so in its health, and it does not retry the same batch forever.
 func TestIndexerSetsAsidePoisonedEvent(t *testing.T) {
-	store := openStore(t)
-	var bodies []string
-	for i := range 300 {
-		bodies = append(bodies, fmt.Sprintf(`{"type":"identify","userId":"u%d","traits":{"n":%d}}`, i, i))
-	}
-	appendAll(t, store, "src", batch(bodies...))
+	store := identifiedStore(t, 300)
 	rs := &refusingStore{Store: store, seq: 137}
-	secret, err := store.Secret(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix := pipeline.New(rs, secret, pipeline.Config{BatchSize: 100})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ix.Run(ctx); close(done) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for ix.Cursor() < 300 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	ix := runIndexer(t, rs, func(ix *pipeline.Indexer) bool { return ix.Cursor() >= 300 }, 20*time.Second)
 	if ix.Cursor() != 300 {
 		t.Fatalf("cursor %d, want 300: the indexer did not get past the poisoned event", ix.Cursor())
 	}
@@ -101,24 +83,8 @@ func (s *cursorRefusingStore) ApplyIndexBatch(ctx context.Context, from int64, b
 // backs off and reports itself failing instead of retrying in a tight
 // loop.
 func TestIndexerBacksOffWhenSettingAsideDoesNotHelp(t *testing.T) {
-	store := openStore(t)
-	var bodies []string
-	for i := range 50 {
-		bodies = append(bodies, fmt.Sprintf(`{"type":"identify","userId":"u%d"}`, i))
-	}
-	appendAll(t, store, "src", batch(bodies...))
-	rs := &cursorRefusingStore{Store: store, seq: 20}
-	secret, err := store.Secret(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix := pipeline.New(rs, secret, pipeline.Config{BatchSize: 100})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ix.Run(ctx); close(done) }()
-	time.Sleep(1500 * time.Millisecond)
-	cancel()
-	<-done
+	rs := &cursorRefusingStore{Store: identifiedStore(t, 50), seq: 20}
+	ix := runIndexer(t, rs, func(*pipeline.Indexer) bool { return false }, 1500*time.Millisecond)
 	if ix.Cursor() != 19 {
 		t.Errorf("cursor %d, want 19 (stuck before the refused event)", ix.Cursor())
 	}
@@ -130,4 +96,37 @@ func TestIndexerBacksOffWhenSettingAsideDoesNotHelp(t *testing.T) {
 	if h := ix.Health(); !h.Stuck() || h.Skipped != 1 {
 		t.Errorf("health %+v, want stuck with the one event set aside", h)
 	}
+}
+
+// identifiedStore is a store whose log holds n identify events, of users
+// u0 … u(n-1) with a trait n each.
+func identifiedStore(t *testing.T, n int) kith.Store {
+	t.Helper()
+	store := openStore(t)
+	var bodies []string
+	for i := range n {
+		bodies = append(bodies, fmt.Sprintf(`{"type":"identify","userId":"u%d","traits":{"n":%d}}`, i, i))
+	}
+	appendAll(t, store, "src", batch(bodies...))
+	return store
+}
+
+// runIndexer runs an indexer over store in batches of 100 until done says
+// so or the time is up, and returns it stopped.
+func runIndexer(t *testing.T, store kith.Store, done func(*pipeline.Indexer) bool, within time.Duration) *pipeline.Indexer {
+	t.Helper()
+	secret, err := store.Secret(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { ix.Run(ctx); close(stopped) }()
+	for deadline := time.Now().Add(within); !done(ix) && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+	return ix
 }
