@@ -16,6 +16,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/admin"
+	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/insights"
@@ -54,6 +55,9 @@ type stackOptions struct {
 	noIndexer bool
 	// insights enables the insights endpoints with this configuration.
 	insights *insights.Config
+	// audiences runs the audience engine following the indexer, as kith
+	// serve wires it.
+	audiences bool
 }
 
 func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOptions) *stack {
@@ -70,15 +74,32 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 1000})
+	var eng *audience.Engine
+	pcfg := pipeline.Config{BatchSize: 1000}
+	if opts.audiences {
+		eng = audience.NewEngine(store, audience.Config{Secret: secret})
+		if err := eng.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pcfg.Observer = eng
+	}
+	ix := pipeline.New(store, secret, pcfg)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go ix.WatchHead(rctx)
+	engDone := make(chan struct{})
+	go func() {
+		defer close(engDone)
+		if eng != nil {
+			_ = eng.Run(rctx)
+		}
+	}()
 	go func() {
 		if !opts.noIndexer {
 			ix.Run(rctx)
 		}
 		<-rctx.Done()
+		<-engDone
 		close(done)
 	}()
 	com := collect.NewCommitter(store, 64, 5000, ix.Notify)
@@ -86,6 +107,9 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 	lim.MaxRequestBytes = 64 << 10
 	lim.MaxEventBytes = 4 << 10
 	cfg := httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog, Unmerger: ix}
+	if eng != nil {
+		cfg.Audiences = eng
+	}
 	var runner *insights.Runner
 	if opts.insights != nil {
 		runner = &insights.Runner{Store: store, Config: *opts.insights, Now: now, Context: rctx}

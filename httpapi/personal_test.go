@@ -1,65 +1,14 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kithcdp/kith/admin"
-	"github.com/kithcdp/kith/audience"
-	"github.com/kithcdp/kith/collect"
-	"github.com/kithcdp/kith/httpapi"
-	"github.com/kithcdp/kith/pipeline"
-	"github.com/kithcdp/kith/sqlite"
 )
-
-// startAudienceStack is startStack with the audience engine following the
-// indexer, as kith serve wires it.
-func startAudienceStack(t *testing.T) *stack {
-	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := sqlite.Open(ctx, dir, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.ProvisionToken(ctx, store, adminToken, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	secret, err := store.Secret(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := audience.NewEngine(store, audience.Config{Secret: secret})
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 1000, Observer: eng})
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go ix.WatchHead(rctx)
-	engDone := make(chan struct{})
-	go func() {
-		defer close(engDone)
-		_ = eng.Run(rctx)
-	}()
-	go func() {
-		ix.Run(rctx)
-		<-rctx.Done()
-		<-engDone
-		close(done)
-	}()
-	com := collect.NewCommitter(store, 64, 5000, ix.Notify)
-	api := httpapi.New(store, com, ix, httpapi.Config{Limits: collect.DefaultLimits(), Now: time.Now, Unmerger: ix, Audiences: eng})
-	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: time.Now, api: api}
-	t.Cleanup(s.stop)
-	return s
-}
 
 // TestPersonalDataNeedsPIIRead: conditions and computed traits over
 // personal data (issue 14: 474 dry runs of `traits.email starts_with
@@ -68,7 +17,7 @@ func startAudienceStack(t *testing.T) *stack {
 // audience; computed traits derived from personal data are masked like
 // personal traits; context.ip is masked in events.
 func TestPersonalDataNeedsPIIRead(t *testing.T) {
-	s := startAudienceStack(t)
+	s := startStackWith(t, t.TempDir(), time.Now, stackOptions{audiences: true})
 	s.createSource("web")
 	s.send("identify", `{"userId":"u1","traits":{"email":"ada@example.com","plan":"pro"},"context":{"ip":"203.0.113.7"}}`)
 	s.send("page", `{"userId":"u1","name":"Pricing","properties":{"path":"/pricing","url":"https://shop.example.com/pricing?email=ada@example.com"},"context":{"ip":"203.0.113.7"}}`)
