@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // TestPersonalDataNeedsPIIRead: conditions and computed traits over
