@@ -403,12 +403,12 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 // continues exactly there, else from the log.
 func (ix *Indexer) next(ctx context.Context, after int64) ([]kith.Message, error) {
 	limit := ix.batchSize
-	if ix.narrow.size > 0 {
-		if after >= ix.narrow.until {
-			ix.narrow = narrowing{}
-		} else {
-			limit = ix.narrow.size
-		}
+	// Narrowing holds until the batch that ends at narrow.until is past.
+	// It is not cleared here: while one batch is applied the next is read
+	// ahead, and a read-ahead past the refused batch must not end the
+	// narrowing if that apply fails. isolate replaces it.
+	if ix.narrow.size > 0 && after < ix.narrow.until {
+		limit = ix.narrow.size
 	}
 	if msgs := ix.tail.take(after, limit); len(msgs) > 0 {
 		return msgs, nil

@@ -3,7 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,34 +64,61 @@ func TestIndexerSetsAsidePoisonedEvent(t *testing.T) {
 }
 
 // cursorRefusingStore refuses every batch that reaches one event, whatever
-// it derives: setting the event aside does not help.
+// it derives: setting the event aside does not help. It records when it
+// refused.
 type cursorRefusingStore struct {
 	kith.Store
-	seq     int64
-	refused atomic.Int64
+	seq int64
+	mu  sync.Mutex
+	at  []time.Time
 }
 
 func (s *cursorRefusingStore) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch) error {
 	if from < s.seq && b.Cursor >= s.seq {
-		s.refused.Add(1)
+		s.mu.Lock()
+		s.at = append(s.at, time.Now())
+		s.mu.Unlock()
 		return kith.Errorf(kith.EINVALID, "the database refused a value")
 	}
 	return s.Store.ApplyIndexBatch(ctx, from, b)
 }
 
+// refusals returns how many batches were refused, and how many of them
+// came at least gap after the one before.
+func (s *cursorRefusingStore) refusals(gap time.Duration) (n, spaced int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 1; i < len(s.at); i++ {
+		if s.at[i].Sub(s.at[i-1]) >= gap {
+			spaced++
+		}
+	}
+	return len(s.at), spaced
+}
+
 // When setting the event aside does not clear the refusal, the indexer
 // backs off and reports itself failing instead of retrying in a tight
-// loop.
+// loop. The test waits for three refusals that came after a pause of at
+// least the first backoff (100 ms), then counts how many came before: a
+// tight loop refuses thousands of batches in that time.
 func TestIndexerBacksOffWhenSettingAsideDoesNotHelp(t *testing.T) {
 	rs := &cursorRefusingStore{Store: identifiedStore(t, 50), seq: 20}
-	ix := runIndexer(t, rs, func(*pipeline.Indexer) bool { return false }, 1500*time.Millisecond)
+	const backoff = 100 * time.Millisecond
+	ix := runIndexer(t, rs, func(*pipeline.Indexer) bool {
+		_, spaced := rs.refusals(backoff)
+		return spaced >= 3
+	}, 30*time.Second)
 	if ix.Cursor() != 19 {
 		t.Errorf("cursor %d, want 19 (stuck before the refused event)", ix.Cursor())
 	}
-	// Narrowing takes about 7 refusals, then backoff from 100 ms: a
-	// handful more in 1.5 s, not thousands.
-	if n := rs.refused.Load(); n > 20 {
-		t.Errorf("%d refusals in 1.5 s: the indexer retries without backing off", n)
+	// Narrowing 50 events down to one takes 6 refusals; setting the event
+	// aside and narrowing 31 again takes 6 more; then one per backoff.
+	n, spaced := rs.refusals(backoff)
+	if spaced < 3 {
+		t.Fatalf("%d refusals, %d after a pause: the indexer never backed off", n, spaced)
+	}
+	if n > 12+spaced+1 {
+		t.Errorf("%d refusals before the third backoff, want at most %d: the indexer retries without backing off", n, 12+spaced+1)
 	}
 	if h := ix.Health(); !h.Stuck() || h.Skipped != 1 {
 		t.Errorf("health %+v, want stuck with the one event set aside", h)
