@@ -9,7 +9,7 @@ import "github.com/kithcdp/kith"
 
 // Erased is what erasing a unified profile removed.
 type Erased struct {
-	Scope  kith.ErasureScope
+	Scope  kith.Cluster
 	Counts map[string]int64
 }
 
@@ -45,7 +45,7 @@ func (ix *Indexer) erase(ctx context.Context, canonical string) (Erased, error) 
 	if err != nil {
 		return Erased{}, err
 	}
-	scope := kith.ErasureScope{Members: cl.Members, Keys: cl.Keys, Seqs: cl.Seqs}
+	scope := kith.Cluster{Members: cl.Members, Keys: cl.Keys, Seqs: cl.Seqs}
 	counts, err := ix.store.ErasePeople(ctx, scope)
 	if err != nil {
 		return Erased{Scope: scope, Counts: counts}, fmt.Errorf("pipeline: erase %s: %w", c, err)

@@ -55,7 +55,7 @@ type Store interface {
 	SaveDetachment(ctx context.Context, d kith.Detachment) error
 	Detachments(ctx context.Context) ([]kith.Detachment, error)
 	// For erasure (see erase.go).
-	ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]int64, error)
+	ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64, error)
 }
 
 // Indexer applies the log to the derived state. Run it in one goroutine.

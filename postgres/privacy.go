@@ -100,7 +100,7 @@ func (db *DB) Suppressions(ctx context.Context) ([]kith.IdentKey, error) {
 // rows stay in the table files until VACUUM reclaims them (autovacuum, or
 // VACUUM FULL for an immediate rewrite): see the operator's note in the
 // README.
-func (db *DB) ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]int64, error) {
+func (db *DB) ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64, error) {
 	counts := map[string]int64{}
 	keys := make([][]byte, len(s.Keys))
 	for i := range s.Keys {

@@ -307,7 +307,7 @@ func (s *Service) EraseProfile(ctx context.Context, canonical string, counts map
 	return err
 }
 
-func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map[string]int64) (kith.ErasureScope, error) {
+func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map[string]int64) (kith.Cluster, error) {
 	res, err := s.Indexer.Erase(ctx, canonical)
 	for k, v := range res.Counts {
 		counts[k] += v

@@ -149,7 +149,7 @@ func anys[T any](xs []T, f func(T) any) []any {
 // again), then the derived state, then the predictions. secure_delete
 // zeroes what is deleted; `kith compact` rewrites the files and empties
 // their write-ahead logs.
-func (db *DB) ErasePeople(ctx context.Context, s kith.ErasureScope) (map[string]int64, error) {
+func (db *DB) ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64, error) {
 	counts := map[string]int64{}
 	members := anys(s.Members, func(m string) any { return m })
 	keys := anys(s.Keys, func(k kith.IdentKey) any { return k[:] })

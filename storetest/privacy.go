@@ -51,7 +51,7 @@ func testPrivacy(t *testing.T, s kith.Store) {
 		Traits:   []kith.TraitUpsert{trait("pa", "name", `"Ada"`, "s1", "m1", 1), trait("pb", "name", `"Bob"`, "s1", "m3", 1)},
 		Timeline: []kith.TimelineEntry{entry("pa", 1, res.Seqs[0], "track", "x"), entry("pa", 2, res.Seqs[1], "track", "x"), entry("pb", 3, res.Seqs[2], "track", "x")}})
 	noErr(t, s.SaveDMPAudiences(ctx, []kith.DMPAudience{{Key: a.Key, IDType: "email", Partner: "d", Audience: "x", ExpiresAt: at(1000), ImportedAt: at(1)}}), "SaveDMPAudiences")
-	counts, err := s.ErasePeople(ctx, kith.ErasureScope{Members: []string{"pa"}, Keys: []kith.IdentKey{a.Key}, Seqs: res.Seqs[:2]})
+	counts, err := s.ErasePeople(ctx, kith.Cluster{Members: []string{"pa"}, Keys: []kith.IdentKey{a.Key}, Seqs: res.Seqs[:2]})
 	noErr(t, err, "ErasePeople")
 	for k, want := range map[string]int64{"events": 2, "identifiers": 1, "traits": 1, "timeline": 2, "profiles": 1, "third_party_audiences": 1} {
 		if counts[k] != want {
