@@ -28,6 +28,7 @@ import (
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/privacy"
+	"github.com/kithcdp/kith/profile"
 )
 
 //go:embed templates/*.html
@@ -85,6 +86,8 @@ type Console struct {
 	cfg   Config
 	tmpl  map[string]*template.Template
 	keyer identity.Keyer
+	// profiles resolves references and reads profiles, as the API does.
+	profiles *profile.Service
 
 	mu       sync.Mutex
 	sessions map[string]*session
@@ -121,7 +124,8 @@ func New(cfg Config) (*Console, error) {
 		r := identity.DefaultRules()
 		cfg.Rules = func() *identity.Rules { return r }
 	}
-	c := &Console{cfg: cfg, keyer: identity.NewKeyer(cfg.Secret), sessions: map[string]*session{}, tmpl: map[string]*template.Template{}}
+	c := &Console{cfg: cfg, keyer: identity.NewKeyer(cfg.Secret), sessions: map[string]*session{}, tmpl: map[string]*template.Template{},
+		profiles: profile.New(profile.Config{Store: cfg.Store, Audiences: cfg.Audiences, Rules: cfg.Rules, Now: cfg.Now})}
 	pages, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -229,9 +233,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	token := r.PostFormValue("token")
 	sum := sha256.Sum256([]byte(token))
 	tok, err := c.cfg.Store.TokenByHash(r.Context(), sum[:])
-	if token == "" || err != nil {
+	if token == "" || kith.ErrorCode(err) == kith.ENOTFOUND {
 		w.WriteHeader(http.StatusUnauthorized)
 		c.render(w, r, nil, "login", map[string]any{"Error": "That token is not valid."})
+		return
+	} else if err != nil {
+		// The store failed: that says nothing of the token (the API
+		// answers the same way).
+		c.fail(w, r, nil, err)
 		return
 	}
 	id := random(24)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/chart"
-	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/httperr"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/privacy"
 )
@@ -125,10 +125,12 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 // resolve turns a reference — "type:value", a profile id, or a bare
-// e-mail address or phone number — into the canonical profile id.
+// e-mail address, phone number or user id — into the canonical profile id
+// (profile.Service.Resolve, as the API resolves one). Only the store
+// saying "not found" moves on to the next reading of a bare reference;
+// any other error is the answer.
 func (c *Console) resolve(r *http.Request, ref string) (string, error) {
 	ref = strings.TrimSpace(ref)
-	rules := c.cfg.Rules()
 	try := []string{ref}
 	if !strings.Contains(ref, ":") {
 		switch {
@@ -141,20 +143,11 @@ func (c *Console) resolve(r *http.Request, ref string) (string, error) {
 		}
 	}
 	for _, t := range try {
-		if id, ok := rules.ParseRef(t); ok {
-			key := c.keyer.Key(id)
-			owners, err := c.cfg.Store.LookupIdentifiers(r.Context(), []kith.IdentKey{key})
-			if err != nil {
-				return "", err
-			}
-			if o, ok := owners[key]; ok {
-				return o.Canonical, nil
-			}
+		id, err := c.profiles.Resolve(r.Context(), t)
+		if kith.ErrorCode(err) == kith.ENOTFOUND {
 			continue
 		}
-		if cid, err := c.cfg.Store.Canonical(r.Context(), t); err == nil {
-			return cid, nil
-		}
+		return id, err
 	}
 	return "", kith.Errorf(kith.ENOTFOUND, "no customer has %q", ref)
 }
@@ -214,7 +207,11 @@ func (c *Console) search(w http.ResponseWriter, r *http.Request, s *session) {
 		var hits []hit
 		for _, id := range ids {
 			name := ""
-			ts, _ := c.cfg.Store.Traits(r.Context(), id)
+			ts, err := c.cfg.Store.Traits(r.Context(), id)
+			if err != nil {
+				c.fail(w, r, s, err)
+				return
+			}
 			for _, t := range ts {
 				if t.Key == "firstName" || t.Key == "lastName" || t.Key == "name" {
 					var v string
@@ -267,40 +264,12 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, err)
 		return
 	}
-	st := c.cfg.Store
-	sum, err := st.Profile(ctx, id)
+	v, err := c.profiles.View(ctx, id)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	traits, err := st.Traits(ctx, id)
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	var memberships []kith.Member
-	if c.cfg.Audiences != nil {
-		ct, err := c.cfg.Audiences.ComputedTraits(ctx, id)
-		if err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-		traits = append(traits, ct...)
-		if memberships, err = c.cfg.Audiences.ProfileMemberships(ctx, id); err != nil {
-			c.fail(w, r, s, err)
-			return
-		}
-	}
-	ids, err := st.Identities(ctx, id)
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	merges, err := st.Merges(ctx, id)
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
+	traits, ids, merges, memberships := v.Traits, v.Identities, v.Merges, v.Memberships
 	pii := s.tok.HasScope(kith.ScopePIIRead)
 	if !pii {
 		traits, ids, merges = privacy.MaskTraits(traits, c.cfg.Audiences), privacy.MaskIdentities(ids), privacy.MaskMerges(merges)
@@ -314,21 +283,6 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 			event = append(event, t)
 		}
 	}
-	history, err := st.Consents(ctx, id)
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
-	keys := make([]kith.IdentKey, 0, len(ids))
-	full, _ := st.Identities(ctx, id) // unmasked, for the keys
-	for _, i := range full {
-		keys = append(keys, c.keyer.Key(identity.Identifier{Type: i.Type, Value: i.Value}))
-	}
-	dmp, err := st.DMPAudiences(ctx, keys, c.cfg.Now())
-	if err != nil {
-		c.fail(w, r, s, err)
-		return
-	}
 	rows, next, err := c.timeline(r, s, id, pii)
 	if err != nil {
 		c.fail(w, r, s, err)
@@ -337,16 +291,16 @@ func (c *Console) customer(w http.ResponseWriter, r *http.Request, s *session) {
 	name := ""
 	for _, t := range event {
 		if t.Key == "firstName" || t.Key == "lastName" {
-			var v string
-			_ = json.Unmarshal(t.Value, &v)
-			name = strings.TrimSpace(name + " " + v)
+			var part string
+			_ = json.Unmarshal(t.Value, &part)
+			name = strings.TrimSpace(name + " " + part)
 		}
 	}
 	c.render(w, r, s, "customer", map[string]any{
-		"ID": id, "Name": name, "Summary": sum, "Traits": event, "Predicted": predicted,
+		"ID": id, "Name": name, "Summary": v.Profile, "Traits": event, "Predicted": predicted,
 		"Identities": ids, "Merges": merges, "Timeline": rows, "Next": next, "EventFilter": r.URL.Query().Get("event"),
 		"ChannelFilter": r.URL.Query().Get("channel"), "Channels": []string{"web", "app", "import: orders.csv", "import: crm_contacts.csv", "import: email_engagement.csv"},
-		"Audiences": memberships, "Consent": privacy.Current(history), "ConsentHistory": history, "DMP": dmp,
+		"Audiences": memberships, "Consent": v.Consent, "ConsentHistory": v.ConsentHistory, "DMP": v.ThirdPartyAudiences,
 	})
 }
 
@@ -437,19 +391,16 @@ func (c *Console) timeline(r *http.Request, s *session, id string, pii bool) ([]
 	return rows, next, nil
 }
 
-// export serves GET /customers/{ref}/export: the data-subject document.
+// export serves GET /customers/{ref}/export: the data-subject document,
+// the one the API's export hands out (profile.Service.Export); a failed
+// read fails the download rather than leave a part out.
 func (c *Console) export(w http.ResponseWriter, r *http.Request, s *session) {
 	id, err := c.resolve(r, r.PathValue("ref"))
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	var x privacy.Extras
-	if c.cfg.Audiences != nil {
-		x.Computed, _ = c.cfg.Audiences.ComputedTraits(r.Context(), id)
-		x.Memberships, _ = c.cfg.Audiences.ProfileMemberships(r.Context(), id)
-	}
-	doc, err := privacy.Export(r.Context(), c.cfg.Store, c.cfg.Secret, id, c.cfg.Now(), x)
+	doc, err := c.profiles.Export(r.Context(), id)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
@@ -640,24 +591,19 @@ func (c *Console) privacy(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, "privacy", data)
 }
 
-// fail shows an error page with the status its code maps to.
+// fail shows an error page with the status its code answers with on the
+// API too (httperr), and the API's Retry-After when a retry may succeed.
+// An internal error's detail, or an unknown code, goes to the log, not
+// the page.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {
-	status := http.StatusInternalServerError
-	switch kith.ErrorCode(err) {
-	case kith.ENOTFOUND:
-		status = http.StatusNotFound
-	case kith.EINVALID:
-		status = http.StatusBadRequest
-	case kith.ECONFLICT:
-		status = http.StatusConflict
-	case kith.EFORBIDDEN:
-		status = http.StatusForbidden
-	}
+	code := kith.ErrorCode(err)
+	status, known := httperr.Status(code)
 	msg := kith.ErrorMessage(err)
 	if status == http.StatusInternalServerError {
-		c.cfg.Logger.Error("console", "path", r.URL.Path, "err", err)
+		c.cfg.Logger.Error("console", "path", r.URL.Path, "code", code, "known", known, "err", err)
 		msg = "Something went wrong; the server log says what."
 	}
+	httperr.SetRetryAfter(w.Header(), code)
 	w.WriteHeader(status)
 	c.render(w, r, s, "error", map[string]any{"Message": msg})
 }

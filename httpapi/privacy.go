@@ -87,30 +87,15 @@ func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleExport serves GET /v1/privacy/profiles/{ref}/export: everything
-// held about the person, as one JSON document.
+// held about the person, as one JSON document (profile.Service.Export, the
+// document the console's export hands out).
 func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	canonical, err := s.resolve(r)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	secret, err := s.store.Secret(r.Context())
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	var x privacy.Extras
-	if s.cfg.Audiences != nil {
-		if x.Computed, err = s.cfg.Audiences.ComputedTraits(r.Context(), canonical); err != nil {
-			s.error(w, r, err)
-			return
-		}
-		if x.Memberships, err = s.cfg.Audiences.ProfileMemberships(r.Context(), canonical); err != nil {
-			s.error(w, r, err)
-			return
-		}
-	}
-	doc, err := privacy.Export(r.Context(), s.store, secret, canonical, s.cfg.Now(), x)
+	doc, err := s.profiles.Export(r.Context(), canonical)
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -21,40 +21,15 @@ func (s *Server) resolve(r *http.Request) (string, error) {
 	return s.resolveRef(r, r.PathValue("ref"))
 }
 
-// resolveRef turns a profile reference into the canonical profile id.
+// resolveRef turns a profile reference into the canonical profile id
+// (profile.Service.Resolve, as the console resolves one).
 func (s *Server) resolveRef(r *http.Request, ref string) (string, error) {
-	if id, ok := s.rules.Load().ParseRef(ref); ok {
-		keyer, err := s.keyer(r)
-		if err != nil {
-			return "", err
-		}
-		key := keyer.Key(id)
-		owners, err := s.store.LookupIdentifiers(r.Context(), []kith.IdentKey{key})
-		if err != nil {
-			return "", err
-		}
-		o, ok := owners[key]
-		if !ok {
-			return "", kith.Errorf(kith.ENOTFOUND, "no profile has identifier %s", id)
-		}
-		return o.Canonical, nil
-	}
-	return s.store.Canonical(r.Context(), ref)
+	return s.profiles.Resolve(r.Context(), ref)
 }
 
 // keyer returns the identifier keyer for the store's secret, built once.
 func (s *Server) keyer(r *http.Request) (identity.Keyer, error) {
-	s.keyerMu.Lock()
-	defer s.keyerMu.Unlock()
-	if s.keyerSet {
-		return s.keyerVal, nil
-	}
-	secret, err := s.store.Secret(r.Context())
-	if err != nil {
-		return identity.Keyer{}, err
-	}
-	s.keyerVal, s.keyerSet = identity.NewKeyer(secret), true
-	return s.keyerVal, nil
+	return s.profiles.Keyer(r.Context())
 }
 
 // page is the Segment Profile API list envelope.
@@ -150,20 +125,11 @@ func (s *Server) handleTraits(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	traits, err := s.store.Traits(r.Context(), id)
+	// Computed traits come last: one replaces a trait of the same key.
+	traits, err := s.profiles.Traits(r.Context(), id)
 	if err != nil {
 		s.error(w, r, err)
 		return
-	}
-	if s.cfg.Audiences != nil {
-		// Computed traits are evaluated as of now; one replaces a trait of
-		// the same key.
-		ct, err := s.cfg.Audiences.ComputedTraits(r.Context(), id)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		traits = append(traits, ct...)
 	}
 	if !tokenOf(r).HasScope(kith.ScopePIIRead) {
 		traits = privacy.MaskTraits(traits, s.cfg.Audiences)

@@ -27,6 +27,7 @@ import (
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/privacy"
+	"github.com/kithcdp/kith/profile"
 )
 
 // Committer makes submissions durable (collect.Committer).
@@ -134,9 +135,9 @@ type Server struct {
 	tokMu  sync.Mutex
 	tokens map[[32]byte]cachedToken
 
-	keyerMu  sync.Mutex
-	keyerVal identity.Keyer
-	keyerSet bool
+	// profiles resolves references and reads profiles, as the console
+	// does (profile.Service).
+	profiles *profile.Service
 
 	// rules are the identity rules in force (PUT /v1/identity/rules
 	// replaces them).
@@ -176,6 +177,7 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 	}
 	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
 	s.rules.Store(cfg.IdentityRules)
+	s.profiles = profile.New(profile.Config{Store: store, Audiences: cfg.Audiences, Rules: s.rules.Load, Now: cfg.Now})
 	s.auditor = newAuditor(store, cfg.Logger)
 	s.routes()
 	return s
@@ -420,50 +422,6 @@ func (s *Server) token(r *http.Request, secret string) (kith.Token, error) {
 type cachedToken struct {
 	tok kith.Token
 	at  time.Time
-}
-
-// errorStatus maps error codes to HTTP statuses.
-var errorStatus = map[string]int{
-	kith.ECONFLICT:     http.StatusConflict,
-	kith.EINVALID:      http.StatusBadRequest,
-	kith.ENOTFOUND:     http.StatusNotFound,
-	kith.EUNAUTHORIZED: http.StatusUnauthorized,
-	kith.EFORBIDDEN:    http.StatusForbidden,
-	kith.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	kith.EOVERLOADED:   http.StatusTooManyRequests,
-	kith.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	kith.EINTERNAL:     http.StatusInternalServerError,
-}
-
-// error writes err as {"error":{"code","message"}}; internal errors are
-// logged and their detail withheld from the client.
-func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
-	s.errorWith(w, r, err, nil)
-}
-
-func (s *Server) errorWith(w http.ResponseWriter, r *http.Request, err error, extra map[string]any) {
-	code := kith.ErrorCode(err)
-	if code == kith.EINTERNAL {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	if code == kith.EOVERLOADED {
-		w.Header().Set("Retry-After", "1")
-	}
-	if code == kith.EUNAVAILABLE {
-		w.Header().Set("Retry-After", "30") // a disk is not freed in a second
-	}
-	body := map[string]any{"error": map[string]string{"code": code, "message": kith.ErrorMessage(err)}}
-	for k, v := range extra {
-		body[k] = v
-	}
-	status, ok := errorStatus[code]
-	if !ok {
-		// A code this table does not know is a bug; still answer (500),
-		// never WriteHeader(0), which panics.
-		s.log.Error("request failed with an unknown error code", "code", code, "err", err)
-		status = http.StatusInternalServerError
-	}
-	writeJSON(w, status, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
