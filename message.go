@@ -53,14 +53,10 @@ const (
 	ReasonEventTooLarge    = "event_too_large"
 	ReasonMessageIDTooLong = "message_id_too_long"
 	ReasonInvalidField     = "invalid_field"
-	// ReasonSuppressed is not a rejection: an event carrying an identifier
-	// of an erased, suppressed person is dropped at ingest and counted in
-	// Counts.Suppressed.
-	ReasonSuppressed = "suppressed"
 )
 
 // Counts is the accounting of one source. Every received event lands in
-// exactly one of Accepted, Duplicate or Rejected; Processed counts accepted
+// exactly one of Accepted, Duplicate, Rejected or Suppressed; Processed counts accepted
 // events the pipeline has applied to profiles.
 type Counts struct {
 	Received  int64            `json:"received"`
@@ -127,6 +123,10 @@ type AppendBatch struct {
 	Events []Message
 	// Rejected counts rejections by source and reason.
 	Rejected map[string]map[string]int64
+	// Suppressed counts, by source, events dropped because they carry an
+	// identifier of an erased person who asked not to be tracked again.
+	// They are received, and neither stored nor rejected.
+	Suppressed map[string]int64
 }
 
 // AppendResult says which events of an AppendBatch were stored.

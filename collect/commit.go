@@ -25,6 +25,9 @@ type Submission struct {
 	Messages []kith.Message
 	// Rejected counts this request's rejections by reason.
 	Rejected map[string]int64
+
+	// suppressed counts the messages the gate dropped (set by Submit).
+	suppressed int64
 }
 
 // Outcome tells a request what happened to its messages.
@@ -108,12 +111,7 @@ func (c *Committer) Submit(ctx context.Context, s Submission) Outcome {
 			keep = append(keep, m)
 		}
 		if n > 0 {
-			rej := make(map[string]int64, len(s.Rejected)+1)
-			for k, v := range s.Rejected {
-				rej[k] = v
-			}
-			rej[kith.ReasonSuppressed] += n
-			s.Messages, s.Rejected = keep, rej
+			s.Messages, s.suppressed = keep, n
 		}
 	}
 	out := c.submit(ctx, s)
@@ -233,6 +231,12 @@ func (c *Committer) append(group []pending, n int) (kith.AppendResult, kith.Appe
 	b := kith.AppendBatch{Events: make([]kith.Message, 0, n), Rejected: map[string]map[string]int64{}}
 	for _, p := range group {
 		b.Events = append(b.Events, p.sub.Messages...)
+		if p.sub.suppressed > 0 {
+			if b.Suppressed == nil {
+				b.Suppressed = map[string]int64{}
+			}
+			b.Suppressed[p.sub.SourceID] += p.sub.suppressed
+		}
 		for reason, k := range p.sub.Rejected {
 			if b.Rejected[p.sub.SourceID] == nil {
 				b.Rejected[p.sub.SourceID] = map[string]int64{}

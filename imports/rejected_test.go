@@ -29,7 +29,7 @@ func TestCheckRejected(t *testing.T) {
 		{"too many together", map[string]int64{ReasonMalformedRow: MaxRejectedPerSend, ReasonMissingKey: 1}, "more than the 100000 one batch may report"},
 		{"overflowing together", map[string]int64{ReasonMalformedRow: math.MaxInt64, ReasonMissingKey: math.MaxInt64}, "is not a count"},
 		{"unknown reason", map[string]int64{"ovf": 1}, `rejected["ovf"]: not a reason an import rejects rows for`},
-		{"the server's own reason", map[string]int64{kith.ReasonSuppressed: 1}, `rejected["suppressed"]: not a reason`},
+		{"the suppression counter", map[string]int64{"suppressed": 1}, `rejected["suppressed"]: not a reason`},
 		{"NUL", map[string]int64{"x\x00": 1}, `rejected["x\x00"] contains a NUL character`},
 		{"invalid UTF-8", map[string]int64{"x\xff": 1}, `rejected["x\xff"] is not valid UTF-8`},
 		{"long", map[string]int64{strings.Repeat("a", 10000): 1}, `rejected["` + strings.Repeat("a", 64) + `"…]: not a reason`},

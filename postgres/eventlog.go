@@ -16,11 +16,12 @@ import (
 // Counter names in the counters table; rejections are counted under
 // counterRejected followed by the reason.
 const (
-	counterReceived  = "received"
-	counterAccepted  = "accepted"
-	counterDuplicate = "duplicate"
-	counterRejected  = "rejected:"
-	counterProcessed = "processed"
+	counterReceived   = "received"
+	counterAccepted   = "accepted"
+	counterDuplicate  = "duplicate"
+	counterRejected   = "rejected:"
+	counterSuppressed = "suppressed"
+	counterProcessed  = "processed"
 )
 
 // eventColumns are the events columns a kith.Message reads from, in the
@@ -36,7 +37,7 @@ func (db *DB) Append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 
 func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult, error) {
 	res := kith.AppendResult{Duplicate: make([]bool, len(b.Events))}
-	if len(b.Events) == 0 && len(b.Rejected) == 0 {
+	if len(b.Events) == 0 && len(b.Rejected) == 0 && len(b.Suppressed) == 0 {
 		return res, nil
 	}
 
@@ -131,6 +132,10 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 			add(source, counterReceived, v)
 			add(source, counterRejected+reason, v)
 		}
+	}
+	for source, v := range b.Suppressed {
+		add(source, counterReceived, v)
+		add(source, counterSuppressed, v)
 	}
 	if len(kept) > 0 {
 		// COPY is ~1.5x faster than a multi-row INSERT here. It evaluates
@@ -300,7 +305,7 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 			c.Duplicate = v
 		case counterProcessed:
 			c.Processed = v
-		case counterRejected + kith.ReasonSuppressed:
+		case counterSuppressed:
 			c.Suppressed = v
 		case "last_received":
 			c.LastEventAt = time.UnixMicro(v).UTC()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
@@ -249,4 +250,30 @@ func BenchmarkAppend(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*perBatch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// Suppressed events were once counted as the rejection reason
+// "suppressed"; upgrading moves that counter to Counts.Suppressed.
+func TestSuppressedCounterMigrates(t *testing.T) {
+	url := newSchema(t)
+	db := mustOpen(t, url)
+	for _, q := range []string{
+		`INSERT INTO counters (source_id, name, value) VALUES ('s', 'received', 5), ('s', 'rejected:suppressed', 3), ('s', 'rejected:invalid_json', 2)`,
+		`DELETE FROM schema_migrations WHERE version = 13`, // before the move
+	} {
+		if _, err := db.pool.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	db = mustOpen(t, url)
+	defer db.Close()
+	c, err := db.Counts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := kith.Counts{Received: 5, Suppressed: 3, Rejected: map[string]int64{kith.ReasonInvalidJSON: 2}}
+	if got := c["s"]; got.Received != want.Received || got.Suppressed != want.Suppressed || !maps.Equal(got.Rejected, want.Rejected) {
+		t.Errorf("counts after upgrade %+v, want %+v", got, want)
+	}
 }

@@ -352,6 +352,9 @@ CREATE TABLE consents (
 	PRIMARY KEY (profile_id, seq, category)
 );
 `,
+	// 13: suppressed events have a counter of their own; they were counted
+	// as the rejection reason "suppressed" although they are not rejected.
+	`UPDATE counters SET name = 'suppressed' WHERE name = 'rejected:suppressed'`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

@@ -214,6 +214,10 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 			counts[[2]string{src, "rejected:" + reason}] += n
 		}
 	}
+	for src, n := range b.Suppressed {
+		counts[[2]string{src, "received"}] += n
+		counts[[2]string{src, "suppressed"}] += n
+	}
 	cnt := tx.StmtContext(ctx, db.cntStmt)
 	for k, n := range counts {
 		if _, err := cnt.ExecContext(ctx, k[0], k[1], n); err != nil {
@@ -442,7 +446,7 @@ func (db *DB) Counts(ctx context.Context) (map[string]kith.Counts, error) {
 			c.LastEventAt = fromMicros(v)
 		case strings.HasPrefix(name, kith.DayPrefix):
 			continue // per-day counts: DailyEvents
-		case name == "rejected:"+kith.ReasonSuppressed:
+		case name == "suppressed":
 			c.Suppressed = v
 		case strings.HasPrefix(name, "rejected:"):
 			c.Rejected[strings.TrimPrefix(name, "rejected:")] = v

@@ -403,6 +403,9 @@ var logMigrations = []string{
 		key BLOB PRIMARY KEY,
 		at  INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+	// Suppressed events have a counter of their own; they were counted as
+	// the rejection reason "suppressed" although they are not rejected.
+	`UPDATE counters SET name = 'suppressed' WHERE name = 'rejected:suppressed';`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

@@ -3,8 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,40 @@ func TestStateMigrationRederives(t *testing.T) {
 	}
 	if err := s.ScanOrders(ctx, func(kith.CustomerOrders) error { return nil }); err != nil {
 		t.Errorf("orders table missing after upgrade: %v", err)
+	}
+}
+
+// Suppressed events were once counted as the rejection reason
+// "suppressed"; upgrading moves that counter to Counts.Suppressed.
+func TestSuppressedCounterMigrates(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open(t, dir).Close()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "log.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version int
+	if err := db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO counters (source_id, name, value) VALUES ('s', 'received', 5), ('s', 'rejected:suppressed', 3), ('s', 'rejected:invalid_json', 2)`,
+		`PRAGMA user_version = ` + strconv.Itoa(version-1), // before the move
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	s := open(t, dir)
+	defer s.Close()
+	c, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := kith.Counts{Received: 5, Suppressed: 3, Rejected: map[string]int64{kith.ReasonInvalidJSON: 2}}
+	if got := c["s"]; got.Received != want.Received || got.Suppressed != want.Suppressed || !maps.Equal(got.Rejected, want.Rejected) {
+		t.Errorf("counts after upgrade %+v, want %+v", got, want)
 	}
 }

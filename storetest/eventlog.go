@@ -205,6 +205,25 @@ func testAppendRejected(t *testing.T, s kith.Store) {
 	}
 }
 
+// testAppendSuppressed checks that events dropped for a suppressed person
+// are received and counted as suppressed, not as a rejection, with events
+// or alone.
+func testAppendSuppressed(t *testing.T, s kith.Store) {
+	mustAppend(t, s, kith.AppendBatch{
+		Events:     []kith.Message{message("s1", "a", at(0))},
+		Rejected:   map[string]map[string]int64{"s1": {kith.ReasonMissingEvent: 1}},
+		Suppressed: map[string]int64{"s1": 2},
+	})
+	mustAppend(t, s, kith.AppendBatch{Suppressed: map[string]int64{"s1": 1, "s2": 4}})
+	checkCounts(t, mustCounts(t, s), map[string]kith.Counts{
+		"s1": {Received: 5, Accepted: 1, Suppressed: 3, Rejected: map[string]int64{kith.ReasonMissingEvent: 1}},
+		"s2": {Received: 4, Suppressed: 4},
+	})
+	if n := len(readAll(t, s)); n != 1 {
+		t.Errorf("log holds %d events, want 1", n)
+	}
+}
+
 // testAppendConcurrent runs several appenders at once, with messageIds that
 // race against each other, while a reader follows the log the way the
 // indexer does (ReadLog after its cursor). Every unique event must be stored

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"AppendReportsSeqs", testAppendReportsSeqs},
 		{"AppendDedup", testAppendDedup},
 		{"AppendRejected", testAppendRejected},
+		{"AppendSuppressed", testAppendSuppressed},
 		{"AppendConcurrent", testAppendConcurrent},
 		{"AppendCanceledContext", testAppendCanceledContext},
 		{"ReadLogPaging", testReadLogPaging},
