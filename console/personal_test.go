@@ -1,22 +1,15 @@
 package console_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kithcdp/kith"
-	"github.com/kithcdp/kith/admin"
-	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/console"
-	"github.com/kithcdp/kith/pipeline"
-	"github.com/kithcdp/kith/sqlite"
 )
 
 var csrfRe = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
@@ -26,66 +19,15 @@ var csrfRe = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 // personal data, the members of an audience over it are not shown, and a
 // computed trait derived from it is masked on the 360 page.
 func TestConsolePersonalDataNeedsPIIRead(t *testing.T) {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	secret, err := db.Secret(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := audience.NewEngine(db, audience.Config{Secret: secret, FlushEvery: -1})
-	ix := pipeline.New(db, secret, pipeline.Config{Observer: eng})
-	now := time.Now()
-	raw := `{"type":"identify","userId":"u1","messageId":"m1","traits":{"email":"ada@example.com"},"context":{"ip":"203.0.113.7"}}`
-	if _, err := db.Append(ctx, kith.AppendBatch{Events: []kith.Message{{SourceID: "web", MessageID: "m1", Type: "identify", UserID: "u1", Timestamp: now, ReceivedAt: now, Raw: []byte(raw)}}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []kith.Definition{
+	f := newFixture(t, []kith.Definition{
 		{Kind: kith.KindComputedTrait, Key: "contact", Text: `last(traits.email of event *)`},
 		{Kind: kith.KindAudience, Key: "emails", Text: `traits.email ends_with "@example.com"`},
-	} {
-		if _, err := eng.Put(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		n, err := ix.Step(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		worked, err := eng.Step(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 && !worked {
-			break
-		}
-	}
-	c, err := console.New(console.Config{Store: db, Secret: secret, Audiences: eng})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	c.Register(mux)
+	}, `{"type":"identify","userId":"u1","traits":{"email":"ada@example.com"},"context":{"ip":"203.0.113.7"}}`)
+	mux := f.console(console.Config{Audiences: f.eng})
 	signIn := func(scopes ...string) func(method, path string, form url.Values) (int, string) {
-		_, tok, err := admin.CreateToken(ctx, db, strings.NewReplacer(":", "-").Replace(strings.Join(scopes, " ")), scopes, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := httptest.NewRecorder()
-		req := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"token": {tok}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		mux.ServeHTTP(rec, req)
-		cookie := strings.Split(rec.Header().Get("Set-Cookie"), ";")[0]
+		browse := f.signIn(mux, scopes...)
 		return func(method, path string, form url.Values) (int, string) {
-			rec := httptest.NewRecorder()
-			req := httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Cookie", cookie)
-			mux.ServeHTTP(rec, req)
+			rec := browse(method, path, form)
 			return rec.Code, rec.Body.String()
 		}
 	}
