@@ -13,7 +13,6 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/collect"
-	"github.com/kithcdp/kith/privacy"
 )
 
 // consentSource is the source admin-set consent decisions are recorded
@@ -33,14 +32,14 @@ type consentView struct {
 }
 
 func (s *Server) consentOf(r *http.Request, canonical string) (consentView, error) {
-	h, err := s.store.Consents(r.Context(), canonical)
+	cur, h, err := s.profiles.Consent(r.Context(), canonical)
 	if err != nil {
 		return consentView{}, err
 	}
 	if h == nil {
 		h = []kith.Consent{}
 	}
-	return consentView{Categories: privacy.Current(h), History: h}, nil
+	return consentView{Categories: cur, History: h}, nil
 }
 
 func (s *Server) handleGetConsent(w http.ResponseWriter, r *http.Request) {

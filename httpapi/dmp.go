@@ -8,7 +8,6 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/dmp"
-	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/imports"
 )
 
@@ -61,31 +60,13 @@ func (s *Server) handleDMPImport(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"summary": sum, "rejects": rejects, "rejectsTruncated": more})
 }
 
-// profileDMPAudiences returns the unexpired third-party audiences held
-// against any of the profile's identifiers.
-func (s *Server) profileDMPAudiences(r *http.Request, canonical string) ([]kith.DMPAudience, error) {
-	ids, err := s.store.Identities(r.Context(), canonical)
-	if err != nil {
-		return nil, err
-	}
-	keyer, err := s.keyer(r)
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]kith.IdentKey, len(ids))
-	for i, id := range ids {
-		keys[i] = keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
-	}
-	return s.store.DMPAudiences(r.Context(), keys, s.cfg.Now())
-}
-
 func (s *Server) handleProfileDMP(w http.ResponseWriter, r *http.Request) {
 	canonical, err := s.resolve(r)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	as, err := s.profileDMPAudiences(r, canonical)
+	as, err := s.profiles.ThirdPartyAudiences(r.Context(), canonical)
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -212,22 +212,50 @@ func (s *Service) view(ctx context.Context, canonical string, now time.Time) (Vi
 	if v.Memberships, err = s.Memberships(ctx, canonical); err != nil {
 		return v, err
 	}
-	if v.ConsentHistory, err = s.cfg.Store.Consents(ctx, canonical); err != nil {
-		return v, fmt.Errorf("profile: reading the consent of %s: %w", canonical, err)
-	}
-	v.Consent = privacy.Current(v.ConsentHistory)
-	keyer, err := s.Keyer(ctx)
-	if err != nil {
+	if v.Consent, v.ConsentHistory, err = s.Consent(ctx, canonical); err != nil {
 		return v, err
 	}
-	keys := make([]kith.IdentKey, len(v.Identities))
-	for i, id := range v.Identities {
-		keys[i] = keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
-	}
-	if v.ThirdPartyAudiences, err = s.cfg.Store.DMPAudiences(ctx, keys, now); err != nil {
-		return v, fmt.Errorf("profile: reading the third-party audiences of %s: %w", canonical, err)
+	if v.ThirdPartyAudiences, err = s.thirdPartyAudiences(ctx, canonical, v.Identities, now); err != nil {
+		return v, err
 	}
 	return v, nil
+}
+
+// Consent returns a canonical profile's consent: each category's latest
+// decision, and every decision oldest first.
+func (s *Service) Consent(ctx context.Context, canonical string) (current map[string]kith.Consent, history []kith.Consent, err error) {
+	history, err = s.cfg.Store.Consents(ctx, canonical)
+	if err != nil {
+		return nil, nil, fmt.Errorf("profile: reading the consent of %s: %w", canonical, err)
+	}
+	return privacy.Current(history), history, nil
+}
+
+// ThirdPartyAudiences returns the unexpired DMP audiences held against any
+// of a canonical profile's identifiers (they are kept by identifier key,
+// so they follow the identifier through merges).
+func (s *Service) ThirdPartyAudiences(ctx context.Context, canonical string) ([]kith.DMPAudience, error) {
+	ids, err := s.cfg.Store.Identities(ctx, canonical)
+	if err != nil {
+		return nil, fmt.Errorf("profile: reading the identities of %s: %w", canonical, err)
+	}
+	return s.thirdPartyAudiences(ctx, canonical, ids, s.cfg.Now())
+}
+
+func (s *Service) thirdPartyAudiences(ctx context.Context, canonical string, ids []kith.Identity, now time.Time) ([]kith.DMPAudience, error) {
+	keyer, err := s.Keyer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]kith.IdentKey, len(ids))
+	for i, id := range ids {
+		keys[i] = keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
+	}
+	as, err := s.cfg.Store.DMPAudiences(ctx, keys, now)
+	if err != nil {
+		return nil, fmt.Errorf("profile: reading the third-party audiences of %s: %w", canonical, err)
+	}
+	return as, nil
 }
 
 // Export builds the data-subject export of a canonical profile: its
