@@ -128,7 +128,7 @@ func (s *Service) Resolve(ctx context.Context, ref string) (string, error) {
 	key := keyer.Key(id)
 	owners, err := s.cfg.Store.LookupIdentifiers(ctx, []kith.IdentKey{key})
 	if err != nil {
-		return "", fmt.Errorf("profile: looking up a %s identifier: %w", id.Type, err)
+		return "", fmt.Errorf("profile: looking up an identifier of type %s: %w", id.Type, err)
 	}
 	o, ok := owners[key]
 	if !ok {
