@@ -1,8 +1,13 @@
-// Package membership owns the stored form of audience memberships, which
-// both stores share: per-audience member lists as chunks of a bitmap over
-// profile ordinals, a profile's own memberships as one compact blob, and the
-// profile ids of a bulk change front-coded. Keeping it in one place keeps
-// the embedded store and PostgreSQL byte-compatible and tested once.
+// Package membership owns what both stores keep for the audience engine,
+// and how a batch of the engine's changes becomes rows: the stored form of
+// audience memberships (per-audience member lists as chunks of a bitmap
+// over profile ordinals, a profile's own memberships as one compact blob,
+// the history's rows with the profile ids of a bulk change front-coded)
+// and of definitions, and Plan, which checks a kith.AudienceBatch against
+// the stored memberships and works out every row it writes. Keeping it in
+// one place keeps the embedded store and PostgreSQL byte-compatible,
+// accepting and refusing the same batches, and tested once; each store
+// keeps only its SQL and its way of reading and writing the rows.
 package membership
 
 import (
@@ -149,6 +154,20 @@ func Members(id string, blob []byte) ([]kith.Member, error) {
 	return out, err
 }
 
+// CollectMembers adds the memberships of profile id, stored as blob, to
+// out when it has any, as kith.AudienceStore's LoadMemberships returns
+// them.
+func CollectMembers(out map[string][]kith.Member, id string, blob []byte) error {
+	ms, err := Members(id, blob)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", id, err)
+	}
+	if len(ms) > 0 {
+		out[id] = ms
+	}
+	return nil
+}
+
 // EncodeIDs front-codes the profile ids of a bulk change, in order: per id
 // the length of the prefix it shares with the previous id (uvarint), the
 // length of the rest (uvarint) and the rest. Profile ids of one
@@ -262,4 +281,54 @@ func EraseFromBulk(ids []byte, erased map[string]bool) ([]byte, int, error) {
 		return ids, 0, nil
 	}
 	return EncodeIDs(all), n, nil
+}
+
+// StateRow is a profile's row as a scan over every profile's state reads
+// it: its ordinal, id, state (and whether that is NULL, since a driver may
+// read an empty state as nil) and memberships as stored.
+type StateRow struct {
+	Ord      int64
+	ID       string
+	State    []byte
+	HasState bool
+	Members  []byte
+}
+
+// ScanStates is the paging of kith.AudienceStore's ScanStates, which both
+// stores share: page reads up to size rows of profiles with a state or a
+// membership after the ordinal after, in ordinal order (a shorter page is
+// the last), and fn is called with each row once its page has been read,
+// so that fn may use the store meanwhile: with the state (nil when it has
+// none, empty rather than nil when it is empty) and the memberships. An
+// error of page, or of decoding a row, is returned wrapped with what (the
+// store and operation); fn's is returned as it is.
+func ScanStates(what string, size int, page func(after int64) ([]StateRow, error), fn func(id string, state []byte, members []kith.Member) error) error {
+	var after int64
+	for {
+		rows, err := page(after)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		for _, r := range rows {
+			state := r.State
+			if !r.HasState {
+				state = nil
+			} else if state == nil {
+				state = []byte{}
+			}
+			var members []kith.Member
+			if len(r.Members) > 0 {
+				if members, err = Members(r.ID, r.Members); err != nil {
+					return fmt.Errorf("%s: profile %s: %w", what, r.ID, err)
+				}
+			}
+			if err := fn(r.ID, state, members); err != nil {
+				return err
+			}
+		}
+		if len(rows) < size {
+			return nil
+		}
+		after = rows[len(rows)-1].Ord
+	}
 }

@@ -1,21 +1,16 @@
 package postgres
 
 import (
-	"bytes"
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kithcdp/kith/membership"
-	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/membership"
 )
 
 // lockAudience is the advisory lock class (beside lockLog and lockMigrate)
@@ -24,46 +19,16 @@ import (
 // skips a change that commits late.
 const lockAudience = 0x6b69746a
 
-// encodeDefinition renders d as the JSON document stored for it. HTML
-// escaping is off so that a condition or text comparing with < or > is
-// stored as written rather than as \u003c. A condition that is not valid
-// JSON is the caller's mistake, hence EINVALID.
-func encodeDefinition(d kith.Definition) (string, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(d); err != nil {
-		return "", kith.Errorf(kith.EINVALID, "%s %q: %v", d.Kind, d.Key, err)
-	}
-	return strings.TrimSuffix(buf.String(), "\n"), nil
-}
-
-// decodeDefinition reverses encodeDefinition, returning times in UTC and a
-// missing condition as nil rather than the JSON literal null.
-func decodeDefinition(b []byte) (kith.Definition, error) {
-	var d kith.Definition
-	if err := json.Unmarshal(b, &d); err != nil {
-		return d, err
-	}
-	if string(d.Condition) == "null" {
-		d.Condition = nil
-	}
-	for _, t := range [...]*time.Time{&d.CreatedAt, &d.UpdatedAt, &d.Backfill.StartedAt, &d.Backfill.FinishedAt} {
-		*t = t.UTC()
-	}
-	return d, nil
-}
-
 // SaveDefinition creates or replaces the definition (d.Kind, d.Key). The
 // store keeps d as given; bumping Version is the caller's job, so that a
 // running backfill can tell it is out of date.
 func (db *DB) SaveDefinition(ctx context.Context, d kith.Definition) error {
-	body, err := encodeDefinition(d)
+	body, err := membership.EncodeDefinition(d)
 	if err != nil {
 		return fmt.Errorf("postgres: save definition: %w", err)
 	}
 	if _, err := db.pool.Exec(ctx, `INSERT INTO audience_definitions (kind, key, body) VALUES ($1, $2, $3::json)
-		ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body`, d.Kind, d.Key, body); err != nil {
+		ON CONFLICT (kind, key) DO UPDATE SET body = excluded.body`, d.Kind, d.Key, string(body)); err != nil {
 		return fmt.Errorf("postgres: save definition: %w", err)
 	}
 	return nil
@@ -95,7 +60,7 @@ func (db *DB) Definitions(ctx context.Context) ([]kith.Definition, error) {
 		if err := row.Scan(&kind, &key, &body); err != nil {
 			return kith.Definition{}, err
 		}
-		d, err := decodeDefinition([]byte(body))
+		d, err := membership.DecodeDefinition([]byte(body))
 		if err != nil {
 			return d, fmt.Errorf("%s %q: %w", kind, key, err)
 		}
@@ -119,172 +84,6 @@ func (db *DB) AudienceCursors(ctx context.Context) (cursor, statesCursor int64, 
 		return 0, 0, fmt.Errorf("postgres: audience cursors: %w", err)
 	}
 	return cursor, statesCursor, nil
-}
-
-// member is one of a profile's memberships: the audience and when the
-// profile entered it (unix microseconds).
-type held struct {
-	audience string
-	since    int64
-}
-
-// encodeMembers renders a profile's memberships, sorted by audience, as
-// stored; nil for none.
-func encodeMembers(ms []held) []byte {
-	if len(ms) == 0 {
-		return nil
-	}
-	var out []byte
-	var prev int64
-	for _, m := range ms {
-		out = membership.AppendMember(out, m.audience, m.since, prev)
-		prev = m.since
-	}
-	return out
-}
-
-// audProfile is one profile a batch names, as the batch is planned.
-type audProfile struct {
-	id       string
-	ord      int64 // 0 until the profile has an ordinal
-	row      bool  // it had a row before the batch
-	hadState bool  // that row's state was not NULL
-	blob     []byte
-	members  []held // decoded from blob once a change needs them
-	decoded  bool
-	dirty    bool // the batch changed its memberships
-	setState bool // the batch replaces the state (with state; nil for NULL)
-	state    []byte
-	needsOrd bool // a held change names it
-}
-
-// hasState reports whether the profile has a state after the batch.
-func (p *audProfile) hasState() bool {
-	if p.setState {
-		return p.state != nil
-	}
-	return p.hadState
-}
-
-// chunkKey names one member chunk.
-type chunkKey struct {
-	audience string
-	chunk    int64
-}
-
-// chunkOps is what a batch does to one member chunk: the offsets it ends
-// up adding and removing (a later change to an offset overrides an
-// earlier one).
-type chunkOps struct{ add, remove membership.Chunk }
-
-// audPlan is a batch checked against the stored memberships and turned
-// into the rows to write.
-type audPlan struct {
-	profiles []audProfile // in the order the batch first names them
-	index    map[string]int
-	chunks   map[chunkKey]*chunkOps
-	sizes    map[string]int64
-}
-
-// newAudPlan lists the profiles b names, in the order it first names
-// them: States (the last state of each), then Changes, then Bulk.
-func newAudPlan(b *kith.AudienceBatch) *audPlan {
-	p := &audPlan{index: map[string]int{}, chunks: map[chunkKey]*chunkOps{}, sizes: map[string]int64{}}
-	add := func(id string) *audProfile {
-		i, ok := p.index[id]
-		if !ok {
-			i = len(p.profiles)
-			p.index[id] = i
-			p.profiles = append(p.profiles, audProfile{id: id})
-		}
-		return &p.profiles[i]
-	}
-	for _, s := range b.States {
-		pr := add(s.ProfileID)
-		pr.setState, pr.state = true, s.State
-	}
-	for _, c := range b.Changes {
-		add(c.ProfileID).needsOrd = true
-	}
-	for _, bc := range b.Bulk {
-		for _, id := range bc.ProfileIDs {
-			add(id).needsOrd = true
-		}
-	}
-	return p
-}
-
-// change applies one entry or exit to profile i's memberships and to the
-// audience's chunk and size, and reports false if it contradicts them.
-func (p *audPlan) change(i int, audience string, entered bool, at int64) (bool, error) {
-	pr := &p.profiles[i]
-	if !pr.decoded {
-		err := membership.EachMember(pr.blob, func(a []byte, since int64) {
-			pr.members = append(pr.members, held{string(a), since})
-		})
-		if err != nil {
-			return false, fmt.Errorf("profile %s: %w", pr.id, err)
-		}
-		pr.decoded, pr.blob = true, nil
-	}
-	k, member := slices.BinarySearchFunc(pr.members, audience, func(m held, a string) int { return strings.Compare(m.audience, a) })
-	if member == entered {
-		return false, nil
-	}
-	key := chunkKey{audience, pr.ord >> membership.ChunkShift}
-	ops := p.chunks[key]
-	if ops == nil {
-		ops = &chunkOps{}
-		p.chunks[key] = ops
-	}
-	off := pr.ord & (membership.ChunkSize - 1)
-	if entered {
-		pr.members = slices.Insert(pr.members, k, held{audience, at})
-		ops.add.Add(off)
-		ops.remove.Remove(off)
-		p.sizes[audience]++
-	} else {
-		pr.members = slices.Delete(pr.members, k, k+1)
-		ops.remove.Add(off)
-		ops.add.Remove(off)
-		p.sizes[audience]--
-	}
-	pr.dirty = true
-	return true, nil
-}
-
-// plan replays b's changes, then its bulk changes, over the stored
-// memberships; an entry for a member or an exit for a non-member is
-// ECONFLICT.
-func (p *audPlan) plan(b *kith.AudienceBatch) error {
-	for i, c := range b.Changes {
-		ok, err := p.change(p.index[c.ProfileID], c.Audience, c.Entered, c.At.UnixMicro())
-		if err != nil {
-			return err
-		} else if !ok {
-			return membershipConflict(fmt.Sprintf("change %d", i), c.ProfileID, c.Audience, c.Entered)
-		}
-	}
-	for i, bc := range b.Bulk {
-		at := bc.At.UnixMicro()
-		for _, id := range bc.ProfileIDs {
-			ok, err := p.change(p.index[id], bc.Audience, bc.Entered, at)
-			if err != nil {
-				return err
-			} else if !ok {
-				return membershipConflict(fmt.Sprintf("bulk change %d", i), id, bc.Audience, bc.Entered)
-			}
-		}
-	}
-	return nil
-}
-
-// membershipConflict describes a change that contradicts the member list.
-func membershipConflict(what, profile, audience string, entered bool) error {
-	if entered {
-		return kith.Errorf(kith.ECONFLICT, "%s: profile %s entered audience %q but is already a member", what, profile, audience)
-	}
-	return kith.Errorf(kith.ECONFLICT, "%s: profile %s exited audience %q but is not a member", what, profile, audience)
 }
 
 // ApplyAudienceBatch applies b in one transaction: the states (the last
@@ -326,52 +125,38 @@ func (db *DB) ApplyAudienceBatch(ctx context.Context, b kith.AudienceBatch) erro
 }
 
 func applyAudienceBatch(ctx context.Context, tx pgx.Tx, b *kith.AudienceBatch) error {
-	p := newAudPlan(b)
-	if len(p.profiles) > 0 {
-		ids := make([]string, len(p.profiles))
-		for i := range p.profiles {
-			ids[i] = p.profiles[i].id
-		}
+	p := membership.NewPlan(b)
+	if ids := p.IDs(); len(ids) > 0 {
 		rows, err := tx.Query(ctx, `SELECT ord, profile_id, members, state IS NOT NULL FROM audience_profiles WHERE profile_id = ANY($1::text[])`, ids)
 		if err != nil {
 			return fmt.Errorf("read profiles: %w", err)
 		}
-		var (
-			ord      int64
-			id       string
-			blob     []byte
-			hasState bool
-		)
-		_, err = pgx.ForEachRow(rows, []any{&ord, &id, &blob, &hasState}, func() error {
-			pr := &p.profiles[p.index[id]]
-			pr.row, pr.ord, pr.hadState, pr.blob = true, ord, hasState, slices.Clone(blob)
-			return nil
+		stored, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (membership.StoredRow, error) {
+			var r membership.StoredRow
+			err := row.Scan(&r.Ord, &r.ID, &r.Members, &r.HasState)
+			return r, err
 		})
 		if err != nil {
 			return fmt.Errorf("read profiles: %w", err)
 		}
-	}
-	// New profiles that get a row take the next ordinals, in the order
-	// the batch names them.
-	var fresh []int
-	for i := range p.profiles {
-		if pr := &p.profiles[i]; !pr.row && (pr.needsOrd || pr.state != nil) {
-			fresh = append(fresh, i)
+		if err := p.Found(stored); err != nil {
+			return fmt.Errorf("read profiles: %w", err)
 		}
 	}
-	if len(fresh) > 0 {
+	// New profiles that get a row take the next ordinals, reserved at
+	// once.
+	var first int64
+	if n := p.NewProfiles(); n > 0 {
 		var last int64
-		if err := tx.QueryRow(ctx, `SELECT setval('audience_profile_ords', nextval('audience_profile_ords') + $1 - 1)`, len(fresh)).Scan(&last); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT setval('audience_profile_ords', nextval('audience_profile_ords') + $1 - 1)`, n).Scan(&last); err != nil {
 			return fmt.Errorf("ordinals: %w", err)
 		}
-		for k, i := range fresh {
-			p.profiles[i].ord = last - int64(len(fresh)) + 1 + int64(k)
-		}
+		first = last - int64(n) + 1
 	}
-	if err := p.plan(b); err != nil {
+	if err := p.Finish(first); err != nil {
 		return err
 	}
-	chunks, err := p.readChunks(ctx, tx)
+	chunks, err := readChunks(ctx, tx, p.Chunks())
 	if err != nil {
 		return err
 	}
@@ -384,14 +169,12 @@ func applyAudienceBatch(ctx context.Context, tx pgx.Tx, b *kith.AudienceBatch) e
 		batch.Queue(sql, args...)
 		steps = append(steps, step)
 	}
-	p.queueProfiles(queue)
+	queueProfiles(queue, p)
 	chunks.queue(queue)
 	var sizeA []string
 	var sizeN []int64
-	for _, a := range slices.Sorted(maps.Keys(p.sizes)) {
-		if p.sizes[a] != 0 {
-			sizeA, sizeN = append(sizeA, a), append(sizeN, p.sizes[a])
-		}
+	for _, s := range p.Sizes() {
+		sizeA, sizeN = append(sizeA, s.Audience), append(sizeN, s.N)
 	}
 	if len(sizeA) > 0 {
 		queue("sizes", `INSERT INTO audience_sizes (audience, n)
@@ -419,61 +202,57 @@ func applyAudienceBatch(ctx context.Context, tx pgx.Tx, b *kith.AudienceBatch) e
 			return err
 		}
 	}
-	return writeHistory(ctx, tx, b)
+	return writeHistory(ctx, tx, p)
 }
 
-// queueProfiles queues the writes of the profile rows the batch changed:
-// rows inserted or with both columns changed, rows with only their state
-// or only their memberships changed, and rows deleted because they hold
-// neither a state nor a membership any more.
-func (p *audPlan) queueProfiles(queue func(step, sql string, args ...any)) {
-	type cols struct {
-		ords    []int64
-		ids     []string
-		members [][]byte
-		states  [][]byte
+// queueProfiles queues the writes of the profile rows the batch changes,
+// each kind of write one array statement: rows inserted or with both
+// columns replaced, rows with only their state or only their memberships
+// replaced, and rows deleted because they hold neither a state nor a
+// membership any more.
+func queueProfiles(queue func(step, sql string, args ...any), p *membership.Plan) {
+	w := p.Rows()
+	ords := func(rows []membership.Row) []int64 {
+		out := make([]int64, len(rows))
+		for i, r := range rows {
+			out[i] = r.Ord
+		}
+		return out
 	}
-	var both, states, members cols
-	var deletes []int64
-	for i := range p.profiles {
-		pr := &p.profiles[i]
-		if !pr.setState && !pr.dirty {
-			continue
+	members := func(rows []membership.Row) [][]byte {
+		out := make([][]byte, len(rows))
+		for i, r := range rows {
+			out[i] = p.AppendMembers(nil, r)
 		}
-		blob := pr.blob
-		if pr.decoded {
-			blob = encodeMembers(pr.members)
-		}
-		empty := !pr.hasState() && blob == nil
-		switch {
-		case empty && pr.row:
-			deletes = append(deletes, pr.ord)
-		case empty:
-		case !pr.row || pr.setState && pr.dirty:
-			both.ords, both.ids = append(both.ords, pr.ord), append(both.ids, pr.id)
-			both.members, both.states = append(both.members, blob), append(both.states, pr.state)
-		case pr.setState:
-			states.ords, states.states = append(states.ords, pr.ord), append(states.states, pr.state)
-		default:
-			members.ords, members.members = append(members.ords, pr.ord), append(members.members, blob)
-		}
+		return out
 	}
-	if len(both.ords) > 0 {
+	states := func(rows []membership.Row) [][]byte {
+		out := make([][]byte, len(rows))
+		for i, r := range rows {
+			out[i] = p.State(r)
+		}
+		return out
+	}
+	if len(w.Both) > 0 {
+		ids := make([]string, len(w.Both))
+		for i, r := range w.Both {
+			ids[i] = p.ID(r)
+		}
 		queue("write profiles", `INSERT INTO audience_profiles (ord, profile_id, members, state)
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::bytea[])
 			ON CONFLICT (ord) DO UPDATE SET members = excluded.members, state = excluded.state`,
-			both.ords, both.ids, both.members, both.states)
+			ords(w.Both), ids, members(w.Both), states(w.Both))
 	}
-	if len(states.ords) > 0 {
+	if len(w.States) > 0 {
 		queue("write states", `UPDATE audience_profiles p SET state = u.state
-			FROM unnest($1::bigint[], $2::bytea[]) AS u(ord, state) WHERE p.ord = u.ord`, states.ords, states.states)
+			FROM unnest($1::bigint[], $2::bytea[]) AS u(ord, state) WHERE p.ord = u.ord`, ords(w.States), states(w.States))
 	}
-	if len(members.ords) > 0 {
+	if len(w.Members) > 0 {
 		queue("write memberships", `UPDATE audience_profiles p SET members = u.members
-			FROM unnest($1::bigint[], $2::bytea[]) AS u(ord, members) WHERE p.ord = u.ord`, members.ords, members.members)
+			FROM unnest($1::bigint[], $2::bytea[]) AS u(ord, members) WHERE p.ord = u.ord`, ords(w.Members), members(w.Members))
 	}
-	if len(deletes) > 0 {
-		queue("delete profiles", `DELETE FROM audience_profiles WHERE ord = ANY($1::bigint[])`, deletes)
+	if len(w.Deletes) > 0 {
+		queue("delete profiles", `DELETE FROM audience_profiles WHERE ord = ANY($1::bigint[])`, ords(w.Deletes))
 	}
 }
 
@@ -484,29 +263,27 @@ type chunkWrites struct {
 	putBits    [][]byte
 }
 
-// readChunks reads the chunks the batch touches in one query and applies
-// the batch's ops to them.
-func (p *audPlan) readChunks(ctx context.Context, tx pgx.Tx) (*chunkWrites, error) {
+// readChunks reads the chunks the batch changes in one query and works
+// out their rows after the changes.
+func readChunks(ctx context.Context, tx pgx.Tx, changes []membership.ChunkChange) (*chunkWrites, error) {
 	w := &chunkWrites{}
-	if len(p.chunks) == 0 {
+	if len(changes) == 0 {
 		return w, nil
 	}
-	keys := slices.SortedFunc(maps.Keys(p.chunks), func(a, b chunkKey) int {
-		if c := strings.Compare(a.audience, b.audience); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.chunk, b.chunk)
-	})
-	auds, nums := make([]string, len(keys)), make([]int64, len(keys))
-	for i, k := range keys {
-		auds[i], nums[i] = k.audience, k.chunk
+	auds, nums := make([]string, len(changes)), make([]int64, len(changes))
+	for i, c := range changes {
+		auds[i], nums[i] = c.Audience, c.Chunk
 	}
 	rows, err := tx.Query(ctx, `SELECT c.audience, c.chunk, c.bits FROM audience_member_chunks c
 		JOIN unnest($1::text[], $2::bigint[]) AS u(audience, chunk) ON c.audience = u.audience AND c.chunk = u.chunk`, auds, nums)
 	if err != nil {
 		return nil, fmt.Errorf("read member chunks: %w", err)
 	}
-	old := make(map[chunkKey][]byte, len(keys))
+	type chunkKey struct {
+		audience string
+		chunk    int64
+	}
+	old := make(map[chunkKey][]byte, len(changes))
 	var k chunkKey
 	var bits []byte
 	if _, err := pgx.ForEachRow(rows, []any{&k.audience, &k.chunk, &bits}, func() error {
@@ -515,21 +292,14 @@ func (p *audPlan) readChunks(ctx context.Context, tx pgx.Tx) (*chunkWrites, erro
 	}); err != nil {
 		return nil, fmt.Errorf("read member chunks: %w", err)
 	}
-	var m membership.Chunk
-	for _, k := range keys {
-		prev, ok := old[k]
-		if err := membership.DecodeChunk(prev, &m); err != nil {
-			return nil, fmt.Errorf("audience %q chunk %d: %w", k.audience, k.chunk, err)
-		}
-		op := p.chunks[k]
-		for i := range m {
-			m[i] = m[i]&^op.remove[i] | op.add[i]
-		}
-		switch b := m.Encode(); {
-		case b == nil && ok:
-			w.delA, w.delC = append(w.delA, k.audience), append(w.delC, k.chunk)
-		case b != nil && !bytes.Equal(b, prev):
-			w.putA, w.putC, w.putBits = append(w.putA, k.audience), append(w.putC, k.chunk), append(w.putBits, b)
+	for _, c := range changes {
+		switch bits, write, err := c.Apply(old[chunkKey{c.Audience, c.Chunk}]); {
+		case err != nil:
+			return nil, err
+		case write && bits == nil:
+			w.delA, w.delC = append(w.delA, c.Audience), append(w.delC, c.Chunk)
+		case write:
+			w.putA, w.putC, w.putBits = append(w.putA, c.Audience), append(w.putC, c.Chunk), append(w.putBits, bits)
 		}
 	}
 	return w, nil
@@ -549,33 +319,25 @@ func (w *chunkWrites) queue(queue func(step, sql string, args ...any)) {
 	}
 }
 
-// writeHistory copies b's changes and then its bulk changes into the
-// history with the next seqs: a change is a row of its own, a bulk change
-// one row covering as many seqs as it has profiles (a bulk change of one
-// profile is stored as a change; one of none has no seq).
-func writeHistory(ctx context.Context, tx pgx.Tx, b *kith.AudienceBatch) error {
+// writeHistory copies the batch's history rows, with the seqs after the
+// last one, into the history in one COPY, a bulk change's ids
+// front-coded.
+func writeHistory(ctx context.Context, tx pgx.Tx, p *membership.Plan) error {
 	var next int64
 	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT seq + n FROM audience_changes ORDER BY seq DESC LIMIT 1), 1)`).Scan(&next); err != nil {
 		return fmt.Errorf("read history: %w", err)
 	}
-	var rows [][]any
-	for _, c := range b.Changes {
-		rows = append(rows, []any{next, 1, c.Audience, c.ProfileID, nil, c.Entered, c.At, c.Cause, c.CauseSeq})
-		next++
-	}
-	for _, bc := range b.Bulk {
-		switch len(bc.ProfileIDs) {
-		case 0:
-			continue
-		case 1:
-			rows = append(rows, []any{next, 1, bc.Audience, bc.ProfileIDs[0], nil, bc.Entered, bc.At, bc.Cause, int64(0)})
-		default:
-			rows = append(rows, []any{next, len(bc.ProfileIDs), bc.Audience, nil, membership.EncodeIDs(bc.ProfileIDs), bc.Entered, bc.At, bc.Cause, int64(0)})
-		}
-		next += int64(len(bc.ProfileIDs))
-	}
-	if len(rows) == 0 {
+	history := p.History(next)
+	if len(history) == 0 {
 		return nil
+	}
+	rows := make([][]any, len(history))
+	for i, r := range history {
+		if r.N == 1 {
+			rows[i] = []any{r.Seq, r.N, r.Audience, r.ProfileID, nil, r.Entered, r.At, r.Cause, r.CauseSeq}
+		} else {
+			rows[i] = []any{r.Seq, r.N, r.Audience, nil, membership.EncodeIDs(r.ProfileIDs), r.Entered, r.At, r.Cause, r.CauseSeq}
+		}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audience_changes"},
 		[]string{"seq", "n", "audience", "profile_id", "profile_ids", "entered", "at", "cause", "cause_seq"},
@@ -623,14 +385,7 @@ func (db *DB) LoadMemberships(ctx context.Context, ids []string) (map[string][]k
 	var id string
 	var blob []byte
 	if _, err := pgx.ForEachRow(rows, []any{&id, &blob}, func() error {
-		ms, err := membership.Members(id, blob)
-		if err != nil {
-			return fmt.Errorf("profile %s: %w", id, err)
-		}
-		if len(ms) > 0 {
-			out[id] = ms
-		}
-		return nil
+		return membership.CollectMembers(out, id, blob)
 	}); err != nil {
 		return nil, fmt.Errorf("postgres: load memberships: %w", err)
 	}
@@ -647,51 +402,18 @@ const scanPage = 2000
 // snapshot while fn runs and fn may use the store; a profile stored during
 // the scan is visited, as it comes after the current page.
 func (db *DB) ScanStates(ctx context.Context, fn func(id string, state []byte, members []kith.Member) error) error {
-	type profile struct {
-		ord      int64
-		id       string
-		state    []byte
-		hasState bool
-		members  []byte
-	}
-	var after int64
-	for {
+	return membership.ScanStates("postgres: scan states", scanPage, func(after int64) ([]membership.StateRow, error) {
 		rows, err := db.pool.Query(ctx, `SELECT ord, profile_id, state, state IS NOT NULL, members FROM audience_profiles
 			WHERE ord > $1 AND (state IS NOT NULL OR members IS NOT NULL) ORDER BY ord LIMIT $2`, after, scanPage)
 		if err != nil {
-			return fmt.Errorf("postgres: scan states: %w", err)
+			return nil, err
 		}
-		page, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (profile, error) {
-			var p profile
-			err := row.Scan(&p.ord, &p.id, &p.state, &p.hasState, &p.members)
-			return p, err
+		return pgx.CollectRows(rows, func(row pgx.CollectableRow) (membership.StateRow, error) {
+			var r membership.StateRow
+			err := row.Scan(&r.Ord, &r.ID, &r.State, &r.HasState, &r.Members)
+			return r, err
 		})
-		if err != nil {
-			return fmt.Errorf("postgres: scan states: %w", err)
-		}
-		for _, p := range page {
-			var st []byte
-			if p.hasState {
-				st = p.state
-				if st == nil {
-					st = []byte{}
-				}
-			}
-			var ms []kith.Member
-			if len(p.members) > 0 {
-				if ms, err = membership.Members(p.id, p.members); err != nil {
-					return fmt.Errorf("postgres: scan states: profile %s: %w", p.id, err)
-				}
-			}
-			if err := fn(p.id, st, ms); err != nil {
-				return err
-			}
-		}
-		if len(page) < scanPage {
-			return nil
-		}
-		after = page[len(page)-1].ord
-	}
+	}, fn)
 }
 
 // Members lists up to limit members of audience in ordinal order, starting
@@ -786,48 +508,13 @@ func (db *DB) AudienceSize(ctx context.Context, audience string) (int64, error) 
 	return n, nil
 }
 
-// historyRow is one row of the history: a change (n = 1, profileID set)
-// or a bulk change (n > 1, ids front-coded) covering seqs seq to
-// seq+n-1.
-type historyRow struct {
-	seq       int64
-	n         int64
-	audience  string
-	profileID *string
-	ids       []byte
-	entered   bool
-	at        time.Time
-	cause     string
-	causeSeq  int64
-}
+// historyCols are the columns of a history row, in the order of
+// historyFields.
+const historyCols = `seq, n, audience, coalesce(profile_id, ''), profile_ids, entered, at, cause, cause_seq`
 
-// historyCols are the columns a historyRow scans.
-const historyCols = `seq, n, audience, profile_id, profile_ids, entered, at, cause, cause_seq`
-
-func (r *historyRow) fields() []any {
-	return []any{&r.seq, &r.n, &r.audience, &r.profileID, &r.ids, &r.entered, &r.at, &r.cause, &r.causeSeq}
-}
-
-// change returns the change with the given seq and profile of r.
-func (r *historyRow) change(seq int64, profile string) kith.MembershipChange {
-	return kith.MembershipChange{Seq: seq, Audience: r.audience, ProfileID: profile, Entered: r.entered, At: r.at.UTC(), Cause: r.cause, CauseSeq: r.causeSeq}
-}
-
-// expand appends r's changes with seq > after to out until out holds
-// limit.
-func (r *historyRow) expand(out []kith.MembershipChange, after int64, limit int) ([]kith.MembershipChange, error) {
-	if r.profileID != nil {
-		if r.seq > after && len(out) < limit {
-			out = append(out, r.change(r.seq, *r.profileID))
-		}
-		return out, nil
-	}
-	return membership.ExpandBulk(out, r.change(r.seq, ""), r.ids, after, limit)
-}
-
-// find returns the seq of profile in bulk row r, or 0.
-func (r *historyRow) find(profile string) (int64, error) {
-	return membership.FindInBulk(r.ids, r.seq, profile)
+// historyFields are where a row of historyCols is scanned to.
+func historyFields(r *membership.HistoryRow) []any {
+	return []any{&r.Seq, &r.N, &r.Audience, &r.ProfileID, &r.IDs, &r.Entered, &r.At, &r.Cause, &r.CauseSeq}
 }
 
 // fromSQL is the first seq a read after $1 must look at: that of the row
@@ -863,7 +550,7 @@ func (db *DB) membershipChanges(ctx context.Context, after int64, audience, prof
 		filter = ` AND audience = $3`
 	}
 	var out []kith.MembershipChange
-	var r historyRow
+	var r membership.HistoryRow
 	if profileID == "" {
 		// Every row holds at least one change after the position.
 		rows, err := db.pool.Query(ctx, `SELECT `+historyCols+` FROM audience_changes
@@ -871,9 +558,9 @@ func (db *DB) membershipChanges(ctx context.Context, after int64, audience, prof
 		if err != nil {
 			return nil, err
 		}
-		_, err = pgx.ForEachRow(rows, r.fields(), func() error {
+		_, err = pgx.ForEachRow(rows, historyFields(&r), func() error {
 			var err error
-			out, err = r.expand(out, after, limit)
+			out, err = r.Expand(out, after, limit)
 			return err
 		})
 		return out, err
@@ -888,17 +575,17 @@ func (db *DB) membershipChanges(ctx context.Context, after int64, audience, prof
 	if err != nil {
 		return nil, err
 	}
-	_, err = pgx.ForEachRow(rows, r.fields(), func() error {
+	_, err = pgx.ForEachRow(rows, historyFields(&r), func() error {
 		if len(out) == limit {
 			return nil
 		}
-		if r.profileID != nil {
-			out = append(out, r.change(r.seq, *r.profileID))
+		if r.N == 1 {
+			out = append(out, r.Change(r.Seq, r.ProfileID))
 			return nil
 		}
-		seq, err := r.find(profileID)
+		seq, err := r.Find(profileID)
 		if err == nil && seq > after {
-			out = append(out, r.change(seq, profileID))
+			out = append(out, r.Change(seq, profileID))
 		}
 		return err
 	})
