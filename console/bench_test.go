@@ -3,17 +3,14 @@ package console_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/kithcdp/kith"
-	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/console"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/sqlite"
@@ -21,42 +18,17 @@ import (
 
 // consoleRig is a console over a fresh embedded store, signed in.
 type consoleRig struct {
-	mux    *http.ServeMux
-	cookie string
 	store  *sqlite.DB
+	browse func(method, path string, form url.Values) *httptest.ResponseRecorder
 }
 
 func newRig(b *testing.B) *consoleRig {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, b.TempDir(), sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	_, secret, err := admin.CreateToken(ctx, db, "bench", []string{kith.ScopeAll}, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, _ := db.Secret(ctx)
-	c, err := console.New(console.Config{Store: db, Secret: key})
-	if err != nil {
-		b.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	c.Register(mux)
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("POST", "/login", strings.NewReader(url.Values{"token": {secret}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	mux.ServeHTTP(rec, req)
-	return &consoleRig{mux: mux, cookie: strings.Split(rec.Header().Get("Set-Cookie"), ";")[0], store: db}
+	f := newFixture(b, nil)
+	return &consoleRig{store: f.db, browse: f.signIn(f.console(console.Config{}), kith.ScopeAll)}
 }
 
 func (r *consoleRig) get(b *testing.B, path string) {
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("GET", path, nil)
-	req.Header.Set("Cookie", r.cookie)
-	r.mux.ServeHTTP(rec, req)
-	if rec.Code != 200 {
+	if rec := r.browse("GET", path, nil); rec.Code != 200 {
 		b.Fatalf("GET %s: %d", path, rec.Code)
 	}
 }

@@ -28,7 +28,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // fixture is a real embedded store whose log the indexer and the audience
 // engine have applied, for a console (and an API beside it) to read.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	db     *sqlite.DB
 	secret []byte
 	eng    *audience.Engine
@@ -38,7 +38,7 @@ type fixture struct {
 // newFixture appends events (Segment messages as JSON, a minute apart and
 // ending an hour before now) to a fresh store, saves the definitions and
 // applies everything.
-func newFixture(t *testing.T, defs []kith.Definition, events ...string) *fixture {
+func newFixture(t testing.TB, defs []kith.Definition, events ...string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
@@ -63,8 +63,10 @@ func newFixture(t *testing.T, defs []kith.Definition, events ...string) *fixture
 		msgs = append(msgs, kith.Message{SourceID: "web", MessageID: "m" + strconv.Itoa(i), Type: m.Type, Event: m.Event, UserID: m.UserID,
 			AnonymousID: m.AnonymousID, Timestamp: at, ReceivedAt: at, Raw: []byte(raw)})
 	}
-	if _, err := db.Append(ctx, kith.AppendBatch{Events: msgs}); err != nil {
-		t.Fatal(err)
+	if len(msgs) > 0 {
+		if _, err := db.Append(ctx, kith.AppendBatch{Events: msgs}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, d := range defs {
 		if _, err := f.eng.Put(ctx, d); err != nil {
@@ -107,7 +109,7 @@ func (f *fixture) console(cfg console.Config) *http.ServeMux {
 // token creates an admin token with the scopes and returns its secret.
 func (f *fixture) token(scopes ...string) string {
 	f.t.Helper()
-	_, tok, err := admin.CreateToken(context.Background(), f.db, strings.NewReplacer(":", "-").Replace(strings.Join(scopes, " ")), scopes, f.now)
+	_, tok, err := admin.CreateToken(context.Background(), f.db, strings.NewReplacer(":", "-", "*", "all").Replace(strings.Join(scopes, " ")), scopes, f.now)
 	if err != nil {
 		f.t.Fatal(err)
 	}
