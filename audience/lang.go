@@ -101,11 +101,14 @@ func ParseDuration(s string) (Duration, error) {
 	if m == nil {
 		return 0, fmt.Errorf("duration %q: want a number and a unit m, h, d or w, e.g. 90d", s)
 	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil || n <= 0 || n > 100*366*24 {
-		return 0, fmt.Errorf("duration %q: out of range", s)
-	}
+	// At most 878400 of a unit (100 years of hours), as always, and no
+	// more than the count of nanoseconds can hold (about 292 years).
 	unit := map[string]time.Duration{"m": time.Minute, "h": time.Hour, "d": 24 * time.Hour, "w": 7 * 24 * time.Hour}[m[2]]
+	most := min(100*366*24, math.MaxInt64/int64(unit))
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n <= 0 || n > most {
+		return 0, fmt.Errorf("duration %q: out of range (1 to %d%s)", s, most, m[2])
+	}
 	return Duration(time.Duration(n) * unit), nil
 }
 

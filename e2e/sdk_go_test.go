@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -215,10 +214,7 @@ func TestGoSDKs(t *testing.T) {
 // It runs only when KITH_TEST_POSTGRES_URL names a server whose user may
 // create databases.
 func TestPostgres(t *testing.T) {
-	base := os.Getenv("KITH_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("KITH_TEST_POSTGRES_URL is not set")
-	}
+	base := storetest.PostgresURL(t)
 	t.Parallel()
 	dbURL := createDatabase(t, base)
 	s := startServer(t, serverOptions{Postgres: dbURL})

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,19 +19,14 @@ import (
 	"github.com/kithcdp/kith/storetest"
 )
 
-// envURL names the environment variable that enables these tests. It holds
-// the URL of a database in which the tests may create and drop schemas,
-// e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable.
-const envURL = "KITH_TEST_POSTGRES_URL"
+// envURL names the environment variable that enables these tests.
+const envURL = storetest.PostgresEnv
 
-// testURL returns the test database URL or skips the test.
+// testURL returns the test database URL, or skips the test (fails it
+// under CI).
 func testURL(tb testing.TB) string {
 	tb.Helper()
-	u := os.Getenv(envURL)
-	if u == "" {
-		tb.Skipf("%s is not set; set it to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run these tests", envURL)
-	}
-	return u
+	return storetest.PostgresURL(tb)
 }
 
 // newSchema creates a uniquely named, empty schema, drops it when the test

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -33,12 +32,8 @@ func startStore(t *testing.T, store string) *Server {
 	if store == "embedded" {
 		return startServer(t)
 	}
-	base := os.Getenv("KITH_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("KITH_TEST_POSTGRES_URL is not set")
-	}
 	s := &Server{Config: ServeConfig{
-		PostgresURL: storetest.CreateDatabase(t, base), Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token",
+		PostgresURL: storetest.CreateDatabase(t, storetest.PostgresURL(t)), Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token",
 		DedupWindow: time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 1000, BatchSize: 100,
 	}}
 	if err := s.Open(context.Background()); err != nil {
@@ -277,10 +272,7 @@ func TestHostileConsole(t *testing.T) {
 func TestDiskFullAnswers503(t *testing.T) {
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("mount a small tmpfs to fill: %v %s", err, out)
-		}
-		t.Skipf("cannot mount a small tmpfs to fill (needs root): %v %s", err, out)
+		storetest.Unavailable(t, fmt.Sprintf("cannot mount a small tmpfs to fill (needs root): %v %s", err, out))
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	s := &Server{Config: ServeConfig{

@@ -210,11 +210,7 @@ func TestErasureByteScanEmbedded(t *testing.T) {
 // TestErasureTableScanPostgres: the same on PostgreSQL, scanning every
 // column of every table (text and bytea) of a fresh database.
 func TestErasureTableScanPostgres(t *testing.T) {
-	base := os.Getenv("KITH_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("KITH_TEST_POSTGRES_URL is not set")
-	}
-	dbURL := storetest.CreateDatabase(t, base)
+	dbURL := storetest.CreateDatabase(t, storetest.PostgresURL(t))
 	s := &Server{Config: ServeConfig{
 		PostgresURL: dbURL, Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token",
 		DedupWindow: time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 1000, BatchSize: 100,
