@@ -18,6 +18,7 @@ import (
 	"github.com/kithcdp/kith/console"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/privacy"
 )
 
 // person is the fixture of the profile tests: Ada browses anonymously
@@ -76,19 +77,7 @@ func TestExportSameAsAPI(t *testing.T) {
 	if fromAPI.Code != http.StatusOK {
 		t.Fatalf("API export: %d %s", fromAPI.Code, fromAPI.Body)
 	}
-	var doc struct {
-		Profile struct {
-			ID      string   `json:"id"`
-			Members []string `json:"members"`
-		} `json:"profile"`
-		Traits              []struct{ Key, Provenance string } `json:"traits"`
-		Consent             map[string]kith.Consent            `json:"consent"`
-		Events              []json.RawMessage                  `json:"events"`
-		Audiences           []kith.Member                      `json:"audiences"`
-		AudienceHistory     []json.RawMessage                  `json:"audienceHistory"`
-		ThirdPartyAudiences []json.RawMessage                  `json:"thirdPartyAudiences"`
-		Merges              []json.RawMessage                  `json:"merges"`
-	}
+	var doc privacy.Document
 	if err := json.Unmarshal(fromAPI.Body.Bytes(), &doc); err != nil {
 		t.Fatal(err)
 	}
