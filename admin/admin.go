@@ -6,9 +6,7 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strings"
@@ -41,12 +39,6 @@ func Hash(secret string) []byte {
 	return h[:]
 }
 
-func random(prefix string, n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return prefix + hex.EncodeToString(b)
-}
-
 // CreateSource creates a source called name and returns it with its write
 // key, which is not stored and cannot be shown again.
 func CreateSource(ctx context.Context, store SourceStore, name string, now time.Time) (kith.Source, string, error) {
@@ -54,8 +46,8 @@ func CreateSource(ctx context.Context, store SourceStore, name string, now time.
 	if !namePattern.MatchString(name) {
 		return kith.Source{}, "", kith.Errorf(kith.EINVALID, "source name must be 1-64 letters, digits, spaces, '_', '.' or '-', starting with a letter or digit")
 	}
-	key := random("wk_", 20)
-	src := kith.Source{ID: random("src_", 8), Name: name, CreatedAt: now.UTC().Truncate(time.Microsecond), KeyHash: Hash(key)}
+	key := kith.NewSecret("wk_")
+	src := kith.Source{ID: kith.NewID("src_"), Name: name, CreatedAt: now.UTC().Truncate(time.Microsecond), KeyHash: Hash(key)}
 	if err := store.CreateSource(ctx, src); err != nil {
 		return kith.Source{}, "", fmt.Errorf("admin: create source: %w", err)
 	}
@@ -76,8 +68,8 @@ func CreateToken(ctx context.Context, store SourceStore, name string, scopes []s
 			return kith.Token{}, "", kith.Errorf(kith.EINVALID, "unknown scope %q", sc)
 		}
 	}
-	secret := random("kt_", 24)
-	t := kith.Token{ID: random("tok_", 8), Name: name, Scopes: scopes, CreatedAt: now.UTC().Truncate(time.Microsecond), Hash: Hash(secret)}
+	secret := kith.NewSecret("kt_")
+	t := kith.Token{ID: kith.NewID("tok_"), Name: name, Scopes: scopes, CreatedAt: now.UTC().Truncate(time.Microsecond), Hash: Hash(secret)}
 	if err := store.CreateToken(ctx, t); err != nil {
 		return kith.Token{}, "", fmt.Errorf("admin: create token: %w", err)
 	}
@@ -96,7 +88,7 @@ func ProvisionToken(ctx context.Context, store SourceStore, secret string, now t
 	} else if kith.ErrorCode(err) != kith.ENOTFOUND {
 		return fmt.Errorf("admin: provision token: %w", err)
 	}
-	t := kith.Token{ID: random("tok_", 8), Name: "provisioned", Scopes: []string{kith.ScopeAll}, CreatedAt: now.UTC().Truncate(time.Microsecond), Hash: h}
+	t := kith.Token{ID: kith.NewID("tok_"), Name: "provisioned", Scopes: []string{kith.ScopeAll}, CreatedAt: now.UTC().Truncate(time.Microsecond), Hash: h}
 	if err := store.CreateToken(ctx, t); err != nil {
 		return fmt.Errorf("admin: provision token: %w", err)
 	}

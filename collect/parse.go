@@ -9,8 +9,6 @@ package collect
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -552,7 +550,5 @@ func number(v json.RawMessage) (float64, bool) {
 
 // newMessageID assigns an id to a message that came without one.
 func newMessageID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return "kith-" + hex.EncodeToString(b[:])
+	return kith.NewID("kith-")
 }

@@ -2,8 +2,6 @@ package insights
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,9 +122,7 @@ func (r *Runner) logger() *slog.Logger {
 
 // newRunID returns a run id that sorts by start time.
 func newRunID(at time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return "run_" + at.UTC().Format("20060102T150405") + "_" + hex.EncodeToString(b[:])
+	return kith.NewID("run_" + at.UTC().Format("20060102T150405") + "_")
 }
 
 // Start begins a run in the background and returns its record as first

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -122,7 +120,7 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	token := "soak-" + randomHex(16)
+	token := kith.NewSecret("soak-")
 	serveArgs := []string{"serve", "--data", dir, "--addr", addr}
 	if *pg != "" {
 		serveArgs = append(serveArgs, "--postgres", *pg)
@@ -151,7 +149,7 @@ func benchSoak(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	c := &client{server: "http://" + addr, token: token, http: defaultHTTPClient()}
 	var src struct{ ID, WriteKey string }
-	if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": "soak-" + randomHex(4)}, &src); err != nil {
+	if err := c.do(ctx, "POST", "/v1/sources", map[string]string{"name": kith.NewID("soak-")}, &src); err != nil {
 		return fmt.Errorf("kith bench soak: create the source: %w", err)
 	}
 
@@ -236,10 +234,4 @@ func freeLocalAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

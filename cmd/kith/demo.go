@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/csv"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -110,9 +108,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		cfg.IdentityRules.DefaultRegion = "NL"
 	}
 	if cfg.AdminToken == "" {
-		b := make([]byte, 16)
-		rand.Read(b)
-		cfg.AdminToken = "kith_demo_" + hex.EncodeToString(b)
+		cfg.AdminToken = kith.NewSecret("kith_demo_")
 	}
 	var previous *demoResult
 	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, demoMarker)); err == nil {
@@ -268,7 +264,7 @@ func loadDemo(ctx context.Context, s *Server, customers int, seed int64, stdout 
 	if err != nil {
 		return nil, err
 	}
-	m := &dmp.Matcher{Store: s.store, Keyer: identity.NewKeyer(secret), Rules: s.Config.IdentityRules, TTL: s.Config.DMPTTL}
+	m := &dmp.Matcher{Store: s.store, Keyer: identity.NewKeyer(secret), Rules: s.rules.Load, TTL: s.Config.DMPTTL}
 	res.DMP, err = m.Import(ctx, "demo-dmp", f, dmp.FormatCSV, nil)
 	f.Close()
 	if err != nil {
