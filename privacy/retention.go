@@ -132,6 +132,20 @@ type SweepReport struct {
 	Error           string           `json:"error,omitempty"`
 }
 
+// SweepStore is what the Sweeper reads and deletes: the profiles a page
+// at a time, each one's timeline, identities and events, and the sources
+// whose rules apply; expiring events and third-party audiences.
+type SweepStore interface {
+	Sources(ctx context.Context) ([]kith.Source, error)
+	ProfileIDs(ctx context.Context, after string, limit int) ([]string, error)
+	Profile(ctx context.Context, id string) (kith.ProfileSummary, error)
+	Timeline(ctx context.Context, id string, q kith.TimelineQuery) ([]kith.TimelineEntry, error)
+	Identities(ctx context.Context, id string) ([]kith.Identity, error)
+	EventsBySeq(ctx context.Context, seqs []int64) ([]kith.Message, error)
+	ExpireEvents(ctx context.Context, members []string, seqs []int64) (int64, error)
+	PruneDMPAudiences(ctx context.Context, now time.Time) (int64, error)
+}
+
 // Sweeper enforces a retention policy: it walks the profiles a page at a
 // time (pausing between pages, so ingest is never blocked for long),
 // deletes each profile's events older than their rule allows (keeping
@@ -140,7 +154,7 @@ type SweepReport struct {
 // audiences. Traits keep the values expired events set until the profile
 // itself goes; audience aggregates are not recomputed.
 type Sweeper struct {
-	Store   kith.Store
+	Store   SweepStore
 	Service *Service // erases inactive profiles
 	Policy  Policy
 	Now     func() time.Time
