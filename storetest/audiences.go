@@ -150,11 +150,14 @@ func testAudienceDefinitions(t *testing.T, s kith.Store) {
 	checkDefinitions(t, s, []kith.Definition{vip2, orders})
 }
 
-// audienceModel is what a sequence of audience batches should leave in a
+// AudienceModel is what a sequence of audience batches should leave in a
 // store: the states, the memberships (audience → profile → since), the
 // stable order of profiles (the order in which they were first stored)
-// and the history, one change per profile of a bulk change.
-type audienceModel struct {
+// and the history, one change per profile of a bulk change. It is the
+// reference the conformance suite holds both stores to, and exported so
+// that the batch planner the stores share (membership.Plan) is held to
+// the very same one.
+type AudienceModel struct {
 	states  map[string][]byte
 	members map[string]map[string]time.Time
 	rank    map[string]int // profile → place in the stable order
@@ -167,8 +170,9 @@ type audienceModel struct {
 	cursor, statesCur int64
 }
 
-func newAudienceModel() *audienceModel {
-	return &audienceModel{
+// NewAudienceModel returns the model of an empty store.
+func NewAudienceModel() *AudienceModel {
+	return &AudienceModel{
 		states: map[string][]byte{}, members: map[string]map[string]time.Time{}, rank: map[string]int{},
 		forgot: map[string]bool{}, uncertain: map[string]bool{},
 	}
@@ -176,7 +180,7 @@ func newAudienceModel() *audienceModel {
 
 // memberships returns the model's memberships of profile id, by audience,
 // with Since.
-func (m *audienceModel) memberships(id string) []kith.Member {
+func (m *AudienceModel) memberships(id string) []kith.Member {
 	var out []kith.Member
 	for _, a := range slices.Sorted(maps.Keys(m.members)) {
 		if since, ok := m.members[a][id]; ok {
@@ -188,7 +192,7 @@ func (m *audienceModel) memberships(id string) []kith.Member {
 
 // change applies one entry or exit; the store would reject a
 // contradicting one, and the tests never apply those to the model.
-func (m *audienceModel) change(c kith.MembershipChange) {
+func (m *AudienceModel) change(c kith.MembershipChange) {
 	if c.Entered {
 		if m.members[c.Audience] == nil {
 			m.members[c.Audience] = map[string]time.Time{}
@@ -200,8 +204,46 @@ func (m *audienceModel) change(c kith.MembershipChange) {
 	m.history = append(m.history, c)
 }
 
-// apply applies a batch the store accepted.
-func (m *audienceModel) apply(b kith.AudienceBatch) {
+// Conflict returns the error a store must refuse b with, or nil when it
+// must accept b. It replays b in order (its changes, then each bulk
+// change's profiles) over the model's memberships: the first entry for a
+// member or exit for a non-member is ECONFLICT, its message naming the
+// change by its place in the batch.
+func (m *AudienceModel) Conflict(b kith.AudienceBatch) error {
+	now := map[[2]string]bool{} // audience and profile → member, where the batch changed it so far
+	check := func(what, audience, profile string, entered bool) error {
+		key := [2]string{audience, profile}
+		member, ok := now[key]
+		if !ok {
+			_, member = m.members[audience][profile]
+		}
+		if member == entered {
+			did, but := "exited", "is not a member"
+			if entered {
+				did, but = "entered", "is already a member"
+			}
+			return kith.Errorf(kith.ECONFLICT, "%s: profile %s %s audience %q but %s", what, profile, did, audience, but)
+		}
+		now[key] = entered
+		return nil
+	}
+	for i, c := range b.Changes {
+		if err := check(fmt.Sprintf("change %d", i), c.Audience, c.ProfileID, c.Entered); err != nil {
+			return err
+		}
+	}
+	for i, bc := range b.Bulk {
+		for _, id := range bc.ProfileIDs {
+			if err := check(fmt.Sprintf("bulk change %d", i), bc.Audience, id, bc.Entered); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Apply applies a batch the store accepted (Conflict returns nil).
+func (m *AudienceModel) Apply(b kith.AudienceBatch) {
 	last := map[string][]byte{}
 	var names []string // in the order the batch names them
 	for _, s := range b.States {
@@ -258,13 +300,13 @@ func (m *audienceModel) apply(b kith.AudienceBatch) {
 }
 
 // ordered returns ids sorted by their place in the stable order.
-func (m *audienceModel) ordered(ids []string) []string {
+func (m *AudienceModel) ordered(ids []string) []string {
 	return slices.SortedFunc(slices.Values(ids), func(a, b string) int { return m.rank[a] - m.rank[b] })
 }
 
 // checkOrder fails the test unless got lists the model's profiles in
 // their stable order (forgotten and returned profiles aside).
-func (m *audienceModel) checkOrder(t *testing.T, what string, got []string) {
+func (m *AudienceModel) checkOrder(t *testing.T, what string, got []string) {
 	t.Helper()
 	var certain []string
 	for _, id := range got {
@@ -277,11 +319,53 @@ func (m *audienceModel) checkOrder(t *testing.T, what string, got []string) {
 	}
 }
 
+// AudienceSnapshot is what an audience store holds, as a test reads it
+// back, for AudienceModel.Check.
+type AudienceSnapshot struct {
+	States      map[string][]byte        // by profile
+	Memberships map[string][]kith.Member // by profile, sorted by audience, with Since
+	Members     map[string][]string      // by audience, in the stable order
+	Sizes       map[string]int64         // by audience
+	Order       []string                 // every stored profile, in the stable order
+	History     []kith.MembershipChange  // one change per profile of a bulk change
+}
+
+// Check fails the test unless got holds what the model says: the same
+// states, memberships, member lists and sizes, the stored profiles in
+// their stable order, and the same history with dense, ascending seqs.
+func (m *AudienceModel) Check(t *testing.T, got AudienceSnapshot) {
+	t.Helper()
+	checkStates(t, "states", got.States, m.states)
+	want := map[string][]kith.Member{}
+	for id := range m.rank {
+		if ms := m.memberships(id); len(ms) > 0 {
+			want[id] = ms
+		}
+	}
+	checkMemberships(t, "memberships", got.Memberships, want)
+	auds := slices.Concat(slices.Collect(maps.Keys(m.members)), slices.Collect(maps.Keys(got.Members)), slices.Collect(maps.Keys(got.Sizes)))
+	for _, a := range slices.Compact(slices.Sorted(slices.Values(auds))) {
+		wantIDs := slices.Sorted(maps.Keys(m.members[a]))
+		if gotIDs := slices.Sorted(slices.Values(got.Members[a])); !slices.Equal(gotIDs, wantIDs) {
+			t.Errorf("members of %s: %d, want %d: %s", a, len(gotIDs), len(wantIDs), firstDiff(gotIDs, wantIDs))
+		}
+		m.checkOrder(t, "members of "+a, got.Members[a])
+		if got.Sizes[a] != int64(len(wantIDs)) {
+			t.Errorf("size of %s = %d, want %d", a, got.Sizes[a], len(wantIDs))
+		}
+	}
+	if gotIDs, wantIDs := slices.Sorted(slices.Values(got.Order)), slices.Sorted(maps.Keys(m.rank)); !slices.Equal(gotIDs, wantIDs) {
+		t.Errorf("stored profiles: %d, want %d: %s", len(gotIDs), len(wantIDs), firstDiff(gotIDs, wantIDs))
+	}
+	m.checkOrder(t, "stored profiles", got.Order)
+	checkHistory(t, "history", got.History, m.history)
+}
+
 // checkAudience fails the test unless every read of the audience store
 // agrees with the model: sizes and member lists (of the model's audiences
 // and of extra ones), states, memberships, the scan, the history and the
 // cursors. ids are the profiles to look up besides the model's.
-func checkAudience(t *testing.T, s kith.Store, m *audienceModel, extra []string, ids ...string) {
+func checkAudience(t *testing.T, s kith.Store, m *AudienceModel, extra []string, ids ...string) {
 	t.Helper()
 	ctx := t.Context()
 	for _, a := range slices.Sorted(slices.Values(append(slices.Collect(maps.Keys(m.members)), extra...))) {
@@ -410,7 +494,7 @@ func scanAudience(t *testing.T, s kith.Store) []scannedProfile {
 
 func testAudienceBatch(t *testing.T, s kith.Store) {
 	audiences := []string{"churn", "vip", "never"}
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	checkAudience(t, s, model, audiences)
 	steps := []struct {
 		name  string
@@ -448,13 +532,13 @@ func testAudienceBatch(t *testing.T, s kith.Store) {
 	}
 	for _, step := range steps {
 		mustApplyAudience(t, s, step.batch)
-		model.apply(step.batch)
+		model.Apply(step.batch)
 		t.Run(step.name, func(t *testing.T) { checkAudience(t, s, model, audiences) })
 	}
 }
 
 func testAudienceOrdinals(t *testing.T, s kith.Store) {
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	steps := []struct {
 		name  string
 		batch kith.AudienceBatch
@@ -477,7 +561,7 @@ func testAudienceOrdinals(t *testing.T, s kith.Store) {
 	}
 	for _, step := range steps {
 		mustApplyAudience(t, s, step.batch)
-		model.apply(step.batch)
+		model.Apply(step.batch)
 		t.Run(step.name, func(t *testing.T) { checkAudience(t, s, model, nil) })
 	}
 	// The order itself: first stored first.
@@ -614,7 +698,7 @@ func testAudienceMembersPaging(t *testing.T, s kith.Store) {
 
 func testAudienceBulk(t *testing.T, s kith.Store) {
 	ctx := t.Context()
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	ids := profileIDs("b", 0, 10000)
 	var states []kith.ProfileState
 	for _, id := range ids[:3000] {
@@ -665,7 +749,7 @@ func testAudienceBulk(t *testing.T, s kith.Store) {
 	}
 	for _, step := range steps {
 		mustApplyAudience(t, s, step.batch)
-		model.apply(step.batch)
+		model.Apply(step.batch)
 		t.Run(step.name, func(t *testing.T) { checkAudience(t, s, model, []string{"all", "even"}) })
 	}
 	if n, err := s.AudienceSize(ctx, "even"); err != nil || n != 0 {
@@ -703,10 +787,10 @@ func testAudienceChanges(t *testing.T, s kith.Store) {
 		}},
 		{Changes: []kith.MembershipChange{enter("vip", "p2", 7), merge}},
 	}
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	for _, b := range batches {
 		mustApplyAudience(t, s, b)
-		model.apply(b)
+		model.Apply(b)
 	}
 	applied := model.history
 	// 0 vip p1, 1 churn p1, 2-5 vip bulk p2 p3 p4 p5, 6-7 churn bulk p3 p2,
@@ -813,7 +897,7 @@ func testAudienceStates(t *testing.T, s kith.Store) {
 	if got := scanAudience(t, s); len(got) != 0 {
 		t.Errorf("ScanStates on an empty store visited %v", got)
 	}
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	binary := []byte{0, 1, 2, 0xff, 0xfe, 'x', 0}
 	first := kith.AudienceBatch{States: []kith.ProfileState{
 		{ProfileID: "p3", State: []byte("three")},
@@ -823,7 +907,7 @@ func testAudienceStates(t *testing.T, s kith.Store) {
 		{ProfileID: "p6", State: []byte("six")},
 	}}
 	mustApplyAudience(t, s, first)
-	model.apply(first)
+	model.Apply(first)
 	checkStates(t, "LoadStates", loadStates(t, s, "p1", "p2", "p3", "nope"),
 		map[string][]byte{"p1": []byte("one"), "p2": binary, "p3": []byte("three")})
 	checkStates(t, "LoadStates of none", loadStates(t, s), nil)
@@ -841,7 +925,7 @@ func testAudienceStates(t *testing.T, s kith.Store) {
 		{ProfileID: "never"},                     // deleting what is absent is no error
 	}}
 	mustApplyAudience(t, s, second)
-	model.apply(second)
+	model.Apply(second)
 	want := map[string][]byte{"p1": []byte("one again"), "p3": []byte("three"), "p5": []byte("five"), "p6": {}}
 	checkStates(t, "after the second batch", loadStates(t, s, "p1", "p2", "p3", "p4", "p5", "p6", "never"), want)
 	checkAudience(t, s, model, nil)
@@ -862,7 +946,7 @@ func testAudienceStates(t *testing.T, s kith.Store) {
 	}
 	third := kith.AudienceBatch{States: many}
 	mustApplyAudience(t, s, third)
-	model.apply(third)
+	model.Apply(third)
 	got := loadStates(t, s, append(slices.Clone(ids), "p1", "missing")...)
 	if len(got) != len(ids)+1 || string(got["q1234"]) != "sq1234" || string(got["p1"]) != "one again" || string(got["qA"]) != "sqA" {
 		t.Errorf("LoadStates of %d ids returned %d", len(ids)+2, len(got))
@@ -912,7 +996,7 @@ func testAudienceStates(t *testing.T, s kith.Store) {
 
 func testAudienceMemberships(t *testing.T, s kith.Store) {
 	ctx := t.Context()
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	berlin := time.FixedZone("CET", 3600)
 	batches := []kith.AudienceBatch{
 		{States: []kith.ProfileState{{ProfileID: "p1", State: []byte("one")}, {ProfileID: "p3", State: []byte("three")}},
@@ -934,7 +1018,7 @@ func testAudienceMemberships(t *testing.T, s kith.Store) {
 	}
 	for _, b := range batches {
 		mustApplyAudience(t, s, b)
-		model.apply(b)
+		model.Apply(b)
 	}
 	checkAudience(t, s, model, nil)
 
@@ -1010,8 +1094,8 @@ func testAudienceConflict(t *testing.T, s kith.Store) {
 		Bulk:    []kith.BulkChange{bulk("big", true, 3, "backfill", big...)},
 	}
 	mustApplyAudience(t, s, setup)
-	model := newAudienceModel()
-	model.apply(setup)
+	model := NewAudienceModel()
+	model.Apply(setup)
 	checkAudience(t, s, model, []string{"nope"})
 
 	tests := []struct {
@@ -1020,12 +1104,15 @@ func testAudienceConflict(t *testing.T, s kith.Store) {
 		bulk    []kith.BulkChange
 	}{
 		{"entry for a member", []kith.MembershipChange{enter("vip", "p3", 10), enter("vip", "p1", 11)}, nil},
+		// Two conflicts: the store names the first in batch order (p2's),
+		// whichever row it happens to read first.
 		{"exit for a non-member", []kith.MembershipChange{exit("vip", "p2", 10), exit("churn", "p1", 11)}, nil},
 		{"exit for an unknown audience", []kith.MembershipChange{exit("nope", "p1", 10)}, nil},
 		{"two entries in one batch", []kith.MembershipChange{enter("vip", "p3", 10), enter("vip", "p3", 11)}, nil},
 		{"two exits in one batch", []kith.MembershipChange{exit("vip", "p2", 10), exit("vip", "p2", 11)}, nil},
 		{"entry after exit and re-entry", []kith.MembershipChange{exit("vip", "p1", 10), enter("vip", "p1", 11), enter("vip", "p1", 12)}, nil},
 		{"bulk entry for a member", nil, []kith.BulkChange{bulk("vip", true, 10, "backfill", "p3", "p5", "p1")}},
+		{"bulk entries for two members, the later id first", nil, []kith.BulkChange{bulk("vip", true, 10, "backfill", "p3", "p2", "p1")}},
 		{"bulk exit for a non-member", nil, []kith.BulkChange{bulk("big", false, 10, "backfill", big[0], big[4999], "p1")}},
 		{"a profile twice in a bulk change", nil, []kith.BulkChange{bulk("vip", true, 10, "backfill", "p3", "p3")}},
 		{"bulk entry after a change's entry", []kith.MembershipChange{enter("churn", "p5", 10)}, []kith.BulkChange{bulk("churn", true, 11, "backfill", "p4", "p5")}},
@@ -1039,13 +1126,19 @@ func testAudienceConflict(t *testing.T, s kith.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.ApplyAudienceBatch(ctx, kith.AudienceBatch{
+			batch := kith.AudienceBatch{
 				Cursor: 9, StatesCursor: 8,
 				States:  []kith.ProfileState{{ProfileID: "p1", State: []byte("after")}, {ProfileID: "p4", State: []byte("new")}, {ProfileID: big[7]}},
 				Changes: tt.changes,
 				Bulk:    tt.bulk,
-			})
+			}
+			err := s.ApplyAudienceBatch(ctx, batch)
 			wantCode(t, err, kith.ECONFLICT, "ApplyAudienceBatch")
+			// The error names the change that replaying the batch in
+			// order meets first, the same on every store.
+			if want := model.Conflict(batch); want == nil || kith.ErrorMessage(err) != kith.ErrorMessage(want) {
+				t.Errorf("ApplyAudienceBatch: %v, want the message of %v", err, want)
+			}
 			// Nothing of the batch was applied: states, cursors,
 			// member lists, sizes and history are as before.
 			checkAudience(t, s, model, []string{"nope", "new"}, "p3", "p4", "p5", "n1", "n2")
@@ -1056,7 +1149,7 @@ func testAudienceConflict(t *testing.T, s kith.Store) {
 	next := kith.AudienceBatch{Cursor: 9, Changes: []kith.MembershipChange{exit("vip", "p1", 20), enter("vip", "p3", 21)},
 		Bulk: []kith.BulkChange{bulk("big", false, 22, "backfill", big[:10]...)}}
 	mustApplyAudience(t, s, next)
-	model.apply(next)
+	model.Apply(next)
 	checkAudience(t, s, model, []string{"nope", "new"})
 }
 
@@ -1072,14 +1165,14 @@ func testAudienceReopen(t *testing.T, open func(t *testing.T) (kith.Store, func(
 		Condition: json.RawMessage(`{"trait":"lifetime_value","op":">","value":500}`), Version: 2,
 		CreatedAt: at(0), UpdatedAt: at(1), Backfill: kith.Backfill{State: kith.BackfillDone, Done: 3, Total: 3, StartedAt: at(1), FinishedAt: at(2)}}
 	noErr(t, s.SaveDefinition(ctx, def), "SaveDefinition")
-	model := newAudienceModel()
+	model := NewAudienceModel()
 	batch := kith.AudienceBatch{Cursor: 42, StatesCursor: 40,
 		States:  []kith.ProfileState{{ProfileID: "p1", State: []byte("s1")}, {ProfileID: "p2", State: []byte("s2")}},
 		Changes: []kith.MembershipChange{enter("vip", "p1", 3), enter("vip", "p2", 4), exit("vip", "p1", 5)},
 		Bulk:    []kith.BulkChange{bulk("all", true, 6, "backfill", "p2", "p3", "p1")},
 	}
 	mustApplyAudience(t, s, batch)
-	model.apply(batch)
+	model.Apply(batch)
 	history, err := s.MembershipChanges(ctx, 0, "", "", 100)
 	noErr(t, err, "MembershipChanges")
 	closer.close()
@@ -1098,7 +1191,7 @@ func testAudienceReopen(t *testing.T, open func(t *testing.T) (kith.Store, func(
 	// profiles come after the old ones.
 	more := kith.AudienceBatch{Changes: []kith.MembershipChange{enter("vip", "p4", 7)}, Bulk: []kith.BulkChange{bulk("all", false, 8, "backfill", "p3", "p2")}}
 	mustApplyAudience(t, s, more)
-	model.apply(more)
+	model.Apply(more)
 	checkAudience(t, s, model, nil)
 	after, err := s.MembershipChanges(ctx, history[len(history)-1].Seq, "", "", 100)
 	noErr(t, err, "MembershipChanges")
