@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -473,8 +474,11 @@ func (mg *message) path(p []string) json.RawMessage {
 func (r *Rules) extractFull(m kith.Message) (Extracted, error) {
 	var ex Extracted
 	top, err := rawjson.Object(m.Raw)
-	if err != nil || top == nil {
-		return ex, fmt.Errorf("identity: message is not a JSON object: %v", err)
+	if err != nil {
+		return ex, fmt.Errorf("identity: message: %w", err)
+	}
+	if top == nil {
+		return ex, errors.New("identity: message is not a JSON object")
 	}
 	mg := &message{top: top, typ: m.Type}
 	if mg.ctx, err = rawjson.Object(top["context"]); err != nil {
