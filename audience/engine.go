@@ -16,6 +16,7 @@ import (
 
 	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/identity"
+	"github.com/kithcdp/kith/pipeline"
 )
 
 // Store is what the engine reads and writes: its own state, memberships and
@@ -35,11 +36,14 @@ type Store interface {
 
 // Config tunes an Engine.
 type Config struct {
-	// Secret keys identifier hashes (the store's), and Rules extract
-	// identifiers: both are needed to attribute events the engine reads
-	// from the log itself (after a restart, or for a backfill).
+	// Secret keys identifier hashes (the store's), and Rules returns the
+	// identity rules in force (identity.Current's Load, the indexer's
+	// source too; nil: identity.DefaultRules): both are needed to
+	// attribute events the engine reads from the log itself (behind the
+	// indexer, after a restart, or for a backfill), which it does as the
+	// indexer does (pipeline.Attribution).
 	Secret []byte
-	Rules  *identity.Rules
+	Rules  func() *identity.Rules
 	// Now is the clock (tests set it); time.Now by default.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -71,8 +75,8 @@ type Engine struct {
 	status kith.WorkerStatus
 
 	store Store
-	rules *identity.Rules
-	keyer identity.Keyer
+	// attr attributes the events the engine reads from the log itself.
+	attr  *pipeline.Attribution
 	now   func() time.Time
 	log   *slog.Logger
 	limit int
@@ -133,9 +137,6 @@ func NewEngine(store Store, cfg Config) *Engine {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Rules == nil {
-		cfg.Rules = identity.DefaultRules()
-	}
 	if cfg.QueueLimit <= 0 {
 		cfg.QueueLimit = 200_000
 	}
@@ -146,7 +147,7 @@ func NewEngine(store Store, cfg Config) *Engine {
 		cfg.FlushEvery = time.Second
 	}
 	return &Engine{
-		store: store, rules: cfg.Rules, keyer: identity.NewKeyer(cfg.Secret), now: cfg.Now, log: cfg.Logger,
+		store: store, attr: pipeline.NewAttribution(cfg.Rules, identity.NewKeyer(cfg.Secret), cfg.Logger, "audience engine"), now: cfg.Now, log: cfg.Logger,
 		limit: cfg.QueueLimit, wake: make(chan struct{}, 1), applied: make(chan struct{}), dueAt: map[string]int64{},
 		prog: &Program{}, maxCache: cfg.CacheStates, flushEvery: cfg.FlushEvery, dirty: map[string]bool{},
 	}
@@ -621,36 +622,20 @@ func (e *Engine) catchUp(ctx context.Context, upto int64) error {
 }
 
 // resolve attributes each message to the canonical profile owning its
-// strongest identifier that has an owner ("" for none).
+// strongest identifier that has an owner ("" for none), under the rules in
+// force, as the indexer reads it; a message that does not decode is logged
+// and counted (Undecodable).
 func (e *Engine) resolve(ctx context.Context, msgs []kith.Message) ([]string, error) {
-	keys := make([][]kith.IdentKey, len(msgs))
-	var all []kith.IdentKey
-	for i, m := range msgs {
-		ex, err := e.rules.Extract(m)
-		if err != nil {
-			continue
-		}
-		for _, id := range ex.Identifiers {
-			k := e.keyer.Key(id)
-			keys[i] = append(keys[i], k)
-			all = append(all, k)
-		}
-	}
-	found, err := e.store.LookupIdentifiers(ctx, all)
+	out, err := e.attr.Owners(ctx, e.store, msgs)
 	if err != nil {
-		return nil, fmt.Errorf("audience: look up identifiers: %w", err)
-	}
-	out := make([]string, len(msgs))
-	for i := range msgs {
-		for _, k := range keys[i] {
-			if o, ok := found[k]; ok {
-				out[i] = o.Canonical
-				break
-			}
-		}
+		return nil, fmt.Errorf("audience: attribute events: %w", err)
 	}
 	return out, nil
 }
+
+// Undecodable counts the events read from the log that the engine could
+// not attribute because they do not decode (each logged as a warning).
+func (e *Engine) Undecodable() int64 { return e.attr.Undecodable() }
 
 // coalesce is the most events the engine folds in one unit of work.
 const coalesce = 20000

@@ -126,7 +126,7 @@ func (s *matchAll) SaveDMPAudiences(_ context.Context, as []kith.DMPAudience) er
 }
 
 func matcher(store MatchStore, maxInput int64) *Matcher {
-	return &Matcher{Store: store, Keyer: identity.NewKeyer([]byte("secret")), Rules: identity.DefaultRules(), Now: func() time.Time { return now }, MaxInputBytes: maxInput}
+	return &Matcher{Store: store, Keyer: identity.NewKeyer([]byte("secret")), Rules: identity.NewCurrent(nil).Load, Now: func() time.Time { return now }, MaxInputBytes: maxInput}
 }
 
 // What an import holds stays bounded whatever the file names: entries

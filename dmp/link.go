@@ -52,7 +52,10 @@ type ImportSummary struct {
 type Matcher struct {
 	Store MatchStore
 	Keyer identity.Keyer
-	Rules *identity.Rules
+	// Rules returns the identity rules in force (identity.Current's Load,
+	// the indexer's source too; nil: identity.DefaultRules), so a cookie
+	// is normalised as the indexer normalised the anonymous id it matches.
+	Rules func() *identity.Rules
 	// Now and TTL set the default expiry (DefaultTTL when zero).
 	Now func() time.Time
 	TTL time.Duration
@@ -165,10 +168,14 @@ func (m *Matcher) match(ctx context.Context, partner string, recs []AudienceReco
 	}
 	var cands []cand
 	var keys []kith.IdentKey
+	normalise := identity.Normalise // the defaults
+	if m.Rules != nil {
+		normalise = m.Rules().Normalise // one set of rules for the batch
+	}
 	for i, rec := range recs {
 		switch rec.IDType {
 		case IDTypeCookie:
-			id := m.Rules.Normalise(kith.IdentAnonymousID, rec.ID)
+			id := normalise(kith.IdentAnonymousID, rec.ID)
 			k := m.Keyer.Key(id)
 			cands, keys = append(cands, cand{i, kith.IdentAnonymousID, k}), append(keys, k)
 		case IDTypeMAID:

@@ -42,7 +42,7 @@ func (s *Server) handleDMPImport(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "the body: %v", err))
 		return
 	}
-	m := &dmp.Matcher{Store: s.store, Keyer: keyer, Rules: s.rules.Load(), Now: s.cfg.Now, TTL: s.cfg.DMPTTL,
+	m := &dmp.Matcher{Store: s.store, Keyer: keyer, Rules: s.rules.Load, Now: s.cfg.Now, TTL: s.cfg.DMPTTL,
 		MaxInputBytes: uploadLimits.MaxInputBytes}
 	rejects := []*dmp.RowError{}
 	more := false

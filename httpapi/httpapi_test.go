@@ -19,6 +19,7 @@ import (
 	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/httpapi"
+	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/sqlite"
@@ -75,9 +76,11 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 		t.Fatal(err)
 	}
 	var eng *audience.Engine
-	pcfg := pipeline.Config{BatchSize: 1000}
+	// One source of identity rules for every reader, as kith serve has.
+	rules := identity.NewCurrent(nil)
+	pcfg := pipeline.Config{BatchSize: 1000, Rules: rules.Load}
 	if opts.audiences {
-		eng = audience.NewEngine(store, audience.Config{Secret: secret})
+		eng = audience.NewEngine(store, audience.Config{Secret: secret, Rules: rules.Load})
 		if err := eng.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +109,7 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 	lim := collect.DefaultLimits()
 	lim.MaxRequestBytes = 64 << 10
 	lim.MaxEventBytes = 4 << 10
-	cfg := httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog, Unmerger: ix}
+	cfg := httpapi.Config{Limits: lim, Now: now, MaxBacklog: opts.maxBacklog, Unmerger: ix, IdentityRules: rules}
 	if eng != nil {
 		cfg.Audiences = eng
 	}

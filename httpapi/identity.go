@@ -188,8 +188,18 @@ func (s *Server) handleDetach(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// RuleSource holds the identity rules in force (identity.Current). The
+// server hands the API the source the indexer, the audience engine, the
+// privacy gate and the console read, so replacing the rules here, once,
+// replaces them for all of them.
+type RuleSource interface {
+	Load() *identity.Rules
+	Set(r *identity.Rules)
+}
+
 // handleSetRules replaces the identity rules: validated, stored, and in
-// force for the events still to come.
+// force for the events still to come — for the indexer from its next
+// batch, and for everyone else who reads identifiers from their next read.
 func (s *Server) handleSetRules(w http.ResponseWriter, r *http.Request) {
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, 1<<20))
 	if err != nil {
@@ -205,15 +215,13 @@ func (s *Server) handleSetRules(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "%v", err))
 		return
 	}
+	s.setRules.Lock()
+	defer s.setRules.Unlock()
 	if err := s.store.SetIdentityRules(r.Context(), raw); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	if err := s.cfg.Unmerger.SetRules(r.Context(), rules); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	s.rules.Store(rules)
+	s.rules.Set(rules)
 	writeJSON(w, http.StatusOK, rules)
 }
 

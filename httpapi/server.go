@@ -53,9 +53,12 @@ type Config struct {
 	// configuration requests start from.
 	Insights      InsightRunner
 	InsightConfig insights.Config
-	// IdentityRules normalise identifier references the way the indexer
-	// does; nil means identity.DefaultRules.
-	IdentityRules *identity.Rules
+	// IdentityRules holds the identity rules in force, the source the
+	// indexer, the audience engine, the privacy gate and the console read
+	// too (identity.Current): the API normalises identifier references
+	// with them, and PUT /v1/identity/rules replaces them there for all.
+	// nil means identity.DefaultRules, for the API alone.
+	IdentityRules RuleSource
 	// Unmerger undoes merges (the running indexer); nil leaves unmerge
 	// answering that it is not available.
 	Unmerger Unmerger
@@ -102,7 +105,6 @@ type Unmerger interface {
 	Unmerge(ctx context.Context, u pipeline.Unmerge) (pipeline.UnmergeResult, error)
 	Link(ctx context.Context, l kith.Link) (kith.Merge, error)
 	Detach(ctx context.Context, d pipeline.Detach) (pipeline.DetachResult, error)
-	SetRules(ctx context.Context, r *identity.Rules) error
 }
 
 // tokenKey carries the authenticated admin token in a request's context.
@@ -140,8 +142,10 @@ type Server struct {
 	profiles *profile.Service
 
 	// rules are the identity rules in force (PUT /v1/identity/rules
-	// replaces them).
-	rules atomic.Pointer[identity.Rules]
+	// replaces them; setRules serialises the replacements, so the rules
+	// stored are the rules in force).
+	rules    RuleSource
+	setRules sync.Mutex
 
 	routeList []Route
 	auditor   *auditor
@@ -167,7 +171,7 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 		cfg.Now = time.Now
 	}
 	if cfg.IdentityRules == nil {
-		cfg.IdentityRules = identity.DefaultRules()
+		cfg.IdentityRules = identity.NewCurrent(nil)
 	}
 	if cfg.DMPTTL <= 0 {
 		cfg.DMPTTL = dmp.DefaultTTL
@@ -176,7 +180,7 @@ func New(store kith.Store, committer Committer, indexer Backlogger, cfg Config) 
 		cfg.MinSeedSize = dmp.DefaultMinSeedSize
 	}
 	s := &Server{store: store, committer: committer, indexer: indexer, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tokens: map[[32]byte]cachedToken{}}
-	s.rules.Store(cfg.IdentityRules)
+	s.rules = cfg.IdentityRules
 	s.profiles = profile.New(profile.Config{Store: store, Audiences: cfg.Audiences, Rules: s.rules.Load, Now: cfg.Now})
 	s.auditor = newAuditor(store, cfg.Logger)
 	s.routes()

@@ -111,7 +111,7 @@ func BenchmarkIdentityResolution(b *testing.B) {
 	var merges int
 	for range b.N {
 		store := benchStore(b)
-		total += timeIndex(b, store, msgs, pipeline.Config{Rules: rules})
+		total += timeIndex(b, store, msgs, pipeline.Config{Rules: identity.NewCurrent(rules).Load})
 		merges = countMerges(b, store, people)
 		store.Close()
 	}

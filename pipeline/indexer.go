@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,11 @@ type Indexer struct {
 	// for, its identifier keys by type with their last-seen time (unix
 	// µs). Every profile a batch changes is here before it changes.
 	idents map[string]map[string]map[kith.IdentKey]int64
-	rules  *identity.Rules
+	// attr reads whom events are from under the rules in force; rules
+	// are those rules as loaded for the unit of work in progress (a
+	// batch, or a request between two batches: see loadRules).
+	attr  *Attribution
+	rules *identity.Rules
 	// splits are the profile pairs that must never be in one cluster.
 	splits [][2]string
 	// allow, when set, restricts the identifiers derive links to these
@@ -140,8 +145,13 @@ type Config struct {
 	// grows past it (the store stays the source of truth).
 	MaxCache int
 	Logger   *slog.Logger
-	// Rules are the identity rules; nil means identity.DefaultRules.
-	Rules *identity.Rules
+	// Rules returns the identity rules in force (identity.Current's Load,
+	// shared with everyone else who reads identifiers); nil means
+	// identity.DefaultRules. They are loaded once per batch: rules
+	// replaced there apply to the events still to come, from the next
+	// batch on; events already applied keep what the old rules decided (a
+	// rebuild would re-decide them with the new rules).
+	Rules func() *identity.Rules
 	// Observer, if set, is told of every applied batch and every
 	// re-derived cluster, after the store has them.
 	Observer Observer
@@ -176,12 +186,11 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Rules == nil {
-		cfg.Rules = identity.DefaultRules()
-	}
+	keyer := identity.NewKeyer(secret)
+	attr := NewAttribution(cfg.Rules, keyer, cfg.Logger, "indexer")
 	return &Indexer{
-		rules: cfg.Rules, observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
-		store: store, keyer: identity.NewKeyer(secret), batchSize: cfg.BatchSize, log: cfg.Logger,
+		attr: attr, rules: attr.Rules(), observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
+		store: store, keyer: keyer, batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
 		tail: tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
@@ -381,6 +390,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 			continue
 		}
 		ix.raiseHead(msgs[len(msgs)-1].Seq) // WatchHead tracks the rest
+		ix.loadRules()
 		b, err := ix.derive(ctx, msgs)
 		if err != nil {
 			return stop(err)
@@ -496,6 +506,7 @@ func (ix *Indexer) load(ctx context.Context) error {
 	for _, d := range ds {
 		ix.detached[d.Key] = true
 	}
+	ix.loadRules() // a repair re-derives clusters
 	if err := ix.repair(ctx, ds); err != nil {
 		return err
 	}
@@ -527,6 +538,7 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	ix.raiseHead(msgs[len(msgs)-1].Seq) // WatchHead tracks the rest
+	ix.loadRules()
 	b, err := ix.derive(ctx, msgs)
 	if err != nil {
 		ix.reset()
@@ -587,7 +599,17 @@ type extracted struct {
 	invalid bool
 }
 
-// derive computes the IndexBatch for msgs against the current graph.
+// loadRules loads the rules in force for the next unit of work: a batch
+// is derived, and a request served, under one set of rules. A change thus
+// takes effect between two batches, for the events still to come.
+func (ix *Indexer) loadRules() { ix.rules = ix.attr.Rules() }
+
+// Undecodable counts the events the indexer could not read identifiers
+// from (processed without identity, each logged as a warning).
+func (ix *Indexer) Undecodable() int64 { return ix.attr.Undecodable() }
+
+// derive computes the IndexBatch for msgs against the current graph, under
+// ix.rules.
 func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexBatch, error) {
 	ex := make([]extracted, len(msgs))
 	var missing []kith.IdentKey
@@ -611,23 +633,14 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			ex[i].invalid = true
 			continue
 		}
-		e, err := ix.rules.Extract(m)
-		if err != nil {
-			// The log only holds messages collect produced; a message that
-			// no longer decodes is processed without identity rather than
-			// blocking the pipeline.
-			ix.log.Warn("indexer: message does not decode", "seq", m.Seq, "err", err)
-			ex[i].invalid = true
+		e, keys, ok := ix.attr.Read(ix.rules, m)
+		if !ok {
+			ex[i].invalid = true // processed without identity (Read warned)
 			continue
 		}
 		ex[i].traits = e.Traits
-		for _, id := range e.Identifiers {
-			k := ix.keyer.Key(id)
-			if !ix.usable(k) {
-				continue // detached, or outside the cluster being re-derived
-			}
-			ex[i].ids = append(ex[i].ids, id)
-			ex[i].keys = append(ex[i].keys, k)
+		ex[i].ids, ex[i].keys = ix.usableOnly(e.Identifiers, keys)
+		for _, k := range ex[i].keys {
 			need(k)
 		}
 		if e.PreviousID != "" {
@@ -818,6 +831,25 @@ func (ix *Indexer) unindexable(m kith.Message) string {
 // the cluster when one is being re-derived.
 func (ix *Indexer) usable(k kith.IdentKey) bool {
 	return !ix.detached[k] && (ix.allow == nil || ix.allow[k])
+}
+
+// usableOnly returns the identifiers (and their keys) that may link; the
+// slices themselves when all may.
+func (ix *Indexer) usableOnly(ids []identity.Identifier, keys []kith.IdentKey) ([]identity.Identifier, []kith.IdentKey) {
+	for j, k := range keys {
+		if ix.usable(k) {
+			continue
+		}
+		// Detached, or outside the cluster being re-derived: keep the rest.
+		outIDs, outKeys := slices.Clone(ids[:j]), slices.Clone(keys[:j])
+		for j++; j < len(keys); j++ {
+			if ix.usable(keys[j]) {
+				outIDs, outKeys = append(outIDs, ids[j]), append(outKeys, keys[j])
+			}
+		}
+		return outIDs, outKeys
+	}
+	return ids, keys
 }
 
 func containsKey(keys []kith.IdentKey, k kith.IdentKey) bool {

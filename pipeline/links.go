@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
-	"github.com/kithcdp/kith/identity"
 )
 
 // ErrAlreadyOne is in the chain of a Link error when the two profiles are
@@ -145,16 +144,4 @@ func (ix *Indexer) applyLink(ctx context.Context, b *kith.IndexBatch, l kith.Lin
 	ix.mergeIdents(a, c)
 	ix.parent[c] = a
 	return nil
-}
-
-// SetRules replaces the identity rules for the events still to come: the
-// running indexer (Run) switches between two batches. Events already
-// applied keep what the old rules decided (a rebuild would re-decide
-// them with the new rules).
-func (ix *Indexer) SetRules(ctx context.Context, r *identity.Rules) error {
-	_, err := ix.ask(ctx, func(context.Context) (any, error) {
-		ix.rules = r
-		return nil, nil
-	})
-	return err
 }

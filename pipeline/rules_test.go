@@ -14,7 +14,7 @@ import (
 func drainWith(t *testing.T, store kith.Store, rules *identity.Rules, batchSize int) {
 	t.Helper()
 	secret, _ := store.Secret(context.Background())
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: batchSize, Rules: rules})
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: batchSize, Rules: identity.NewCurrent(rules).Load})
 	for {
 		n, err := ix.Step(context.Background())
 		if err != nil {

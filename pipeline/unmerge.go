@@ -70,6 +70,7 @@ func (ix *Indexer) send(ctx context.Context, req request) (any, error) {
 // changed the graph behind them.
 func (ix *Indexer) serve(ctx context.Context, req request) {
 	if req.keep {
+		ix.loadRules()
 		v, err := req.do(ctx)
 		if err != nil {
 			ix.reset() // a failed change may have left the caches half-updated
@@ -86,6 +87,7 @@ func (ix *Indexer) now(ctx context.Context, do func(ctx context.Context) (any, e
 	if err := ix.load(ctx); err != nil {
 		return nil, err
 	}
+	ix.loadRules()
 	v, err := do(ctx)
 	ix.reset()
 	return v, err
@@ -204,7 +206,7 @@ func (clusterStore) Canonical(_ context.Context, p string) (string, error) { ret
 // graph says where each profile ended).
 func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []kith.Message, split [2]string, detach *kith.IdentKey) (kith.IndexBatch, *Indexer, error) {
 	sub := &Indexer{
-		store: clusterStore{}, keyer: ix.keyer, rules: ix.rules, log: ix.log,
+		store: clusterStore{}, keyer: ix.keyer, attr: ix.attr, rules: ix.rules, log: ix.log,
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 		idents: map[string]map[string]map[kith.IdentKey]int64{}, allow: map[kith.IdentKey]bool{},
 		detached: map[kith.IdentKey]bool{},

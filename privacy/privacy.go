@@ -43,8 +43,10 @@ type Service struct {
 	Indexer Indexer
 	Engine  Engine // nil when there is no audience engine
 	Secret  []byte
-	// Rules are the identity rules in force (they normalise identifier
-	// references and extract identifiers at ingest).
+	// Rules returns the identity rules in force (identity.Current's Load,
+	// shared with the indexer): they normalise identifier references and
+	// extract identifiers at ingest, so suppression matches what the
+	// indexer would link.
 	Rules  func() *identity.Rules
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -100,7 +102,8 @@ func (s *Service) Gate(m kith.Message) bool {
 	if sup == nil || len(*sup) == 0 {
 		return false
 	}
-	ex, err := s.Rules().Extract(m)
+	rules := s.Rules() // one set of rules for the whole message
+	ex, err := rules.Extract(m)
 	if err != nil {
 		return false
 	}
@@ -112,7 +115,7 @@ func (s *Service) Gate(m kith.Message) bool {
 	if ex.PreviousID != "" {
 		// An alias names the earlier id as a user id or an anonymous id.
 		for _, typ := range []string{kith.IdentUserID, kith.IdentAnonymousID} {
-			if _, ok := (*sup)[s.keyer.Key(s.Rules().Normalise(typ, ex.PreviousID))]; ok {
+			if _, ok := (*sup)[s.keyer.Key(rules.Normalise(typ, ex.PreviousID))]; ok {
 				return true
 			}
 		}

@@ -38,7 +38,7 @@ func FuzzWritePath(f *testing.F, open func(tb testing.TB) kith.Store) {
 		f.Fatal(err)
 	}
 	rules := kidentity.DefaultRules()
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 50, Rules: rules})
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 50, Rules: kidentity.NewCurrent(rules).Load})
 	n := 0
 	f.Fuzz(func(t *testing.T, id, key, value, event, category, number string) {
 		n++

@@ -50,7 +50,8 @@ type ServeConfig struct {
 	// the schedule off (runs can still be started through the API).
 	InsightsEvery time.Duration
 	Insights      insights.Config
-	// IdentityRules are the identity-resolution rules (nil: the defaults).
+	// IdentityRules are the identity-resolution rules at start (nil: the
+	// rules last set through the admin API, else the defaults).
 	IdentityRules *identity.Rules
 	// MatchEvery is the interval of scheduled probabilistic matching runs;
 	// 0 (the default) runs them only on request.
@@ -82,9 +83,10 @@ type Server struct {
 	audiences *audience.Engine
 	privacy   *privacy.Service
 	retention *privacy.Sweeper
-	// rules are the identity rules in force, shared with the privacy
-	// gate (the indexer keeps its own copy; rulesFollower updates both).
-	rules     atomic.Pointer[identity.Rules]
+	// rules are the identity rules in force: the one source the indexer,
+	// the audience engine, the privacy gate, the API, the console and DMP
+	// linking read, which PUT /v1/identity/rules replaces for all of them.
+	rules     *identity.Current
 	api       *httpapi.Server
 	ln        net.Listener
 	http      *http.Server
@@ -298,15 +300,16 @@ func (s *Server) Open(ctx context.Context) error {
 			}
 		}
 	}
+	s.rules = identity.NewCurrent(s.Config.IdentityRules)
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.audiences = audience.NewEngine(s.store, audience.Config{Secret: secret, Rules: s.Config.IdentityRules, Logger: s.Logger})
+	s.audiences = audience.NewEngine(s.store, audience.Config{Secret: secret, Rules: s.rules.Load, Logger: s.Logger})
 	if err := s.audiences.Start(ctx); err != nil {
 		cancel()
 		s.store.Close()
 		return err
 	}
-	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.Config.IdentityRules, Observer: s.audiences})
+	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.rules.Load, Observer: s.audiences})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
 	if s.Config.Insights.Model == "" { // a ServeConfig built without ParseServeFlags
 		s.Config.Insights = insights.DefaultConfig()
@@ -317,11 +320,6 @@ func (s *Server) Open(ctx context.Context) error {
 		matchCfg = *s.Config.Match
 	}
 	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
-	rules := identity.DefaultRules()
-	if s.Config.IdentityRules != nil {
-		rules = s.Config.IdentityRules
-	}
-	s.rules.Store(rules)
 	s.privacy = &privacy.Service{Store: s.store, Indexer: s.indexer, Engine: s.audiences, Secret: secret,
 		Rules: s.rules.Load, Logger: s.Logger}
 	if err := s.privacy.Start(runCtx); err != nil {
@@ -374,8 +372,8 @@ func (s *Server) Open(ctx context.Context) error {
 
 	s.api = httpapi.New(s.store, s.committer, s.indexer, httpapi.Config{
 		Limits: s.Config.Limits, MaxBacklog: s.Config.MaxBacklog, Logger: s.Logger,
-		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.Config.IdentityRules,
-		Unmerger: rulesFollower{s.indexer, &s.rules}, Matcher: s.matcher, Audiences: s.audiences,
+		Insights: s.insights, InsightConfig: s.Config.Insights, IdentityRules: s.rules,
+		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
 		Retention: s.retention, RetentionPolicy: s.Config.Retention, Workers: []httpapi.Worker{s.indexer, s.audiences},
 	})
@@ -406,21 +404,6 @@ func (s *Server) Open(ctx context.Context) error {
 		storeKind = "postgres"
 	}
 	s.Logger.Info("kith serving", "addr", s.Addr(), "store", storeKind)
-	return nil
-}
-
-// rulesFollower is the indexer as the API's Unmerger, keeping the rules
-// the privacy gate reads in step with the indexer's.
-type rulesFollower struct {
-	*pipeline.Indexer
-	rules *atomic.Pointer[identity.Rules]
-}
-
-func (f rulesFollower) SetRules(ctx context.Context, r *identity.Rules) error {
-	if err := f.Indexer.SetRules(ctx, r); err != nil {
-		return err
-	}
-	f.rules.Store(r)
 	return nil
 }
 
