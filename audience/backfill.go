@@ -213,13 +213,70 @@ func (e *Engine) backfill(ctx context.Context) error {
 			b.State, b.Done, b.Error = kith.BackfillDone, b.Total, ""
 		}
 	})
+	if err != nil && ctx.Err() == nil {
+		keys := make([]string, 0, len(pending))
+		for k := range pending {
+			keys = append(keys, k[0]+" "+k[1])
+		}
+		slices.Sort(keys)
+		e.log.Error("audience: backfill failed; it is retried", "definitions", keys, "err", err)
+	}
 	return err
 }
 
+// backfilled returns the done definitions in a form that compiles on its
+// own, into the program of what the stored states already hold: a done
+// audience may refer to one being backfilled (redefined since), which is
+// not among them. References hold no state (every membership is decided
+// again at the end of a backfill), so each done audience keeps only its
+// comparisons, aggregates and consents. A definition that does not parse
+// is kept as it is, for Compile to report.
+func backfilled(done []kith.Definition) []kith.Definition {
+	out := make([]kith.Definition, 0, len(done))
+	for _, d := range done {
+		if d.Kind != kith.KindAudience {
+			out = append(out, d)
+			continue
+		}
+		n, err := ParseJSON(d.Condition)
+		if err != nil {
+			out = append(out, d)
+			continue
+		}
+		var leaves []*Node
+		var walk func(*Node)
+		walk = func(n *Node) {
+			switch {
+			case n.Audience != "":
+			case n.And != nil || n.Or != nil:
+				for _, c := range append(slices.Clip(n.And), n.Or...) {
+					walk(c)
+				}
+			case n.Not != nil:
+				walk(n.Not)
+			default:
+				leaves = append(leaves, n)
+			}
+		}
+		walk(n)
+		if len(leaves) == 0 {
+			continue // nothing but references
+		}
+		if cond, err := json.Marshal(&Node{Or: leaves}); err == nil {
+			d.Condition = cond
+		} // else kept whole: Compile reports what is wrong with it
+		out = append(out, d)
+	}
+	return out
+}
+
 func (e *Engine) runBackfill(ctx context.Context, prog *Program, done []kith.Definition, pending map[[2]string]int64) error {
-	old, err := Compile(done)
+	// What the stored states hold already. A program that does not
+	// compile fails the backfill: taking it for empty would fold every
+	// event again into the aggregates the states hold, counting it twice.
+	old, err := Compile(backfilled(done))
 	if err != nil {
-		old = &Program{}
+		return fmt.Errorf("audience: compile the definitions already backfilled: %w", err)
 	}
 	only, newKeys := prog.needs(old)
 	now := e.now()
