@@ -15,29 +15,22 @@ import (
 	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/pipeline"
-	"github.com/kithcdp/kith/sqlite"
 )
 
 // readerRig is an engine that does not follow the indexer: it reads the
 // log itself (CatchUp), as after a restart or when it is behind. Both read
 // one source of identity rules.
 func readerRig(t *testing.T) (*rig, *identity.Current, *bytes.Buffer) {
-	ctx := context.Background()
-	db, err := sqlite.Open(ctx, t.TempDir(), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	secret, err := db.Secret(ctx)
+	r := newRig(t)
+	secret, err := r.store.Secret(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	rules := identity.NewCurrent(nil)
 	var logs bytes.Buffer
-	r := &rig{t: t, store: db, now: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
-	r.eng = audience.NewEngine(db, audience.Config{Secret: secret, Rules: rules.Load, Now: func() time.Time { return r.now }, FlushEvery: -1,
+	r.eng = audience.NewEngine(r.store, audience.Config{Secret: secret, Rules: rules.Load, Now: func() time.Time { return r.now }, FlushEvery: -1,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	r.ix = pipeline.New(db, secret, pipeline.Config{BatchSize: 3, Rules: rules.Load, Logger: slog.New(slog.DiscardHandler)})
+	r.ix = pipeline.New(r.store, secret, pipeline.Config{BatchSize: 3, Rules: rules.Load, Logger: slog.New(slog.DiscardHandler)})
 	return r, rules, &logs
 }
 
