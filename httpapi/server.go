@@ -82,7 +82,7 @@ type Config struct {
 	// Retention sweeps by RetentionPolicy; nil leaves the retention
 	// endpoints answering that retention is not available.
 	Retention       Retention
-	RetentionPolicy any
+	RetentionPolicy privacy.Policy
 	// Workers are the background workers whose health /healthz and
 	// /metrics report (the indexer, the audience engine); the server's
 	// own audit writer is always among them.
