@@ -62,7 +62,7 @@ type Config struct {
 	// Unmerger undoes merges (the running indexer); nil leaves unmerge
 	// answering that it is not available.
 	Unmerger Unmerger
-	// Matcher runs probabilistic matching (dedupe.Job); nil leaves
+	// Matcher runs probabilistic matching (profilematch.Job); nil leaves
 	// /v1/match/runs answering that it is not available.
 	Matcher Matcher
 	// Audiences, if set, serves audiences and computed traits; computed

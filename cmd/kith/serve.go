@@ -25,13 +25,13 @@ import (
 	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/collect"
 	"github.com/kithcdp/kith/console"
-	"github.com/kithcdp/kith/dedupe"
 	"github.com/kithcdp/kith/httpapi"
 	"github.com/kithcdp/kith/identity"
 	"github.com/kithcdp/kith/insights"
 	"github.com/kithcdp/kith/pipeline"
 	"github.com/kithcdp/kith/postgres"
 	"github.com/kithcdp/kith/privacy"
+	"github.com/kithcdp/kith/profilematch"
 	"github.com/kithcdp/kith/sqlite"
 )
 
@@ -58,7 +58,7 @@ type ServeConfig struct {
 	MatchEvery time.Duration
 	// Match is the probabilistic matching configuration (nil: the
 	// defaults).
-	Match *dedupe.Config
+	Match *profilematch.Config
 	// DMPTTL is how long third-party audiences last when their file gives
 	// no expiry; MinSeedSize is the smallest look-alike seed file exported.
 	DMPTTL      time.Duration
@@ -79,7 +79,7 @@ type Server struct {
 	committer *collect.Committer
 	indexer   *pipeline.Indexer
 	insights  *insights.Runner
-	matcher   *dedupe.Job
+	matcher   *profilematch.Job
 	audiences *audience.Engine
 	privacy   *privacy.Service
 	retention *privacy.Sweeper
@@ -151,7 +151,7 @@ func serveFlags(fs *flag.FlagSet) func() (ServeConfig, error) {
 			return c, err
 		}
 		if *matchFile != "" {
-			m, err := dedupe.LoadConfig(*matchFile)
+			m, err := profilematch.LoadConfig(*matchFile)
 			if err != nil {
 				return c, err
 			}
@@ -315,11 +315,11 @@ func (s *Server) Open(ctx context.Context) error {
 		s.Config.Insights = insights.DefaultConfig()
 	}
 	s.insights = &insights.Runner{Store: predictionFeed{s.store, s.audiences}, Config: s.Config.Insights, Logger: s.Logger, Context: runCtx}
-	matchCfg := dedupe.DefaultConfig()
+	matchCfg := profilematch.DefaultConfig()
 	if s.Config.Match != nil {
 		matchCfg = *s.Config.Match
 	}
-	s.matcher = &dedupe.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
+	s.matcher = &profilematch.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
 	s.privacy = &privacy.Service{Store: s.store, Indexer: s.indexer, Engine: s.audiences, Secret: secret,
 		Rules: s.rules.Load, Logger: s.Logger}
 	if err := s.privacy.Start(runCtx); err != nil {

@@ -1,11 +1,11 @@
-// Package dedupe finds profiles that are the same person although no
+// Package profilematch finds profiles that are the same person although no
 // identifier links them — a POS loyalty record and a CRM contact with a
 // typo in the name — with probabilistic matching (package match), and
 // turns its findings into identity decisions: pairs above the auto-merge
 // threshold become probabilistic links (explainable, reversible merges
 // whose evidence is the match weight breakdown), pairs between the review
 // and auto-merge thresholds go to the review queue for a person.
-package dedupe
+package profilematch
 
 import (
 	"context"
@@ -181,7 +181,7 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 	schema := match.NewSchema(names...)
 	ix, err := match.NewIndex(schema, cfg.Settings)
 	if err != nil {
-		return rep, fmt.Errorf("dedupe: %w", err)
+		return rep, fmt.Errorf("match profiles: %w", err)
 	}
 	t := time.Now()
 	var ids []string
@@ -202,7 +202,7 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 		return nil
 	})
 	if err != nil {
-		return rep, fmt.Errorf("dedupe: read profiles: %w", err)
+		return rep, fmt.Errorf("match profiles: read profiles: %w", err)
 	}
 	rep.Profiles = len(ids)
 	rep.Seconds["read"] = time.Since(t).Seconds()
@@ -244,7 +244,7 @@ func (j *Job) run(ctx context.Context, runID string) (*Report, error) {
 		}
 		ex, err := res.Model.Explain(ix, int(p.A), int(p.B))
 		if err != nil {
-			return rep, fmt.Errorf("dedupe: explain %s/%s: %w", a, b, err)
+			return rep, fmt.Errorf("match profiles: explain %s/%s: %w", a, b, err)
 		}
 		if err := j.decide(ctx, rep, &queue, runID, a, b, ex); err != nil {
 			return rep, err
@@ -282,7 +282,7 @@ func (j *Job) decide(ctx context.Context, rep *Report, queue *[]kith.ReviewItem,
 		case errors.Is(err, context.Canceled):
 			return err
 		default:
-			return fmt.Errorf("dedupe: link %s/%s: %w", a, b, err)
+			return fmt.Errorf("match profiles: link %s/%s: %w", a, b, err)
 		}
 	case match.Review:
 		*queue = append(*queue, kith.ReviewItem{ID: fmt.Sprintf("rv_%s_%d", runID, len(*queue)), A: a, B: b,
@@ -335,13 +335,13 @@ func (j *Job) Incremental(ctx context.Context) (*Report, error) {
 		return nil
 	})
 	if err != nil {
-		return rep, fmt.Errorf("dedupe: read profiles: %w", err)
+		return rep, fmt.Errorf("match profiles: read profiles: %w", err)
 	}
 	var queue []kith.ReviewItem
 	for _, n := range news {
 		matches, err := j.model.ScoreRecord(j.ix, n.rec, j.review)
 		if err != nil {
-			return rep, fmt.Errorf("dedupe: score %s: %w", n.id, err)
+			return rep, fmt.Errorf("match profiles: score %s: %w", n.id, err)
 		}
 		for _, m := range matches {
 			if err := j.decide(ctx, rep, &queue, runID, j.ids[m.Index], n.id, m.Explanation); err != nil {
