@@ -74,7 +74,7 @@ func FuzzCompare(f *testing.F) {
 			t.Fatalf("editLowerBound(%q, %q) = %d, above a distance", na, nb, lb)
 		}
 		// Thresholds as a configuration file may give them, out of range
-		// included (dedupe.ParseConfig takes any number).
+		// included (profilematch.ParseConfig takes any number).
 		th, d := float64(jw8)/100, float64(k8)/4
 		c := Comparison{Field: "f", Levels: []Level{
 			{Kind: Exact}, {Kind: JaroWinkler, Threshold: th}, {Kind: Levenshtein, Threshold: d},
