@@ -226,7 +226,7 @@ type StoredRow struct {
 // first, are passed over, so that a store may read more than the batch
 // needs (a run of ordinals, the whole table). Members is read during the
 // call only. Found fails only on stored memberships it cannot decode; a
-// conflict is reported by Finish.
+// conflict is reported by Finish, before which every row must be found.
 func (p *Plan) Found(rows []StoredRow) error {
 	ids := p.foundIDs[:0]
 	for k := range rows {
