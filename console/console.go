@@ -9,11 +9,9 @@ package console
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"html/template"
 	"io/fs"
@@ -167,12 +165,6 @@ func (c *Console) Register(mux *http.ServeMux) {
 
 const cookieName = "kith_session"
 
-func random(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // sessionOf returns the request's live session, if any. A session ends
 // when its token is revoked (checked every few seconds, so a revocation
 // takes effect here as on the API) and takes on changed scopes.
@@ -243,7 +235,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, err)
 		return
 	}
-	id := random(24)
+	id := kith.NewSecret("")
 	now := c.cfg.Now()
 	c.mu.Lock()
 	var mine []string              // this token's sessions
@@ -264,7 +256,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		delete(c.sessions, mine[oldest])
 		mine = append(mine[:oldest], mine[oldest+1:]...)
 	}
-	c.sessions[id] = &session{tok: tok, csrf: random(16), seen: now, started: now, checked: now}
+	c.sessions[id] = &session{tok: tok, csrf: kith.NewSecret(""), seen: now, started: now, checked: now}
 	c.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: r.TLS != nil, MaxAge: int(c.cfg.SessionTTL.Seconds())})

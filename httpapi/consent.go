@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -147,10 +145,8 @@ func consentEvent(ids []kith.Identity, prefs map[string]bool, by string, now tim
 		return kith.Message{}, kith.Errorf(kith.ECONFLICT, "the profile has no identifier to record the decision against")
 	}
 	id := ids[0]
-	var rnd [12]byte
-	_, _ = rand.Read(rnd[:])
 	now = now.UTC().Truncate(time.Microsecond)
-	m := kith.Message{MessageID: "consent-" + hex.EncodeToString(rnd[:]), Type: "track", Event: "Segment Consent Preference Updated",
+	m := kith.Message{MessageID: kith.NewID("consent-"), Type: "track", Event: "Segment Consent Preference Updated",
 		Timestamp: now, ReceivedAt: now}
 	body := map[string]any{
 		"type": "track", "event": m.Event, "messageId": m.MessageID,

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -59,13 +57,11 @@ func (ix *Indexer) detach(ctx context.Context, d Detach) (DetachResult, error) {
 	if err != nil {
 		return DetachResult{}, fmt.Errorf("pipeline: detach: read events: %w", err)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
 	at := d.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	det := kith.Detachment{ID: "detach_" + hex.EncodeToString(rnd[:]), Key: key, Type: d.Identifier.Type, Profile: d.Profile, By: d.By, Reason: d.Reason, At: at.UTC()}
+	det := kith.Detachment{ID: kith.NewID("detach_"), Key: key, Type: d.Identifier.Type, Profile: d.Profile, By: d.By, Reason: d.Reason, At: at.UTC()}
 	b, sub, err := ix.rederive(ctx, cluster, msgs, [2]string{}, &key)
 	if err != nil {
 		return DetachResult{}, err

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -46,9 +44,7 @@ func (ix *Indexer) link(ctx context.Context, l kith.Link) (kith.Merge, error) {
 		}
 	}
 	if l.ID == "" {
-		var rnd [6]byte
-		_, _ = rand.Read(rnd[:])
-		l.ID = "link_" + hex.EncodeToString(rnd[:])
+		l.ID = kith.NewID("link_")
 	}
 	if l.At.IsZero() {
 		l.At = time.Now()

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -140,13 +138,11 @@ func (ix *Indexer) unmerge(ctx context.Context, u Unmerge) (UnmergeResult, error
 	if err != nil {
 		return UnmergeResult{}, fmt.Errorf("pipeline: unmerge: read events: %w", err)
 	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
 	at := u.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	split := kith.Split{ID: "split_" + hex.EncodeToString(rnd[:]), Survivor: m.Survivor, Absorbed: m.Absorbed, Merge: *m, By: u.By, Reason: u.Reason, At: at.UTC()}
+	split := kith.Split{ID: kith.NewID("split_"), Survivor: m.Survivor, Absorbed: m.Absorbed, Merge: *m, By: u.By, Reason: u.Reason, At: at.UTC()}
 
 	b, sub, err := ix.rederive(ctx, cluster, msgs, [2]string{m.Survivor, m.Absorbed}, nil)
 	if err != nil {

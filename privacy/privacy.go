@@ -11,8 +11,6 @@ package privacy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -146,9 +144,7 @@ func (s *Service) Request(ctx context.Context, ref string, suppress bool, by str
 	if !ok {
 		return kith.Erasure{}, kith.Errorf(kith.EINVALID, "identifier must be type:value, e.g. email:ada@example.com")
 	}
-	var rnd [8]byte
-	_, _ = rand.Read(rnd[:])
-	e := kith.Erasure{ID: "era_" + hex.EncodeToString(rnd[:]), Status: kith.ErasureAccepted, IdentType: id.Type,
+	e := kith.Erasure{ID: kith.NewID("era_"), Status: kith.ErasureAccepted, IdentType: id.Type,
 		IdentKey: s.keyer.Key(id), Suppress: suppress, RequestedBy: by, CreatedAt: s.Now().UTC().Truncate(time.Microsecond)}
 	if err := s.Store.SaveErasure(ctx, e); err != nil {
 		return kith.Erasure{}, err
