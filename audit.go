@@ -46,6 +46,20 @@ type AuditQuery struct {
 	Newest bool
 }
 
+// Page says which page of the log q asks for, the same for every store:
+// entries after After, at most limit (100 when Limit is not positive);
+// when q.Newest, the latest first and After ignored.
+func (q AuditQuery) Page() (after int64, limit int, newest bool) {
+	limit = q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	if q.Newest {
+		return 0, limit, true
+	}
+	return q.After, limit, false
+}
+
 // AuditStore keeps the audit log. There is no way to change or delete an
 // entry.
 type AuditStore interface {

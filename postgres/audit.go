@@ -26,16 +26,14 @@ func (db *DB) AppendAudit(ctx context.Context, es []kith.AuditEntry) error {
 
 // AuditLog implements kith.AuditStore.
 func (db *DB) AuditLog(ctx context.Context, q kith.AuditQuery) ([]kith.AuditEntry, error) {
-	if q.Limit <= 0 {
-		q.Limit = 100
-	}
-	order, after := "seq", q.After
-	if q.Newest {
-		order, after = "seq DESC", 0
+	after, limit, newest := q.Page()
+	order := "seq"
+	if newest {
+		order = "seq DESC"
 	}
 	rows, err := db.pool.Query(ctx, `SELECT seq, at, token_id, token_name, action, target, status, outcome FROM audit_log
 		WHERE seq > $1 AND ($2 = '' OR token_id = $2) AND strpos(action, $3) > 0 AND strpos(target, $4) > 0
-		ORDER BY `+order+` LIMIT $5`, after, q.TokenID, q.Action, q.Target, q.Limit)
+		ORDER BY `+order+` LIMIT $5`, after, q.TokenID, q.Action, q.Target, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: audit log: %w", err)
 	}

@@ -254,7 +254,7 @@ func (db *DB) ExpireEvents(ctx context.Context, members []string, seqs []int64) 
 	return n, nil
 }
 
-// ProfileCount implements kith.RetentionStore.
+// ProfileCount implements kith.ProfileStore.
 func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
 	var n int64
 	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM profiles WHERE id = canonical_id`).Scan(&n); err != nil {
@@ -263,7 +263,7 @@ func (db *DB) ProfileCount(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// FindByName implements kith.RetentionStore. It reads the name traits
+// FindByName implements kith.ProfileStore. It reads the name traits
 // without an index (indexes hold no personal data) and stops at limit. It
 // compares decoded values, so a name matches however its JSON escapes its
 // characters ("A&B" and "A\u0026B"); a value holding an escaped NUL, which
