@@ -118,6 +118,9 @@ func TestEngineCountsUndecodableLogEvents(t *testing.T) {
 	if n := r.eng.Undecodable(); n != 1 {
 		t.Errorf("the engine counted %d undecodable events, want 1", n)
 	}
+	if h := r.eng.Health(); h.Skipped != 1 {
+		t.Errorf("health %+v, want the undecodable event among the skipped (/metrics kith_worker_skipped_total)", h)
+	}
 	if !strings.Contains(logs.String(), "audience engine: message does not decode") || !strings.Contains(logs.String(), "seq=2") {
 		t.Errorf("the engine did not warn about event 2: %q", logs.String())
 	}

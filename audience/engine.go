@@ -352,6 +352,7 @@ func (e *Engine) Start(ctx context.Context) error {
 func (e *Engine) Health() kith.WorkerHealth {
 	h := e.status.Health()
 	h.Worker = "audiences"
+	h.Skipped += e.attr.Undecodable() // events read from the log it could not attribute
 	return h
 }
 

@@ -148,6 +148,9 @@ func TestUndecodableMessageIsWarnedAboutAndCountedOnce(t *testing.T) {
 	if ix.Undecodable() != 1 || !strings.Contains(logs.String(), "indexer: message does not decode") || !strings.Contains(logs.String(), "seq=2") {
 		t.Fatalf("indexer: %d undecodable, log %q", ix.Undecodable(), logs.String())
 	}
+	if h := ix.Health(); h.Skipped != 1 {
+		t.Errorf("health %+v, want the undecodable event among the skipped (/metrics kith_worker_skipped_total)", h)
+	}
 	msgs, err := store.ReadLog(ctx, 0, 10)
 	if err != nil {
 		t.Fatal(err)

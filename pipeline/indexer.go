@@ -284,7 +284,12 @@ func (ix *Indexer) Run(ctx context.Context) error {
 }
 
 // Health reports whether the indexer is making progress.
-func (ix *Indexer) Health() kith.WorkerHealth { return ix.status.Health() }
+// Events it could not read identifiers from are among the skipped.
+func (ix *Indexer) Health() kith.WorkerHealth {
+	h := ix.status.Health()
+	h.Skipped += ix.attr.Undecodable()
+	return h
+}
 
 // isolate reacts to a batch whose data the store refused: it halves the
 // batches up to that batch's last event, and once the batch is one event,
