@@ -260,6 +260,45 @@ func FindInBulk(ids []byte, first int64, profile string) (int64, error) {
 	return 0, nil
 }
 
+// BulkEraser rewrites the bulk history rows that name erased profiles: a
+// store hands it each bulk row it reads (Row), then writes Rewrites back.
+type BulkEraser struct {
+	erased map[string]bool
+	// Rewrites are the rows that named an erased profile, with their new
+	// ids.
+	Rewrites []BulkRewrite
+	// Erased counts the ids replaced.
+	Erased int64
+}
+
+// BulkRewrite is one bulk history row to write back.
+type BulkRewrite struct {
+	Seq int64
+	IDs []byte
+}
+
+// NewBulkEraser returns a BulkEraser for the profiles ids.
+func NewBulkEraser(ids []string) *BulkEraser {
+	e := &BulkEraser{erased: make(map[string]bool, len(ids))}
+	for _, id := range ids {
+		e.erased[id] = true
+	}
+	return e
+}
+
+// Row takes one bulk row read from the store.
+func (e *BulkEraser) Row(seq int64, ids []byte) error {
+	out, k, err := EraseFromBulk(ids, e.erased)
+	if err != nil {
+		return fmt.Errorf("bulk change at seq %d: %w", seq, err)
+	}
+	if k > 0 {
+		e.Rewrites = append(e.Rewrites, BulkRewrite{Seq: seq, IDs: out})
+		e.Erased += int64(k)
+	}
+	return nil
+}
+
 // EraseFromBulk rewrites a bulk history row's ids with the erased profiles
 // replaced by empty ids, so the other profiles keep their seqs, and says
 // how many it replaced.

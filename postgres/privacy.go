@@ -155,10 +155,6 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64
 
 // EraseAudienceHistory implements kith.AudienceStore.
 func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, error) {
-	erased := map[string]bool{}
-	for _, id := range ids {
-		erased[id] = true
-	}
 	var n int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM audience_changes WHERE profile_id = ANY($1)`, ids)
@@ -173,34 +169,15 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 		if err != nil {
 			return err
 		}
-		type rewrite struct {
-			seq int64
-			ids []byte
-		}
-		var rw []rewrite
-		for rows.Next() {
-			var seq int64
-			var blob []byte
-			if err := rows.Scan(&seq, &blob); err != nil {
-				rows.Close()
-				return err
-			}
-			out, k, err := membership.EraseFromBulk(blob, erased)
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			if k > 0 {
-				rw = append(rw, rewrite{seq, out})
-				n += int64(k)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		bulk := membership.NewBulkEraser(ids)
+		var seq int64
+		var blob []byte
+		if _, err := pgx.ForEachRow(rows, []any{&seq, &blob}, func() error { return bulk.Row(seq, blob) }); err != nil {
 			return err
 		}
-		for _, r := range rw {
-			if _, err := tx.Exec(ctx, `UPDATE audience_changes SET profile_ids = $1 WHERE seq = $2`, r.ids, r.seq); err != nil {
+		n += bulk.Erased
+		for _, r := range bulk.Rewrites {
+			if _, err := tx.Exec(ctx, `UPDATE audience_changes SET profile_ids = $1 WHERE seq = $2`, r.IDs, r.Seq); err != nil {
 				return err
 			}
 		}

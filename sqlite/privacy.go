@@ -227,10 +227,6 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64
 
 // EraseAudienceHistory implements kith.AudienceStore, in audiences.db.
 func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, error) {
-	erased := map[string]bool{}
-	for _, id := range ids {
-		erased[id] = true
-	}
 	tx, err := db.audW.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
@@ -248,34 +244,25 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
 	}
-	type rewrite struct {
-		seq int64
-		ids []byte
-	}
-	var rw []rewrite
+	bulk := membership.NewBulkEraser(ids)
 	for rows.Next() {
 		var seq int64
 		var blob []byte
-		if err := rows.Scan(&seq, &blob); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+		if err := rows.Scan(&seq, &blob); err == nil {
+			err = bulk.Row(seq, blob)
 		}
-		out, k, err := membership.EraseFromBulk(blob, erased)
 		if err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
-		}
-		if k > 0 {
-			rw = append(rw, rewrite{seq, out})
-			n += int64(k)
 		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
 	}
-	for _, r := range rw {
-		if _, err := tx.ExecContext(ctx, `UPDATE changes SET profile_ids = $1 WHERE seq = $2`, r.ids, r.seq); err != nil {
+	n += bulk.Erased
+	for _, r := range bulk.Rewrites {
+		if _, err := tx.ExecContext(ctx, `UPDATE changes SET profile_ids = $1 WHERE seq = $2`, r.IDs, r.Seq); err != nil {
 			return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
 		}
 	}
