@@ -3,6 +3,8 @@ package kith
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -52,6 +54,36 @@ type Destination struct {
 	CreatedAt time.Time `json:"createdAt"`
 }
 
+// Settings returns the document stores keep a destination's settings as:
+// d as JSON without its ID, Name, Config and CreatedAt, which stores keep
+// in columns of their own (Config as given: the bytes the API passed,
+// secrets untouched). One document, so that a new setting needs no
+// migration; DestinationFromSettings reads it back.
+func (d Destination) Settings() ([]byte, error) {
+	name := d.Name
+	d.ID, d.Name, d.Config, d.CreatedAt = "", "", nil, time.Time{}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode destination %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// DestinationFromSettings returns the destination whose settings document
+// (Destination.Settings) is settings, with the columns stored beside it;
+// CreatedAt in UTC.
+func DestinationFromSettings(id, name string, settings, config []byte, createdAt time.Time) (Destination, error) {
+	var d Destination
+	if err := json.Unmarshal(settings, &d); err != nil {
+		return d, fmt.Errorf("decode destination %q: %w", name, err)
+	}
+	d.ID, d.Name, d.Config, d.CreatedAt = id, name, nil, createdAt.UTC()
+	if config != nil {
+		d.Config = json.RawMessage(config)
+	}
+	return d, nil
+}
+
 // EventFilter selects events by call type, event name and source; an
 // empty list allows any.
 type EventFilter struct {
@@ -75,7 +107,10 @@ type DestinationProgress struct {
 type Delivery struct {
 	// ID is stable across retries (the webhook-id a receiver
 	// deduplicates by).
-	ID          string          `json:"id"`
+	ID string `json:"id"`
+	// Destination is the ID of the destination it is for; stores fill it
+	// in from the destination a delivery is stored under and ignore it
+	// in a Put.
 	Destination string          `json:"destination"`
 	Key         string          `json:"key"`
 	Seq         int64           `json:"seq"`
@@ -85,8 +120,23 @@ type Delivery struct {
 	FirstAt     time.Time       `json:"firstAt"`
 	NextAt      time.Time       `json:"nextAt"`
 	LastStatus  int             `json:"lastStatus,omitempty"`
-	LastError   string          `json:"lastError,omitempty"`
-	Dead        bool            `json:"dead"`
+	// LastError is why the last attempt failed. It comes from remote
+	// servers and may hold any bytes; stores keep SafeText(LastError).
+	LastError string `json:"lastError,omitempty"`
+	Dead      bool   `json:"dead"`
+}
+
+// SafeText returns s as text every store can hold (TextProblem is ""):
+// invalid UTF-8 becomes U+FFFD and NUL characters are dropped. It is for
+// text Kith records but does not look up, which comes from outside and
+// cannot be refused, such as the error a receiving server answered with
+// (Delivery.LastError); text that is looked up is refused instead
+// (CheckText).
+func SafeText(s string) string {
+	if TextProblem(s) == "" {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
 // DestinationCounts is the accounting of one destination: every message
@@ -95,7 +145,7 @@ type Delivery struct {
 type DestinationCounts struct {
 	Delivered    int64            `json:"delivered"`
 	Retrying     int64            `json:"retrying"`
-	DeadLettered int64            `json:"dead_lettered"`
+	DeadLettered int64            `json:"deadLettered"`
 	Filtered     map[string]int64 `json:"filtered,omitempty"`
 }
 
@@ -104,35 +154,82 @@ type DestinationCounts struct {
 // finished (Done: delivered, or dropped from the dead-letter list by a
 // replay), and counter increments.
 type DestinationUpdate struct {
-	Progress  DestinationProgress
-	Put       []Delivery
-	Done      []string
+	// Progress is where the worker is now. A position never moves
+	// backwards: a step with a position below the stored one is refused
+	// (EINVALID) and changes nothing, since a worker that moves back is
+	// a bug or a second worker on the same destination, and either would
+	// send messages twice. A step that moves no stream (retries only)
+	// passes the stored progress.
+	Progress DestinationProgress
+	// Put adds deliveries, or changes those with the same ID: their
+	// Attempts, NextAt, LastStatus, LastError and Dead are replaced,
+	// while the message itself (Key, Seq, Kind, Body, FirstAt) stays as
+	// first put. Puts apply before Done.
+	Put []Delivery
+	// Done lists the IDs of deliveries to remove; unknown IDs are
+	// ignored.
+	Done []string
+	// Delivered and Filtered (by reason) are added to the counters.
 	Delivered int64
 	Filtered  map[string]int64
 }
 
+// Check returns an EINVALID error when u cannot apply to a destination
+// whose stored progress is from: its progress is behind from in either
+// stream, or it would decrease a counter. Stores call it inside the
+// transaction that applies u, so that they refuse the same steps.
+func (u DestinationUpdate) Check(from DestinationProgress) error {
+	if u.Progress.LogSeq < from.LogSeq || u.Progress.ChangeSeq < from.ChangeSeq {
+		return Errorf(EINVALID, "destination progress would move backwards: log %d → %d, changes %d → %d",
+			from.LogSeq, u.Progress.LogSeq, from.ChangeSeq, u.Progress.ChangeSeq)
+	}
+	if u.Delivered < 0 {
+		return Errorf(EINVALID, "destination counter delivered would decrease by %d", -u.Delivered)
+	}
+	for reason, n := range u.Filtered {
+		if n < 0 {
+			return Errorf(EINVALID, "destination counter filtered %q would decrease by %d", reason, -n)
+		}
+	}
+	return nil
+}
+
 // DestinationStore keeps destinations, their progress and deliveries.
 type DestinationStore interface {
-	// CreateDestination stores a new destination; ECONFLICT if the name
-	// is taken.
+	// CreateDestination stores a new destination with its worker's
+	// starting progress; ECONFLICT if the name or the ID is taken.
 	CreateDestination(ctx context.Context, d Destination, start DestinationProgress) error
-	// UpdateDestination replaces a destination's settings (by ID);
-	// ENOTFOUND if absent.
+	// UpdateDestination replaces a destination's settings (by ID),
+	// keeping its CreatedAt, progress, deliveries and counters; ENOTFOUND
+	// if absent, ECONFLICT if it is renamed to a name taken.
 	UpdateDestination(ctx context.Context, d Destination) error
 	// Destination returns one by name; ENOTFOUND if absent.
 	Destination(ctx context.Context, name string) (Destination, error)
-	// Destinations lists them by name.
+	// Destinations lists them by name (byte order).
 	Destinations(ctx context.Context) ([]Destination, error)
 	// DeleteDestination removes one with its progress, deliveries and
 	// counters; ENOTFOUND if absent.
 	DeleteDestination(ctx context.Context, id string) error
-	// DestinationProgress returns where a destination's worker is.
+	// DestinationProgress returns where a destination's worker is;
+	// ENOTFOUND if the destination is absent.
 	DestinationProgress(ctx context.Context, id string) (DestinationProgress, error)
-	// AdvanceDestination applies one step of its worker atomically.
+	// AdvanceDestination applies one step of its worker atomically (see
+	// DestinationUpdate): all of it or, on error, nothing. ENOTFOUND if
+	// the destination is absent (deleted while its worker ran), EINVALID
+	// if the progress moves backwards or the store refuses a value.
 	AdvanceDestination(ctx context.Context, id string, u DestinationUpdate) error
-	// Deliveries lists up to limit of a destination's retrying (dead
-	// false) or dead-lettered deliveries with ID > after, by ID.
+	// Deliveries lists up to limit (> 0) of a destination's retrying
+	// (dead false) or dead-lettered deliveries with ID > after, by ID
+	// (byte order): the pages the API and the console show.
 	Deliveries(ctx context.Context, id string, dead bool, after string, limit int) ([]Delivery, error)
-	// DestinationCounts returns each destination's accounting by ID.
+	// PendingDeliveries returns all of a destination's retrying (not
+	// dead) deliveries ordered by Key, then Seq, then ID: what a worker
+	// reads when it starts, to know which keys are blocked and in which
+	// order their messages wait. Paging by ID would give them in random
+	// key order, leaving the worker to collect and sort them all anyway.
+	PendingDeliveries(ctx context.Context, id string) ([]Delivery, error)
+	// DestinationCounts returns the accounting of every destination by
+	// ID: Delivered and Filtered from counters, Retrying and
+	// DeadLettered counted from the deliveries.
 	DestinationCounts(ctx context.Context) (map[string]DestinationCounts, error)
 }
