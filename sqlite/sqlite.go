@@ -406,6 +406,50 @@ var logMigrations = []string{
 	// Suppressed events have a counter of their own; they were counted as
 	// the rejection reason "suppressed" although they are not rejected.
 	`UPDATE counters SET name = 'suppressed' WHERE name = 'rejected:suppressed';`,
+	// Destinations, their progress and their deliveries: user input and
+	// the record of what was sent, neither derivable from the log, so
+	// kept here with synchronous=FULL. A destination's settings are one
+	// JSON document (kith.Destination without the columns beside it), so
+	// a new setting needs no migration; config holds secrets, stored as
+	// given. Its progress and delivered counter are in its row, filtered
+	// counts by reason beside it. Deliveries are keyed by destination
+	// and ID (upserts and deletes by ID); the second index serves the
+	// pages of retrying or dead-lettered deliveries by ID and counting
+	// them, and all of a destination's rows are a range of either. IF NOT
+	// EXISTS: TestSuppressedCounterMigrates runs the migrations after the
+	// counter move again.
+	`CREATE TABLE IF NOT EXISTS destinations (
+		id         TEXT PRIMARY KEY,
+		name       TEXT    NOT NULL UNIQUE,
+		config     BLOB,
+		body       BLOB    NOT NULL, -- kith.Destination as JSON
+		created_at INTEGER NOT NULL,
+		log_seq    INTEGER NOT NULL,
+		change_seq INTEGER NOT NULL,
+		delivered  INTEGER NOT NULL DEFAULT 0
+	) WITHOUT ROWID;
+	CREATE TABLE IF NOT EXISTS destination_filtered (
+		destination_id TEXT    NOT NULL,
+		reason         TEXT    NOT NULL,
+		value          INTEGER NOT NULL,
+		PRIMARY KEY (destination_id, reason)
+	) WITHOUT ROWID;
+	CREATE TABLE IF NOT EXISTS destination_deliveries (
+		destination_id TEXT    NOT NULL,
+		id             TEXT    NOT NULL,
+		key            TEXT    NOT NULL,
+		seq            INTEGER NOT NULL,
+		kind           TEXT    NOT NULL,
+		body           BLOB,
+		attempts       INTEGER NOT NULL,
+		first_at       INTEGER NOT NULL,
+		next_at        INTEGER NOT NULL,
+		last_status    INTEGER NOT NULL,
+		last_error     TEXT    NOT NULL,
+		dead           INTEGER NOT NULL,
+		PRIMARY KEY (destination_id, id)
+	) WITHOUT ROWID;
+	CREATE INDEX IF NOT EXISTS destination_deliveries_dead ON destination_deliveries (destination_id, dead, id);`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed
