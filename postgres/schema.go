@@ -355,6 +355,53 @@ CREATE TABLE consents (
 	// 13: suppressed events have a counter of their own; they were counted
 	// as the rejection reason "suppressed" although they are not rejected.
 	`UPDATE counters SET name = 'suppressed' WHERE name = 'rejected:suppressed'`,
+	// 14: destinations, their progress and their deliveries. A
+	// destination's settings are one JSON document (kith.Destination
+	// without the columns beside it), so a new setting needs no
+	// migration; config holds secrets, stored as given (bytea: the bytes
+	// the API passed). Its progress and delivered counter are in its row
+	// (the row an advance locks), filtered counts by reason beside it.
+	// Deliveries are keyed by destination and ID (upserts and deletes by
+	// ID); the second index serves the pages of retrying or dead-lettered
+	// deliveries by ID and counting them, and all of a destination's rows
+	// are a range of either. Key columns use the "C" collation, so pages
+	// and lists are in byte order as in the embedded store; no foreign
+	// keys, so destination_deliveries can be distributed by
+	// destination_id.
+	`
+CREATE TABLE destinations (
+	id         text COLLATE "C" PRIMARY KEY,
+	name       text COLLATE "C" NOT NULL UNIQUE,
+	config     bytea,
+	body       json NOT NULL,
+	created_at timestamptz NOT NULL,
+	log_seq    bigint NOT NULL,
+	change_seq bigint NOT NULL,
+	delivered  bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE destination_filtered (
+	destination_id text COLLATE "C" NOT NULL,
+	reason         text COLLATE "C" NOT NULL,
+	value          bigint NOT NULL,
+	PRIMARY KEY (destination_id, reason)
+);
+CREATE TABLE destination_deliveries (
+	destination_id text COLLATE "C" NOT NULL,
+	id             text COLLATE "C" NOT NULL,
+	key            text COLLATE "C" NOT NULL,
+	seq            bigint NOT NULL,
+	kind           text NOT NULL,
+	body           bytea,
+	attempts       integer NOT NULL,
+	first_at       timestamptz NOT NULL,
+	next_at        timestamptz NOT NULL,
+	last_status    integer NOT NULL,
+	last_error     text NOT NULL,
+	dead           boolean NOT NULL,
+	PRIMARY KEY (destination_id, id)
+);
+CREATE INDEX destination_deliveries_dead ON destination_deliveries (destination_id, dead, id);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its
