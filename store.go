@@ -18,6 +18,7 @@ type Store interface {
 	AuditStore
 	PrivacyStore
 	RetentionStore
+	DestinationStore
 	// Counts returns the accounting per source id.
 	Counts(ctx context.Context) (map[string]Counts, error)
 	// Secret returns the per-installation key for identifier hashing,

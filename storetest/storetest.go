@@ -88,6 +88,13 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"Privacy", testPrivacy},
 		{"Consents", testConsents},
 		{"FindByName", testFindByName},
+		{"Destinations", testDestinations},
+		{"DestinationAdvance", testDestinationAdvance},
+		{"DestinationAdvanceRefused", testDestinationAdvanceRefused},
+		{"DestinationDeliveriesPaging", testDestinationDeliveriesPaging},
+		{"DestinationCounts", testDestinationCounts},
+		{"DestinationDelete", testDestinationDelete},
+		{"DestinationHostileText", testDestinationHostileText},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,16 +114,18 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 
 // RunPersistence runs the part of the suite that needs to close a store and
 // open the same data again: dedup, counters, the log, derived state, sources,
-// tokens, the secret, audience definitions and the audience engine's data
-// must survive a restart. open returns a fresh, empty,
-// migrated store and a function that opens that store's data again after the
-// suite has closed it; the reopen function may be called several times, and
-// the suite closes every store it receives exactly once.
+// tokens, the secret, audience definitions, the audience engine's data and
+// destinations with their progress and deliveries must survive a restart.
+// open returns a fresh, empty, migrated store and a function that opens that
+// store's data again after the suite has closed it; the reopen function may
+// be called several times, and the suite closes every store it receives
+// exactly once.
 func RunPersistence(t *testing.T, open func(t *testing.T) (kith.Store, func() kith.Store)) {
 	t.Helper()
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, open) })
 	t.Run("PruneDedupReopen", func(t *testing.T) { testPruneDedupReopen(t, open) })
 	t.Run("AudienceReopen", func(t *testing.T) { testAudienceReopen(t, open) })
+	t.Run("DestinationReopen", func(t *testing.T) { testDestinationReopen(t, open) })
 }
 
 // base is the reference time of the fixtures. It has microseconds so that
