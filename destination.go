@@ -141,11 +141,13 @@ func SafeText(s string) string {
 
 // DestinationCounts is the accounting of one destination: every message
 // it subscribed to is delivered, filtered (by reason), retrying or
-// dead-lettered.
+// dead-lettered. The JSON names are the API's published ones
+// (dead_lettered with an underscore, as the activation interface fixes
+// them).
 type DestinationCounts struct {
 	Delivered    int64            `json:"delivered"`
 	Retrying     int64            `json:"retrying"`
-	DeadLettered int64            `json:"deadLettered"`
+	DeadLettered int64            `json:"dead_lettered"`
 	Filtered     map[string]int64 `json:"filtered,omitempty"`
 }
 
