@@ -1,0 +1,66 @@
+package activation_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+)
+
+// receiver is a real HTTP server on loopback that records every request
+// and answers what respond says (200 when respond is nil).
+type receiver struct {
+	*httptest.Server
+	mu      sync.Mutex
+	got     []request
+	respond func(r request) int
+}
+
+// request is one request a receiver got.
+type request struct {
+	Method string
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+func newReceiver(t *testing.T, respond func(r request) int) *receiver {
+	t.Helper()
+	rc := &receiver{respond: respond}
+	rc.Server = httptest.NewServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	req := request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body}
+	rc.mu.Lock()
+	rc.got = append(rc.got, req)
+	respond := rc.respond
+	rc.mu.Unlock()
+	status := http.StatusOK
+	if respond != nil {
+		status = respond(req)
+	}
+	w.WriteHeader(status)
+}
+
+// requests returns what the receiver got so far.
+func (rc *receiver) requests() []request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]request(nil), rc.got...)
+}
+
+// setRespond changes how the receiver answers from now on.
+func (rc *receiver) setRespond(f func(r request) int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.respond = f
+}
