@@ -22,6 +22,7 @@ const (
 	Dead
 )
 
+// String names the outcome as the console's list of attempts shows it.
 func (o Outcome) String() string {
 	switch o {
 	case Delivered:

@@ -15,6 +15,8 @@ type receiver struct {
 	mu      sync.Mutex
 	got     []request
 	respond func(r request) int
+	// handle, when set, writes the whole answer instead.
+	handle func(w http.ResponseWriter, r request)
 }
 
 // request is one request a receiver got.
@@ -42,8 +44,12 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	req := request{Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body}
 	rc.mu.Lock()
 	rc.got = append(rc.got, req)
-	respond := rc.respond
+	respond, handle := rc.respond, rc.handle
 	rc.mu.Unlock()
+	if handle != nil {
+		handle(w, req)
+		return
+	}
 	status := http.StatusOK
 	if respond != nil {
 		status = respond(req)
@@ -58,9 +64,19 @@ func (rc *receiver) requests() []request {
 	return append([]request(nil), rc.got...)
 }
 
-// setRespond changes how the receiver answers from now on.
-func (rc *receiver) setRespond(f func(r request) int) {
+// httpReceiver is a receiver whose handler writes the whole answer.
+func httpReceiver(t *testing.T, h func(w http.ResponseWriter, r request)) *receiver {
+	t.Helper()
+	rc := newReceiver(t, nil)
+	rc.mu.Lock()
+	rc.handle = h
+	rc.mu.Unlock()
+	return rc
+}
+
+// setHandle changes the receiver's handler from now on.
+func (rc *receiver) setHandle(h func(w http.ResponseWriter, r request)) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	rc.respond = f
+	rc.handle = h
 }

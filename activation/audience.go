@@ -1,0 +1,159 @@
+package activation
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kithcdp/kith"
+)
+
+// The events audience changes are sent as (kith.AudienceAsTrack).
+const (
+	EventAudienceEntered = "Audience Entered"
+	EventAudienceExited  = "Audience Exited"
+)
+
+// changes reads the next audience membership changes and decides each:
+// skipped (an audience the destination does not subscribe to: not
+// counted, since it never asked for it), filtered, or a message about the
+// profile. upTo is how far the read covers the stream, full whether a
+// whole batch was read.
+//
+// A new subscription sends changes from the position the destination
+// was created at; sending every current member first is not done yet.
+func (w *worker) changes(ctx context.Context) (items []item, upTo int64, full bool, err error) {
+	from := w.progress.ChangeSeq
+	limit := w.e.cfg.BatchSize
+	chs, err := w.e.store.MembershipChanges(ctx, from, "", "", limit)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("destination %s: reading audience changes after %d: %w", w.d.Name, from, err)
+	}
+	if len(chs) == 0 {
+		return nil, from, false, nil
+	}
+	full, upTo = len(chs) == limit, chs[len(chs)-1].Seq
+	allowed := w.consent()
+	people := map[string]person{}
+	for _, ch := range chs {
+		it := item{seq: ch.Seq}
+		if !slices.Contains(w.d.Audiences, ch.Audience) {
+			items = append(items, it)
+			continue
+		}
+		canonical, err := w.e.store.Canonical(ctx, ch.ProfileID)
+		if kith.ErrorCode(err) == kith.ENOTFOUND {
+			it.reason = FilteredNoProfile
+			items = append(items, it)
+			continue
+		} else if err != nil {
+			return nil, 0, false, fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
+		}
+		ok, err := allowed(ctx, canonical)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if !ok {
+			it.reason = FilteredConsent
+			items = append(items, it)
+			continue
+		}
+		p, seen := people[canonical]
+		if !seen {
+			if p, err = w.person(ctx, canonical); err != nil {
+				return nil, 0, false, err
+			}
+			people[canonical] = p
+		}
+		id := deliveryID(w.d.ID, 'c', ch.Seq)
+		body, err := audienceMessage(w.d.AudienceAs, id, ch, p)
+		if err != nil {
+			return nil, 0, false, fmt.Errorf("destination %s: audience change %d: %w", w.d.Name, ch.Seq, err)
+		}
+		it.d = &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Seq: ch.Seq, Kind: kindAudience, Body: body}
+		items = append(items, it)
+	}
+	return items, upTo, full, nil
+}
+
+// timeFormat is how collect writes the times of stored messages, so the
+// messages Kith makes look like those it forwards.
+const timeFormat = "2006-01-02T15:04:05.000000Z"
+
+// person is who an audience message is about, as a receiver knows them.
+type person struct {
+	profile     string
+	userID      string
+	anonymousID string
+	email       string
+}
+
+// person reads a profile's latest user id, anonymous id and e-mail.
+func (w *worker) person(ctx context.Context, canonical string) (person, error) {
+	ids, err := w.e.store.Identities(ctx, canonical)
+	if err != nil {
+		return person{}, fmt.Errorf("destination %s: reading the identifiers of %s: %w", w.d.Name, canonical, err)
+	}
+	p := person{profile: canonical}
+	latest := map[string]time.Time{}
+	for _, id := range ids {
+		var field *string
+		switch id.Type {
+		case kith.IdentUserID:
+			field = &p.userID
+		case kith.IdentAnonymousID:
+			field = &p.anonymousID
+		case kith.IdentEmail:
+			field = &p.email
+		default:
+			continue
+		}
+		if t, ok := latest[id.Type]; !ok || id.LastSeen.After(t) {
+			*field, latest[id.Type] = id.Value, id.LastSeen
+		}
+	}
+	if p.userID == "" && p.anonymousID == "" {
+		// A Segment message needs one of them; the profile id names the
+		// person without saying anything about them.
+		p.anonymousID = canonical
+	}
+	return p, nil
+}
+
+// audienceMessage is the Segment message for one entry or exit: a track
+// "Audience Entered"/"Audience Exited" with properties.audience_key, or
+// (AudienceAsIdentify) an identify with the trait <audience_key>:
+// true|false, as Segment's audience syncs send them.
+func audienceMessage(as, id string, ch kith.MembershipChange, p person) ([]byte, error) {
+	type message struct {
+		Type        string         `json:"type"`
+		MessageID   string         `json:"messageId"`
+		Event       string         `json:"event,omitempty"`
+		UserID      string         `json:"userId,omitempty"`
+		AnonymousID string         `json:"anonymousId,omitempty"`
+		Properties  map[string]any `json:"properties,omitempty"`
+		Traits      map[string]any `json:"traits,omitempty"`
+		Context     map[string]any `json:"context,omitempty"`
+		Timestamp   string         `json:"timestamp"`
+	}
+	m := message{MessageID: id, UserID: p.userID, AnonymousID: p.anonymousID, Timestamp: ch.At.UTC().Format(timeFormat)}
+	if as == kith.AudienceAsIdentify {
+		m.Type = "identify"
+		m.Traits = map[string]any{ch.Audience: ch.Entered}
+		if p.email != "" {
+			m.Traits["email"] = p.email
+		}
+	} else {
+		m.Type, m.Event = "track", EventAudienceExited
+		if ch.Entered {
+			m.Event = EventAudienceEntered
+		}
+		m.Properties = map[string]any{"audience_key": ch.Audience}
+		if p.email != "" {
+			m.Context = map[string]any{"traits": map[string]any{"email": p.email}}
+		}
+	}
+	return json.Marshal(m)
+}

@@ -1,0 +1,106 @@
+package activation_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/activation"
+)
+
+// Audience entries and exits reach the destinations subscribed to the
+// audience: as "Audience Entered"/"Audience Exited" tracks with
+// properties.audience_key by default, as an identify with the trait
+// <audience_key>: true|false when asked; about the profile's user id (or
+// anonymous id) and e-mail; with a message id of their own; consent
+// applies to them as to events.
+func TestAudienceChanges(t *testing.T) {
+	r := newRig(t)
+	tracks, identifies, gated := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
+	r.add(
+		`{"type":"identify","userId":"ada","traits":{"email":"ada@example.com"}}`,
+		`{"type":"page","name":"Home","anonymousId":"a-9"}`,
+	)
+	ada, anon := r.profileOf("user_id", "ada"), r.profileOf("anonymous_id", "a-9")
+	at := time.Date(2026, 4, 2, 10, 0, 0, 0, time.UTC)
+	changes := []kith.MembershipChange{
+		{Audience: "buyers", ProfileID: ada, Entered: true, At: at, Cause: "event"},
+		{Audience: "buyers", ProfileID: anon, Entered: true, At: at.Add(time.Second), Cause: "event"},
+		{Audience: "vips", ProfileID: ada, Entered: true, At: at.Add(2 * time.Second), Cause: "event"},
+		{Audience: "buyers", ProfileID: ada, Entered: false, At: at.Add(3 * time.Second), Cause: "expiry"},
+	}
+	if err := r.store.ApplyAudienceBatch(context.Background(), kith.AudienceBatch{Changes: changes}); err != nil {
+		t.Fatal(err)
+	}
+	tr := r.create(kith.Destination{Name: "tracks", Type: kith.DestinationWebhook, Config: webhookTo(tracks.URL, "").Config, Audiences: []string{"buyers"}})
+	id := r.create(kith.Destination{Name: "identifies", Type: kith.DestinationWebhook, Config: webhookTo(identifies.URL, "").Config, Audiences: []string{"buyers"}, AudienceAs: kith.AudienceAsIdentify})
+	gt := r.create(kith.Destination{Name: "gated", Type: kith.DestinationWebhook, Config: webhookTo(gated.URL, "").Config, Audiences: []string{"buyers"}, Consent: []string{"Marketing"}})
+	r.engine(activation.Config{})
+
+	waitFor(t, func() string { return fmt.Sprintf("%+v %+v %+v", r.counts(tr), r.counts(id), r.counts(gt)) }, func() bool {
+		return r.counts(tr).Delivered == 3 && r.counts(id).Delivered == 3 && r.counts(gt).Filtered["consent"] == 3
+	})
+	type message struct {
+		Type        string         `json:"type"`
+		MessageID   string         `json:"messageId"`
+		Event       string         `json:"event"`
+		UserID      string         `json:"userId"`
+		AnonymousID string         `json:"anonymousId"`
+		Properties  map[string]any `json:"properties"`
+		Traits      map[string]any `json:"traits"`
+		Context     map[string]any `json:"context"`
+		Timestamp   string         `json:"timestamp"`
+	}
+	decode := func(rc *receiver) []message {
+		var out []message
+		for _, req := range rc.requests() {
+			var m message
+			if err := json.Unmarshal(req.Body, &m); err != nil {
+				t.Fatal(err)
+			}
+			if req.Header.Get("webhook-id") != m.MessageID {
+				t.Errorf("webhook-id %q, messageId %q", req.Header.Get("webhook-id"), m.MessageID)
+			}
+			verify(t, req)
+			out = append(out, m)
+		}
+		return out
+	}
+	got := decode(tracks)
+	if len(got) != 3 {
+		t.Fatalf("tracks: %+v", got)
+	}
+	email := map[string]any{"traits": map[string]any{"email": "ada@example.com"}}
+	wantTracks := []message{
+		{Type: "track", MessageID: "dlv_" + tr.ID + "_c1", Event: "Audience Entered", UserID: "ada", Properties: map[string]any{"audience_key": "buyers"}, Context: email, Timestamp: "2026-04-02T10:00:00.000000Z"},
+		{Type: "track", MessageID: "dlv_" + tr.ID + "_c2", Event: "Audience Entered", AnonymousID: "a-9", Properties: map[string]any{"audience_key": "buyers"}, Timestamp: "2026-04-02T10:00:01.000000Z"},
+		{Type: "track", MessageID: "dlv_" + tr.ID + "_c4", Event: "Audience Exited", UserID: "ada", Properties: map[string]any{"audience_key": "buyers"}, Context: email, Timestamp: "2026-04-02T10:00:03.000000Z"},
+	}
+	for i, w := range wantTracks {
+		if a, b := fmt.Sprintf("%+v", got[i]), fmt.Sprintf("%+v", w); a != b {
+			t.Errorf("track %d:\n got %s\nwant %s", i, a, b)
+		}
+	}
+	got = decode(identifies)
+	wantTraits := []map[string]any{{"buyers": true, "email": "ada@example.com"}, {"buyers": true}, {"buyers": false, "email": "ada@example.com"}}
+	for i, m := range got {
+		if m.Type != "identify" || m.Event != "" || fmt.Sprint(m.Traits) != fmt.Sprint(wantTraits[i]) {
+			t.Errorf("identify %d: %+v, want traits %v", i, m, wantTraits[i])
+		}
+	}
+	if n := len(gated.requests()); n != 0 {
+		t.Errorf("the consent-gated destination got %d requests", n)
+	}
+	for _, d := range []kith.Destination{tr, id, gt} {
+		if c := r.counts(d); c.Filtered["subscription"] != 0 {
+			t.Errorf("%s counted the unsubscribed audience: %+v", d.Name, c)
+		}
+		p, err := r.store.DestinationProgress(context.Background(), d.ID)
+		if err != nil || p.ChangeSeq != 4 || p.LogSeq != 2 {
+			t.Errorf("%s progress %+v %v", d.Name, p, err)
+		}
+	}
+}
