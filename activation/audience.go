@@ -19,63 +19,62 @@ const (
 // changes reads the next audience membership changes and decides each:
 // skipped (an audience the destination does not subscribe to: not
 // counted, since it never asked for it), filtered, or a message about the
-// profile. upTo is how far the read covers the stream, full whether a
-// whole batch was read.
+// profile.
 //
 // A new subscription sends changes from the position the destination
 // was created at; sending every current member first is not done yet.
-func (w *worker) changes(ctx context.Context) (items []item, upTo int64, full bool, err error) {
+func (w *worker) changes(ctx context.Context) (read, error) {
 	from := w.progress.ChangeSeq
 	limit := w.e.cfg.BatchSize
 	chs, err := w.e.store.MembershipChanges(ctx, from, "", "", limit)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("destination %s: reading audience changes after %d: %w", w.d.Name, from, err)
+		return read{}, fmt.Errorf("destination %s: reading audience changes after %d: %w", w.d.Name, from, err)
 	}
 	if len(chs) == 0 {
-		return nil, from, false, nil
+		return read{upTo: from}, nil
 	}
-	full, upTo = len(chs) == limit, chs[len(chs)-1].Seq
+	rd := read{upTo: chs[len(chs)-1].Seq, full: len(chs) == limit}
 	allowed := w.consent()
 	people := map[string]person{}
 	for _, ch := range chs {
 		it := item{seq: ch.Seq}
 		if !slices.Contains(w.d.Audiences, ch.Audience) {
-			items = append(items, it)
+			rd.items = append(rd.items, it)
 			continue
 		}
 		canonical, err := w.e.store.Canonical(ctx, ch.ProfileID)
 		if kith.ErrorCode(err) == kith.ENOTFOUND {
 			it.reason = FilteredNoProfile
-			items = append(items, it)
+			rd.items = append(rd.items, it)
 			continue
 		} else if err != nil {
-			return nil, 0, false, fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
+			return read{}, fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
 		}
 		ok, err := allowed(ctx, canonical)
 		if err != nil {
-			return nil, 0, false, err
+			return read{}, err
 		}
 		if !ok {
 			it.reason = FilteredConsent
-			items = append(items, it)
+			rd.items = append(rd.items, it)
 			continue
 		}
 		p, seen := people[canonical]
 		if !seen {
 			if p, err = w.person(ctx, canonical); err != nil {
-				return nil, 0, false, err
+				return read{}, err
 			}
 			people[canonical] = p
 		}
 		id := deliveryID(w.d.ID, 'c', ch.Seq)
 		body, err := audienceMessage(w.d.AudienceAs, id, ch, p)
 		if err != nil {
-			return nil, 0, false, fmt.Errorf("destination %s: audience change %d: %w", w.d.Name, ch.Seq, err)
+			return read{}, fmt.Errorf("destination %s: audience change %d: %w", w.d.Name, ch.Seq, err)
 		}
 		it.d = &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Seq: ch.Seq, Kind: kindAudience, Body: body}
-		items = append(items, it)
+		rd.items = append(rd.items, it)
 	}
-	return items, upTo, full, nil
+	return rd, nil
 }
 
 // timeFormat is how collect writes the times of stored messages, so the

@@ -24,15 +24,11 @@ var every = &kith.EventFilter{}
 func TestEventsDeliveredInOrder(t *testing.T) {
 	r := newRig(t)
 	rc := newReceiver(t, nil)
-	var bodies []string
-	for i := range 30 {
-		bodies = append(bodies, track(fmt.Sprintf("u%d", i%3), "Viewed", i))
-	}
-	r.add(bodies...)
-	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every})
+	r.addViews(30, 3)
+	d := r.hook("hook", rc.URL)
 	e := r.engine(activation.Config{})
 
-	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 30 })
+	r.waitDelivered(d, 30)
 	got := messages(t, rc)
 	if len(got) != 30 {
 		t.Fatalf("%d requests, want 30", len(got))
@@ -67,16 +63,7 @@ func TestEventsDeliveredInOrder(t *testing.T) {
 // it unsent; once the receiver takes it, its events follow in order.
 func TestFailingProfileDelaysOnlyItself(t *testing.T) {
 	r := newRig(t)
-	var mu sync.Mutex
-	failing := true
-	rc := newReceiver(t, func(req request) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if failing && userOf(req) == "bad" {
-			return http.StatusInternalServerError
-		}
-		return http.StatusOK
-	})
+	rc, heal := failingFor(t, "bad", http.StatusInternalServerError)
 	var bodies []string
 	for i := range 40 {
 		user := fmt.Sprintf("u%d", i%4)
@@ -86,7 +73,7 @@ func TestFailingProfileDelaysOnlyItself(t *testing.T) {
 		bodies = append(bodies, track(user, "Viewed", i))
 	}
 	r.add(bodies...)
-	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every})
+	d := r.hook("hook", rc.URL)
 	r.engine(activation.Config{})
 
 	// The 30 events of the three good users go through while bad's
@@ -123,10 +110,8 @@ func TestFailingProfileDelaysOnlyItself(t *testing.T) {
 		t.Errorf("counts %+v, want 30 delivered and bad's 10 retrying (1 failed, 9 behind it)", c)
 	}
 
-	mu.Lock()
-	failing = false
-	mu.Unlock()
-	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 40 })
+	heal()
+	r.waitDelivered(d, 40)
 	var badSeqs []int64
 	for _, m := range messages(t, rc) {
 		if m.UserID == "bad" && m.ID != firstBad {
@@ -152,13 +137,9 @@ func TestDeadDestinationsDoNotDelayHealthy(t *testing.T) {
 	hang := make(chan struct{})
 	hanging := newReceiver(t, func(request) int { <-hang; return http.StatusOK })
 	t.Cleanup(func() { close(hang) }) // before the receivers close
-	var bodies []string
-	for i := range 200 {
-		bodies = append(bodies, track(fmt.Sprintf("u%d", i%20), "Viewed", i))
-	}
-	r.add(bodies...)
-	ok := r.create(kith.Destination{Name: "healthy", Type: kith.DestinationWebhook, Config: webhookTo(healthy.URL, "").Config, Events: every})
-	dead := r.create(kith.Destination{Name: "down", Type: kith.DestinationWebhook, Config: webhookTo(down.URL, "").Config, Events: every})
+	r.addViews(200, 20)
+	ok := r.hook("healthy", healthy.URL)
+	dead := r.hook("down", down.URL)
 	hung := r.create(kith.Destination{Name: "hanging", Type: kith.DestinationWebhook, Config: webhookTo(hanging.URL, `"timeout":"300ms"`).Config, Events: every})
 	e := r.engine(activation.Config{BatchSize: 50})
 
@@ -217,7 +198,7 @@ func TestClientErrorDeadLetters(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	r.add(track("u1", "Viewed", 1), track("u1", "Broken", 2), track("u1", "Viewed", 3))
-	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every})
+	d := r.hook("hook", rc.URL)
 	e := r.engine(activation.Config{})
 
 	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool {
@@ -253,7 +234,7 @@ func TestClientErrorDeadLetters(t *testing.T) {
 	if n, err := e.Replay(ctx, d.ID, []string{x.ID}); n != 1 || err != nil {
 		t.Fatalf("replay: %d %v", n, err)
 	}
-	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 3 })
+	r.waitDelivered(d, 3)
 	if c := r.counts(d); c.DeadLettered != 0 || c.Retrying != 0 {
 		t.Errorf("after the replay: %+v", c)
 	}
@@ -280,7 +261,7 @@ func TestClientErrorDeadLetters(t *testing.T) {
 	if _, err := e.SetPaused(ctx, "hook", false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 4 })
+	r.waitDelivered(d, 4)
 }
 
 // The consent check and the event filter: a profile's events reach the
@@ -338,9 +319,9 @@ func TestPauseResumeAndChange(t *testing.T) {
 	r := newRig(t)
 	rc := newReceiver(t, nil)
 	r.add(track("u1", "A", 1))
-	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every})
+	d := r.hook("hook", rc.URL)
 	e := r.engine(activation.Config{})
-	waitFor(t, func() string { return fmt.Sprintf("%+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 1 })
+	r.waitDelivered(d, 1)
 
 	ctx := context.Background()
 	if _, err := e.SetPaused(ctx, "hook", true); err != nil {
@@ -358,7 +339,7 @@ func TestPauseResumeAndChange(t *testing.T) {
 	if _, err := e.SetPaused(ctx, "hook", false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() string { return fmt.Sprintf("%+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 3 })
+	r.waitDelivered(d, 3)
 
 	// Only "C" events from now on, to another receiver.
 	other := newReceiver(t, nil)
@@ -371,7 +352,7 @@ func TestPauseResumeAndChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.add(track("u1", "B", 4), track("u2", "C", 5))
-	waitFor(t, func() string { return fmt.Sprintf("%+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 4 })
+	r.waitDelivered(d, 4)
 	if got := messages(t, other); len(got) != 1 || got[0].MessageID != "u2-5" || len(rc.requests()) != 3 {
 		t.Errorf("after the change: %+v, old receiver %d requests", got, len(rc.requests()))
 	}
@@ -393,7 +374,7 @@ func TestRateLimit(t *testing.T) {
 	start := time.Now()
 	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every, RateLimit: 20})
 	r.engine(activation.Config{})
-	waitFor(t, func() string { return fmt.Sprintf("%+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 40 })
+	r.waitDelivered(d, 40)
 	if took := time.Since(start); took < 900*time.Millisecond {
 		t.Errorf("40 messages at 20/s took %v", took)
 	}
@@ -422,7 +403,7 @@ func TestBatchedDelivery(t *testing.T) {
 	r.add(bodies...)
 	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, `"batch":10`).Config, Events: every})
 	r.engine(activation.Config{})
-	waitFor(t, func() string { return fmt.Sprintf("%+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 45 })
+	r.waitDelivered(d, 45)
 
 	last := map[string]int{} // per user, the last n delivered
 	delivered := map[string]bool{}

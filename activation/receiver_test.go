@@ -1,6 +1,7 @@
 package activation_test
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -27,7 +28,7 @@ type request struct {
 	Body   []byte
 }
 
-func newReceiver(t *testing.T, respond func(r request) int) *receiver {
+func newReceiver(t testing.TB, respond func(r request) int) *receiver {
 	t.Helper()
 	rc := &receiver{respond: respond}
 	rc.Server = httptest.NewServer(http.HandlerFunc(rc.serve))
@@ -79,4 +80,28 @@ func (rc *receiver) setHandle(h func(w http.ResponseWriter, r request)) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	rc.handle = h
+}
+
+// failingFor is a receiver that answers status to the messages of one
+// user (by userId) until heal is called, and 200 to every other.
+func failingFor(t testing.TB, user string, status int) (rc *receiver, heal func()) {
+	var mu sync.Mutex
+	failing := true
+	rc = newReceiver(t, func(req request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		var m struct {
+			UserID string `json:"userId"`
+		}
+		_ = json.Unmarshal(req.Body, &m)
+		if failing && m.UserID == user {
+			return status
+		}
+		return http.StatusOK
+	})
+	return rc, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		failing = false
+	}
 }

@@ -46,12 +46,8 @@ func (s *stallingStore) AdvanceDestination(ctx context.Context, id string, u kit
 func TestRestartResendsOnlyUnrecorded(t *testing.T) {
 	r := newRig(t)
 	rc := newReceiver(t, nil)
-	var bodies []string
-	for i := range 25 {
-		bodies = append(bodies, track(fmt.Sprintf("u%d", i%5), "Viewed", i))
-	}
-	r.add(bodies...)
-	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every})
+	r.addViews(25, 5)
+	d := r.hook("hook", rc.URL)
 
 	st := &stallingStore{Store: r.store, stallAt: 2, stalled: make(chan struct{})}
 	e := r.engine(activation.Config{Store: st, BatchSize: 10})
@@ -68,7 +64,7 @@ func TestRestartResendsOnlyUnrecorded(t *testing.T) {
 	}
 
 	r.engine(activation.Config{BatchSize: 10})
-	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 25 })
+	r.waitDelivered(d, 25)
 	times := map[int64]int{}
 	var order []int64
 	for _, m := range messages(t, rc) {
@@ -98,18 +94,9 @@ func TestRestartResendsOnlyUnrecorded(t *testing.T) {
 // events already delivered are not sent again.
 func TestRestartRetriesStoredDeliveries(t *testing.T) {
 	r := newRig(t)
-	var mu sync.Mutex
-	failing := true
-	rc := newReceiver(t, func(req request) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if failing && userOf(req) == "bad" {
-			return http.StatusBadGateway
-		}
-		return http.StatusOK
-	})
+	rc, heal := failingFor(t, "bad", http.StatusBadGateway)
 	r.add(track("bad", "A", 1), track("ok", "A", 2), track("bad", "B", 3), track("ok", "B", 4), track("bad", "C", 5))
-	d := r.create(kith.Destination{Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every})
+	d := r.hook("hook", rc.URL)
 	e := r.engine(activation.Config{})
 	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool {
 		c := r.counts(d)
@@ -125,11 +112,9 @@ func TestRestartRetriesStoredDeliveries(t *testing.T) {
 	}
 	before := len(rc.requests())
 
-	mu.Lock()
-	failing = false
-	mu.Unlock()
+	heal()
 	r.engine(activation.Config{})
-	waitFor(t, func() string { return fmt.Sprintf("counts %+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 5 })
+	r.waitDelivered(d, 5)
 	var after []string
 	for _, m := range messages(t, rc)[before:] {
 		after = append(after, m.ID)

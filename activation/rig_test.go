@@ -20,7 +20,7 @@ import (
 // rig is a real embedded store in a temporary directory, the indexer that
 // applies its log, and engines started on it.
 type rig struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	store *sqlite.DB
 	ix    *pipeline.Indexer
@@ -30,7 +30,7 @@ type rig struct {
 	sent int
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir()}
 	r.open()
@@ -124,6 +124,28 @@ func (r *rig) create(d kith.Destination) kith.Destination {
 	return d
 }
 
+// hook creates a webhook destination to url, subscribed to every event.
+func (r *rig) hook(name, url string) kith.Destination {
+	return r.create(kith.Destination{Name: name, Type: kith.DestinationWebhook, Config: webhookTo(url, "").Config, Events: every})
+}
+
+// addViews appends n "Viewed" tracks of users u0 … u(users-1) in turn,
+// the i-th with messageId u<i%users>-<i>.
+func (r *rig) addViews(n, users int) {
+	r.t.Helper()
+	var bodies []string
+	for i := range n {
+		bodies = append(bodies, track(fmt.Sprintf("u%d", i%users), "Viewed", i))
+	}
+	r.add(bodies...)
+}
+
+// waitDelivered waits until a destination has delivered n messages.
+func (r *rig) waitDelivered(d kith.Destination, n int64) {
+	r.t.Helper()
+	waitFor(r.t, func() string { return fmt.Sprintf("%s: counts %+v", d.Name, r.counts(d)) }, func() bool { return r.counts(d).Delivered == n })
+}
+
 // fastPolicy retries within milliseconds, so tests need not wait.
 var fastPolicy = activation.Policy{Base: 20 * time.Millisecond, Cap: 100 * time.Millisecond}
 
@@ -164,7 +186,7 @@ func (r *rig) counts(d kith.Destination) kith.DestinationCounts {
 
 // waitFor polls cond until it holds, failing the test with what after
 // 30 s.
-func waitFor(t *testing.T, what func() string, cond func() bool) {
+func waitFor(t testing.TB, what func() string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
@@ -201,15 +223,6 @@ func messages(t *testing.T, rc *receiver) []sent {
 		out = append(out, s)
 	}
 	return out
-}
-
-// userOf reads the userId of a single webhook message.
-func userOf(r request) string {
-	var m struct {
-		UserID string `json:"userId"`
-	}
-	_ = json.Unmarshal(r.Body, &m)
-	return m.UserID
 }
 
 // seqOf reads the log position from a delivery id dlv_<dst>_e<seq>.

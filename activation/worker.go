@@ -253,32 +253,27 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	var lastSeen time.Time
-	if !w.waiting() {
-		items, upTo, full, seen, err := w.events(ctx)
+	streams := []struct {
+		read func(context.Context) (read, error)
+		pos  *int64
+	}{{w.events, &st.u.Progress.LogSeq}, {w.changes, &st.u.Progress.ChangeSeq}}
+	for _, s := range streams {
+		if w.waiting() {
+			break // new messages wait where they are
+		}
+		rd, err := s.read(ctx)
 		if err != nil {
 			return false, err
 		}
-		handled, err := w.deliver(ctx, st, items)
+		handled, err := w.deliver(ctx, st, rd.items)
 		if err != nil {
 			return false, err
 		}
-		st.u.Progress.LogSeq = reached(w.progress.LogSeq, items, handled, upTo)
-		more = more || full && handled == len(items)
-		if handled > 0 {
-			lastSeen = seen[handled-1]
+		*s.pos = rd.reached(*s.pos, handled)
+		more = more || rd.full && handled == len(rd.items)
+		if handled > 0 && !rd.items[handled-1].seen.IsZero() {
+			lastSeen = rd.items[handled-1].seen
 		}
-	}
-	if !w.waiting() {
-		items, upTo, full, err := w.changes(ctx)
-		if err != nil {
-			return false, err
-		}
-		handled, err := w.deliver(ctx, st, items)
-		if err != nil {
-			return false, err
-		}
-		st.u.Progress.ChangeSeq = reached(w.progress.ChangeSeq, items, handled, upTo)
-		more = more || full && handled == len(items)
 	}
 	if st.empty(w.progress) {
 		w.publish(lastSeen)
@@ -298,15 +293,24 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
-// reached is the stream position after handling items[:handled] of a
-// read that covered the stream up to upTo: upTo when every item was
-// handled, else the last handled item's (the rest is read again).
-func reached(from int64, items []item, handled int, upTo int64) int64 {
+// read is what a worker read of one stream (the log, the audience
+// changes): its items in order, how far it covers the stream (upTo), and
+// whether it was a whole batch (more may follow at once).
+type read struct {
+	items []item
+	upTo  int64
+	full  bool
+}
+
+// reached is the stream position after handling items[:handled], from
+// position from: upTo when every item was handled, else the last handled
+// item's (the rest is read again).
+func (rd read) reached(from int64, handled int) int64 {
 	switch {
-	case handled == len(items):
-		return max(from, upTo)
+	case handled == len(rd.items):
+		return max(from, rd.upTo)
 	case handled > 0:
-		return items[handled-1].seq
+		return rd.items[handled-1].seq
 	}
 	return from
 }
@@ -344,11 +348,13 @@ func (s *step) empty(from kith.DestinationProgress) bool {
 }
 
 // item is one message read from a stream: sent (d) or filtered (reason)
-// or skipped (neither: not subscribed, and not counted).
+// or skipped (neither: not subscribed, and not counted). seen is when an
+// event arrived (zero for an audience change).
 type item struct {
 	seq    int64
 	d      *kith.Delivery
 	reason string
+	seen   time.Time
 }
 
 // retryDue retries the deliveries whose time has come, each alone, at
@@ -559,62 +565,60 @@ func deliveryID(destination string, stream byte, seq int64) string {
 }
 
 // events reads the next log events the indexer has applied and decides
-// each: filtered, or a message for its profile. upTo is how far the read
-// covers the log, full whether a whole batch was read, seen the events'
-// arrival times (by item).
-func (w *worker) events(ctx context.Context) (items []item, upTo int64, full bool, seen []time.Time, err error) {
+// each: filtered, or a message for its profile.
+func (w *worker) events(ctx context.Context) (read, error) {
 	from := w.progress.LogSeq
 	cursor := w.e.cfg.Cursor()
 	if cursor <= from {
-		return nil, from, false, nil, nil
+		return read{upTo: from}, nil
 	}
 	if w.d.Events == nil {
 		// Not subscribed to events: skip ahead, so that subscribing later
 		// starts from then rather than replaying the log.
-		return nil, cursor, false, nil, nil
+		return read{upTo: cursor}, nil
 	}
 	limit := w.e.cfg.BatchSize
 	msgs, err := w.e.store.ReadLog(ctx, from, limit)
 	if err != nil {
-		return nil, 0, false, nil, fmt.Errorf("destination %s: reading the log after %d: %w", w.d.Name, from, err)
+		return read{}, fmt.Errorf("destination %s: reading the log after %d: %w", w.d.Name, from, err)
 	}
-	full = len(msgs) == limit
-	upTo = cursor
-	if full {
-		upTo = min(cursor, msgs[len(msgs)-1].Seq)
+	rd := read{upTo: cursor, full: len(msgs) == limit}
+	if rd.full {
+		rd.upTo = min(cursor, msgs[len(msgs)-1].Seq)
 	}
 	var selected []kith.Message
 	for _, m := range msgs {
 		if m.Seq > cursor {
-			full = false
+			rd.full = false
 			break
 		}
-		items = append(items, item{seq: m.Seq})
-		seen = append(seen, m.ReceivedAt)
+		it := item{seq: m.Seq, seen: m.ReceivedAt}
 		if selects(w.d.Events, m) {
 			selected = append(selected, m)
 		} else {
-			items[len(items)-1].reason = FilteredSubscription
+			it.reason = FilteredSubscription
 		}
+		rd.items = append(rd.items, it)
 	}
 	owners, err := w.e.attr.Owners(ctx, w.e.store, selected)
 	if err != nil {
-		return nil, 0, false, nil, fmt.Errorf("destination %s: attributing events: %w", w.d.Name, err)
+		return read{}, fmt.Errorf("destination %s: attributing events: %w", w.d.Name, err)
 	}
 	allowed := w.consent()
 	k := 0
-	for i := range items {
-		if items[i].reason != "" {
+	for i := range rd.items {
+		it := &rd.items[i]
+		if it.reason != "" {
 			continue
 		}
 		m, owner := selected[k], owners[k]
 		k++
 		ok, err := allowed(ctx, owner)
 		if err != nil {
-			return nil, 0, false, nil, err
+			return read{}, err
 		}
 		if !ok {
-			items[i].reason = FilteredConsent
+			it.reason = FilteredConsent
 			continue
 		}
 		key := owner
@@ -622,9 +626,9 @@ func (w *worker) events(ctx context.Context) (items []item, upTo int64, full boo
 			// Nobody to keep in order with: its own key.
 			key = "seq:" + strconv.FormatInt(m.Seq, 10)
 		}
-		items[i].d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq), Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: m.Raw}
+		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq), Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: m.Raw}
 	}
-	return items, upTo, full, seen, nil
+	return rd, nil
 }
 
 // consent returns the destination's consent check for one step: a
