@@ -147,16 +147,47 @@ func (e *Engine) Reload(ctx context.Context) error {
 		}
 	}
 	for id, d := range want {
-		if _, ok := e.workers[id]; ok {
-			continue
+		if _, ok := e.workers[id]; !ok {
+			e.start(d)
 		}
-		w := newWorker(e, d)
-		wctx, cancel := context.WithCancel(e.ctx)
-		w.cancel = cancel
-		e.workers[id] = w
-		go w.run(wctx)
 	}
 	return nil
+}
+
+// Changed makes one destination's worker match the store after the API
+// changed that destination (created, updated, paused, resumed or deleted
+// it): it stops the worker if there is one and starts a new one unless
+// the destination is gone or paused, so that the worker reads its
+// settings, progress and retrying deliveries again.
+func (e *Engine) Changed(ctx context.Context, id string) error {
+	ds, err := e.store.Destinations(ctx)
+	if err != nil {
+		return fmt.Errorf("activation: reading the destinations: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("activation: the engine is closed")
+	}
+	if w := e.workers[id]; w != nil {
+		w.stop()
+		delete(e.workers, id)
+	}
+	for _, d := range ds {
+		if d.ID == id && !d.Paused {
+			e.start(d)
+		}
+	}
+	return nil
+}
+
+// start starts a worker for d; e.mu is held.
+func (e *Engine) start(d kith.Destination) {
+	w := newWorker(e, d)
+	wctx, cancel := context.WithCancel(e.ctx)
+	w.cancel = cancel
+	e.workers[d.ID] = w
+	go w.run(wctx)
 }
 
 // sameSettings reports whether a running worker's destination is still

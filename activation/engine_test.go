@@ -348,13 +348,28 @@ func TestPauseResumeAndChange(t *testing.T) {
 	if err := r.store.UpdateDestination(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Reload(ctx); err != nil {
+	if err := e.Changed(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A destination created while the engine runs starts at its start.
+	later := r.hook("later", other.URL)
+	if err := e.Changed(ctx, later.ID); err != nil {
 		t.Fatal(err)
 	}
 	r.add(track("u1", "B", 4), track("u2", "C", 5))
 	r.waitDelivered(d, 4)
-	if got := messages(t, other); len(got) != 1 || got[0].MessageID != "u2-5" || len(rc.requests()) != 3 {
+	r.waitDelivered(later, 5)
+	if got := messages(t, other); len(got) != 6 || len(rc.requests()) != 3 {
 		t.Errorf("after the change: %+v, old receiver %d requests", got, len(rc.requests()))
+	}
+	var changed []string
+	for _, m := range messages(t, other) {
+		if strings.HasPrefix(m.ID, "dlv_"+d.ID+"_") {
+			changed = append(changed, m.MessageID)
+		}
+	}
+	if !slices.Equal(changed, []string{"u2-5"}) {
+		t.Errorf("the changed destination sent %v, want only the C event after the change", changed)
 	}
 	if c := r.counts(d); c.Filtered["subscription"] != 1 {
 		t.Errorf("counts %+v", c)
