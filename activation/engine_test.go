@@ -456,3 +456,23 @@ func TestBatchedDelivery(t *testing.T) {
 		t.Errorf("%d distinct messages delivered", len(delivered))
 	}
 }
+
+// A destination whose stored config no longer validates does not start
+// quietly: its worker reports itself failing with the reason, and the
+// others run.
+func TestBrokenConfigReported(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	r.addViews(3, 1)
+	bad := kith.Destination{ID: "dst_bad", Name: "bad", Type: kith.DestinationWebhook, Config: []byte(`{"url":"gopher://x","secret":"` + secret + `"}`), Events: every}
+	if err := r.store.CreateDestination(context.Background(), bad, kith.DestinationProgress{}); err != nil {
+		t.Fatal(err)
+	}
+	good := r.hook("good", rc.URL)
+	e := r.engine(activation.Config{})
+	r.waitDelivered(good, 3)
+	waitFor(t, func() string { return fmt.Sprintf("%+v", e.Health()) }, func() bool {
+		h := e.Health()
+		return len(h) == 2 && h[0].Worker == "destination bad" && h[0].Stuck() && strings.Contains(h[0].LastError, "config.url: must be http or https")
+	})
+}

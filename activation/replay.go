@@ -1,6 +1,7 @@
 package activation
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
@@ -131,7 +132,7 @@ func (w *worker) takeReplays(ctx context.Context, st *step, now time.Time) ([]*r
 // its NextAt if it comes first.
 func (w *worker) insert(d *kith.Delivery) {
 	q := w.queues[d.Key]
-	i, _ := slices.BinarySearchFunc(q, d.Seq, func(x *kith.Delivery, seq int64) int { return compareInt(x.Seq, seq) })
+	i, _ := slices.BinarySearchFunc(q, d.Seq, func(x *kith.Delivery, seq int64) int { return cmp.Compare(x.Seq, seq) })
 	w.queues[d.Key] = slices.Insert(q, i, d)
 	w.pending++
 	if i == 0 {

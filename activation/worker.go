@@ -123,7 +123,7 @@ func (w *worker) run(ctx context.Context) {
 	defer close(w.done)
 	var backoff time.Duration
 	for ctx.Err() == nil {
-		err := w.serve(ctx)
+		stepped, err := w.serve(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -134,6 +134,9 @@ func (w *worker) run(ctx context.Context) {
 		w.loaded = false // what is in memory may be ahead of the store
 		w.status.Fail(err, w.e.now())
 		w.e.log.Warn("activation: destination worker failed; it retries", "destination", w.d.Name, "err", err)
+		if stepped {
+			backoff = 0 // it worked for a while: start over
+		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
 		if !sleep(ctx, backoff) {
 			return
@@ -142,26 +145,27 @@ func (w *worker) run(ctx context.Context) {
 }
 
 // serve builds the sender, loads the destination's state and steps until
-// an error.
-func (w *worker) serve(ctx context.Context) error {
+// an error; stepped says whether a step went through before it.
+func (w *worker) serve(ctx context.Context) (stepped bool, err error) {
 	if w.sender == nil {
 		s, err := newSender(w.d, w.e.transport)
 		if err != nil {
-			return fmt.Errorf("destination %s: its config: %w", w.d.Name, err)
+			return false, fmt.Errorf("destination %s: its config: %w", w.d.Name, err)
 		}
 		w.sender, w.limits = s, s.Limits()
 		w.limits.Messages = max(w.limits.Messages, 1)
 	}
 	if !w.loaded {
 		if err := w.load(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for {
 		more, err := w.step(ctx)
 		if err != nil {
-			return err
+			return stepped, err
 		}
+		stepped = true
 		if more {
 			continue
 		}
@@ -179,7 +183,7 @@ func (w *worker) serve(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return stepped, ctx.Err()
 		case <-w.wake:
 		case <-t.C:
 		}
@@ -209,23 +213,12 @@ func (w *worker) load(ctx context.Context) error {
 		w.pending++
 	}
 	for key, q := range w.queues {
-		// The store orders them by key, then seq; keep that order.
-		slices.SortStableFunc(q, func(a, b *kith.Delivery) int { return compareInt(a.Seq, b.Seq) })
+		// In the store's order (by seq): the first is retried first.
 		heap.Push(&w.due, dueKey{at: q[0].NextAt, key: key})
 	}
 	w.loaded = true
 	w.publish(time.Time{})
 	return nil
-}
-
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // waiting reports whether the destination failed BreakAfter requests in
