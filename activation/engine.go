@@ -125,6 +125,22 @@ func (e *Engine) Start(ctx context.Context) error { return e.Reload(ctx) }
 // progress carry over through the store). The API calls it after every
 // change it makes to a destination.
 func (e *Engine) Reload(ctx context.Context) error {
+	return e.match(ctx, func(string) bool { return true }, false)
+}
+
+// Changed makes one destination's worker match the store after the API
+// changed that destination (created, updated, paused, resumed or deleted
+// it): it stops the worker if there is one and starts a new one unless
+// the destination is gone or paused, so that the worker reads its
+// settings, progress and retrying deliveries again.
+func (e *Engine) Changed(ctx context.Context, id string) error {
+	return e.match(ctx, func(x string) bool { return x == id }, true)
+}
+
+// match makes the workers of the destinations in scope match the store:
+// one for each that is not paused, with its current settings. restart
+// replaces them even when their settings are unchanged.
+func (e *Engine) match(ctx context.Context, scope func(id string) bool, restart bool) error {
 	ds, err := e.store.Destinations(ctx)
 	if err != nil {
 		return fmt.Errorf("activation: reading the destinations: %w", err)
@@ -136,45 +152,21 @@ func (e *Engine) Reload(ctx context.Context) error {
 	}
 	want := map[string]kith.Destination{}
 	for _, d := range ds {
-		if !d.Paused {
+		if !d.Paused && scope(d.ID) {
 			want[d.ID] = d
 		}
 	}
 	for id, w := range e.workers {
-		if d, ok := want[id]; !ok || !sameSettings(d, w.d) {
+		if !scope(id) {
+			continue
+		}
+		if d, ok := want[id]; !ok || restart || !sameSettings(d, w.d) {
 			w.stop()
 			delete(e.workers, id)
 		}
 	}
 	for id, d := range want {
 		if _, ok := e.workers[id]; !ok {
-			e.start(d)
-		}
-	}
-	return nil
-}
-
-// Changed makes one destination's worker match the store after the API
-// changed that destination (created, updated, paused, resumed or deleted
-// it): it stops the worker if there is one and starts a new one unless
-// the destination is gone or paused, so that the worker reads its
-// settings, progress and retrying deliveries again.
-func (e *Engine) Changed(ctx context.Context, id string) error {
-	ds, err := e.store.Destinations(ctx)
-	if err != nil {
-		return fmt.Errorf("activation: reading the destinations: %w", err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return errors.New("activation: the engine is closed")
-	}
-	if w := e.workers[id]; w != nil {
-		w.stop()
-		delete(e.workers, id)
-	}
-	for _, d := range ds {
-		if d.ID == id && !d.Paused {
 			e.start(d)
 		}
 	}
