@@ -115,6 +115,8 @@ type Stats struct {
 	// Outputs counts, per output (look_alike_seeds, …), the profiles
 	// delivered and those filtered by consent since the server started.
 	Outputs map[string]OutputStats `json:"outputs"`
+	// Destinations is each destination's accounting, by name.
+	Destinations []DestinationStats `json:"destinations"`
 }
 
 func (s *Server) stats(r *http.Request) (Stats, error) {
@@ -146,6 +148,9 @@ func (s *Server) stats(r *http.Request) (Stats, error) {
 		st.Totals.Add(c)
 	}
 	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].ID < st.Sources[j].ID })
+	if st.Destinations, err = s.destinationStats(r.Context()); err != nil {
+		return Stats{}, err
+	}
 	s.refused.Range(func(k, v any) bool {
 		st.Refused[k.(string)] = v.(*atomic.Int64).Load()
 		return true
@@ -202,6 +207,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, reason := range reasons {
 		fmt.Fprintf(&b, "kith_requests_refused_total{reason=%q} %d\n", reason, st.Refused[reason])
 	}
+	writeDestinationMetrics(&b, st.Destinations)
 	fmt.Fprintf(&b, "# HELP kith_indexer_backlog_events Accepted events not yet applied to profiles.\n# TYPE kith_indexer_backlog_events gauge\nkith_indexer_backlog_events %d\n", st.Backlog)
 	hs := s.workerHealth()
 	fmt.Fprintf(&b, "# HELP kith_worker_failing Consecutive failed attempts of a background worker (0 when it is making progress).\n# TYPE kith_worker_failing gauge\n")

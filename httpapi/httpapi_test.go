@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/activation"
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/collect"
@@ -41,6 +42,8 @@ type stack struct {
 	now      func() time.Time
 	runner   *insights.Runner
 	api      *httpapi.Server
+	// delivery is the delivery engine (stackOptions.activation).
+	delivery *activation.Engine
 }
 
 func startStack(t *testing.T, dir string, now func() time.Time) *stack {
@@ -59,6 +62,8 @@ type stackOptions struct {
 	// audiences runs the audience engine following the indexer, as kith
 	// serve wires it.
 	audiences bool
+	// activation runs the delivery engine behind the destinations API.
+	activation bool
 }
 
 func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOptions) *stack {
@@ -118,8 +123,13 @@ func startStackWith(t *testing.T, dir string, now func() time.Time, opts stackOp
 		runner = &insights.Runner{Store: store, Config: *opts.insights, Now: now, Context: rctx}
 		cfg.Insights, cfg.InsightConfig = runner, *opts.insights
 	}
+	var delivery *activation.Engine
+	if opts.activation {
+		delivery = startActivation(t, store, secret, rules, ix, now)
+		cfg.Destinations = delivery
+	}
 	api := httpapi.New(store, com, ix, cfg)
-	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now, runner: runner, api: api}
+	s := &stack{t: t, dir: dir, store: store, srv: httptest.NewServer(api), cancel: cancel, done: done, commit: com, now: now, runner: runner, api: api, delivery: delivery}
 	t.Cleanup(s.stop)
 	return s
 }
@@ -129,6 +139,9 @@ func (s *stack) stop() {
 		return
 	}
 	s.srv.Close()
+	if s.delivery != nil {
+		s.delivery.Close()
+	}
 	s.api.Close()
 	s.commit.Close()
 	s.cancel()

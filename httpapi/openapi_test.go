@@ -85,6 +85,15 @@ var openapiRoutes = []struct{ method, path string }{
 	{"POST", "/v1/dmp/audiences"},
 	{"GET", "/v1/profiles/{ref}/dmp-audiences"},
 	{"GET", "/v1/audiences/{key}/seeds"},
+	{"POST", "/v1/destinations"},
+	{"GET", "/v1/destinations"},
+	{"GET", "/v1/destinations/{name}"},
+	{"DELETE", "/v1/destinations/{name}"},
+	{"POST", "/v1/destinations/{name}/pause"},
+	{"POST", "/v1/destinations/{name}/resume"},
+	{"POST", "/v1/destinations/{name}/replay"},
+	{"POST", "/v1/destinations/{name}/test"},
+	{"GET", "/v1/destinations/{name}/deliveries"},
 }
 
 var openapiMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}

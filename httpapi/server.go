@@ -87,6 +87,11 @@ type Config struct {
 	// /metrics report (the indexer, the audience engine); the server's
 	// own audit writer is always among them.
 	Workers []Worker
+	// Destinations is the delivery engine (activation.Engine), told of
+	// every change the destinations API makes; nil leaves destinations
+	// stored, served and accounted for, but delivered by nothing this
+	// server runs, and replaying their dead letters not available.
+	Destinations DestinationEngine
 }
 
 // Worker is a background worker that reports its health.
@@ -262,6 +267,7 @@ func (s *Server) routes() {
 	s.dmpRoutes()
 	s.privacyRoutes()
 	s.consentRoutes()
+	s.destinationRoutes()
 }
 
 // Route authentication kinds.
