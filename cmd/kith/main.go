@@ -58,6 +58,8 @@ Usage:
   kith import --source NAME --mapping FILE [--rejects FILE] INPUT...
                                  import CSV / JSON Lines files (kith import -h)
   kith dmp import|export|show     third-party audiences in, look-alike seeds out (kith dmp)
+  kith destination create|list|show|test|pause|resume|deliveries|replay|delete
+                                 where events and audience changes are delivered (kith destination)
   kith bench ingest|import|insights|soak [flags]
                                  benchmarks (see kith bench ingest -h); soak: load
                                  with kill -9 and other faults, then every ack checked
@@ -125,6 +127,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runImport(ctx, args[1:], stdout, stderr)
 	case "dmp":
 		return runDMP(ctx, args[1:], stdout, stderr)
+	case "destination":
+		return runDestination(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "privacy":
