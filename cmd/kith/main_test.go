@@ -16,8 +16,15 @@ import (
 // startServer runs a real Kith on the embedded store at 127.0.0.1:0.
 func startServer(t *testing.T) *Server {
 	t.Helper()
+	return startServerIn(t, t.TempDir())
+}
+
+// startServerIn runs a real Kith on the embedded store in dir, as
+// startServer does; starting it again on the same dir is a restart.
+func startServerIn(t *testing.T, dir string) *Server {
+	t.Helper()
 	s := &Server{Config: ServeConfig{
-		DataDir: t.TempDir(), Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token",
+		DataDir: dir, Addr: "127.0.0.1:0", AdminToken: "cli-test-admin-token",
 		DedupWindow: time.Hour, Limits: collect.DefaultLimits(), MaxBacklog: 1000, BatchSize: 100,
 	}}
 	if err := s.Open(context.Background()); err != nil {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/activation"
 	"github.com/kithcdp/kith/admin"
 	"github.com/kithcdp/kith/audience"
 	"github.com/kithcdp/kith/collect"
@@ -86,13 +87,16 @@ type Server struct {
 	// rules are the identity rules in force: the one source the indexer,
 	// the audience engine, the privacy gate, the API, the console and DMP
 	// linking read, which PUT /v1/identity/rules replaces for all of them.
-	rules     *identity.Current
-	api       *httpapi.Server
-	ln        net.Listener
-	http      *http.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	rules *identity.Current
+	// destinations delivers events and audience changes to the tools
+	// that act on them (package activation).
+	destinations *activation.Engine
+	api          *httpapi.Server
+	ln           net.Listener
+	http         *http.Server
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	closeOnce    sync.Once
 	// loading says what the server is still loading (kith demo); /healthz
 	// answers 503 while it is not empty.
 	loading atomic.Pointer[string]
@@ -328,6 +332,22 @@ func (s *Server) Open(ctx context.Context) error {
 		return err
 	}
 	s.committer.SetGate(s.privacy.Gate)
+	// Destinations follow the indexer: a worker reads no event the
+	// indexer has not applied, so each has its profile and consent.
+	s.destinations, err = activation.New(activation.Config{
+		Store:       s.store,
+		Attribution: pipeline.NewAttribution(s.rules.Load, identity.NewKeyer(secret), s.Logger, "destinations"),
+		Cursor:      s.indexer.Cursor,
+		Logger:      s.Logger,
+	})
+	if err == nil {
+		err = s.destinations.Start(runCtx)
+	}
+	if err != nil {
+		cancel()
+		s.store.Close()
+		return fmt.Errorf("destinations: %w", err)
+	}
 	s.retention = &privacy.Sweeper{Store: s.store, Service: s.privacy, Policy: s.Config.Retention, Logger: s.Logger}
 	s.wg.Add(7)
 	go func() {
@@ -376,6 +396,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Unmerger: s.indexer, Matcher: s.matcher, Audiences: s.audiences,
 		Loading: s.loadingWhat, DMPTTL: s.Config.DMPTTL, MinSeedSize: s.Config.MinSeedSize, Eraser: s.privacy,
 		Retention: s.retention, RetentionPolicy: s.Config.Retention, Workers: []httpapi.Worker{s.indexer, s.audiences},
+		Destinations: s.destinations,
 	})
 	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Unmerger: s.indexer, Rules: s.rules.Load, Secret: secret, Logger: s.Logger,
 		Audit: s.api.Audit, AuditSync: s.api.SyncAudit})
@@ -485,6 +506,9 @@ func (s *Server) Close() error {
 			s.cancel()
 		}
 		s.wg.Wait()
+		if s.destinations != nil {
+			s.destinations.Close() // attempts in flight are made again at the next start, with the same ids
+		}
 		if s.privacy != nil {
 			s.privacy.Wait()
 		}
