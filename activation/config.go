@@ -231,8 +231,20 @@ func Validate(d kith.Destination) error {
 			return invalid(fmt.Sprintf("consent[%d]", i), "empty consent category")
 		}
 	}
+	if f := d.Events; f != nil {
+		// A filter on a call type no event has would silently select
+		// nothing.
+		for i, typ := range f.Types {
+			if !slices.Contains(callTypes, typ) {
+				return invalid(fmt.Sprintf("events.types[%d]", i), "unknown call type %q (one of %s)", typ, strings.Join(callTypes, ", "))
+			}
+		}
+	}
 	return nil
 }
+
+// callTypes are the Segment call types an event filter can select.
+var callTypes = []string{"alias", "group", "identify", "page", "screen", "track"}
 
 // Redact returns a destination's config with the values of its secret
 // fields replaced, as the API serves it after creation: secrets are shown

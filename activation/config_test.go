@@ -58,6 +58,8 @@ func TestValidate(t *testing.T) {
 		{"audienceAs", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), AudienceAs: "email"}, `audienceAs: must be "track" or "identify"`},
 		{"negative rate", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), RateLimit: -1}, `rateLimit: must be`},
 		{"empty consent category", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Consent: []string{"Marketing", ""}}, `consent[1]: empty consent category`},
+		{"event filter", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Events: &kith.EventFilter{Types: []string{"track", "identify"}, Events: []string{"Order Completed"}}}, ""},
+		{"unknown call type", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Events: &kith.EventFilter{Types: []string{"track", "Track"}}}, `events.types[1]: unknown call type "Track"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
