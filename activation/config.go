@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/audience"
 )
 
 // Type is one kind of destination: its config, declared once as a struct
@@ -218,19 +219,17 @@ func Validate(d kith.Destination) error {
 	default:
 		return invalid("audienceAs", "must be %q or %q", kith.AudienceAsTrack, kith.AudienceAsIdentify)
 	}
-	if d.RateLimit < 0 || d.RateLimit != d.RateLimit { // NaN
-		return invalid("rateLimit", "must be a number of deliveries per second ≥ 0")
+	// 0 is no cap; a rate below one message in 100 s would overflow the
+	// limiter's spacing, and one above a million is no cap either.
+	if d.RateLimit != 0 && !(d.RateLimit >= 0.01 && d.RateLimit <= 1e6) {
+		return invalid("rateLimit", "must be 0 (no cap) or 0.01 to 1000000 deliveries per second")
 	}
 	for i, a := range d.Audiences {
-		if a == "" {
-			return invalid(fmt.Sprintf("audiences[%d]", i), "empty audience key")
+		if why := audience.KeyProblem(a); a != "" && why != "" {
+			return invalid(fmt.Sprintf("audiences[%d]", i), "%s", why)
 		}
 	}
-	for i, c := range d.Consent {
-		if c == "" {
-			return invalid(fmt.Sprintf("consent[%d]", i), "empty consent category")
-		}
-	}
+	lists := []nameList{{"audiences", "audience key", d.Audiences}, {"consent", "consent category", d.Consent}}
 	if f := d.Events; f != nil {
 		// A filter on a call type no event has would silently select
 		// nothing.
@@ -239,9 +238,48 @@ func Validate(d kith.Destination) error {
 				return invalid(fmt.Sprintf("events.types[%d]", i), "unknown call type %q (one of %s)", typ, strings.Join(callTypes, ", "))
 			}
 		}
+		lists = append(lists, nameList{"events.events", "event name", f.Events}, nameList{"events.sources", "source id", f.Sources})
+	}
+	for _, l := range lists {
+		if err := l.check(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
+
+// nameList is one of a destination's lists of names, checked alike.
+type nameList struct {
+	field, what string
+	items       []string
+}
+
+func (l nameList) check() error {
+	if len(l.items) > maxListItems {
+		return invalid(l.field, "at most %d items (it has %d)", maxListItems, len(l.items))
+	}
+	for i, v := range l.items {
+		field := fmt.Sprintf("%s[%d]", l.field, i)
+		if v == "" {
+			return invalid(field, "empty %s", l.what)
+		}
+		if len(v) > maxItemBytes {
+			return invalid(field, "at most %d bytes (it is %d)", maxItemBytes, len(v))
+		}
+		if err := kith.CheckText(field, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A destination's lists (audiences, consent categories, event names and
+// sources of its filter) are names, not data: bounded so that a settings
+// document stays small and every comparison cheap.
+const (
+	maxListItems = 1000
+	maxItemBytes = 200
+)
 
 // callTypes are the Segment call types an event filter can select.
 var callTypes = []string{"alias", "group", "identify", "page", "screen", "track"}

@@ -59,6 +59,13 @@ func TestValidate(t *testing.T) {
 		{"negative rate", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), RateLimit: -1}, `rateLimit: must be`},
 		{"empty consent category", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Consent: []string{"Marketing", ""}}, `consent[1]: empty consent category`},
 		{"event filter", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Events: &kith.EventFilter{Types: []string{"track", "identify"}, Events: []string{"Order Completed"}}}, ""},
+		{"audience key not a key", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Audiences: []string{"buyers", "Big Spenders"}}, `audiences[1]: key "Big Spenders": want 1-100 characters`},
+		{"consent category too long", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Consent: []string{strings.Repeat("M", 201)}}, `consent[0]: at most 200 bytes (it is 201)`},
+		{"event name with NUL", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Events: &kith.EventFilter{Events: []string{"a\x00b"}}}, `events.events[0] contains a NUL character`},
+		{"source id not UTF-8", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Events: &kith.EventFilter{Sources: []string{"src_\xff"}}}, `events.sources[0] is not valid UTF-8`},
+		{"too many consent categories", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Consent: make([]string, 1001)}, `consent: at most 1000 items (it has 1001)`},
+		{"rate too small", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), RateLimit: 1e-300}, `rateLimit: must be 0 (no cap) or 0.01 to 1000000`},
+		{"rate too large", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), RateLimit: 1e308}, `rateLimit: must be 0 (no cap) or 0.01 to 1000000`},
 		{"unknown call type", kith.Destination{Type: kith.DestinationWebhook, Config: json.RawMessage(ok), Events: &kith.EventFilter{Types: []string{"track", "Track"}}}, `events.types[1]: unknown call type "Track"`},
 	}
 	for _, tt := range tests {

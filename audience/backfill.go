@@ -23,14 +23,24 @@ func Prepare(d kith.Definition) (kith.Definition, error) {
 	return d, err
 }
 
+// KeyProblem says what is wrong with an audience or computed-trait key
+// ("" if nothing): the rule every definition and every reference to one
+// (a destination's audiences) is held to.
+func KeyProblem(key string) string {
+	if !keyRE.MatchString(key) {
+		return fmt.Sprintf("key %q: want 1-100 characters a-z, 0-9, _ . - (starting with a letter or digit)", key)
+	}
+	return ""
+}
+
 // prepare is Prepare, also returning the parsed tree: a *Node for an
 // audience, an *Aggregate for a computed trait.
 func prepare(d kith.Definition) (kith.Definition, any, error) {
 	bad := func(format string, args ...any) (kith.Definition, any, error) {
 		return d, nil, kith.Errorf(kith.EINVALID, format, args...)
 	}
-	if !keyRE.MatchString(d.Key) {
-		return bad("key %q: want 1-100 characters a-z, 0-9, _ . - (starting with a letter or digit)", d.Key)
+	if why := KeyProblem(d.Key); why != "" {
+		return bad("%s", why)
 	}
 	hasCond := len(d.Condition) > 0 && string(d.Condition) != "null"
 	if (d.Text == "") == !hasCond {
