@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -124,19 +123,6 @@ type Delivery struct {
 	// servers and may hold any bytes; stores keep SafeText(LastError).
 	LastError string `json:"lastError,omitempty"`
 	Dead      bool   `json:"dead"`
-}
-
-// SafeText returns s as text every store can hold (TextProblem is ""):
-// invalid UTF-8 becomes U+FFFD and NUL characters are dropped. It is for
-// text Kith records but does not look up, which comes from outside and
-// cannot be refused, such as the error a receiving server answered with
-// (Delivery.LastError); text that is looked up is refused instead
-// (CheckText).
-func SafeText(s string) string {
-	if TextProblem(s) == "" {
-		return s
-	}
-	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
 // DestinationCounts is the accounting of one destination: every message

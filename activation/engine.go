@@ -141,14 +141,17 @@ func (e *Engine) Changed(ctx context.Context, id string) error {
 // one for each that is not paused, with its current settings. restart
 // replaces them even when their settings are unchanged.
 func (e *Engine) match(ctx context.Context, scope func(id string) bool, restart bool) error {
-	ds, err := e.store.Destinations(ctx)
-	if err != nil {
-		return fmt.Errorf("activation: reading the destinations: %w", err)
-	}
+	// The store is read under the lock: two changes made quickly one
+	// after the other (pause, then resume) must be applied in the order
+	// they read the store, or the older one would undo the newer.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
 		return errors.New("activation: the engine is closed")
+	}
+	ds, err := e.store.Destinations(ctx)
+	if err != nil {
+		return fmt.Errorf("activation: reading the destinations: %w", err)
 	}
 	want := map[string]kith.Destination{}
 	for _, d := range ds {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Outcome is what becomes of the messages of one attempt.
@@ -97,6 +98,31 @@ const maxErrorBody = 200
 // and decides what follows.
 func (p Policy) Decide(r Result, attempts int, firstAt, now time.Time) Decision {
 	p = p.withDefaults()
+	d := p.decide(r, attempts, firstAt, now)
+	// Transport errors can quote what the server sent (a malformed
+	// header line, up to megabytes): the error is stored with every
+	// delivery of the batch and served by the API, so it is clipped here,
+	// once.
+	d.Error = clip(d.Error, maxErrorText)
+	return d
+}
+
+// maxErrorText is the most of an error's text kept (bytes).
+const maxErrorText = 1024
+
+// clip cuts s to at most n bytes on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+func (p Policy) decide(r Result, attempts int, firstAt, now time.Time) Decision {
 	var why string
 	switch {
 	case r.Err != nil && r.Timeout:
@@ -171,9 +197,7 @@ func retryAfter(h string, now time.Time) (time.Duration, bool) {
 func statusError(r Result) string {
 	s := fmt.Sprintf("HTTP %d %s", r.Status, http.StatusText(r.Status))
 	body := strings.TrimSpace(r.Body)
-	if len(body) > maxErrorBody {
-		body = body[:maxErrorBody] + "…"
-	}
+	body = clip(body, maxErrorBody)
 	if body != "" {
 		s += ": " + body
 	}

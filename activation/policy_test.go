@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kithcdp/kith/activation"
 )
@@ -93,5 +94,20 @@ func TestPolicyJitterSpreadsRetries(t *testing.T) {
 		if lo > ceiling/10 || hi < ceiling*9/10 {
 			t.Errorf("attempt %d: waits between %v and %v, want them spread over [0, %v]", attempts, lo, hi, ceiling)
 		}
+	}
+}
+
+// An error a server shapes (a transport error quoting a malformed header,
+// a long body) is clipped on a character boundary before it is kept.
+func TestDecisionErrorIsClipped(t *testing.T) {
+	now := time.Now()
+	long := errors.New("malformed MIME header line: " + strings.Repeat("é", 5000))
+	d := activation.Policy{}.Decide(activation.Result{Err: long}, 1, now, now)
+	if len(d.Error) > 1024+len("…") || !utf8.ValidString(d.Error) || !strings.HasSuffix(d.Error, "…") {
+		t.Errorf("error of %d bytes (valid UTF-8 %v): want at most 1024 and a marked cut", len(d.Error), utf8.ValidString(d.Error))
+	}
+	d = activation.Policy{}.Decide(activation.Result{Status: 503, Body: strings.Repeat("é", 400)}, 1, now, now)
+	if !utf8.ValidString(d.Error) || !strings.HasSuffix(d.Error, "…") {
+		t.Errorf("body cut into %q", d.Error)
 	}
 }

@@ -76,6 +76,10 @@ func (e *Engine) replayStored(ctx context.Context, id string, ids []string) (int
 // deadLetters reads a destination's dead letters, those with the given
 // ids or all.
 func deadLetters(ctx context.Context, st Store, id string, ids []string) ([]kith.Delivery, error) {
+	want := make(map[string]bool, len(ids))
+	for _, x := range ids {
+		want[x] = true
+	}
 	var out []kith.Delivery
 	for after := ""; ; {
 		page, err := st.Deliveries(ctx, id, true, after, 500)
@@ -83,7 +87,7 @@ func deadLetters(ctx context.Context, st Store, id string, ids []string) ([]kith
 			return nil, fmt.Errorf("activation: destination %s: reading its dead letters: %w", id, err)
 		}
 		for _, d := range page {
-			if len(ids) == 0 || slices.Contains(ids, d.ID) {
+			if len(ids) == 0 || want[d.ID] {
 				out = append(out, d)
 			}
 		}

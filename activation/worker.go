@@ -497,7 +497,7 @@ func (w *worker) settle(st *step, d *kith.Delivery, dec Decision, status int, no
 		d.Dead = true
 		d.NextAt = time.Time{}
 	}
-	d.LastStatus, d.LastError = status, kith.SafeText(dec.Error)
+	d.LastStatus, d.LastError = status, dec.Error // the store keeps it as kith.SafeText
 	st.putDelivery(*d)
 	switch {
 	case stored && d.Dead:

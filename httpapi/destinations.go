@@ -533,6 +533,9 @@ func (s *Server) handlePauseDestination(paused bool) func(w http.ResponseWriter,
 // engine puts them back among the retrying deliveries, due now, through
 // the destination's worker, so that what it holds in memory stays what
 // is stored: {"replayed": n}.
+// maxReplayIDs bounds the dead letters one replay may name.
+const maxReplayIDs = 1000
+
 func (s *Server) handleReplayDestination(w http.ResponseWriter, r *http.Request, d kith.Destination) {
 	var body struct {
 		IDs []string `json:"ids"`
@@ -542,6 +545,10 @@ func (s *Server) handleReplayDestination(w http.ResponseWriter, r *http.Request,
 			s.error(w, r, err)
 			return
 		}
+	}
+	if len(body.IDs) > maxReplayIDs {
+		s.error(w, r, kith.Errorf(kith.EINVALID, "ids: at most %d (it has %d); replay all with no ids", maxReplayIDs, len(body.IDs)))
+		return
 	}
 	n, err := s.cfg.Destinations.Replay(r.Context(), d.ID, body.IDs)
 	if err != nil {
