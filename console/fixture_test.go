@@ -51,7 +51,7 @@ func newFixture(t testing.TB, defs []kith.Definition, events ...string) *fixture
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, db: db, secret: secret, now: time.Now().UTC().Truncate(time.Second)}
-	f.eng = audience.NewEngine(db, audience.Config{Secret: secret, FlushEvery: -1})
+	f.eng = audience.NewEngine(db, audience.Config{Secret: secret, FlushEvery: -1, Now: func() time.Time { return f.now }})
 	ix := pipeline.New(db, secret, pipeline.Config{Observer: f.eng})
 	var msgs []kith.Message
 	for i, raw := range events {
