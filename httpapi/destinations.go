@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -169,28 +168,9 @@ func withWebhookSecret(config json.RawMessage) (json.RawMessage, string) {
 	return out, secret
 }
 
-// DestinationAccount is one destination's accounting as the API shows it:
-// every message it subscribes to is delivered, filtered, retrying,
-// dead-lettered or still pending.
-type DestinationAccount struct {
-	Delivered int64 `json:"delivered"`
-	// Pending counts what the destination has not handled yet: the
-	// events appended to the log after its position (when it subscribes
-	// to events; the log head minus its position) and the audience
-	// changes after its position in the change stream (when it
-	// subscribes to audiences). What its filters will drop is among
-	// them, so it is an upper bound.
-	Pending int64 `json:"pending"`
-	// BehindSeconds is how long ago the oldest pending event arrived (0
-	// when none is pending).
-	BehindSeconds float64 `json:"behindSeconds"`
-	Retrying      int64   `json:"retrying"`
-	DeadLettered  int64   `json:"dead_lettered"`
-	// Filtered is the sum of FilteredBy, the messages not sent by reason
-	// (subscription, consent, …).
-	Filtered   int64            `json:"filtered"`
-	FilteredBy map[string]int64 `json:"filteredBy"`
-}
+// DestinationAccount is one destination's accounting as the API shows it
+// (activation.Account, the one computation of it the console shares).
+type DestinationAccount = activation.Account
 
 // DestinationStats is one destination's accounting in GET /v1/stats.
 type DestinationStats struct {
@@ -240,113 +220,21 @@ type DestinationAttempt struct {
 
 // streamHeads are the ends of the streams destinations read, read once
 // per request.
-type streamHeads struct {
-	log, changes int64
-}
+type streamHeads = activation.Heads
 
 // heads reads the log head, and the change stream's head when changes
-// is true (it takes a few reads; see changeHead).
+// is true (activation.ReadHeads).
 func (s *Server) heads(ctx context.Context, changes bool) (streamHeads, error) {
-	var h streamHeads
-	var err error
-	if h.log, err = s.store.LogHead(ctx); err != nil {
-		return h, fmt.Errorf("reading the log head: %w", err)
-	}
-	if changes {
-		h.changes, err = changeHead(ctx, s.store)
-	}
-	return h, err
+	return activation.ReadHeads(ctx, s.store, changes)
 }
 
 // anyAudiences reports whether one of ds subscribes to audiences.
-func anyAudiences(ds ...kith.Destination) bool {
-	for _, d := range ds {
-		if len(d.Audiences) > 0 {
-			return true
-		}
-	}
-	return false
-}
+func anyAudiences(ds ...kith.Destination) bool { return activation.AnyAudiences(ds...) }
 
-// changeReader reads the audience change stream.
-type changeReader interface {
-	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]kith.MembershipChange, error)
-}
-
-// changeHead returns the seq of the latest audience change (0 when there
-// is none), where a new destination starts in that stream. The stores
-// answer only "the first change after a position", so the head is found
-// as the smallest position no change follows: positions doubling until
-// one has nothing after it, then a binary search below it, each probe
-// one read of one change. A change appended meanwhile may be missed;
-// it is then sent, which is what a destination created a moment earlier
-// would do.
-func changeHead(ctx context.Context, st changeReader) (int64, error) {
-	// next returns the seq of the first change after after, if any.
-	next := func(after int64) (int64, bool, error) {
-		cs, err := st.MembershipChanges(ctx, after, "", "", 1)
-		if err != nil {
-			return 0, false, fmt.Errorf("reading the audience change stream after %d: %w", after, err)
-		}
-		if len(cs) == 0 {
-			return 0, false, nil
-		}
-		return cs[0].Seq, true, nil
-	}
-	// lo is a position at or below the head, hi one at or above it.
-	var lo, hi int64
-	for step := int64(1); ; step *= 2 {
-		seq, ok, err := next(lo + step)
-		if err != nil {
-			return 0, err
-		}
-		if !ok {
-			hi = lo + step
-			break
-		}
-		lo = seq
-	}
-	for lo < hi {
-		mid := lo + (hi-lo)/2
-		seq, ok, err := next(mid)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			lo = seq
-		} else {
-			hi = mid
-		}
-	}
-	return lo, nil
-}
-
-// account returns a destination's accounting and progress.
+// account returns a destination's accounting and progress
+// (activation.Summarize).
 func (s *Server) account(ctx context.Context, d kith.Destination, c kith.DestinationCounts, h streamHeads) (DestinationAccount, kith.DestinationProgress, error) {
-	p, err := s.store.DestinationProgress(ctx, d.ID)
-	if err != nil {
-		return DestinationAccount{}, p, fmt.Errorf("destination %s: reading its progress: %w", d.Name, err)
-	}
-	a := DestinationAccount{Delivered: c.Delivered, Retrying: c.Retrying, DeadLettered: c.DeadLettered, FilteredBy: map[string]int64{}}
-	for reason, n := range c.Filtered {
-		a.FilteredBy[reason] = n
-		a.Filtered += n
-	}
-	if d.Events != nil && h.log > p.LogSeq {
-		a.Pending += h.log - p.LogSeq
-		msgs, err := s.store.ReadLog(ctx, p.LogSeq, 1)
-		if err != nil {
-			return a, p, fmt.Errorf("destination %s: reading its oldest pending event: %w", d.Name, err)
-		}
-		if len(msgs) > 0 {
-			behind := s.cfg.Now().Sub(msgs[0].ReceivedAt).Seconds()
-			a.BehindSeconds = math.Round(max(behind, 0)*1000) / 1000
-		}
-	}
-	if len(d.Audiences) > 0 && h.changes > p.ChangeSeq {
-		a.Pending += h.changes - p.ChangeSeq
-	}
-	return a, p, nil
+	return activation.Summarize(ctx, s.store, d, c, h, s.cfg.Now())
 }
 
 // view returns d as the API serves it.
@@ -367,10 +255,8 @@ func (s *Server) view(ctx context.Context, d kith.Destination, c kith.Destinatio
 			for _, at := range st.Attempts {
 				v.Worker.Attempts = append(v.Worker.Attempts, DestinationAttempt{At: at.At, Messages: at.Messages, Status: at.Status,
 					LatencyMs: float64(at.Latency.Microseconds()) / 1000, Outcome: at.Outcome, Error: at.Error})
-				if at.Error != "" {
-					v.Worker.LastError = at.Error
-				}
 			}
+			v.Worker.LastError = st.LastError()
 		}
 	}
 	return v, nil
@@ -445,7 +331,7 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 		s.error(w, r, err)
 		return
 	}
-	if err := s.store.CreateDestination(ctx, d, kith.DestinationProgress{LogSeq: h.log, ChangeSeq: h.changes}); err != nil {
+	if err := s.store.CreateDestination(ctx, d, kith.DestinationProgress{LogSeq: h.Log, ChangeSeq: h.Changes}); err != nil {
 		if kith.ErrorCode(err) == kith.ECONFLICT {
 			err = kith.Errorf(kith.ECONFLICT, "name: a destination named %q exists", d.Name)
 		}

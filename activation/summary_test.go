@@ -1,4 +1,4 @@
-package httpapi
+package activation_test
 
 import (
 	"context"
@@ -7,10 +7,11 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/activation"
 	"github.com/kithcdp/kith/sqlite"
 )
 
-// changeHead finds the last change of the stream the embedded store
+// ChangeHead finds the last change of the stream the embedded store
 // keeps, whatever its length, bulk changes (several seqs in one row)
 // included.
 func TestChangeHead(t *testing.T) {
@@ -70,12 +71,12 @@ func TestChangeHead(t *testing.T) {
 				}
 				want, after = cs[len(cs)-1].Seq, cs[len(cs)-1].Seq
 			}
-			got, err := changeHead(ctx, st)
+			got, err := activation.ChangeHead(ctx, st)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != want {
-				t.Fatalf("changeHead = %d, want %d", got, want)
+				t.Fatalf("ChangeHead = %d, want %d", got, want)
 			}
 		})
 	}
