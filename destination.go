@@ -160,7 +160,21 @@ type DestinationUpdate struct {
 	// Delivered and Filtered (by reason) are added to the counters.
 	Delivered int64
 	Filtered  map[string]int64
+	// Recipients are the profiles (by id) the step sent data about, or
+	// tried to: the destination is recorded as having received them
+	// (ReceivedBy), so that erasing one of them sends it a deletion.
+	Recipients []string
+	// Forget lists profiles (by id) that were erased: the deliveries
+	// keyed by them (retrying and dead-lettered) are removed and counted
+	// as Filtered[DeliveriesErased], and the record that the destination
+	// received them is removed. Forget applies before Put, so a deletion
+	// message put in the same step stays.
+	Forget []string
 }
+
+// DeliveriesErased is the filtered reason of deliveries removed because
+// the person they were about was erased (DestinationUpdate.Forget).
+const DeliveriesErased = "erased"
 
 // Check returns an EINVALID error when u cannot apply to a destination
 // whose stored progress is from: its progress is behind from in either
@@ -216,6 +230,14 @@ type DestinationStore interface {
 	// order their messages wait. Paging by ID would give them in random
 	// key order, leaving the worker to collect and sort them all anyway.
 	PendingDeliveries(ctx context.Context, id string) ([]Delivery, error)
+	// Delivery returns one of a destination's retrying or dead-lettered
+	// deliveries by ID; ENOTFOUND if there is none (delivered, dropped,
+	// never made, or the destination is gone).
+	Delivery(ctx context.Context, id, delivery string) (Delivery, error)
+	// ReceivedBy returns the IDs of the destinations recorded as having
+	// received data about any of the profiles (DestinationUpdate's
+	// Recipients), by ID.
+	ReceivedBy(ctx context.Context, profiles []string) ([]string, error)
 	// DestinationCounts returns the accounting of every destination by
 	// ID: Delivered and Filtered from counters, Retrying and
 	// DeadLettered counted from the deliveries.

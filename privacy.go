@@ -43,6 +43,34 @@ type Erasure struct {
 	FinishedAt  time.Time        `json:"finishedAt,omitzero"`
 	Counts      map[string]int64 `json:"counts,omitempty"`
 	Error       string           `json:"error,omitempty"`
+	// Destinations are the destinations that had received the person's
+	// data and were sent a deletion message, with how that went.
+	Destinations []ErasureDestination `json:"destinations,omitempty"`
+}
+
+// How a deletion message to a destination is doing.
+const (
+	DeletionSent    = "sent"    // the destination acknowledged it
+	DeletionPending = "pending" // waiting for its first attempt or a retry
+	DeletionFailed  = "failed"  // dead-lettered (replayable)
+	// DeletionDropped: the destination was deleted before the deletion
+	// went through.
+	DeletionDropped = "dropped"
+)
+
+// ErasureDestination is one destination an erasure sent a deletion
+// message to. Status and Error are read when the erasure is: they change
+// as the deletion is retried.
+type ErasureDestination struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Deliveries are the ids of its deletion messages (one per userId,
+	// and per anonymousId beyond the first), as its delivery lists show
+	// them.
+	Deliveries []string `json:"deliveries"`
+	Status     string   `json:"status,omitempty"`
+	Attempts int    `json:"attempts,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // PrivacyStore keeps erasure requests and suppressions, and erases.

@@ -35,6 +35,8 @@ type Store interface {
 	AdvanceDestination(ctx context.Context, id string, u kith.DestinationUpdate) error
 	PendingDeliveries(ctx context.Context, id string) ([]kith.Delivery, error)
 	Deliveries(ctx context.Context, id string, dead bool, after string, limit int) ([]kith.Delivery, error)
+	Delivery(ctx context.Context, id, delivery string) (kith.Delivery, error)
+	ReceivedBy(ctx context.Context, profiles []string) ([]string, error)
 }
 
 // Config is what an Engine is built from.

@@ -20,12 +20,13 @@ import (
 // rig is a real embedded store in a temporary directory, the indexer that
 // applies its log, and engines started on it.
 type rig struct {
-	t     testing.TB
-	dir   string
-	store *sqlite.DB
-	ix    *pipeline.Indexer
-	attr  *pipeline.Attribution
-	keyer identity.Keyer
+	t      testing.TB
+	dir    string
+	store  *sqlite.DB
+	ix     *pipeline.Indexer
+	attr   *pipeline.Attribution
+	keyer  identity.Keyer
+	secret []byte
 	// sent counts the messages appended, to space their arrival times.
 	sent int
 }
@@ -55,7 +56,7 @@ func (r *rig) open() {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.store = store
+	r.store, r.secret = store, secret
 	r.ix = pipeline.New(store, secret, pipeline.Config{BatchSize: 1000})
 	r.keyer = identity.NewKeyer(secret)
 	r.attr = pipeline.NewAttribution(nil, r.keyer, nil, "activation")
@@ -76,6 +77,14 @@ func (r *rig) reopen() {
 // stores them, from source "src", and lets the indexer apply them.
 func (r *rig) add(bodies ...string) {
 	r.t.Helper()
+	r.appendLog(bodies...)
+	r.index()
+}
+
+// appendLog appends messages as add does, leaving them to an indexer
+// that runs.
+func (r *rig) appendLog(bodies ...string) {
+	r.t.Helper()
 	t0 := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 	var msgs []kith.Message
 	for _, b := range bodies {
@@ -92,7 +101,6 @@ func (r *rig) add(bodies ...string) {
 	if _, err := r.store.Append(context.Background(), kith.AppendBatch{Events: msgs}); err != nil {
 		r.t.Fatal(err)
 	}
-	r.index()
 }
 
 // index applies the whole log.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,17 @@ const (
 	kindEvent    = "event"
 	kindAudience = "audience"
 )
+
+// unattributed prefixes the key of an event attributed to no profile
+// (its own key, followed by its log position).
+const unattributed = "seq:"
+
+// aboutProfile reports whether a delivery's key is a profile id: an
+// event or audience message about someone, not an unattributed event or
+// a deletion.
+func aboutProfile(d *kith.Delivery) bool {
+	return (d.Kind == kindEvent || d.Kind == kindAudience) && !strings.HasPrefix(d.Key, unattributed)
+}
 
 // Attempt is one request a worker made, for the console's list of recent
 // attempts.
@@ -81,6 +93,11 @@ type worker struct {
 	// fails counts the requests that failed in a row; at BreakAfter the
 	// worker stops taking new messages from the log until one succeeds.
 	fails int
+
+	// abandoned holds the profiles the current step sent messages about
+	// until the step is recorded: after a stop, the profiles of a step
+	// that was abandoned (Forget reads them).
+	abandoned map[string]bool
 
 	mu       sync.Mutex
 	snap     snapshot
@@ -233,8 +250,9 @@ func (w *worker) waiting() bool {
 // changes. more says that work is left over (a full read, retries still
 // due).
 func (w *worker) step(ctx context.Context) (more bool, err error) {
-	st := &step{put: map[string]int{}}
+	st := &step{put: map[string]int{}, recipients: map[string]bool{}}
 	st.u.Progress = w.progress
+	w.abandoned = st.recipients
 	now := w.e.now()
 	replays, err := w.takeReplays(ctx, st, now)
 	if err != nil {
@@ -269,9 +287,14 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		}
 	}
 	if st.empty(w.progress) {
+		w.abandoned = nil
 		w.publish(lastSeen)
 		return more, nil
 	}
+	for p := range st.recipients {
+		st.u.Recipients = append(st.u.Recipients, p)
+	}
+	slices.Sort(st.u.Recipients)
 	if err := w.e.store.AdvanceDestination(ctx, w.d.ID, st.u); err != nil {
 		if kith.ErrorCode(err) == kith.ENOTFOUND {
 			return false, errGone
@@ -279,6 +302,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("destination %s: recording its progress: %w", w.d.Name, err)
 	}
 	w.progress = st.u.Progress
+	w.abandoned = nil
 	if !st.failed {
 		w.status.OK()
 	}
@@ -317,6 +341,9 @@ type step struct {
 	// failed: a request failed in this step (the worker is not healthy
 	// just because its progress was recorded).
 	failed bool
+	// recipients are the profiles the step sent messages about (tried
+	// to: a request that failed may still have reached the receiver).
+	recipients map[string]bool
 }
 
 func (s *step) putDelivery(d kith.Delivery) {
@@ -337,7 +364,8 @@ func (s *step) filter(reason string) {
 
 // empty reports whether the step changed nothing to record.
 func (s *step) empty(from kith.DestinationProgress) bool {
-	return s.u.Progress == from && len(s.u.Put) == 0 && len(s.u.Done) == 0 && s.u.Delivered == 0 && len(s.u.Filtered) == 0
+	return s.u.Progress == from && len(s.u.Put) == 0 && len(s.u.Done) == 0 && s.u.Delivered == 0 &&
+		len(s.u.Filtered) == 0 && len(s.recipients) == 0
 }
 
 // item is one message read from a stream: sent (d) or filtered (reason)
@@ -437,6 +465,9 @@ func (w *worker) attempt(ctx context.Context, st *step, ds []*kith.Delivery) err
 	msgs := make([]Message, len(ds))
 	for i, d := range ds {
 		msgs[i] = Message{ID: d.ID, Body: d.Body}
+		if aboutProfile(d) {
+			st.recipients[d.Key] = true
+		}
 	}
 	res := w.sender.Send(ctx, requestID(msgs), msgs)
 	if ctx.Err() != nil {
@@ -617,7 +648,7 @@ func (w *worker) events(ctx context.Context) (read, error) {
 		key := owner
 		if key == "" {
 			// Nobody to keep in order with: its own key.
-			key = "seq:" + strconv.FormatInt(m.Seq, 10)
+			key = unattributed + strconv.FormatInt(m.Seq, 10)
 		}
 		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq), Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: m.Raw}
 	}

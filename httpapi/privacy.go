@@ -17,6 +17,22 @@ type Retention interface {
 // Eraser takes erasure requests (privacy.Service).
 type Eraser interface {
 	Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error)
+	// Erasure and Erasures read requests with how their deletions are
+	// doing at each destination.
+	Erasure(ctx context.Context, id string) (kith.Erasure, error)
+	Erasures(ctx context.Context, limit int) ([]kith.Erasure, error)
+}
+
+// erasures reads erasure requests through the Eraser, which adds each
+// destination's deletion status, or from the store when there is none.
+func (s *Server) erasures() interface {
+	Erasure(ctx context.Context, id string) (kith.Erasure, error)
+	Erasures(ctx context.Context, limit int) ([]kith.Erasure, error)
+} {
+	if s.cfg.Eraser != nil {
+		return s.cfg.Eraser
+	}
+	return s.store
 }
 
 func (s *Server) privacyRoutes() {
@@ -61,7 +77,7 @@ func (s *Server) handleErase(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleGetErasure(w http.ResponseWriter, r *http.Request) {
-	e, err := s.store.Erasure(r.Context(), r.PathValue("id"))
+	e, err := s.erasures().Erasure(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -75,7 +91,7 @@ func (s *Server) handleListErasures(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	list, err := s.store.Erasures(r.Context(), limit)
+	list, err := s.erasures().Erasures(r.Context(), limit)
 	if err != nil {
 		s.error(w, r, err)
 		return

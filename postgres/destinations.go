@@ -101,6 +101,7 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 		for _, q := range []string{
 			`DELETE FROM destination_filtered WHERE destination_id = $1`,
 			`DELETE FROM destination_deliveries WHERE destination_id = $1`,
+			`DELETE FROM destination_recipients WHERE destination_id = $1`,
 		} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
 				return err
@@ -155,6 +156,18 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 				b.Queue(`INSERT INTO destination_filtered (destination_id, reason, value) VALUES ($1,$2,$3)
 					ON CONFLICT (destination_id, reason) DO UPDATE SET value = destination_filtered.value + excluded.value`, id, reason, n)
 			}
+		}
+		if len(u.Forget) > 0 {
+			b.Queue(`WITH gone AS (DELETE FROM destination_deliveries WHERE destination_id = $1 AND key = ANY($2) RETURNING 1),
+				n AS (SELECT count(*) AS n FROM gone)
+				INSERT INTO destination_filtered (destination_id, reason, value) SELECT $1::text, $3::text, n FROM n WHERE n > 0
+				ON CONFLICT (destination_id, reason) DO UPDATE SET value = destination_filtered.value + excluded.value`,
+				id, u.Forget, kith.DeliveriesErased)
+			b.Queue(`DELETE FROM destination_recipients WHERE destination_id = $1 AND profile_id = ANY($2)`, id, u.Forget)
+		}
+		if len(u.Recipients) > 0 {
+			b.Queue(`INSERT INTO destination_recipients (profile_id, destination_id) SELECT p, $1 FROM unnest($2::text[]) AS p
+				ON CONFLICT DO NOTHING`, id, u.Recipients)
 		}
 		for _, d := range u.Put {
 			b.Queue(`INSERT INTO destination_deliveries
@@ -240,6 +253,40 @@ func (db *DB) DestinationCounts(ctx context.Context) (map[string]kith.Destinatio
 	})
 	if err != nil {
 		return nil, fmt.Errorf("postgres: destination counts: %w", err)
+	}
+	return out, nil
+}
+
+// Delivery implements kith.DestinationStore.
+func (db *DB) Delivery(ctx context.Context, id, delivery string) (kith.Delivery, error) {
+	ds, err := db.deliveries(ctx, `SELECT `+deliveryColumns+` FROM destination_deliveries
+		WHERE destination_id = $1 AND id = $2`, id, delivery)
+	if err != nil {
+		return kith.Delivery{}, fmt.Errorf("postgres: delivery: %w", refusedData(err))
+	}
+	if len(ds) == 0 {
+		return kith.Delivery{}, kith.Errorf(kith.ENOTFOUND, "delivery %q of destination %q not found", delivery, id)
+	}
+	return ds[0], nil
+}
+
+// ReceivedBy implements kith.DestinationStore.
+func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, error) {
+	// Text PostgreSQL cannot hold (a NUL, invalid UTF-8) is in no row.
+	storable := make([]string, 0, len(profiles))
+	for _, p := range profiles {
+		if kith.TextProblem(p) == "" {
+			storable = append(storable, p)
+		}
+	}
+	rows, err := db.pool.Query(ctx, `SELECT DISTINCT destination_id FROM destination_recipients
+		WHERE profile_id = ANY($1) ORDER BY destination_id`, storable)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: destinations that received profiles: %w", refusedData(err))
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: destinations that received profiles: %w", refusedData(err))
 	}
 	return out, nil
 }

@@ -402,6 +402,19 @@ CREATE TABLE destination_deliveries (
 );
 CREATE INDEX destination_deliveries_dead ON destination_deliveries (destination_id, dead, id);
 `,
+	// 15: which profiles each destination received data about, so that
+	// erasing a person sends a deletion to those that had them; keyed by
+	// profile first (an erasure asks by profile), opaque ids only. The
+	// deliveries get an index by key, so that an erasure finds a
+	// person's deliveries without reading a destination's whole backlog.
+	`
+CREATE TABLE destination_recipients (
+	profile_id     text COLLATE "C" NOT NULL,
+	destination_id text COLLATE "C" NOT NULL,
+	PRIMARY KEY (profile_id, destination_id)
+);
+CREATE INDEX destination_deliveries_key ON destination_deliveries (destination_id, key, seq);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

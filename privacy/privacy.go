@@ -34,12 +34,27 @@ type Engine interface {
 	Erase(ctx context.Context, ids []string) (int64, error)
 }
 
+// Destinations is the part of the activation engine erasure needs
+// (activation.Engine).
+type Destinations interface {
+	// Forget drops what destinations hold about the erased profiles and,
+	// for an erasure request, sends each that received them a deletion
+	// message about the person; it returns those.
+	Forget(ctx context.Context, erasure, canonical string, profiles []string, person []kith.Identity) ([]kith.ErasureDestination, error)
+	// DeletionStatus reads how those deletions are doing.
+	DeletionStatus(ctx context.Context, eds []kith.ErasureDestination) ([]kith.ErasureDestination, error)
+}
+
 // Service runs erasures in the background, one at a time, and keeps the
 // suppression list the collector consults.
 type Service struct {
 	Store   kith.Store
 	Indexer Indexer
 	Engine  Engine // nil when there is no audience engine
+	// Destinations, if set, forget the person and are told of each
+	// erasure (a deletion message to each destination that received the
+	// person's data).
+	Destinations Destinations
 	Secret  []byte
 	// Rules returns the identity rules in force (identity.Current's Load,
 	// shared with the indexer): they normalise identifier references and
@@ -195,7 +210,7 @@ func (s *Service) run(ctx context.Context, e kith.Erasure) {
 		s.Logger.Error("privacy: erasure", "id", e.ID, "err", err)
 		return
 	}
-	counts, err := s.erase(ctx, e)
+	counts, err := s.erase(ctx, &e)
 	e.Counts, e.FinishedAt = counts, s.Now().UTC()
 	e.Status = kith.ErasureFinished
 	if !e.Suppress {
@@ -220,7 +235,7 @@ func (s *Service) run(ctx context.Context, e kith.Erasure) {
 // at the door), let the indexer apply everything already accepted (so
 // every event of the person is attributed), then erase the profile, its
 // audience data, and everything else that names it.
-func (s *Service) erase(ctx context.Context, e kith.Erasure) (map[string]int64, error) {
+func (s *Service) erase(ctx context.Context, e *kith.Erasure) (map[string]int64, error) {
 	counts := map[string]int64{}
 	canonical, keys, err := s.resolve(ctx, e.IdentKey)
 	if err != nil {
@@ -259,7 +274,7 @@ func (s *Service) erase(ctx context.Context, e kith.Erasure) (map[string]int64, 
 		if canonical, _, err = s.resolve(ctx, e.IdentKey); err != nil || canonical == "" {
 			return counts, err
 		}
-		scope, err := s.eraseProfile(ctx, canonical, counts)
+		scope, err := s.eraseProfile(ctx, e, canonical, counts)
 		if kith.ErrorCode(err) == kith.ECONFLICT {
 			continue // merged meanwhile: resolve again
 		}
@@ -302,11 +317,26 @@ func (s *Service) EraseProfile(ctx context.Context, canonical string, counts map
 	if err := s.caughtUp(ctx); err != nil {
 		return err
 	}
-	_, err := s.eraseProfile(ctx, canonical, counts)
+	_, err := s.eraseProfile(ctx, nil, canonical, counts)
 	return err
 }
 
-func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map[string]int64) (kith.Cluster, error) {
+// eraseProfile erases one unified profile for the erasure request e (nil
+// for a retention expiry): the indexer's rows, the audience engine's,
+// and what destinations hold; for a request, the destinations that
+// received the person's data are sent a deletion, and e records them
+// (saved at once, so that an erasure resumed after a crash still lists
+// them).
+func (s *Service) eraseProfile(ctx context.Context, e *kith.Erasure, canonical string, counts map[string]int64) (kith.Cluster, error) {
+	var person []kith.Identity
+	if e != nil && s.Destinations != nil {
+		// Read before they are erased: a deletion names the person by
+		// the identifiers the destinations were sent.
+		var err error
+		if person, err = s.Store.Identities(ctx, canonical); err != nil {
+			return kith.Cluster{}, fmt.Errorf("privacy: reading the identifiers of %s: %w", canonical, err)
+		}
+	}
 	res, err := s.Indexer.Erase(ctx, canonical)
 	for k, v := range res.Counts {
 		counts[k] += v
@@ -324,7 +354,61 @@ func (s *Service) eraseProfile(ctx context.Context, canonical string, counts map
 			return res.Scope, err
 		}
 	}
+	if s.Destinations != nil {
+		erasure := ""
+		if e != nil {
+			erasure = e.ID
+		}
+		eds, err := s.Destinations.Forget(ctx, erasure, canonical, res.Scope.Members, person)
+		if e != nil && len(eds) > 0 {
+			e.Destinations = append(e.Destinations, eds...)
+			counts["destination_deletions"] += int64(len(eds))
+			if serr := s.Store.SaveErasure(context.WithoutCancel(ctx), *e); serr != nil && err == nil {
+				err = serr
+			}
+		}
+		if err != nil {
+			return res.Scope, fmt.Errorf("privacy: destinations: %w", err)
+		}
+	}
 	return res.Scope, nil
+}
+
+// Erasure returns an erasure request with how its deletions are doing
+// at each destination.
+func (s *Service) Erasure(ctx context.Context, id string) (kith.Erasure, error) {
+	e, err := s.Store.Erasure(ctx, id)
+	if err != nil {
+		return e, err
+	}
+	return s.withDeletions(ctx, e)
+}
+
+// Erasures lists the latest erasure requests, newest first, with how
+// their deletions are doing.
+func (s *Service) Erasures(ctx context.Context, limit int) ([]kith.Erasure, error) {
+	list, err := s.Store.Erasures(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i], err = s.withDeletions(ctx, list[i]); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
+}
+
+func (s *Service) withDeletions(ctx context.Context, e kith.Erasure) (kith.Erasure, error) {
+	if s.Destinations == nil || len(e.Destinations) == 0 {
+		return e, nil
+	}
+	eds, err := s.Destinations.DeletionStatus(ctx, e.Destinations)
+	if err != nil {
+		return e, fmt.Errorf("privacy: erasure %s: %w", e.ID, err)
+	}
+	e.Destinations = eds
+	return e, nil
 }
 
 // resolve finds the unified profile an identifier key belongs to and the

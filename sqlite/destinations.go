@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/kithcdp/kith"
@@ -116,6 +117,7 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 		for _, q := range []string{
 			`DELETE FROM destination_filtered WHERE destination_id = $1`,
 			`DELETE FROM destination_deliveries WHERE destination_id = $1`,
+			`DELETE FROM destination_recipients WHERE destination_id = $1`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return err
@@ -190,6 +192,22 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 			if _, err := tx.ExecContext(ctx, `INSERT INTO destination_filtered (destination_id, reason, value) VALUES ($1,$2,$3)
 				ON CONFLICT (destination_id, reason) DO UPDATE SET value = `+saturatingSum, id, reason, n); err != nil {
 				return fmt.Errorf("filtered counter: %w", err)
+			}
+		}
+		if err := forgetRecipients(ctx, tx, id, u.Forget); err != nil {
+			return err
+		}
+		if len(u.Recipients) > 0 {
+			rec, err := tx.PrepareContext(ctx, `INSERT INTO destination_recipients (profile_id, destination_id) VALUES ($1,$2)
+				ON CONFLICT DO NOTHING`)
+			if err != nil {
+				return fmt.Errorf("recipients: %w", err)
+			}
+			defer rec.Close()
+			for _, p := range u.Recipients {
+				if _, err := rec.ExecContext(ctx, p, id); err != nil {
+					return fmt.Errorf("recipient %q: %w", p, err)
+				}
 			}
 		}
 		if len(u.Put) > 0 {
@@ -304,5 +322,73 @@ func (db *DB) DestinationCounts(ctx context.Context) (map[string]kith.Destinatio
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: destination counts: %w", err)
 	}
+	return out, nil
+}
+
+// forgetRecipients applies DestinationUpdate.Forget: the deliveries of
+// the erased profiles are removed and counted, and so is the record that
+// the destination received them.
+func forgetRecipients(ctx context.Context, tx *sql.Tx, id string, profiles []string) error {
+	var dropped int64
+	for _, p := range profiles {
+		res, err := tx.ExecContext(ctx, `DELETE FROM destination_deliveries WHERE destination_id = $1 AND key = $2`, id, p)
+		if err != nil {
+			return fmt.Errorf("forget deliveries: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		dropped += n
+		if _, err := tx.ExecContext(ctx, `DELETE FROM destination_recipients WHERE profile_id = $1 AND destination_id = $2`, p, id); err != nil {
+			return fmt.Errorf("forget recipient: %w", err)
+		}
+	}
+	if dropped == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO destination_filtered (destination_id, reason, value) VALUES ($1,$2,$3)
+		ON CONFLICT (destination_id, reason) DO UPDATE SET value = `+saturatingSum, id, kith.DeliveriesErased, dropped); err != nil {
+		return fmt.Errorf("erased counter: %w", err)
+	}
+	return nil
+}
+
+// Delivery returns one retrying or dead-lettered delivery by ID.
+func (db *DB) Delivery(ctx context.Context, id, delivery string) (kith.Delivery, error) {
+	ds, err := db.deliveries(ctx, `SELECT `+deliveryColumns+` FROM destination_deliveries
+		WHERE destination_id = $1 AND id = $2`, id, delivery)
+	if err != nil {
+		return kith.Delivery{}, fmt.Errorf("sqlite: delivery: %w", err)
+	}
+	if len(ds) == 0 {
+		return kith.Delivery{}, kith.Errorf(kith.ENOTFOUND, "delivery %q of destination %q not found", delivery, id)
+	}
+	return ds[0], nil
+}
+
+// ReceivedBy returns the destinations that received any of the profiles.
+func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, p := range profiles {
+		rows, err := db.logR.QueryContext(ctx, `SELECT destination_id FROM destination_recipients WHERE profile_id = $1`, p)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: destinations that received %q: %w", p, err)
+		}
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: destinations that received %q: %w", p, err)
+			}
+			seen[d] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: destinations that received %q: %w", p, err)
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for d := range seen {
+		out = append(out, d)
+	}
+	slices.Sort(out)
 	return out, nil
 }

@@ -450,6 +450,18 @@ var logMigrations = []string{
 		PRIMARY KEY (destination_id, id)
 	) WITHOUT ROWID;
 	CREATE INDEX IF NOT EXISTS destination_deliveries_dead ON destination_deliveries (destination_id, dead, id);`,
+	// Which profiles each destination received data about, so that
+	// erasing a person sends a deletion to those that had them; keyed by
+	// profile first (an erasure asks by profile), opaque ids only. The
+	// deliveries get an index by key, so that an erasure finds a
+	// person's deliveries without reading a destination's whole backlog,
+	// and a worker reads its retries in key order.
+	`CREATE TABLE IF NOT EXISTS destination_recipients (
+		profile_id     TEXT NOT NULL,
+		destination_id TEXT NOT NULL,
+		PRIMARY KEY (profile_id, destination_id)
+	) WITHOUT ROWID;
+	CREATE INDEX IF NOT EXISTS destination_deliveries_key ON destination_deliveries (destination_id, key, seq);`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

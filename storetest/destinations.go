@@ -687,3 +687,94 @@ func testDestinationReopen(t *testing.T, open func(t *testing.T) (kith.Store, fu
 	t.Cleanup(closer.close)
 	checkDestinationState(t, s, id, progress, nil, []kith.Delivery{dead}, 31, map[string]int64{"consent": 7})
 }
+
+// testDestinationRecipients checks what erasure relies on: recipients
+// recorded by a step are found by ReceivedBy from any of their profiles,
+// once per destination however often recorded; Forget removes the
+// profiles' deliveries (retrying and dead) with their record, counts
+// them as filtered "erased", and leaves other profiles' deliveries and a
+// deletion put in the same step; Delivery finds one delivery by ID;
+// deleting a destination removes its record.
+func testDestinationRecipients(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	for _, name := range []string{"a", "b", "c"} {
+		noErr(t, s.CreateDestination(ctx, webhook("dst_"+name, name), kith.DestinationProgress{}), "CreateDestination")
+	}
+	got, err := s.ReceivedBy(ctx, []string{"p1", "p2"})
+	noErr(t, err, "ReceivedBy before any step")
+	if len(got) != 0 {
+		t.Errorf("ReceivedBy before any step = %v, want none", got)
+	}
+	p1a, p1b, p2 := delivery("dst_a", "a1", "p1", 1, false), delivery("dst_a", "a2", "p1", 2, true), delivery("dst_a", "a3", "p2", 3, false)
+	steps := []struct {
+		id string
+		u  kith.DestinationUpdate
+	}{
+		{"dst_a", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 3}, Put: []kith.Delivery{p1a, p1b, p2},
+			Recipients: []string{"p1", "p2"}}},
+		{"dst_a", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 4}, Recipients: []string{"p1"}, Delivered: 1}},
+		{"dst_b", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 4}, Recipients: []string{"p2", "p3"}, Delivered: 2}},
+		{"dst_c", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 4}, Recipients: []string{"p3"}, Delivered: 1}},
+	}
+	for _, st := range steps {
+		noErr(t, s.AdvanceDestination(ctx, st.id, st.u), "AdvanceDestination with recipients")
+	}
+	for _, c := range []struct {
+		profiles []string
+		want     []string
+	}{
+		{[]string{"p1"}, []string{"dst_a"}},
+		{[]string{"p2"}, []string{"dst_a", "dst_b"}},
+		{[]string{"p1", "p3"}, []string{"dst_a", "dst_b", "dst_c"}},
+		{[]string{"p9"}, nil},
+		{[]string{"p9\x00", "\xff"}, nil},
+	} {
+		got, err := s.ReceivedBy(ctx, c.profiles)
+		noErr(t, err, "ReceivedBy")
+		if !slices.Equal(got, c.want) {
+			t.Errorf("ReceivedBy(%q) = %v, want %v", c.profiles, got, c.want)
+		}
+	}
+	d, err := s.Delivery(ctx, "dst_a", "a2")
+	noErr(t, err, "Delivery")
+	if diff := deliveryDiff(d, p1b); diff != "" {
+		t.Errorf("Delivery(dst_a, a2): %s", diff)
+	}
+	_, err = s.Delivery(ctx, "dst_b", "a2")
+	wantCode(t, err, kith.ENOTFOUND, "Delivery of another destination's id")
+	_, err = s.Delivery(ctx, "dst_a", "nope")
+	wantCode(t, err, kith.ENOTFOUND, "Delivery of an unknown id")
+
+	// p1 is erased: dst_a forgets it and gets a deletion in the same step.
+	del := delivery("dst_a", "x1", "erasure:era_1", 0, false)
+	del.Kind, del.Attempts, del.LastStatus, del.LastError = "delete", 0, 0, ""
+	noErr(t, s.AdvanceDestination(ctx, "dst_a", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 4},
+		Forget: []string{"p1", "p0"}, Put: []kith.Delivery{del}}), "AdvanceDestination with Forget")
+	checkDestinationState(t, s, "dst_a", kith.DestinationProgress{LogSeq: 4}, []kith.Delivery{p2, del}, nil, 1,
+		map[string]int64{kith.DeliveriesErased: 2})
+	for _, c := range []struct {
+		profiles []string
+		want     []string
+	}{
+		{[]string{"p1"}, nil},
+		{[]string{"p2"}, []string{"dst_a", "dst_b"}},
+	} {
+		got, err := s.ReceivedBy(ctx, c.profiles)
+		noErr(t, err, "ReceivedBy after Forget")
+		if !slices.Equal(got, c.want) {
+			t.Errorf("ReceivedBy(%q) after dst_a forgot p1 = %v, want %v", c.profiles, got, c.want)
+		}
+	}
+	// Forgetting again changes nothing and counts nothing.
+	noErr(t, s.AdvanceDestination(ctx, "dst_a", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 4},
+		Forget: []string{"p1"}}), "AdvanceDestination forgetting again")
+	checkDestinationState(t, s, "dst_a", kith.DestinationProgress{LogSeq: 4}, []kith.Delivery{p2, del}, nil, 1,
+		map[string]int64{kith.DeliveriesErased: 2})
+
+	noErr(t, s.DeleteDestination(ctx, "dst_b"), "DeleteDestination")
+	got, err = s.ReceivedBy(ctx, []string{"p2", "p3"})
+	noErr(t, err, "ReceivedBy after a deletion")
+	if want := []string{"dst_a", "dst_c"}; !slices.Equal(got, want) {
+		t.Errorf("ReceivedBy after dst_b was deleted = %v, want %v", got, want)
+	}
+}

@@ -95,6 +95,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"DestinationCounts", testDestinationCounts},
 		{"DestinationDelete", testDestinationDelete},
 		{"DestinationHostileText", testDestinationHostileText},
+		{"DestinationRecipients", testDestinationRecipients},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

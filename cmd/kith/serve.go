@@ -324,14 +324,6 @@ func (s *Server) Open(ctx context.Context) error {
 		matchCfg = *s.Config.Match
 	}
 	s.matcher = &profilematch.Job{Store: s.store, Linker: s.indexer, Config: matchCfg, Logger: s.Logger}
-	s.privacy = &privacy.Service{Store: s.store, Indexer: s.indexer, Engine: s.audiences, Secret: secret,
-		Rules: s.rules.Load, Logger: s.Logger}
-	if err := s.privacy.Start(runCtx); err != nil {
-		cancel()
-		s.store.Close()
-		return err
-	}
-	s.committer.SetGate(s.privacy.Gate)
 	// Destinations follow the indexer: a worker reads no event the
 	// indexer has not applied, so each has its profile and consent.
 	s.destinations, err = activation.New(activation.Config{
@@ -340,10 +332,20 @@ func (s *Server) Open(ctx context.Context) error {
 		Cursor:      s.indexer.Cursor,
 		Logger:      s.Logger,
 	})
-	if err == nil {
-		err = s.destinations.Start(runCtx)
-	}
 	if err != nil {
+		cancel()
+		s.store.Close()
+		return fmt.Errorf("destinations: %w", err)
+	}
+	s.privacy = &privacy.Service{Store: s.store, Indexer: s.indexer, Engine: s.audiences, Destinations: s.destinations,
+		Secret: secret, Rules: s.rules.Load, Logger: s.Logger}
+	if err := s.privacy.Start(runCtx); err != nil {
+		cancel()
+		s.store.Close()
+		return err
+	}
+	s.committer.SetGate(s.privacy.Gate)
+	if err := s.destinations.Start(runCtx); err != nil {
 		cancel()
 		s.store.Close()
 		return fmt.Errorf("destinations: %w", err)
