@@ -63,10 +63,12 @@ type Config struct {
 	Audiences Audiences // nil: no audience pages
 	Eraser    Eraser    // nil: no erase action
 	Unmerger  Unmerger  // nil: no unmerge action
-	Rules     func() *identity.Rules
-	Secret    []byte
-	Now       func() time.Time
-	Logger    *slog.Logger
+	// Destinations is the delivery engine; nil: no destinations page.
+	Destinations Destinations
+	Rules        func() *identity.Rules
+	Secret       []byte
+	Now          func() time.Time
+	Logger       *slog.Logger
 	// SessionTTL is how long a session lasts without use (default 8h);
 	// a session never lasts longer than a day.
 	SessionTTL time.Duration
@@ -161,6 +163,17 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /audiences/validate", c.action(kith.ScopeProfilesRead, c.validate))
 	mux.HandleFunc("GET /privacy", c.page(kith.ScopePrivacyWrite, c.privacy, false))
 	mux.HandleFunc("GET /insights", c.page(kith.ScopeInsightsRead, c.insightsPage, false))
+	if c.destinationsEnabled() {
+		// The scopes of the destinations API: the settings and the
+		// accounting are sources:read, acting on a destination is
+		// sources:write (its deliveries, messages about people, also
+		// take profiles:read: see destination).
+		mux.HandleFunc("GET /destinations", c.page(kith.ScopeSourcesRead, c.destinations, false))
+		mux.HandleFunc("GET /destinations/{name}", c.page(kith.ScopeSourcesRead, c.destination, false))
+		mux.HandleFunc("POST /destinations/{name}/pause", c.action(kith.ScopeSourcesWrite, c.setPaused(true)))
+		mux.HandleFunc("POST /destinations/{name}/resume", c.action(kith.ScopeSourcesWrite, c.setPaused(false)))
+		mux.HandleFunc("POST /destinations/{name}/replay", c.action(kith.ScopeSourcesWrite, c.replay))
+	}
 }
 
 const cookieName = "kith_session"
@@ -313,7 +326,7 @@ func (c *Console) page(scope string, h func(http.ResponseWriter, *http.Request, 
 // up with it: a path value names nothing (404), a parameter is invalid
 // (400). It returns 0 when the request is fine.
 func requestTextProblem(r *http.Request) (int, string) {
-	for _, name := range []string{"ref", "key"} {
+	for _, name := range []string{"ref", "key", "name"} {
 		if p := kith.TextProblem(r.PathValue(name)); p != "" {
 			return http.StatusNotFound, "Nothing has that " + name + ": it " + p + "."
 		}
@@ -382,6 +395,8 @@ func (c *Console) audit(r *http.Request, tok kith.Token, pattern, ref string, st
 	target := ""
 	if ref != "" {
 		target = "ref=" + privacy.AuditRef(c.cfg.Rules(), c.keyer, ref)
+	} else if name := r.PathValue("name"); name != "" {
+		target = "name=" + name // a destination's
 	}
 	c.cfg.Audit(kith.AuditEntry{At: c.cfg.Now().UTC(), TokenID: tok.ID, TokenName: tok.Name, Action: "console " + pattern, Target: target, Status: status, Outcome: kith.AuditOutcome(status)})
 }
@@ -400,6 +415,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	if s != nil {
 		data["Session"] = map[string]any{"Name": s.tok.Name, "CSRF": s.csrf}
 		data["Can"] = func(scope string) bool { return s.tok.HasScope(scope) }
+		data["HasDestinations"] = c.destinationsEnabled()
 	} else {
 		data["Can"] = func(string) bool { return false }
 	}

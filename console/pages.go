@@ -57,6 +57,30 @@ var funcs = template.FuncMap{
 		}
 		return template.HTML("<code>" + template.HTMLEscapeString(string(v)) + "</code>")
 	},
+	// whenSec is when to the second, for requests and retries.
+	"whenSec": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05")
+	},
+	// dict passes several values to a template: pairs of a name and a
+	// value.
+	"dict": func(kv ...any) (map[string]any, error) {
+		if len(kv)%2 != 0 {
+			return nil, fmt.Errorf("dict: %d arguments, not pairs", len(kv))
+		}
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i < len(kv); i += 2 {
+			k, ok := kv[i].(string)
+			if !ok {
+				return nil, fmt.Errorf("dict: argument %d is not a name", i)
+			}
+			m[k] = kv[i+1]
+		}
+		return m, nil
+	},
+	"breakable":   breakable,
 	"pathEscape":  url.PathEscape,
 	"queryEscape": url.QueryEscape,
 	"pct":         func(v float64) string { return strconv.FormatFloat(100*v, 'f', 0, 64) + "%" },

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,9 +33,13 @@ func chromiumPath(t *testing.T) string {
 // TestConsoleInBrowser drives the real binary's console in headless
 // Chromium on the demo data: sign in, search a customer, open their 360
 // page, see events from at least three channels and their audiences, try an
-// audience in the builder and see its size. Screenshots of the overview and
-// a 360 page are saved to KITH_ARTIFACTS (default: artifacts/ in the
-// repository), to be looked at.
+// audience in the builder and see its size, and see two webhook
+// destinations made through the API (one receiver takes everything, the
+// other answers 500, and 400 to page calls) with their counts, latest
+// requests and dead letters. Screenshots of the overview, a 360 page,
+// insights and the destinations pages (at desktop and phone width) are
+// saved to KITH_ARTIFACTS (default: artifacts/ in the repository), to be
+// looked at.
 func TestConsoleInBrowser(t *testing.T) {
 	chrome := chromiumPath(t)
 	data := t.TempDir()
@@ -70,6 +76,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &demo) != nil || demo.Sample == "" {
 		t.Fatalf("demo.json: %v %s", err, b)
 	}
+	consoleDestinations(t, &server{t: t, URL: base, token: token})
 	artifacts := os.Getenv("KITH_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join("..", "artifacts")
@@ -85,7 +92,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancel = context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
@@ -146,7 +153,40 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.Contains(insightsText, "RFM segments") || !strings.Contains(insightsText, "Churn risk") || !strings.Contains(insightsText, "CLV by RFM segment") {
 		t.Errorf("insights page: %q", insightsText)
 	}
-	for name, png := range map[string][]byte{"console-overview.png": overview, "console-customer.png": customer, "console-insights.png": insightsShot} {
+	// The destinations, at desktop width and at a phone's.
+	shots := map[string][]byte{"console-overview.png": overview, "console-customer.png": customer, "console-insights.png": insightsShot}
+	var destinationsText, failingText string
+	for _, width := range []struct {
+		name          string
+		width, height int64
+	}{{"desktop", 1280, 900}, {"phone", 390, 844}} {
+		step("destinations at "+width.name+" width",
+			chromedp.EmulateViewport(width.width, width.height),
+			chromedp.Navigate(base+"/destinations"),
+			chromedp.WaitVisible(chromedp.CSS("#list")))
+		destinationsText = text("main")
+		shots["console-destinations-"+width.name+".png"] = shot()
+		step("a failing destination at "+width.name+" width",
+			chromedp.Click(chromedp.CSS(`a[href="/destinations/ads-sync"]`)),
+			chromedp.WaitVisible(chromedp.CSS("#dead")))
+		failingText = text("main")
+		shots["console-destination-"+width.name+".png"] = shot()
+	}
+	for _, want := range []string{"crm-hook", "ads-sync", "webhook", "running", "failing", "HTTP 500 Internal Server Error: receiver down", "Events: all events",
+		"Consent: Advertising", "advertising_ok", "consent 1"} {
+		if !strings.Contains(destinationsText, want) {
+			t.Errorf("destinations page lacks %q:\n%s", want, destinationsText)
+		}
+	}
+	for _, want := range []string{"Latest requests", "500", "retry", "receiver down", "Waiting for a retry", "Dead letters", "page Home", "400", "page calls are not taken here"} {
+		if !strings.Contains(failingText, want) {
+			t.Errorf("the failing destination's page lacks %q:\n%s", want, failingText)
+		}
+	}
+	if strings.Contains(destinationsText+failingText, "whsec_") {
+		t.Error("a destinations page shows a signing secret")
+	}
+	for name, png := range shots {
 		if err := os.WriteFile(filepath.Join(artifacts, name), png, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -170,4 +210,68 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("dry run: %q", dryRun)
 	}
 	fmt.Fprintf(os.Stderr, "console screenshots in %s\n", artifacts)
+}
+
+// consoleDestinations makes two webhook destinations through the API on
+// loopback receivers, sends events for them, and waits until both have
+// had their requests: crm-hook takes everything (every event, and the
+// advertising_ok audience's changes); ads-sync takes events of customers
+// who granted Advertising, and its receiver answers 500 (so they wait for
+// a retry), and 400 to page calls (so those are dead-lettered at once).
+func consoleDestinations(t *testing.T, s *server) {
+	t.Helper()
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(ok.Close)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct{ Type string }
+		json.NewDecoder(r.Body).Decode(&m)
+		if m.Type == "page" {
+			http.Error(w, "page calls are not taken here", http.StatusBadRequest)
+			return
+		}
+		http.Error(w, "receiver down", http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+	s.adminJSON(t, http.MethodPost, "/v1/destinations", map[string]any{"name": "crm-hook", "type": "webhook",
+		"config": map[string]any{"url": ok.URL + "/kith"}, "events": true, "audiences": []string{"advertising_ok"}}, http.StatusCreated, nil)
+	s.adminJSON(t, http.MethodPost, "/v1/destinations", map[string]any{"name": "ads-sync", "type": "webhook",
+		"config": map[string]any{"url": failing.URL + "/events", "timeout": "2s"}, "events": true, "consent": []string{"Advertising"}}, http.StatusCreated, nil)
+
+	src := s.createSource(t, "browser-test")
+	consent := func(granted bool) map[string]any {
+		return map[string]any{"consent": map[string]any{"categoryPreferences": map[string]bool{"Advertising": granted}}}
+	}
+	s.mustSend(t, src.WriteKey, "/v1/batch", map[string]any{"batch": []map[string]any{
+		{"type": "identify", "userId": "dest-a", "traits": map[string]any{"plan": "pro"}, "context": consent(true)},
+		{"type": "track", "userId": "dest-a", "event": "Order Completed", "properties": map[string]any{"order_id": "d1", "revenue": 42}, "context": consent(true)},
+		{"type": "page", "userId": "dest-b", "name": "Home", "context": consent(true)},
+		{"type": "track", "userId": "dest-c", "event": "Product Viewed", "context": consent(false)},
+	}})
+
+	type account struct {
+		Delivered    int64            `json:"delivered"`
+		Pending      int64            `json:"pending"`
+		Retrying     int64            `json:"retrying"`
+		DeadLettered int64            `json:"dead_lettered"`
+		FilteredBy   map[string]int64 `json:"filteredBy"`
+		Worker       struct {
+			Attempts []struct{ Status int } `json:"attempts"`
+		} `json:"worker"`
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var crm, ads account
+		s.adminJSON(t, http.MethodGet, "/v1/destinations/crm-hook", nil, http.StatusOK, &crm)
+		s.adminJSON(t, http.MethodGet, "/v1/destinations/ads-sync", nil, http.StatusOK, &ads)
+		if crm.Delivered >= 4 && ads.Retrying >= 1 && ads.DeadLettered >= 1 && ads.FilteredBy["consent"] >= 1 && len(ads.Worker.Attempts) >= 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the destinations did not get their requests in a minute: crm-hook %+v, ads-sync %+v", crm, ads)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

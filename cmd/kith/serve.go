@@ -401,7 +401,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Destinations: s.destinations,
 	})
 	con, err := console.New(console.Config{Store: s.store, Audiences: s.audiences, Eraser: s.privacy, Unmerger: s.indexer, Rules: s.rules.Load, Secret: secret, Logger: s.Logger,
-		Audit: s.api.Audit, AuditSync: s.api.SyncAudit})
+		Audit: s.api.Audit, AuditSync: s.api.SyncAudit, Destinations: s.destinations})
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("console: %w", err)
