@@ -97,6 +97,13 @@ type EventFilter struct {
 type DestinationProgress struct {
 	LogSeq    int64 `json:"logSeq"`
 	ChangeSeq int64 `json:"changeSeq"`
+	// Sync, when above 0, says the destination is still being sent the
+	// members its audiences had when it subscribed, before their
+	// changes: the members of Audiences[Sync-1] after the member
+	// SyncAfter (a profile id, in the store's member order; "" from the
+	// first) are next. 0 once every audience's members were sent.
+	Sync      int    `json:"sync,omitempty"`
+	SyncAfter string `json:"syncAfter,omitempty"`
 }
 
 // Delivery is one message for one destination that did not go through at

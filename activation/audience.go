@@ -16,13 +16,66 @@ const (
 	EventAudienceExited  = "Audience Exited"
 )
 
+// sync sends the next page of the members an audience had when the
+// destination subscribed (its first sync: every member as an entry, as
+// Segment's first audience sync does), and moves the sync position past
+// those it handled: to the next audience at the end of one, to 0 (done)
+// after the last. The change stream waits meanwhile, so that no change
+// read before a member's entry is sent after it; changes from the moment
+// the destination subscribed follow, so a member who entered meanwhile
+// may be announced twice (at least once), never missed. more says a
+// page is left.
+func (w *worker) sync(ctx context.Context, st *step) (more bool, err error) {
+	p := &st.u.Progress
+	if p.Sync > len(w.d.Audiences) {
+		p.Sync, p.SyncAfter = 0, ""
+		return false, nil
+	}
+	audience := w.d.Audiences[p.Sync-1]
+	limit := w.e.cfg.BatchSize
+	ms, err := w.e.store.Members(ctx, audience, p.SyncAfter, limit)
+	if err != nil {
+		return false, fmt.Errorf("destination %s: reading the members of %s: %w", w.d.Name, audience, err)
+	}
+	allowed := w.consent()
+	people := map[string]person{}
+	now := w.e.now().UTC()
+	items := make([]item, 0, len(ms))
+	for i, m := range ms {
+		it := item{seq: int64(i)}
+		ch := kith.MembershipChange{Audience: audience, ProfileID: m.ProfileID, Entered: true, At: now}
+		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, fmt.Sprintf("dlv_%s_s%d_%s", w.d.ID, p.Sync, m.ProfileID), 0)
+		if err != nil {
+			return false, err
+		}
+		it.d, it.reason = d, reason
+		items = append(items, it)
+	}
+	handled, err := w.deliver(ctx, st, items)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case handled < len(ms):
+		if handled > 0 {
+			p.SyncAfter = ms[handled-1].ProfileID
+		}
+		return false, nil
+	case len(ms) == limit:
+		p.SyncAfter = ms[len(ms)-1].ProfileID
+		return true, nil
+	}
+	p.Sync, p.SyncAfter = p.Sync+1, ""
+	if p.Sync > len(w.d.Audiences) {
+		p.Sync = 0
+	}
+	return true, nil
+}
+
 // changes reads the next audience membership changes and decides each:
 // skipped (an audience the destination does not subscribe to: not
 // counted, since it never asked for it), filtered, or a message about the
 // profile.
-//
-// A new subscription sends changes from the position the destination
-// was created at; sending every current member first is not done yet.
 func (w *worker) changes(ctx context.Context) (read, error) {
 	from := w.progress.ChangeSeq
 	limit := w.e.cfg.BatchSize
@@ -42,39 +95,47 @@ func (w *worker) changes(ctx context.Context) (read, error) {
 			rd.items = append(rd.items, it)
 			continue
 		}
-		canonical, err := w.e.store.Canonical(ctx, ch.ProfileID)
-		if kith.ErrorCode(err) == kith.ENOTFOUND {
-			it.reason = FilteredNoProfile
-			rd.items = append(rd.items, it)
-			continue
-		} else if err != nil {
-			return read{}, fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
-		}
-		ok, err := allowed(ctx, canonical)
+		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, deliveryID(w.d.ID, 'c', ch.Seq), ch.Seq)
 		if err != nil {
 			return read{}, err
 		}
-		if !ok {
-			it.reason = FilteredConsent
-			rd.items = append(rd.items, it)
-			continue
-		}
-		p, seen := people[canonical]
-		if !seen {
-			if p, err = w.person(ctx, canonical); err != nil {
-				return read{}, err
-			}
-			people[canonical] = p
-		}
-		id := deliveryID(w.d.ID, 'c', ch.Seq)
-		body, err := audienceMessage(w.d.AudienceAs, id, ch, p)
-		if err != nil {
-			return read{}, fmt.Errorf("destination %s: audience change %d: %w", w.d.Name, ch.Seq, err)
-		}
-		it.d = &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Seq: ch.Seq, Kind: kindAudience, Body: body}
+		it.d, it.reason = d, reason
 		rd.items = append(rd.items, it)
 	}
 	return rd, nil
+}
+
+// audienceDelivery decides one entry or exit: the message about its
+// profile (keyed by the canonical profile, so that it keeps its place
+// among the profile's messages), or why it is filtered. people caches
+// the profiles read in one step.
+func (w *worker) audienceDelivery(ctx context.Context, allowed func(context.Context, string) (bool, error), people map[string]person,
+	ch kith.MembershipChange, id string, seq int64) (*kith.Delivery, string, error) {
+	canonical, err := w.e.store.Canonical(ctx, ch.ProfileID)
+	if kith.ErrorCode(err) == kith.ENOTFOUND {
+		return nil, FilteredNoProfile, nil
+	} else if err != nil {
+		return nil, "", fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
+	}
+	ok, err := allowed(ctx, canonical)
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok {
+		return nil, FilteredConsent, nil
+	}
+	p, seen := people[canonical]
+	if !seen {
+		if p, err = w.person(ctx, canonical); err != nil {
+			return nil, "", err
+		}
+		people[canonical] = p
+	}
+	body, err := audienceMessage(w.d.AudienceAs, id, ch, p)
+	if err != nil {
+		return nil, "", fmt.Errorf("destination %s: audience message %s: %w", w.d.Name, id, err)
+	}
+	return &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Seq: seq, Kind: kindAudience, Body: body}, "", nil
 }
 
 // timeFormat is how collect writes the times of stored messages, so the

@@ -104,3 +104,79 @@ func TestAudienceChanges(t *testing.T) {
 		}
 	}
 }
+
+// A destination that subscribes to audiences is first sent every member
+// they have (as entries, in pages, each audience in turn), then only
+// their changes from the moment it subscribed: Segment's first audience
+// sync. A change waits until the members were sent, so it is never
+// overtaken by the first sync.
+func TestFirstSyncSendsCurrentMembers(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	rc := newReceiver(t, nil)
+	r.add(
+		`{"type":"identify","userId":"ada"}`,
+		`{"type":"identify","userId":"bob"}`,
+		`{"type":"page","name":"Home","anonymousId":"a-9"}`,
+	)
+	ada, bob, anon := r.profileOf("user_id", "ada"), r.profileOf("user_id", "bob"), r.profileOf("anonymous_id", "a-9")
+	at := time.Date(2026, 4, 2, 10, 0, 0, 0, time.UTC)
+	apply := func(chs ...kith.MembershipChange) {
+		t.Helper()
+		if err := r.store.ApplyAudienceBatch(ctx, kith.AudienceBatch{Changes: chs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(
+		kith.MembershipChange{Audience: "buyers", ProfileID: ada, Entered: true, At: at, Cause: "event"},
+		kith.MembershipChange{Audience: "buyers", ProfileID: bob, Entered: true, At: at, Cause: "event"},
+		kith.MembershipChange{Audience: "buyers", ProfileID: anon, Entered: true, At: at, Cause: "event"},
+		kith.MembershipChange{Audience: "buyers", ProfileID: bob, Entered: false, At: at, Cause: "event"},
+		kith.MembershipChange{Audience: "vips", ProfileID: bob, Entered: true, At: at, Cause: "event"},
+		kith.MembershipChange{Audience: "others", ProfileID: ada, Entered: true, At: at, Cause: "event"},
+	)
+	d := kith.Destination{ID: "dst_sync", Name: "sync", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config,
+		Audiences: []string{"buyers", "vips", "nobody"}, CreatedAt: at}
+	if err := activation.Validate(d); err != nil {
+		t.Fatal(err)
+	}
+	// Subscribed after the six changes, as the API would: at the stream's
+	// end, with the first sync to do.
+	if err := r.store.CreateDestination(ctx, d, kith.DestinationProgress{LogSeq: 3, ChangeSeq: 6, Sync: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// bob enters buyers again after the subscription and before the
+	// first sync reads buyers: he is among its members, and his change is
+	// sent after them (twice announced: at least once, never overtaken).
+	apply(kith.MembershipChange{Audience: "buyers", ProfileID: bob, Entered: true, At: at.Add(time.Minute), Cause: "event"})
+	r.engine(activation.Config{BatchSize: 1}) // a page per member
+
+	waitFor(t, func() string { return fmt.Sprintf("%+v", r.counts(d)) }, func() bool { return r.counts(d).Delivered == 5 })
+	var got []string
+	for _, req := range rc.requests() {
+		var m struct {
+			MessageID, UserID, AnonymousID, Event string
+			Properties                           struct {
+				AudienceKey string `json:"audience_key"`
+			}
+		}
+		if err := json.Unmarshal(req.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %s%s %s %s", m.Properties.AudienceKey, m.UserID, m.AnonymousID, m.Event, m.MessageID))
+	}
+	want := []string{
+		"buyers ada Audience Entered dlv_dst_sync_s1_" + ada,
+		"buyers bob Audience Entered dlv_dst_sync_s1_" + bob,
+		"buyers a-9 Audience Entered dlv_dst_sync_s1_" + anon,
+		"vips bob Audience Entered dlv_dst_sync_s2_" + bob,
+		"buyers bob Audience Entered dlv_dst_sync_c7",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent\n %q\nwant\n %q", got, want)
+	}
+	p, err := r.store.DestinationProgress(ctx, d.ID)
+	if err != nil || p != (kith.DestinationProgress{LogSeq: 3, ChangeSeq: 7}) {
+		t.Errorf("progress after the first sync = %+v (%v), want changes at 7 and no sync left", p, err)
+	}
+}

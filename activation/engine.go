@@ -27,6 +27,7 @@ type Store interface {
 	Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error)
 	Consents(ctx context.Context, canonicalID string) ([]kith.Consent, error)
 	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]kith.MembershipChange, error)
+	Members(ctx context.Context, audience, after string, limit int) ([]kith.Member, error)
 
 	Destinations(ctx context.Context) ([]kith.Destination, error)
 	Destination(ctx context.Context, name string) (kith.Destination, error)

@@ -272,6 +272,15 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		if w.waiting() {
 			break // new messages wait where they are
 		}
+		if s.pos == &st.u.Progress.ChangeSeq && st.u.Progress.Sync > 0 {
+			// The audiences' members first; their changes wait.
+			synced, err := w.sync(ctx, st)
+			if err != nil {
+				return false, err
+			}
+			more = more || synced
+			continue
+		}
 		rd, err := s.read(ctx)
 		if err != nil {
 			return false, err

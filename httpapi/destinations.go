@@ -325,13 +325,18 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	noteAudit(r, "name="+d.Name)
 	ctx := r.Context()
 	// A new destination starts at the ends of both streams: it receives
-	// what happens from now on, not the history.
+	// what happens from now on, not the history; but first the current
+	// members of the audiences it subscribes to.
 	h, err := s.heads(ctx, true)
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	if err := s.store.CreateDestination(ctx, d, kith.DestinationProgress{LogSeq: h.Log, ChangeSeq: h.Changes}); err != nil {
+	start := kith.DestinationProgress{LogSeq: h.Log, ChangeSeq: h.Changes}
+	if len(d.Audiences) > 0 {
+		start.Sync = 1
+	}
+	if err := s.store.CreateDestination(ctx, d, start); err != nil {
 		if kith.ErrorCode(err) == kith.ECONFLICT {
 			err = kith.Errorf(kith.ECONFLICT, "name: a destination named %q exists", d.Name)
 		}

@@ -18,8 +18,15 @@ func (db *DB) CreateDestination(ctx context.Context, d kith.Destination, start k
 	if err != nil {
 		return fmt.Errorf("postgres: create destination: %w", err)
 	}
-	_, err = db.pool.Exec(ctx, `INSERT INTO destinations (id, name, config, body, created_at, log_seq, change_seq) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-		d.ID, d.Name, []byte(d.Config), string(body), d.CreatedAt, start.LogSeq, start.ChangeSeq)
+	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO destinations (id, name, config, body, created_at, log_seq, change_seq) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+			d.ID, d.Name, []byte(d.Config), string(body), d.CreatedAt, start.LogSeq, start.ChangeSeq); err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		queueSync(b, d.ID, start)
+		return tx.SendBatch(ctx, b).Close()
+	})
 	if isUniqueViolation(err) {
 		return kith.Errorf(kith.ECONFLICT, "destination %q or its id %q already exists", d.Name, d.ID)
 	} else if err != nil {
@@ -102,6 +109,7 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 			`DELETE FROM destination_filtered WHERE destination_id = $1`,
 			`DELETE FROM destination_deliveries WHERE destination_id = $1`,
 			`DELETE FROM destination_recipients WHERE destination_id = $1`,
+			`DELETE FROM destination_sync WHERE destination_id = $1`,
 		} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
 				return err
@@ -116,12 +124,13 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 }
 
 // progressSQL reads a destination's progress.
-const progressSQL = `SELECT log_seq, change_seq FROM destinations WHERE id = $1`
+const progressSQL = `SELECT d.log_seq, d.change_seq, coalesce(s.audience, 0), coalesce(s.after, '')
+	FROM destinations d LEFT JOIN destination_sync s ON s.destination_id = d.id WHERE d.id = $1`
 
 // DestinationProgress implements kith.DestinationStore.
 func (db *DB) DestinationProgress(ctx context.Context, id string) (kith.DestinationProgress, error) {
 	var p kith.DestinationProgress
-	err := db.pool.QueryRow(ctx, progressSQL, id).Scan(&p.LogSeq, &p.ChangeSeq)
+	err := db.pool.QueryRow(ctx, progressSQL, id).Scan(&p.LogSeq, &p.ChangeSeq, &p.Sync, &p.SyncAfter)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, kith.Errorf(kith.ENOTFOUND, "destination %q not found", id)
 	} else if err != nil {
@@ -139,7 +148,7 @@ func (db *DB) DestinationProgress(ctx context.Context, id string) (kith.Destinat
 func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.DestinationUpdate) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var from kith.DestinationProgress
-		err := tx.QueryRow(ctx, progressSQL+` FOR UPDATE`, id).Scan(&from.LogSeq, &from.ChangeSeq)
+		err := tx.QueryRow(ctx, progressSQL+` FOR UPDATE OF d`, id).Scan(&from.LogSeq, &from.ChangeSeq, &from.Sync, &from.SyncAfter)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return kith.Errorf(kith.ENOTFOUND, "destination %q not found", id)
 		} else if err != nil {
@@ -151,6 +160,9 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE destinations SET log_seq = $2, change_seq = $3, delivered = delivered + $4 WHERE id = $1`,
 			id, u.Progress.LogSeq, u.Progress.ChangeSeq, u.Delivered)
+		if u.Progress.Sync != from.Sync || u.Progress.SyncAfter != from.SyncAfter {
+			queueSync(b, id, u.Progress)
+		}
 		for reason, n := range u.Filtered {
 			if n != 0 {
 				b.Queue(`INSERT INTO destination_filtered (destination_id, reason, value) VALUES ($1,$2,$3)
@@ -289,4 +301,15 @@ func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, erro
 		return nil, fmt.Errorf("postgres: destinations that received profiles: %w", refusedData(err))
 	}
 	return out, nil
+}
+
+// queueSync stores where a destination is in its audiences' first sync:
+// a row while it is syncing, none after.
+func queueSync(b *pgx.Batch, id string, p kith.DestinationProgress) {
+	if p.Sync > 0 {
+		b.Queue(`INSERT INTO destination_sync (destination_id, audience, after) VALUES ($1,$2,$3)
+			ON CONFLICT (destination_id) DO UPDATE SET audience = excluded.audience, after = excluded.after`, id, p.Sync, p.SyncAfter)
+		return
+	}
+	b.Queue(`DELETE FROM destination_sync WHERE destination_id = $1`, id)
 }

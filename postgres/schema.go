@@ -415,6 +415,16 @@ CREATE TABLE destination_recipients (
 );
 CREATE INDEX destination_deliveries_key ON destination_deliveries (destination_id, key, seq);
 `,
+	// 16: where a destination is in sending its audiences' members when
+	// it subscribed (kith.DestinationProgress.Sync); a row only while it
+	// is.
+	`
+CREATE TABLE destination_sync (
+	destination_id text COLLATE "C" PRIMARY KEY,
+	audience       integer NOT NULL,
+	after          text COLLATE "C" NOT NULL
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

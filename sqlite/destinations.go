@@ -28,8 +28,13 @@ func (db *DB) CreateDestination(ctx context.Context, d kith.Destination, start k
 	if err != nil {
 		return fmt.Errorf("sqlite: create destination: %w", err)
 	}
-	_, err = db.logW.ExecContext(ctx, `INSERT INTO destinations (id, name, config, body, created_at, log_seq, change_seq) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
-		d.ID, d.Name, []byte(d.Config), body, micros(d.CreatedAt), start.LogSeq, start.ChangeSeq)
+	err = db.inLogTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO destinations (id, name, config, body, created_at, log_seq, change_seq) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
+			d.ID, d.Name, []byte(d.Config), body, micros(d.CreatedAt), start.LogSeq, start.ChangeSeq); err != nil {
+			return err
+		}
+		return setSync(ctx, tx, d.ID, start)
+	})
 	if isUnique(err) {
 		return kith.Errorf(kith.ECONFLICT, "destination %q or its id %q already exists", d.Name, d.ID)
 	} else if err != nil {
@@ -118,6 +123,7 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 			`DELETE FROM destination_filtered WHERE destination_id = $1`,
 			`DELETE FROM destination_deliveries WHERE destination_id = $1`,
 			`DELETE FROM destination_recipients WHERE destination_id = $1`,
+			`DELETE FROM destination_sync WHERE destination_id = $1`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return err
@@ -160,7 +166,8 @@ func destinationProgress(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id string) (kith.DestinationProgress, error) {
 	var p kith.DestinationProgress
-	err := q.QueryRowContext(ctx, `SELECT log_seq, change_seq FROM destinations WHERE id = $1`, id).Scan(&p.LogSeq, &p.ChangeSeq)
+	err := q.QueryRowContext(ctx, `SELECT d.log_seq, d.change_seq, coalesce(s.audience, 0), coalesce(s.after, '')
+		FROM destinations d LEFT JOIN destination_sync s ON s.destination_id = d.id WHERE d.id = $1`, id).Scan(&p.LogSeq, &p.ChangeSeq, &p.Sync, &p.SyncAfter)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, kith.Errorf(kith.ENOTFOUND, "destination %q not found", id)
 	}
@@ -184,6 +191,11 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 			delivered = CASE WHEN delivered > 9223372036854775807 - $4 THEN 9223372036854775807 ELSE delivered + $4 END
 			WHERE id = $1`, id, u.Progress.LogSeq, u.Progress.ChangeSeq, u.Delivered); err != nil {
 			return fmt.Errorf("progress: %w", err)
+		}
+		if u.Progress.Sync != from.Sync || u.Progress.SyncAfter != from.SyncAfter {
+			if err := setSync(ctx, tx, id, u.Progress); err != nil {
+				return err
+			}
 		}
 		for reason, n := range u.Filtered {
 			if n == 0 {
@@ -391,4 +403,20 @@ func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, erro
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// setSync stores where a destination is in its audiences' first sync: a
+// row while it is syncing, none after.
+func setSync(ctx context.Context, tx *sql.Tx, id string, p kith.DestinationProgress) error {
+	var err error
+	if p.Sync > 0 {
+		_, err = tx.ExecContext(ctx, `INSERT INTO destination_sync (destination_id, audience, after) VALUES ($1,$2,$3)
+			ON CONFLICT (destination_id) DO UPDATE SET audience = excluded.audience, after = excluded.after`, id, p.Sync, p.SyncAfter)
+	} else {
+		_, err = tx.ExecContext(ctx, `DELETE FROM destination_sync WHERE destination_id = $1`, id)
+	}
+	if err != nil {
+		return fmt.Errorf("sync progress: %w", err)
+	}
+	return nil
 }

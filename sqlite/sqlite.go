@@ -462,6 +462,14 @@ var logMigrations = []string{
 		PRIMARY KEY (profile_id, destination_id)
 	) WITHOUT ROWID;
 	CREATE INDEX IF NOT EXISTS destination_deliveries_key ON destination_deliveries (destination_id, key, seq);`,
+	// Where a destination is in sending its audiences' members when it
+	// subscribed (kith.DestinationProgress.Sync); a row only while it
+	// is, so destinations made before this need none.
+	`CREATE TABLE IF NOT EXISTS destination_sync (
+		destination_id TEXT PRIMARY KEY,
+		audience       INTEGER NOT NULL,
+		after          TEXT    NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // stateMigrations build state.db. Keys are opaque profile ids and keyed

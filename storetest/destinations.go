@@ -778,3 +778,42 @@ func testDestinationRecipients(t *testing.T, s kith.Store) {
 		t.Errorf("ReceivedBy after dst_b was deleted = %v, want %v", got, want)
 	}
 }
+
+// testDestinationSync checks the first sync's position in a destination's
+// progress: stored at creation, moved by steps (alone, or with a stream
+// position), gone once it is 0, and not shared between destinations.
+func testDestinationSync(t *testing.T, s kith.Store) {
+	ctx := t.Context()
+	noErr(t, s.CreateDestination(ctx, webhook("dst_s", "s"), kith.DestinationProgress{LogSeq: 7, ChangeSeq: 3, Sync: 1}), "CreateDestination syncing")
+	noErr(t, s.CreateDestination(ctx, webhook("dst_t", "t"), kith.DestinationProgress{LogSeq: 7}), "CreateDestination")
+	check := func(id string, want kith.DestinationProgress) {
+		t.Helper()
+		got, err := s.DestinationProgress(ctx, id)
+		noErr(t, err, "DestinationProgress")
+		if got != want {
+			t.Errorf("DestinationProgress(%s) = %+v, want %+v", id, got, want)
+		}
+	}
+	check("dst_s", kith.DestinationProgress{LogSeq: 7, ChangeSeq: 3, Sync: 1})
+	check("dst_t", kith.DestinationProgress{LogSeq: 7})
+	for _, p := range []kith.DestinationProgress{
+		{LogSeq: 7, ChangeSeq: 3, Sync: 1, SyncAfter: "prf_b"},
+		{LogSeq: 9, ChangeSeq: 3, Sync: 1, SyncAfter: "prf_b"},
+		{LogSeq: 9, ChangeSeq: 3, Sync: 2},
+		{LogSeq: 9, ChangeSeq: 3, Sync: 2, SyncAfter: "prf_a"},
+		{LogSeq: 9, ChangeSeq: 3},
+		{LogSeq: 9, ChangeSeq: 5},
+	} {
+		noErr(t, s.AdvanceDestination(ctx, "dst_s", kith.DestinationUpdate{Progress: p, Delivered: 1}), "AdvanceDestination")
+		check("dst_s", p)
+		check("dst_t", kith.DestinationProgress{LogSeq: 7})
+	}
+	// A refused step leaves the sync position as it was.
+	noErr(t, s.AdvanceDestination(ctx, "dst_t", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 7, Sync: 3, SyncAfter: "x"}}), "AdvanceDestination")
+	err := s.AdvanceDestination(ctx, "dst_t", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 6, Sync: 4}})
+	wantCode(t, err, kith.EINVALID, "AdvanceDestination moving back")
+	check("dst_t", kith.DestinationProgress{LogSeq: 7, Sync: 3, SyncAfter: "x"})
+	noErr(t, s.DeleteDestination(ctx, "dst_t"), "DeleteDestination")
+	noErr(t, s.CreateDestination(ctx, webhook("dst_t", "t"), kith.DestinationProgress{}), "CreateDestination again")
+	check("dst_t", kith.DestinationProgress{})
+}

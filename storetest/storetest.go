@@ -96,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"DestinationDelete", testDestinationDelete},
 		{"DestinationHostileText", testDestinationHostileText},
 		{"DestinationRecipients", testDestinationRecipients},
+		{"DestinationSync", testDestinationSync},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

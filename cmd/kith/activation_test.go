@@ -164,3 +164,57 @@ func TestWebhookDestinationOnARunningServer(t *testing.T) {
 		t.Errorf("refused requests: %v", recv.bad)
 	}
 }
+
+// Erasing a person on a running server sends every destination that
+// received their data a deletion message, through the same signed
+// webhook, and not the others; the erasure's status lists each such
+// destination, sent once the receiver acknowledged it.
+func TestErasureSendsDeletionOnARunningServer(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	had, never := newWebhookReceiver(t, key), newWebhookReceiver(t, key)
+	s := startServerIn(t, t.TempDir())
+	out, err := cli(t, s, "source", "create", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKey := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	for _, d := range []string{
+		fmt.Sprintf(`{"name":"had","type":"webhook","config":{"url":%q,"secret":%q},"events":true}`, had.URL, secret),
+		fmt.Sprintf(`{"name":"never","type":"webhook","config":{"url":%q,"secret":%q},"events":{"events":["Signed Up"]}}`, never.URL, secret),
+	} {
+		if code, m := apiJSON(t, s, "POST", "/v1/destinations", d); code != 201 {
+			t.Fatalf("create destination: %d %v", code, m)
+		}
+	}
+	sendTracks(t, s, writeKey, "u-erase", "e1", "e2")
+	had.waitFor(t, 2)
+
+	code, m := apiJSON(t, s, "POST", "/v1/privacy/erasures", `{"identifier":"user_id:u-erase"}`)
+	if code != 202 {
+		t.Fatalf("erasure: %d %v", code, m)
+	}
+	had.waitFor(t, 3)
+	var status []any
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, e := apiJSON(t, s, "GET", "/v1/privacy/erasures/"+m["id"].(string), "")
+		status, _ = e["destinations"].([]any)
+		if e["status"] == "finished" && len(status) == 1 && status[0].(map[string]any)["status"] == "sent" {
+			break
+		}
+	}
+	if len(status) != 1 || status[0].(map[string]any)["name"] != "had" || status[0].(map[string]any)["status"] != "sent" {
+		t.Errorf("erasure destinations %v, want had, sent", status)
+	}
+	had.mu.Lock()
+	del := had.msgs[2]
+	had.mu.Unlock()
+	if del["type"] != "delete" || del["userId"] != "u-erase" {
+		t.Errorf("third message %v, want a deletion of userId u-erase", del)
+	}
+	never.mu.Lock()
+	defer never.mu.Unlock()
+	if len(never.msgs) != 0 {
+		t.Errorf("a destination that never had the person got %v", never.msgs)
+	}
+}
