@@ -69,8 +69,8 @@ type ErasureDestination struct {
 	// them.
 	Deliveries []string `json:"deliveries"`
 	Status     string   `json:"status,omitempty"`
-	Attempts int    `json:"attempts,omitempty"`
-	Error    string `json:"error,omitempty"`
+	Attempts   int      `json:"attempts,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // PrivacyStore keeps erasure requests and suppressions, and erases.

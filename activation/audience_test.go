@@ -156,7 +156,7 @@ func TestFirstSyncSendsCurrentMembers(t *testing.T) {
 	for _, req := range rc.requests() {
 		var m struct {
 			MessageID, UserID, AnonymousID, Event string
-			Properties                           struct {
+			Properties                            struct {
 				AudienceKey string `json:"audience_key"`
 			}
 		}

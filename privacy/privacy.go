@@ -55,7 +55,7 @@ type Service struct {
 	// erasure (a deletion message to each destination that received the
 	// person's data).
 	Destinations Destinations
-	Secret  []byte
+	Secret       []byte
 	// Rules returns the identity rules in force (identity.Current's Load,
 	// shared with the indexer): they normalise identifier references and
 	// extract identifiers at ingest, so suppression matches what the
