@@ -47,6 +47,8 @@ type Destination struct {
 	// Consent lists the consent categories a profile must have granted,
 	// every one, for its data to be sent (privacy.Allowed).
 	Consent []string `json:"consent,omitempty"`
+	// Mapping, if set, reshapes the event and audience messages sent.
+	Mapping *Mapping `json:"mapping,omitempty"`
 	// RateLimit caps deliveries per second (0: no cap).
 	RateLimit float64   `json:"rateLimit,omitempty"`
 	Paused    bool      `json:"paused"`
@@ -81,6 +83,25 @@ func DestinationFromSettings(id, name string, settings, config []byte, createdAt
 		d.Config = json.RawMessage(config)
 	}
 	return d, nil
+}
+
+// Mapping reshapes the messages a destination is sent, so that a
+// receiver gets the shape it expects. A path names a field through
+// nested objects, dot-separated ("properties.revenue",
+// "context.traits.email"). The steps apply in this order: Drop, Rename,
+// Set, Traits. Deletion messages are not mapped: their shape is fixed.
+type Mapping struct {
+	// Drop removes fields.
+	Drop []string `json:"drop,omitempty"`
+	// Rename moves fields: from path → to path. Every source is read
+	// before any target is written, so renames do not chain.
+	Rename map[string]string `json:"rename,omitempty"`
+	// Set sets fields to constant JSON values.
+	Set map[string]json.RawMessage `json:"set,omitempty"`
+	// Traits sets fields to the value of a trait of the profile the
+	// message is about: path → trait key. A trait the profile lacks
+	// leaves the field as it is.
+	Traits map[string]string `json:"traits,omitempty"`
 }
 
 // EventFilter selects events by call type, event name and source; an

@@ -132,6 +132,9 @@ func (w *worker) audienceDelivery(ctx context.Context, allowed func(context.Cont
 		people[canonical] = p
 	}
 	body, err := audienceMessage(w.d.AudienceAs, id, ch, p)
+	if err == nil {
+		body, err = w.mapped(ctx, body, canonical)
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("destination %s: audience message %s: %w", w.d.Name, id, err)
 	}

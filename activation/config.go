@@ -224,6 +224,9 @@ func Validate(d kith.Destination) error {
 	if d.RateLimit != 0 && !(d.RateLimit >= 0.01 && d.RateLimit <= 1e6) {
 		return invalid("rateLimit", "must be 0 (no cap) or 0.01 to 1000000 deliveries per second")
 	}
+	if err := checkMapping(d.Mapping); err != nil {
+		return err
+	}
 	for i, a := range d.Audiences {
 		if why := audience.KeyProblem(a); a != "" && why != "" {
 			return invalid(fmt.Sprintf("audiences[%d]", i), "%s", why)

@@ -26,6 +26,7 @@ type Store interface {
 	Canonical(ctx context.Context, profileID string) (string, error)
 	Identities(ctx context.Context, canonicalID string) ([]kith.Identity, error)
 	Consents(ctx context.Context, canonicalID string) ([]kith.Consent, error)
+	Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
 	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]kith.MembershipChange, error)
 	Members(ctx context.Context, audience, after string, limit int) ([]kith.Member, error)
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -79,6 +80,9 @@ type worker struct {
 	// The rest is the worker goroutine's, but for what State reads
 	// under mu.
 	sender Sender
+	mapper *mapper // nil: messages go as they are
+	// traits caches the traits of the profiles a step's mapping read.
+	traits map[string]map[string]json.RawMessage
 	limits Limits
 	rate   limiter
 	loaded bool
@@ -169,7 +173,11 @@ func (w *worker) serve(ctx context.Context) (stepped bool, err error) {
 		if err != nil {
 			return false, fmt.Errorf("destination %s: its config: %w", w.d.Name, err)
 		}
-		w.sender, w.limits = s, s.Limits()
+		mp, err := newMapper(w.d.Mapping)
+		if err != nil {
+			return false, fmt.Errorf("destination %s: its mapping: %w", w.d.Name, err)
+		}
+		w.sender, w.limits, w.mapper = s, s.Limits(), mp
 		w.limits.Messages = max(w.limits.Messages, 1)
 	}
 	if !w.loaded {
@@ -253,6 +261,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	st := &step{put: map[string]int{}, recipients: map[string]bool{}}
 	st.u.Progress = w.progress
 	w.abandoned = st.recipients
+	clear(w.traits)
 	now := w.e.now()
 	replays, err := w.takeReplays(ctx, st, now)
 	if err != nil {
@@ -659,9 +668,47 @@ func (w *worker) events(ctx context.Context) (read, error) {
 			// Nobody to keep in order with: its own key.
 			key = unattributed + strconv.FormatInt(m.Seq, 10)
 		}
-		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq), Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: m.Raw}
+		body, err := w.mapped(ctx, m.Raw, owner)
+		if err != nil {
+			return read{}, fmt.Errorf("destination %s: event %d: %w", w.d.Name, m.Seq, err)
+		}
+		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq), Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: body}
 	}
 	return rd, nil
+}
+
+// mapped returns a message reshaped by the destination's mapping (as it
+// is without one); profile is whom it is about ("" for no one), whose
+// traits the mapping may read, once per step.
+func (w *worker) mapped(ctx context.Context, body []byte, profile string) ([]byte, error) {
+	if w.mapper == nil {
+		return body, nil
+	}
+	var traits map[string]json.RawMessage
+	if w.mapper.needsTraits() && profile != "" {
+		var ok bool
+		if traits, ok = w.traits[profile]; !ok {
+			// The profile may have been merged since the event was
+			// applied to it: the unified profile's traits.
+			canonical, err := w.e.store.Canonical(ctx, profile)
+			var ts []kith.Trait
+			if err == nil {
+				ts, err = w.e.store.Traits(ctx, canonical)
+			}
+			if err != nil && kith.ErrorCode(err) != kith.ENOTFOUND {
+				return nil, fmt.Errorf("reading the traits of %s: %w", profile, err)
+			}
+			traits = make(map[string]json.RawMessage, len(ts))
+			for _, t := range ts {
+				traits[t.Key] = t.Value
+			}
+			if w.traits == nil {
+				w.traits = map[string]map[string]json.RawMessage{}
+			}
+			w.traits[profile] = traits
+		}
+	}
+	return w.mapper.apply(body, traits)
 }
 
 // consent returns the destination's consent check for one step: a

@@ -82,6 +82,7 @@ type destinationBody struct {
 	Audiences  []string          `json:"audiences"`
 	AudienceAs string            `json:"audienceAs"`
 	Consent    []string          `json:"consent"`
+	Mapping    *kith.Mapping     `json:"mapping"`
 	RateLimit  float64           `json:"rateLimit"`
 }
 
@@ -138,7 +139,7 @@ func (b destinationBody) destination(now time.Time) (kith.Destination, string, e
 	}
 	d := kith.Destination{
 		ID: kith.NewID("dst_"), Name: b.Name, Type: b.Type, Config: config, Events: b.Events.filter,
-		Audiences: b.Audiences, AudienceAs: b.AudienceAs, Consent: b.Consent, RateLimit: b.RateLimit,
+		Audiences: b.Audiences, AudienceAs: b.AudienceAs, Consent: b.Consent, Mapping: b.Mapping, RateLimit: b.RateLimit,
 		CreatedAt: now.UTC().Truncate(time.Microsecond),
 	}
 	if err := activation.Validate(d); err != nil {

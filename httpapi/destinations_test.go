@@ -255,6 +255,9 @@ func TestDestinationValidation(t *testing.T) {
 		{"empty consent category", `{"name":"d","type":"webhook","config":{"url":"http://e.com","secret":"` + hookSecret + `"},"consent":["Marketing",""]}`, "consent[1]"},
 		{"negative rate limit", `{"name":"d","type":"webhook","config":{"url":"http://e.com","secret":"` + hookSecret + `"},"rateLimit":-1}`, "rateLimit"},
 		{"unknown member", `{"name":"d","type":"webhook","config":{"url":"http://e.com","secret":"` + hookSecret + `"},"traits":true}`, "traits"},
+		{"mapping of the messageId", `{"name":"d","type":"webhook","config":{"url":"http://e.com","secret":"` + hookSecret + `"},"mapping":{"drop":["messageId"]}}`, "mapping.drop[0]"},
+		{"mapping set not JSON", `{"name":"d","type":"webhook","config":{"url":"http://e.com","secret":"` + hookSecret + `"},"mapping":{"rename":{"a":""}}}`, "mapping.rename.a"},
+		{"mapping unknown member", `{"name":"d","type":"webhook","config":{"url":"http://e.com","secret":"` + hookSecret + `"},"mapping":{"move":{}}}`, "move"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -28,8 +28,10 @@ func webhook(id, name string) kith.Destination {
 		Audiences:  []string{"vip", "churn_risk"},
 		AudienceAs: kith.AudienceAsIdentify,
 		Consent:    []string{"Advertising", "Analytics"},
-		RateLimit:  12.5,
-		CreatedAt:  at(1).In(time.FixedZone("CET", 3600)),
+		Mapping: &kith.Mapping{Drop: []string{"context.ip"}, Rename: map[string]string{"userId": "customer_id"},
+			Set: map[string]json.RawMessage{"meta.v": json.RawMessage(`{"n":12345678901234567890}`)}, Traits: map[string]string{"meta.plan": "plan"}},
+		RateLimit: 12.5,
+		CreatedAt: at(1).In(time.FixedZone("CET", 3600)),
 	}
 }
 

@@ -36,7 +36,7 @@ COMMAND --help lists a command's flags.
 
 // destinationCommands are the usage line of each destination command.
 var destinationCommands = map[string]string{
-	"create":     "kith destination create --name NAME --type webhook|segment [--url URL] [--secret SECRET] [--events[=FILTER]] [--audience KEY]... [--consent CATEGORY]... [--config FILE|JSON]",
+	"create":     "kith destination create --name NAME --type webhook|segment [--url URL] [--secret SECRET] [--events[=FILTER]] [--audience KEY]... [--consent CATEGORY]... [--config FILE|JSON] [--mapping FILE|JSON]",
 	"list":       "kith destination list",
 	"show":       "kith destination show NAME",
 	"test":       "kith destination test NAME",
@@ -233,10 +233,10 @@ func runDestination(ctx context.Context, args []string, stdout, stderr io.Writer
 
 // createFlags are the flags of kith destination create.
 type createFlags struct {
-	name, typ, url, secret, config, audienceAs *string
-	rateLimit                                  *float64
-	events                                     eventsFlag
-	audiences, consent                         stringList
+	name, typ, url, secret, config, audienceAs, mapping *string
+	rateLimit                                           *float64
+	events                                              eventsFlag
+	audiences, consent                                  stringList
 }
 
 func addCreateFlags(fs *flag.FlagSet) *createFlags {
@@ -248,6 +248,7 @@ func addCreateFlags(fs *flag.FlagSet) *createFlags {
 		config:     fs.String("config", "", "the type's config as a JSON object, or a file holding one; --url and --secret override its members"),
 		audienceAs: fs.String("audience-as", "", "how audience changes are sent: track (Audience Entered/Exited, the default) or identify"),
 		rateLimit:  fs.Float64("rate-limit", 0, "deliveries per second at most (0: no cap)"),
+		mapping:    fs.String("mapping", "", `reshape what is sent: a JSON object, or a file holding one, with drop (paths), rename (from → to), set (path → JSON value), traits (path → trait key), e.g. '{"rename":{"userId":"customer_id"}}'`),
 	}
 	fs.Var(&f.events, "events", `send every accepted event (--events), or those a filter selects (--events='{"types":["track"],"events":["Order Completed"],"sources":["src_…"]}')`)
 	fs.Var(&f.audiences, "audience", "send this audience's entries and exits (repeatable)")
@@ -266,18 +267,16 @@ func (f *createFlags) body(pos []string) (map[string]any, error) {
 	if name == "" || *f.typ == "" {
 		return nil, fmt.Errorf("give --name and --type (usage: %s)", destinationCommands["create"])
 	}
-	config := map[string]json.RawMessage{}
-	if v := strings.TrimSpace(*f.config); v != "" {
-		data := []byte(v)
-		if !strings.HasPrefix(v, "{") {
-			var err error
-			if data, err = os.ReadFile(v); err != nil {
-				return nil, fmt.Errorf("--config: %w", err)
-			}
-		}
-		if err := json.Unmarshal(data, &config); err != nil || config == nil {
-			return nil, fmt.Errorf("--config: not a JSON object: %v", err)
-		}
+	config, err := jsonObjectFlag("config", *f.config)
+	if err != nil {
+		return nil, err
+	}
+	if config == nil {
+		config = map[string]json.RawMessage{}
+	}
+	mapping, err := jsonObjectFlag("mapping", *f.mapping)
+	if err != nil {
+		return nil, err
 	}
 	keys, known := destinationConfigKeys[*f.typ]
 	if !known {
@@ -301,10 +300,34 @@ func (f *createFlags) body(pos []string) (map[string]any, error) {
 	if len(f.consent) > 0 {
 		body["consent"] = []string(f.consent)
 	}
+	if mapping != nil {
+		body["mapping"] = mapping
+	}
 	if *f.rateLimit != 0 {
 		body["rateLimit"] = *f.rateLimit
 	}
 	return body, nil
+}
+
+// jsonObjectFlag reads a flag holding a JSON object, or the name of a
+// file holding one; nil when the flag is empty.
+func jsonObjectFlag(name, v string) (map[string]json.RawMessage, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return nil, nil
+	}
+	data := []byte(v)
+	if !strings.HasPrefix(v, "{") {
+		var err error
+		if data, err = os.ReadFile(v); err != nil {
+			return nil, fmt.Errorf("--%s: %w", name, err)
+		}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil || m == nil {
+		return nil, fmt.Errorf("--%s: not a JSON object: %v", name, err)
+	}
+	return m, nil
 }
 
 func (f *createFlags) run(ctx context.Context, c *client, pos []string, asJSON bool, stdout io.Writer) error {
@@ -379,13 +402,23 @@ func destinationShow(ctx context.Context, c *client, path string, asJSON bool, s
 		sort.Strings(parts)
 		filtered += " (" + strings.Join(parts, ", ") + ")"
 	}
+	mapping := "none"
+	if d.Mapping != nil {
+		b, _ := json.Marshal(d.Mapping)
+		mapping = string(b)
+	}
+	progress := fmt.Sprintf("log %d, audience changes %d", d.Progress.LogSeq, d.Progress.ChangeSeq)
+	if p := d.Progress; p.Sync > 0 && p.Sync <= len(d.Audiences) {
+		progress += fmt.Sprintf("; sending the members of %s first", d.Audiences[p.Sync-1])
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
 		{"name", d.Name}, {"id", d.ID}, {"type", d.Type}, {"state", destinationState(d)}, {"created", d.CreatedAt.Format(time.RFC3339)},
-		{"config", string(d.Config)}, {"events", destinationEvents(d)}, {"audiences", audiences}, {"consent", orNone(d.Consent)}, {"rate limit", rate},
+		{"config", string(d.Config)}, {"events", destinationEvents(d)}, {"audiences", audiences}, {"consent", orNone(d.Consent)},
+		{"mapping", mapping}, {"rate limit", rate},
 		{"delivered", fmt.Sprint(d.Delivered)}, {"pending", pending}, {"retrying", fmt.Sprint(d.Retrying)},
 		{"dead-lettered", fmt.Sprint(d.DeadLettered)}, {"filtered", filtered},
-		{"progress", fmt.Sprintf("log %d, audience changes %d", d.Progress.LogSeq, d.Progress.ChangeSeq)},
+		{"progress", progress},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}

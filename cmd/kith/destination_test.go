@@ -46,7 +46,7 @@ func TestCLIDestinations(t *testing.T) {
 		t.Fatalf("--events takes its filter after =, not as the next argument:\n%s", out)
 	}
 	if out, err := cli(t, s, "destination", "create", "--name", "seg", "--type", "segment", "--config", cfg,
-		`--events={"types":["track"],"events":["Order Completed"]}`); err != nil {
+		`--events={"types":["track"],"events":["Order Completed"]}`, "--mapping", `{"rename":{"userId":"customer_id"}}`); err != nil {
 		t.Fatalf("create from a config file: %v\n%s", err, out)
 	}
 
@@ -58,7 +58,7 @@ func TestCLIDestinations(t *testing.T) {
 	}{
 		{"list", []string{"list"}, []string{"NAME", "DELIVERED", "PENDING", "RETRYING", "DEAD", "FILTERED", "hook", "webhook", "active", "seg", "segment"}, []string{secret}},
 		{"show", []string{"show", "hook"}, []string{"events", "all", "buyers, vips (as track)", "Marketing", "dead-lettered", rc.URL + "/in"}, []string{secret}},
-		{"show a filter", []string{"show", "seg"}, []string{"types track; events Order Completed", `"batch":50`}, []string{"wk-from-file"}},
+		{"show a filter", []string{"show", "seg"}, []string{"types track; events Order Completed", `"batch":50`, `mapping        {"rename":{"userId":"customer_id"}}`}, []string{"wk-from-file"}},
 		{"test", []string{"test", "hook"}, []string{"delivered (HTTP 200"}, nil},
 		{"pause", []string{"pause", "hook"}, []string{"destination hook paused"}, nil},
 		{"list paused", []string{"list"}, []string{"paused"}, nil},
@@ -113,6 +113,8 @@ func TestCLIDestinations(t *testing.T) {
 		{"unknown type", []string{"create", "--name", "bad", "--type", "fax", "--url", rc.URL}, "type: unknown destination type"},
 		{"no type", []string{"create", "--name", "bad"}, "give --name and --type"},
 		{"bad events", []string{"create", "--name", "bad", "--type", "webhook", "--events=some"}, "want true, false or a JSON filter"},
+		{"mapping not JSON", []string{"create", "--name", "bad", "--type", "webhook", "--url", rc.URL, "--mapping", "{rename"}, "--mapping: not a JSON object"},
+		{"mapping refused", []string{"create", "--name", "bad", "--type", "webhook", "--url", rc.URL, "--mapping", `{"drop":["messageId"]}`}, "mapping.drop[0]: path \"messageId\""},
 		{"unknown destination", []string{"show", "nope"}, `destination "nope" not found`},
 		{"no name", []string{"pause"}, "usage: kith destination pause NAME"},
 		{"unknown command", []string{"frob"}, `unknown destination command "frob"`},
