@@ -125,7 +125,26 @@ type DestinationProgress struct {
 	// first) are next. 0 once every audience's members were sent.
 	Sync      int    `json:"sync,omitempty"`
 	SyncAfter string `json:"syncAfter,omitempty"`
+	// ReplayTo, when above ReplayAt, says a stretch of the log is being
+	// sent again: its events with ReplayAt < Seq ≤ ReplayTo are next,
+	// with delivery ids of their own (ReplayID, the replay's request
+	// time in Unix milliseconds, tells them from the first sending and
+	// from another replay's). All three are 0 when no replay is running.
+	ReplayAt int64 `json:"replayAt,omitempty"`
+	ReplayTo int64 `json:"replayTo,omitempty"`
+	ReplayID int64 `json:"replayId,omitempty"`
 }
+
+// Backfill returns p's first-sync and replay positions alone (the
+// streams' zero): stores keep them apart from the stream positions, and
+// only while they are not all zero.
+func (p DestinationProgress) Backfill() DestinationProgress {
+	p.LogSeq, p.ChangeSeq = 0, 0
+	return p
+}
+
+// Replaying reports whether a stretch of the log is being sent again.
+func (p DestinationProgress) Replaying() bool { return p.ReplayTo > p.ReplayAt }
 
 // Delivery is one message for one destination that did not go through at
 // its first attempt: it waits for a retry, or is dead-lettered. Later

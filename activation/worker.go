@@ -273,15 +273,23 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	var lastSeen time.Time
+	p := &st.u.Progress
 	streams := []struct {
 		read func(context.Context) (read, error)
 		pos  *int64
-	}{{w.events, &st.u.Progress.LogSeq}, {w.changes, &st.u.Progress.ChangeSeq}}
+	}{
+		{w.events, &p.LogSeq},
+		{func(ctx context.Context) (read, error) { return w.replayed(ctx, *p) }, &p.ReplayAt},
+		{w.changes, &p.ChangeSeq},
+	}
 	for _, s := range streams {
 		if w.waiting() {
 			break // new messages wait where they are
 		}
-		if s.pos == &st.u.Progress.ChangeSeq && st.u.Progress.Sync > 0 {
+		if s.pos == &p.ReplayAt && !p.Replaying() {
+			continue
+		}
+		if s.pos == &p.ChangeSeq && p.Sync > 0 {
 			// The audiences' members first; their changes wait.
 			synced, err := w.sync(ctx, st)
 			if err != nil {
@@ -300,9 +308,12 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		}
 		*s.pos = rd.reached(*s.pos, handled)
 		more = more || rd.full && handled == len(rd.items)
-		if handled > 0 && !rd.items[handled-1].seen.IsZero() {
+		if s.pos == &p.LogSeq && handled > 0 {
 			lastSeen = rd.items[handled-1].seen
 		}
+	}
+	if p.ReplayTo > 0 && !p.Replaying() {
+		p.ReplayAt, p.ReplayTo, p.ReplayID = 0, 0, 0 // the replay is over
 	}
 	if st.empty(w.progress) {
 		w.abandoned = nil
@@ -619,6 +630,24 @@ func (w *worker) events(ctx context.Context) (read, error) {
 		// starts from then rather than replaying the log.
 		return read{upTo: cursor}, nil
 	}
+	return w.readLog(ctx, from, cursor, "")
+}
+
+// replayed reads the next events of a replay of the log (p.Replaying):
+// as events does, up to the replay's end, with delivery ids of the
+// replay's own, so that a receiver that deduplicates takes them again.
+// A destination subscribed to no events has nothing to replay.
+func (w *worker) replayed(ctx context.Context, p kith.DestinationProgress) (read, error) {
+	to := min(p.ReplayTo, w.e.cfg.Cursor())
+	if w.d.Events == nil || to <= p.ReplayAt {
+		return read{upTo: p.ReplayTo}, nil
+	}
+	return w.readLog(ctx, p.ReplayAt, to, "_r"+strconv.FormatInt(p.ReplayID, 10))
+}
+
+// readLog reads the log events after from up to to (the indexer's cursor
+// at most) and decides each; their delivery ids end in suffix.
+func (w *worker) readLog(ctx context.Context, from, cursor int64, suffix string) (read, error) {
 	limit := w.e.cfg.BatchSize
 	msgs, err := w.e.store.ReadLog(ctx, from, limit)
 	if err != nil {
@@ -672,7 +701,7 @@ func (w *worker) events(ctx context.Context) (read, error) {
 		if err != nil {
 			return read{}, fmt.Errorf("destination %s: event %d: %w", w.d.Name, m.Seq, err)
 		}
-		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq), Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: body}
+		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq) + suffix, Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: body}
 	}
 	return rd, nil
 }

@@ -48,6 +48,10 @@ func (e *fakeEngine) Replay(ctx context.Context, id string, ids []string) (int, 
 
 func (e *fakeEngine) Changed(ctx context.Context, id string) error { return nil }
 
+func (e *fakeEngine) ReplayLog(ctx context.Context, id string, from, to time.Time) (activation.Span, error) {
+	return activation.Span{}, fmt.Errorf("not used by the console")
+}
+
 // The secrets of the fixture's destinations: no page may show them.
 const (
 	hookSecret = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="

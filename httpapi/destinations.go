@@ -34,6 +34,8 @@ type DestinationEngine interface {
 	// given ids or all when ids is empty: they go back among its
 	// retrying deliveries, due now. It returns how many.
 	Replay(ctx context.Context, id string, ids []string) (int, error)
+	// ReplayLog sends again the events that arrived in [from, to).
+	ReplayLog(ctx context.Context, id string, from, to time.Time) (activation.Span, error)
 }
 
 // destinationRoutes registers the destination routes. Creating and
@@ -420,23 +422,45 @@ func (s *Server) handlePauseDestination(paused bool) func(w http.ResponseWriter,
 	}
 }
 
+// maxReplayIDs bounds the dead letters one replay may name.
+const maxReplayIDs = 1000
+
 // handleReplayDestination sends a destination's dead letters again:
 // those named by the optional body {"ids": [...]}, or all of them. The
 // engine puts them back among the retrying deliveries, due now, through
 // the destination's worker, so that what it holds in memory stays what
-// is stored: {"replayed": n}.
-// maxReplayIDs bounds the dead letters one replay may name.
-const maxReplayIDs = 1000
-
+// is stored: {"replayed": n}. A body {"from": t1, "to": t2} (RFC 3339)
+// replays the log instead: the events that arrived in [t1, t2) are sent
+// again, with ids of the replay's own: 202 {"replaying": span}.
 func (s *Server) handleReplayDestination(w http.ResponseWriter, r *http.Request, d kith.Destination) {
 	var body struct {
-		IDs []string `json:"ids"`
+		IDs  []string   `json:"ids"`
+		From *time.Time `json:"from"`
+		To   *time.Time `json:"to"`
 	}
 	if r.ContentLength != 0 {
 		if err := decodeJSON(r, &body); err != nil {
 			s.error(w, r, err)
 			return
 		}
+	}
+	if body.From != nil || body.To != nil {
+		switch {
+		case len(body.IDs) > 0:
+			s.error(w, r, kith.Errorf(kith.EINVALID, "ids: give dead-letter ids or a time range (from, to), not both"))
+			return
+		case body.From == nil || body.To == nil:
+			s.error(w, r, kith.Errorf(kith.EINVALID, "from, to: a replay of the log needs both (RFC 3339 times)"))
+			return
+		}
+		noteAudit(r, fmt.Sprintf("from=%s to=%s", body.From.UTC().Format(time.RFC3339), body.To.UTC().Format(time.RFC3339)))
+		sp, err := s.cfg.Destinations.ReplayLog(r.Context(), d.ID, *body.From, *body.To)
+		if err != nil {
+			s.error(w, r, fmt.Errorf("destination %s: replaying the log: %w", d.Name, err))
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]activation.Span{"replaying": sp})
+		return
 	}
 	if len(body.IDs) > maxReplayIDs {
 		s.error(w, r, kith.Errorf(kith.EINVALID, "ids: at most %d (it has %d); replay all with no ids", maxReplayIDs, len(body.IDs)))

@@ -124,13 +124,19 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 }
 
 // progressSQL reads a destination's progress.
-const progressSQL = `SELECT d.log_seq, d.change_seq, coalesce(s.audience, 0), coalesce(s.after, '')
+const progressSQL = `SELECT d.log_seq, d.change_seq, coalesce(s.audience, 0), coalesce(s.after, ''),
+	coalesce(s.replay_at, 0), coalesce(s.replay_to, 0), coalesce(s.replay_id, 0)
 	FROM destinations d LEFT JOIN destination_sync s ON s.destination_id = d.id WHERE d.id = $1`
+
+// progressOf is where a progress row (progressSQL) is scanned into.
+func progressOf(p *kith.DestinationProgress) []any {
+	return []any{&p.LogSeq, &p.ChangeSeq, &p.Sync, &p.SyncAfter, &p.ReplayAt, &p.ReplayTo, &p.ReplayID}
+}
 
 // DestinationProgress implements kith.DestinationStore.
 func (db *DB) DestinationProgress(ctx context.Context, id string) (kith.DestinationProgress, error) {
 	var p kith.DestinationProgress
-	err := db.pool.QueryRow(ctx, progressSQL, id).Scan(&p.LogSeq, &p.ChangeSeq, &p.Sync, &p.SyncAfter)
+	err := db.pool.QueryRow(ctx, progressSQL, id).Scan(progressOf(&p)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return p, kith.Errorf(kith.ENOTFOUND, "destination %q not found", id)
 	} else if err != nil {
@@ -148,7 +154,7 @@ func (db *DB) DestinationProgress(ctx context.Context, id string) (kith.Destinat
 func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.DestinationUpdate) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var from kith.DestinationProgress
-		err := tx.QueryRow(ctx, progressSQL+` FOR UPDATE OF d`, id).Scan(&from.LogSeq, &from.ChangeSeq, &from.Sync, &from.SyncAfter)
+		err := tx.QueryRow(ctx, progressSQL+` FOR UPDATE OF d`, id).Scan(progressOf(&from)...)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return kith.Errorf(kith.ENOTFOUND, "destination %q not found", id)
 		} else if err != nil {
@@ -160,7 +166,7 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE destinations SET log_seq = $2, change_seq = $3, delivered = delivered + $4 WHERE id = $1`,
 			id, u.Progress.LogSeq, u.Progress.ChangeSeq, u.Delivered)
-		if u.Progress.Sync != from.Sync || u.Progress.SyncAfter != from.SyncAfter {
+		if u.Progress.Backfill() != from.Backfill() {
 			queueSync(b, id, u.Progress)
 		}
 		for reason, n := range u.Filtered {
@@ -303,12 +309,15 @@ func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, erro
 	return out, nil
 }
 
-// queueSync stores where a destination is in its audiences' first sync:
-// a row while it is syncing, none after.
+// queueSync stores where a destination is in its audiences' first sync
+// and in a replay: a row while it is in either, none after.
 func queueSync(b *pgx.Batch, id string, p kith.DestinationProgress) {
-	if p.Sync > 0 {
-		b.Queue(`INSERT INTO destination_sync (destination_id, audience, after) VALUES ($1,$2,$3)
-			ON CONFLICT (destination_id) DO UPDATE SET audience = excluded.audience, after = excluded.after`, id, p.Sync, p.SyncAfter)
+	if bf := p.Backfill(); bf != (kith.DestinationProgress{}) {
+		b.Queue(`INSERT INTO destination_sync (destination_id, audience, after, replay_at, replay_to, replay_id)
+			VALUES ($1,$2,$3,$4,$5,$6)
+			ON CONFLICT (destination_id) DO UPDATE SET audience = excluded.audience, after = excluded.after,
+			replay_at = excluded.replay_at, replay_to = excluded.replay_to, replay_id = excluded.replay_id`,
+			id, bf.Sync, bf.SyncAfter, bf.ReplayAt, bf.ReplayTo, bf.ReplayID)
 		return
 	}
 	b.Queue(`DELETE FROM destination_sync WHERE destination_id = $1`, id)

@@ -416,13 +416,16 @@ CREATE TABLE destination_recipients (
 CREATE INDEX destination_deliveries_key ON destination_deliveries (destination_id, key, seq);
 `,
 	// 16: where a destination is in sending its audiences' members when
-	// it subscribed (kith.DestinationProgress.Sync); a row only while it
-	// is.
+	// it subscribed (kith.DestinationProgress.Sync), and in a replay of a
+	// stretch of the log; a row only while it is in either.
 	`
 CREATE TABLE destination_sync (
 	destination_id text COLLATE "C" PRIMARY KEY,
 	audience       integer NOT NULL,
-	after          text COLLATE "C" NOT NULL
+	after          text COLLATE "C" NOT NULL,
+	replay_at      bigint NOT NULL,
+	replay_to      bigint NOT NULL,
+	replay_id      bigint NOT NULL
 );
 `,
 }

@@ -463,12 +463,16 @@ var logMigrations = []string{
 	) WITHOUT ROWID;
 	CREATE INDEX IF NOT EXISTS destination_deliveries_key ON destination_deliveries (destination_id, key, seq);`,
 	// Where a destination is in sending its audiences' members when it
-	// subscribed (kith.DestinationProgress.Sync); a row only while it
-	// is, so destinations made before this need none.
+	// subscribed (kith.DestinationProgress.Sync), and in a replay of a
+	// stretch of the log; a row only while it is in either, so
+	// destinations made before this need none.
 	`CREATE TABLE IF NOT EXISTS destination_sync (
 		destination_id TEXT PRIMARY KEY,
 		audience       INTEGER NOT NULL,
-		after          TEXT    NOT NULL
+		after          TEXT    NOT NULL,
+		replay_at      INTEGER NOT NULL,
+		replay_to      INTEGER NOT NULL,
+		replay_id      INTEGER NOT NULL
 	) WITHOUT ROWID;`,
 }
 

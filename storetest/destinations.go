@@ -802,7 +802,8 @@ func testDestinationSync(t *testing.T, s kith.Store) {
 		{LogSeq: 7, ChangeSeq: 3, Sync: 1, SyncAfter: "prf_b"},
 		{LogSeq: 9, ChangeSeq: 3, Sync: 1, SyncAfter: "prf_b"},
 		{LogSeq: 9, ChangeSeq: 3, Sync: 2},
-		{LogSeq: 9, ChangeSeq: 3, Sync: 2, SyncAfter: "prf_a"},
+		{LogSeq: 9, ChangeSeq: 3, Sync: 2, SyncAfter: "prf_a", ReplayAt: 2, ReplayTo: 8, ReplayID: 1765100000000},
+		{LogSeq: 9, ChangeSeq: 3, ReplayAt: 5, ReplayTo: 8, ReplayID: 1765100000000},
 		{LogSeq: 9, ChangeSeq: 3},
 		{LogSeq: 9, ChangeSeq: 5},
 	} {

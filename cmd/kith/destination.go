@@ -43,7 +43,7 @@ var destinationCommands = map[string]string{
 	"pause":      "kith destination pause NAME",
 	"resume":     "kith destination resume NAME",
 	"deliveries": "kith destination deliveries NAME [--dead] [--limit N] [--after ID]",
-	"replay":     "kith destination replay NAME [--id ID]...",
+	"replay":     "kith destination replay NAME [--id ID]... | --from TIME --to TIME",
 	"delete":     "kith destination delete NAME",
 }
 
@@ -164,8 +164,11 @@ func runDestination(ctx context.Context, args []string, stdout, stderr io.Writer
 	var limit *int
 	var after *string
 	var replayIDs stringList
+	var replayFrom, replayTo *string
 	if cmd == "replay" {
 		fs.Var(&replayIDs, "id", "replay only this dead letter (repeatable; default: all)")
+		replayFrom = fs.String("from", "", "instead of dead letters, send again the events that arrived from this time (RFC 3339, e.g. 2026-12-01T00:00:00Z) …")
+		replayTo = fs.String("to", "", "… until this time (not included)")
 	}
 	if cmd == "deliveries" {
 		dead = fs.Bool("dead", false, "the dead-letter list instead of the messages waiting for a retry")
@@ -212,6 +215,12 @@ func runDestination(ctx context.Context, args []string, stdout, stderr io.Writer
 		var body any
 		if len(replayIDs) > 0 {
 			body = map[string][]string{"ids": replayIDs}
+		}
+		if *replayFrom != "" || *replayTo != "" {
+			if len(replayIDs) > 0 {
+				return fmt.Errorf("give --id (dead letters) or --from and --to (the log), not both")
+			}
+			return replayLog(ctx, c, name, path, *replayFrom, *replayTo, *asJSON, stdout)
 		}
 		var res struct{ Replayed int }
 		if printed, err := destinationCall(ctx, c, "POST", path+"/replay", body, *asJSON, stdout, &res); printed || err != nil {
@@ -515,4 +524,35 @@ func oneLine(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// replayLog asks the server to send a time range of the log again.
+func replayLog(ctx context.Context, c *client, name, path, from, to string, asJSON bool, stdout io.Writer) error {
+	var times [2]time.Time
+	for i, v := range []struct{ flag, value string }{{"from", from}, {"to", to}} {
+		if v.value == "" {
+			return fmt.Errorf("--%s: give both --from and --to", v.flag)
+		}
+		t, err := time.Parse(time.RFC3339, v.value)
+		if err != nil {
+			return fmt.Errorf("--%s: not an RFC 3339 time (like 2026-12-01T00:00:00Z): %q", v.flag, v.value)
+		}
+		times[i] = t
+	}
+	var res struct {
+		Replaying struct {
+			After, Through int64
+		}
+	}
+	body := map[string]time.Time{"from": times[0], "to": times[1]}
+	if printed, err := destinationCall(ctx, c, "POST", path+"/replay", body, asJSON, stdout, &res); printed || err != nil {
+		return err
+	}
+	sp := res.Replaying
+	if sp.Through <= sp.After {
+		fmt.Fprintf(stdout, "no event arrived from %s until %s: nothing to replay to %s\n", from, to, name)
+		return nil
+	}
+	fmt.Fprintf(stdout, "replaying to %s the events at log positions %d to %d (those it selects), with new delivery ids\n", name, sp.After+1, sp.Through)
+	return nil
 }

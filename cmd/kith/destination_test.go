@@ -65,6 +65,7 @@ func TestCLIDestinations(t *testing.T) {
 		{"resume", []string{"resume", "hook"}, []string{"destination hook resumed"}, nil},
 		{"deliveries", []string{"deliveries", "hook", "--dead"}, []string{"ID", "ATTEMPTS", "STATUS", "ERROR"}, nil},
 		{"replay", []string{"replay", "hook"}, []string{"0 dead letters of hook sent again"}, nil},
+		{"replay a range", []string{"replay", "hook", "--from", "2000-01-01T00:00:00Z", "--to", "2001-01-01T00:00:00Z"}, []string{"no event arrived from 2000-01-01T00:00:00Z until 2001-01-01T00:00:00Z"}, nil},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -113,6 +114,9 @@ func TestCLIDestinations(t *testing.T) {
 		{"unknown type", []string{"create", "--name", "bad", "--type", "fax", "--url", rc.URL}, "type: unknown destination type"},
 		{"no type", []string{"create", "--name", "bad"}, "give --name and --type"},
 		{"bad events", []string{"create", "--name", "bad", "--type", "webhook", "--events=some"}, "want true, false or a JSON filter"},
+		{"replay range half", []string{"replay", "hook", "--from", "2000-01-01T00:00:00Z"}, "--to: give both --from and --to"},
+		{"replay range bad time", []string{"replay", "hook", "--from", "yesterday", "--to", "2000-01-01T00:00:00Z"}, "--from: not an RFC 3339 time"},
+		{"replay range backwards", []string{"replay", "hook", "--from", "2001-01-01T00:00:00Z", "--to", "2000-01-01T00:00:00Z"}, "to: must be after from"},
 		{"mapping not JSON", []string{"create", "--name", "bad", "--type", "webhook", "--url", rc.URL, "--mapping", "{rename"}, "--mapping: not a JSON object"},
 		{"mapping refused", []string{"create", "--name", "bad", "--type", "webhook", "--url", rc.URL, "--mapping", `{"drop":["messageId"]}`}, "mapping.drop[0]: path \"messageId\""},
 		{"unknown destination", []string{"show", "nope"}, `destination "nope" not found`},
