@@ -47,6 +47,9 @@ type Field struct {
 	Required bool   `json:"required,omitempty"`
 	// Secret fields are never served back by the API (Redact).
 	Secret bool `json:"secret,omitempty"`
+	// URL fields are served back without a password or query values,
+	// which often carry a token (Redact).
+	URL bool `json:"url,omitempty"`
 }
 
 // config is a type's decoded config: it checks what the tags cannot say
@@ -81,6 +84,7 @@ func register(name, doc string, spec config, build func(cfg config, t transport)
 			Doc:      f.Tag.Get("doc"),
 			Required: slices.Contains(opts, "required"),
 			Secret:   slices.Contains(opts, "secret"),
+			URL:      slices.Contains(opts, "url"),
 		})
 	}
 	types[name] = t
@@ -301,6 +305,9 @@ func Redact(typ string, raw json.RawMessage) json.RawMessage {
 	}
 	for _, f := range t.Fields {
 		v, ok := m[f.Name]
+		if ok && f.URL {
+			m[f.Name] = redactURL(v)
+		}
 		if !f.Secret || !ok {
 			continue
 		}
@@ -322,6 +329,34 @@ func Redact(typ string, raw json.RawMessage) json.RawMessage {
 
 // redacted stands for a secret value the API does not serve back.
 const redacted = "(secret)"
+
+// redactURL returns a URL (a JSON string) without its password and with
+// each query value redacted: tokens often travel there. What does not
+// parse is redacted whole.
+func redactURL(v json.RawMessage) json.RawMessage {
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return json.RawMessage(`"` + redacted + `"`)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return json.RawMessage(`"` + redacted + `"`)
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), redacted)
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			for i := range q[k] {
+				q[k][i] = redacted
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	out, _ := json.Marshal(u.String())
+	return out
+}
 
 // newSender builds the sender for a destination whose config is valid.
 func newSender(d kith.Destination, t transport) (Sender, error) {

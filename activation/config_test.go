@@ -95,13 +95,13 @@ func TestValidate(t *testing.T) {
 func TestTypesDeclareTheirConfig(t *testing.T) {
 	want := map[string][]activation.Field{
 		kith.DestinationSegment: {
-			{Name: "endpoint", Type: "string", Required: true},
+			{Name: "endpoint", Type: "string", Required: true, URL: true},
 			{Name: "writeKey", Type: "string", Required: true, Secret: true},
 			{Name: "timeout", Type: "string"},
 			{Name: "batch", Type: "integer"},
 		},
 		kith.DestinationWebhook: {
-			{Name: "url", Type: "string", Required: true},
+			{Name: "url", Type: "string", Required: true, URL: true},
 			{Name: "secret", Type: "string", Required: true, Secret: true},
 			{Name: "headers", Type: "object", Secret: true},
 			{Name: "timeout", Type: "string"},
@@ -152,6 +152,17 @@ func TestRedact(t *testing.T) {
 	}
 	if got := activation.Redact("ftp", json.RawMessage(`{"password":"p"}`)); string(got) != "{}" {
 		t.Errorf("unknown type redacted as %s", got)
+	}
+	// A URL keeps its place but not a password or its query's values.
+	for _, c := range []struct{ typ, config, want, never string }{
+		{kith.DestinationWebhook, `{"url":"https://e.com/h?token=tok-1&x=2","secret":"` + secret + `"}`, `"url":"https://e.com/h?token=%28secret%29\u0026x=%28secret%29"`, "tok-1"},
+		{kith.DestinationSegment, `{"endpoint":"https://user:pw-9@rs.example.com/","writeKey":"k"}`, `"endpoint":"https://user:%28secret%29@rs.example.com/"`, "pw-9"},
+		{kith.DestinationWebhook, `{"url":"https://e.com/plain","secret":"` + secret + `"}`, `"url":"https://e.com/plain"`, ""},
+	} {
+		got := string(activation.Redact(c.typ, json.RawMessage(c.config)))
+		if !strings.Contains(got, c.want) || c.never != "" && strings.Contains(got, c.never) {
+			t.Errorf("Redact(%s) = %s, want %s and no %q", c.config, got, c.want, c.never)
+		}
 	}
 }
 

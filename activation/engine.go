@@ -226,7 +226,7 @@ func (e *Engine) SetPaused(ctx context.Context, name string, paused bool) (kith.
 			return kith.Destination{}, fmt.Errorf("activation: destination %s: %w", name, err)
 		}
 	}
-	return d, e.Reload(ctx)
+	return d, e.Changed(ctx, d.ID)
 }
 
 // Notify wakes every idle worker to look for new events and audience

@@ -41,10 +41,7 @@ func (e *Engine) Replay(ctx context.Context, id string, ids []string) (int, erro
 	}
 	e.mu.Unlock()
 	rq := &replay{ids: ids, done: make(chan struct{})}
-	w.mu.Lock()
-	w.replays = append(w.replays, rq)
-	w.mu.Unlock()
-	w.notify()
+	w.ask(rq)
 	select {
 	case <-rq.done:
 		return rq.n, rq.err
@@ -226,10 +223,7 @@ func (e *Engine) ReplayLog(ctx context.Context, id string, from, to time.Time) (
 	}
 	e.mu.Unlock()
 	rq := &replay{span: span, done: make(chan struct{})}
-	w.mu.Lock()
-	w.replays = append(w.replays, rq)
-	w.mu.Unlock()
-	w.notify()
+	w.ask(rq)
 	select {
 	case <-rq.done:
 		return sp, rq.err

@@ -17,7 +17,7 @@ import (
 
 // segmentConfig is the segment type's config.
 type segmentConfig struct {
-	Endpoint string `json:"endpoint" kith:"required" doc:"The receiver's base URL (https://api.segment.io, a RudderStack data plane, another Kith): batches are POSTed to {endpoint}/v1/batch."`
+	Endpoint string `json:"endpoint" kith:"required,url" doc:"The receiver's base URL (https://api.segment.io, a RudderStack data plane, another Kith): batches are POSTed to {endpoint}/v1/batch. A password in it and the values of its query are secret."`
 	WriteKey string `json:"writeKey" kith:"required,secret" doc:"The receiver's write key, sent as the Basic auth user name with an empty password."`
 	Timeout  string `json:"timeout" doc:"How long one attempt may take, as a Go duration (default 10s, at most 1m)."`
 	Batch    int    `json:"batch" doc:"Messages per request (default 100); a request also stays under Segment's 500 KB."`

@@ -18,7 +18,7 @@ import (
 
 // webhookConfig is the webhook type's config.
 type webhookConfig struct {
-	URL     string            `json:"url" kith:"required" doc:"The http or https URL each request is POSTed to."`
+	URL     string            `json:"url" kith:"required,url" doc:"The http or https URL each request is POSTed to. A password in it and the values of its query (often a token) are secret."`
 	Secret  string            `json:"secret" kith:"required,secret" doc:"The signing secret: whsec_ and a base64 key (Standard Webhooks). NewWebhookSecret makes one."`
 	Headers map[string]string `json:"headers" kith:"secret" doc:"Headers added to every request (an Authorization, say); their values are not shown again."`
 	Timeout string            `json:"timeout" doc:"How long one attempt may take, as a Go duration (default 10s, at most 1m)."`

@@ -74,6 +74,9 @@ type worker struct {
 	d      kith.Destination
 	status *kith.WorkerStatus
 	wake   chan struct{}
+	// asked is signalled with wake when a request (a replay) waits for
+	// the worker's next step, so that it does not wait out a backoff.
+	asked  chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -125,6 +128,7 @@ func newWorker(e *Engine, d kith.Destination) *worker {
 		d:      d,
 		status: &kith.WorkerStatus{Name: "destination " + d.Name},
 		wake:   make(chan struct{}, 1),
+		asked:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		rate:   limiter{rate: d.RateLimit},
 	}
@@ -134,6 +138,19 @@ func newWorker(e *Engine, d kith.Destination) *worker {
 func (w *worker) notify() {
 	select {
 	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ask hands the worker a request for its next step (under w.mu) and
+// wakes it, also out of a backoff.
+func (w *worker) ask(rq *replay) {
+	w.mu.Lock()
+	w.replays = append(w.replays, rq)
+	w.mu.Unlock()
+	w.notify()
+	select {
+	case w.asked <- struct{}{}:
 	default:
 	}
 }
@@ -159,8 +176,16 @@ func (w *worker) run(ctx context.Context) {
 			backoff = 0 // it worked for a while: start over
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
-		if !sleep(ctx, backoff) {
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-w.asked:
+			// A replay waits for an answer: try again now rather than
+			// keep it waiting out the backoff.
+			t.Stop()
 		}
 	}
 }

@@ -36,6 +36,9 @@ type DestinationEngine interface {
 	Replay(ctx context.Context, id string, ids []string) (int, error)
 	// ReplayLog sends again the events that arrived in [from, to).
 	ReplayLog(ctx context.Context, id string, from, to time.Time) (activation.Span, error)
+	// SetPaused pauses or resumes a destination by name: the one way
+	// both the API and the console do it.
+	SetPaused(ctx context.Context, name string, paused bool) (kith.Destination, error)
 }
 
 // destinationRoutes registers the destination routes. Creating and
@@ -410,13 +413,18 @@ func (s *Server) handleDeleteDestination(w http.ResponseWriter, r *http.Request,
 // meanwhile wait in the log.
 func (s *Server) handlePauseDestination(paused bool) func(w http.ResponseWriter, r *http.Request, d kith.Destination) {
 	return func(w http.ResponseWriter, r *http.Request, d kith.Destination) {
-		if d.Paused != paused {
+		var err error
+		switch {
+		case d.Paused == paused:
+		case s.cfg.Destinations != nil:
+			d, err = s.cfg.Destinations.SetPaused(r.Context(), d.Name, paused)
+		default:
 			d.Paused = paused
-			if err := s.store.UpdateDestination(r.Context(), d); err != nil {
-				s.error(w, r, err)
-				return
-			}
-			s.changed(r, d)
+			err = s.store.UpdateDestination(r.Context(), d)
+		}
+		if err != nil {
+			s.error(w, r, err)
+			return
 		}
 		s.handleGetDestination(w, r, d)
 	}
