@@ -74,6 +74,24 @@ type MembershipChange struct {
 	CauseSeq int64  `json:"causeSeq,omitempty"`
 }
 
+// TraitChange is a new value of a computed, predicted or event trait of
+// a profile, as the audience engine saw it change while folding in
+// events, merges or an insight run (not as a time window slides): the
+// trait change stream that activation reads (as identify calls). The
+// engine records changes only of the traits it is asked to track
+// (Engine.TrackTraits). Seq is assigned by the store in the order
+// changes are applied.
+type TraitChange struct {
+	Seq       int64  `json:"seq"`
+	ProfileID string `json:"profileId"`
+	Key       string `json:"key"`
+	// Value is the new value as JSON; null when the trait is gone.
+	Value      json.RawMessage `json:"value"`
+	Provenance string          `json:"provenance"`
+	At         time.Time       `json:"at"`
+	CauseSeq   int64           `json:"causeSeq,omitempty"`
+}
+
 // ProfileState is the audience engine's per-profile state (its
 // aggregates and the traits it reads, encoded by package audience). A nil
 // State deletes it.
@@ -110,6 +128,8 @@ type AudienceBatch struct {
 	States       []ProfileState
 	Changes      []MembershipChange
 	Bulk         []BulkChange
+	// TraitChanges are appended to the trait change stream.
+	TraitChanges []TraitChange
 }
 
 // AudienceStore keeps definitions, the audience engine's derived state,
@@ -150,10 +170,17 @@ type AudienceStore interface {
 	// any): the change stream and the history. Bulk changes appear as one
 	// change per profile.
 	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]MembershipChange, error)
+	// TraitChanges returns up to limit trait changes with Seq > after,
+	// in Seq order.
+	TraitChanges(ctx context.Context, after int64, limit int) ([]TraitChange, error)
+	// TraitChangeHead returns the Seq of the latest trait change (0 for
+	// none).
+	TraitChangeHead(ctx context.Context) (int64, error)
 	// EraseAudienceHistory removes the profiles from the membership
-	// history, bulk entries included (their seqs stay, naming no one), and
-	// says how many entries named them. The engine first makes them leave
-	// their audiences and drops their states.
+	// history, bulk entries included (their seqs stay, naming no one),
+	// and from the trait change stream, and says how many entries named
+	// them. The engine first makes them leave their audiences and drops
+	// their states.
 	EraseAudienceHistory(ctx context.Context, ids []string) (int64, error)
 	// AudienceNetChanges returns, per day (UTC, "2006-01-02") from since
 	// on, the audience's entries minus its exits, bulk entries counted

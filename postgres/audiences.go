@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -202,7 +203,10 @@ func applyAudienceBatch(ctx context.Context, tx pgx.Tx, b *kith.AudienceBatch) e
 			return err
 		}
 	}
-	return writeHistory(ctx, tx, p)
+	if err := writeHistory(ctx, tx, p); err != nil {
+		return err
+	}
+	return writeTraitChanges(ctx, tx, b.TraitChanges)
 }
 
 // queueProfiles queues the writes of the profile rows the batch changes,
@@ -609,4 +613,63 @@ func (db *DB) AudienceNetChanges(ctx context.Context, audience string, since tim
 		return nil, fmt.Errorf("postgres: audience net changes: %w", err)
 	}
 	return out, nil
+}
+
+// writeTraitChanges appends to the trait change stream, with seqs taken
+// from its sequence under the batch lock.
+func writeTraitChanges(ctx context.Context, tx pgx.Tx, chs []kith.TraitChange) error {
+	if len(chs) == 0 {
+		return nil
+	}
+	var last int64
+	if err := tx.QueryRow(ctx, `SELECT setval('trait_change_seqs', nextval('trait_change_seqs') + $1 - 1)`, len(chs)).Scan(&last); err != nil {
+		return fmt.Errorf("trait change seqs: %w", err)
+	}
+	rows := make([][]any, len(chs))
+	for i, c := range chs {
+		v := string(c.Value)
+		if v == "" {
+			v = "null"
+		}
+		rows[i] = []any{last - int64(len(chs)) + 1 + int64(i), c.ProfileID, c.Key, v, c.Provenance, c.At, c.CauseSeq}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"trait_changes"},
+		[]string{"seq", "profile_id", "key", "value", "provenance", "at", "cause_seq"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("copy trait changes: %w", err)
+	}
+	return nil
+}
+
+// TraitChanges implements kith.AudienceStore.
+func (db *DB) TraitChanges(ctx context.Context, after int64, limit int) ([]kith.TraitChange, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT seq, profile_id, key, value, provenance, at, cause_seq FROM trait_changes
+		WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: trait changes: %w", err)
+	}
+	var out []kith.TraitChange
+	var (
+		c     kith.TraitChange
+		value string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&c.Seq, &c.ProfileID, &c.Key, &value, &c.Provenance, &c.At, &c.CauseSeq}, func() error {
+		c.Value, c.At = json.RawMessage(value), c.At.UTC()
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: trait changes: %w", err)
+	}
+	return out, nil
+}
+
+// TraitChangeHead implements kith.AudienceStore.
+func (db *DB) TraitChangeHead(ctx context.Context) (int64, error) {
+	var head int64
+	if err := db.pool.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM trait_change_seqs`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("postgres: trait change head: %w", err)
+	}
+	return head, nil
 }

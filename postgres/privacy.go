@@ -165,6 +165,10 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 		if _, err := tx.Exec(ctx, `DELETE FROM audience_profiles WHERE profile_id = ANY($1)`, ids); err != nil {
 			return err
 		}
+		if tag, err = tx.Exec(ctx, `DELETE FROM trait_changes WHERE profile_id = ANY($1)`, ids); err != nil {
+			return err
+		}
+		n += tag.RowsAffected()
 		rows, err := tx.Query(ctx, `SELECT seq, profile_ids FROM audience_changes WHERE n > 1`)
 		if err != nil {
 			return err

@@ -428,6 +428,22 @@ CREATE TABLE destination_sync (
 	replay_id      bigint NOT NULL
 );
 `,
+	// 17: the trait change stream (kith.TraitChange). Seqs come from a
+	// sequence taken under the audience batch lock, so seq order is
+	// commit order, and one erasure deleted is never given again.
+	`
+CREATE SEQUENCE trait_change_seqs;
+CREATE TABLE trait_changes (
+	seq        bigint PRIMARY KEY,
+	profile_id text COLLATE "C" NOT NULL,
+	key        text COLLATE "C" NOT NULL,
+	value      text NOT NULL,
+	provenance text NOT NULL,
+	at         timestamptz NOT NULL,
+	cause_seq  bigint NOT NULL
+);
+CREATE INDEX trait_changes_profile ON trait_changes (profile_id);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

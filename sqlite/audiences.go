@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -657,6 +658,9 @@ func applyAudienceBatch(ctx context.Context, tx *sql.Tx, b *kith.AudienceBatch) 
 	if err := writeHistory(ctx, tx, history, idBlobs); err != nil {
 		return err
 	}
+	if err := writeTraitChanges(ctx, tx, b.TraitChanges); err != nil {
+		return err
+	}
 	for _, c := range []struct {
 		key string
 		v   int64
@@ -1046,4 +1050,65 @@ func (db *DB) AudienceNetChanges(ctx context.Context, audience string, since tim
 		out[day] = n
 	}
 	return out, rows.Err()
+}
+
+// writeTraitChanges appends to the trait change stream.
+func writeTraitChanges(ctx context.Context, tx *sql.Tx, chs []kith.TraitChange) error {
+	if len(chs) == 0 {
+		return nil
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO trait_changes (profile_id, key, value, provenance, at, cause_seq) VALUES ($1,$2,$3,$4,$5,$6)`)
+	if err != nil {
+		return fmt.Errorf("trait changes: %w", err)
+	}
+	defer st.Close()
+	for _, c := range chs {
+		v := []byte(c.Value)
+		if len(v) == 0 {
+			v = []byte("null")
+		}
+		if _, err := st.ExecContext(ctx, c.ProfileID, c.Key, v, c.Provenance, micros(c.At), c.CauseSeq); err != nil {
+			return fmt.Errorf("trait change of %q: %w", c.ProfileID, err)
+		}
+	}
+	return nil
+}
+
+// TraitChanges implements kith.AudienceStore.
+func (db *DB) TraitChanges(ctx context.Context, after int64, limit int) ([]kith.TraitChange, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := db.audR.QueryContext(ctx, `SELECT seq, profile_id, key, value, provenance, at, cause_seq FROM trait_changes
+		WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: trait changes: %w", err)
+	}
+	defer rows.Close()
+	var out []kith.TraitChange
+	for rows.Next() {
+		var (
+			c     kith.TraitChange
+			value []byte
+			at    int64
+		)
+		if err := rows.Scan(&c.Seq, &c.ProfileID, &c.Key, &value, &c.Provenance, &at, &c.CauseSeq); err != nil {
+			return nil, fmt.Errorf("sqlite: trait changes: %w", err)
+		}
+		c.Value, c.At = json.RawMessage(value), fromMicros(at)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: trait changes: %w", err)
+	}
+	return out, nil
+}
+
+// TraitChangeHead implements kith.AudienceStore.
+func (db *DB) TraitChangeHead(ctx context.Context) (int64, error) {
+	var head int64
+	if err := db.audR.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'trait_changes'), 0)`).Scan(&head); err != nil {
+		return 0, fmt.Errorf("sqlite: trait change head: %w", err)
+	}
+	return head, nil
 }

@@ -657,6 +657,21 @@ var audienceMigrations = []string{
 	CREATE INDEX changes_audience ON changes (audience, seq);
 	CREATE INDEX changes_profile ON changes (profile_id, seq) WHERE profile_id IS NOT NULL;
 	CREATE INDEX changes_bulk ON changes (seq) WHERE n > 1;`,
+	// The trait change stream (kith.TraitChange): seq is the rowid,
+	// given by the single writer in order, so seq order is commit order;
+	// AUTOINCREMENT, so that a seq erasure deletes is never given again
+	// (a reader past it would miss the new change). Indexed by profile
+	// for erasure.
+	`CREATE TABLE trait_changes (
+		seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+		profile_id TEXT    NOT NULL,
+		key        TEXT    NOT NULL,
+		value      BLOB    NOT NULL, -- JSON
+		provenance TEXT    NOT NULL,
+		at         INTEGER NOT NULL, -- unix microseconds
+		cause_seq  INTEGER NOT NULL
+	);
+	CREATE INDEX trait_changes_profile ON trait_changes (profile_id);`,
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -74,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T) kith.Store) {
 		{"AudienceOrdinals", testAudienceOrdinals},
 		{"AudienceMembersPaging", testAudienceMembersPaging},
 		{"AudienceBulk", testAudienceBulk},
+		{"TraitChanges", testTraitChanges},
 		{"AudienceChanges", testAudienceChanges},
 		{"AudienceStates", testAudienceStates},
 		{"AudienceMemberships", testAudienceMemberships},
