@@ -93,6 +93,10 @@ type Engine struct {
 	reprog  bool
 	wake    chan struct{}
 
+	// tracked are the trait keys whose changes the engine records in
+	// the trait change stream (TrackTraits); nil or empty: none.
+	tracked atomic.Pointer[map[string]bool]
+
 	cursor    atomic.Int64
 	applied   chan struct{} // closed and replaced when the cursor moves
 	lag       lags
@@ -660,10 +664,112 @@ type work struct {
 	gone    map[string]bool
 	touched map[string]int64 // canonical → causing seq (0 for none)
 	changes []kith.MembershipChange
+
+	// tracked is the engine's tracked trait keys for this unit of work
+	// (nil: none), and before each loaded profile's values of them as
+	// they were when loaded (or last recorded), to tell what changed.
+	tracked      map[string]bool
+	now          time.Time
+	before       map[string]map[string]trackedValue
+	traitChanges []kith.TraitChange
 }
 
 func (e *Engine) newWork(ctx context.Context) *work {
-	return &work{e: e, ctx: ctx, states: map[string]*State{}, gone: map[string]bool{}, touched: map[string]int64{}}
+	w := &work{e: e, ctx: ctx, states: map[string]*State{}, gone: map[string]bool{}, touched: map[string]int64{}}
+	if t := e.tracked.Load(); t != nil && len(*t) > 0 {
+		w.tracked, w.now, w.before = *t, e.now(), map[string]map[string]trackedValue{}
+	}
+	return w
+}
+
+// TrackTraits sets the trait keys — computed, predicted or from events —
+// whose changes the engine records in the trait change stream from now
+// on (activation's destinations subscribe to them). Predicted and event
+// traits it tracks are kept in its states like those audiences read.
+func (e *Engine) TrackTraits(keys []string) {
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	e.tracked.Store(&m)
+}
+
+// stateTraits are the trait keys the engine keeps in states: those the
+// audiences read and those it tracks.
+func (e *Engine) stateTraits(prog *Program) map[string]bool {
+	keys := map[string]bool{}
+	for _, k := range prog.TraitKeys {
+		keys[k] = true
+	}
+	if t := e.tracked.Load(); t != nil {
+		for k := range *t {
+			keys[k] = true
+		}
+	}
+	return keys
+}
+
+// trackedValue is a tracked trait's value (JSON) and where it came from.
+type trackedValue struct {
+	json       string
+	provenance string
+}
+
+// trackedValues returns a profile's values of the tracked traits at now:
+// computed traits from its aggregates, the others from its traits.
+func trackedValues(prog *Program, st *State, tracked map[string]bool, now time.Time) map[string]trackedValue {
+	out := map[string]trackedValue{}
+	if st == nil {
+		return out
+	}
+	computed := map[string]bool{}
+	for _, c := range prog.Computed {
+		computed[c.Key] = true
+	}
+	if len(computed) > 0 {
+		for k, v := range prog.ComputedValues(st, now) {
+			if !tracked[k] {
+				continue
+			}
+			if b, err := json.Marshal(v); err == nil {
+				out[k] = trackedValue{json: string(b), provenance: kith.ProvenanceComputed}
+			}
+		}
+	}
+	for k, tv := range st.Traits {
+		if !tracked[k] || computed[k] {
+			continue
+		}
+		p := kith.ProvenanceEvent
+		if tv.P {
+			p = kith.ProvenancePredicted
+		}
+		out[k] = trackedValue{json: string(tv.V), provenance: p}
+	}
+	return out
+}
+
+// recordTraits appends the tracked traits of profile id that changed
+// since they were loaded (or last recorded) to the work's trait changes.
+func (w *work) recordTraits(prog *Program, id string, now time.Time, seq int64) {
+	before, ok := w.before[id]
+	if !ok {
+		return
+	}
+	after := trackedValues(prog, w.states[id], w.tracked, now)
+	for _, k := range sortedKeys(after) {
+		if a, b := after[k], before[k]; a.json != b.json {
+			w.traitChanges = append(w.traitChanges, kith.TraitChange{ProfileID: id, Key: k, Value: json.RawMessage(a.json),
+				Provenance: a.provenance, At: now, CauseSeq: seq})
+		}
+	}
+	for _, k := range sortedKeys(before) {
+		if _, ok := after[k]; !ok {
+			w.traitChanges = append(w.traitChanges, kith.TraitChange{ProfileID: id, Key: k, Value: json.RawMessage("null"),
+				Provenance: before[k].provenance, At: now, CauseSeq: seq})
+		}
+	}
+	w.before[id] = after
 }
 
 // load fetches the states and memberships of ids not loaded yet (new
@@ -683,6 +789,7 @@ func (w *work) load(ids []string) error {
 		need = append(need, id)
 	}
 	if len(need) == 0 {
+		w.remember(ids)
 		return nil
 	}
 	got, err := w.e.store.LoadStates(w.ctx, need)
@@ -705,7 +812,25 @@ func (w *work) load(ids []string) error {
 		w.states[id] = st
 		w.e.cache[id] = &cached{st: st, enc: b}
 	}
+	w.remember(ids)
 	return nil
+}
+
+// remember notes the tracked trait values of loaded profiles not noted
+// yet, before the work changes them.
+func (w *work) remember(ids []string) {
+	if w.tracked == nil {
+		return
+	}
+	prog := w.e.Program()
+	for _, id := range ids {
+		if _, ok := w.before[id]; ok {
+			continue
+		}
+		if st, ok := w.states[id]; ok {
+			w.before[id] = trackedValues(prog, st, w.tracked, w.now)
+		}
+	}
 }
 
 // absorb folds the state of absorbed into survivor; the absorbed profile
@@ -729,11 +854,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
 }
 
-// evaluate decides the touched profiles and records their changes.
+// evaluate decides the touched profiles and records their changes, and
+// those of their tracked traits.
 func (w *work) evaluate(prog *Program, now time.Time, cause string) {
 	for _, id := range sortedKeys(w.touched) {
 		chs, _ := decide(prog, id, w.states[id], now, cause, w.touched[id])
 		w.changes = append(w.changes, chs...)
+		if w.tracked != nil {
+			w.recordTraits(prog, id, now, w.touched[id])
+		}
 	}
 }
 
@@ -787,11 +916,11 @@ func decide(prog *Program, id string, st *State, now time.Time, cause string, se
 // is past it; the touched and removed states are written behind (flush).
 func (w *work) commit(c int64) error {
 	e := w.e
-	b := kith.AudienceBatch{Changes: w.changes}
+	b := kith.AudienceBatch{Changes: w.changes, TraitChanges: w.traitChanges}
 	if c > e.storedCursor {
 		b.Cursor = c
 	}
-	if len(b.Changes) > 0 || b.Cursor > 0 {
+	if len(b.Changes) > 0 || len(b.TraitChanges) > 0 || b.Cursor > 0 {
 		if err := e.store.ApplyAudienceBatch(w.ctx, b); err != nil {
 			return fmt.Errorf("audience: apply batch: %w", err)
 		}
@@ -886,10 +1015,7 @@ func (e *Engine) applyBatch(ctx context.Context, b kith.IndexBatch, msgs []kith.
 	for _, m := range b.Merges {
 		ids = append(ids, m.Absorbed, find(m.Survivor))
 	}
-	tkeys := map[string]bool{}
-	for _, k := range prog.TraitKeys {
-		tkeys[k] = true
-	}
+	tkeys := e.stateTraits(prog)
 	for _, t := range b.Traits {
 		if tkeys[t.Key] {
 			ids = append(ids, find(t.ProfileID))
@@ -994,11 +1120,13 @@ func (e *Engine) foldMembers(w *work, ids []string, now time.Time) error {
 func (e *Engine) expire(ctx context.Context) error {
 	now := e.now()
 	var ids []string
+	dueAt := map[string]int64{}
 	for len(e.due) > 0 && e.due[0].at <= now.UnixMicro() && len(ids) < scanPage {
 		it := heap.Pop(&e.due).(dueItem)
 		if e.dueAt[it.id] == it.at {
 			delete(e.dueAt, it.id)
 			ids = append(ids, it.id)
+			dueAt[it.id] = it.at
 		}
 	}
 	if len(ids) == 0 {
@@ -1007,6 +1135,14 @@ func (e *Engine) expire(ctx context.Context) error {
 	w := e.newWork(ctx)
 	if err := w.load(ids); err != nil {
 		return err
+	}
+	if w.tracked != nil {
+		// Nothing changed these profiles since their due time but the
+		// clock: their tracked values before are those just before it.
+		prog := e.Program()
+		for _, id := range ids {
+			w.before[id] = trackedValues(prog, w.states[id], w.tracked, time.UnixMicro(dueAt[id]-1))
+		}
 	}
 	for _, id := range ids {
 		w.touched[id] = 0
@@ -1091,8 +1227,9 @@ func (e *Engine) rebuild(ctx context.Context, prog *Program, id string, st *Stat
 	if err != nil {
 		return fmt.Errorf("audience: traits of %s: %w", id, err)
 	}
+	keys := e.stateTraits(prog)
 	for _, t := range traits {
-		if slices.Contains(prog.TraitKeys, t.Key) {
+		if keys[t.Key] {
 			st.SetTrait(t.Key, TraitValue{V: t.Value, T: t.EventTime.UnixMicro(), P: t.Provenance == kith.ProvenancePredicted})
 		}
 	}
@@ -1102,10 +1239,7 @@ func (e *Engine) rebuild(ctx context.Context, prog *Program, id string, st *Stat
 // predicted applies an insight run's predictions.
 func (e *Engine) predicted(ctx context.Context, ps []kith.ProfileInsights) error {
 	prog := e.Program()
-	keys := map[string]bool{}
-	for _, k := range prog.TraitKeys {
-		keys[k] = true
-	}
+	keys := e.stateTraits(prog)
 	now := e.now()
 	for len(ps) > 0 {
 		n := min(len(ps), scanPage)
