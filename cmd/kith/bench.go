@@ -27,8 +27,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "soak" {
 		return benchSoak(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "destinations" {
+		return benchDestinations(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
-		return fmt.Errorf("usage: kith bench ingest|insights|import|soak [flags]")
+		return fmt.Errorf("usage: kith bench ingest|insights|import|soak|destinations [flags]")
 	}
 	fs := flag.NewFlagSet("kith bench ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
