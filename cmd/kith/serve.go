@@ -313,7 +313,11 @@ func (s *Server) Open(ctx context.Context) error {
 		s.store.Close()
 		return err
 	}
-	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.rules.Load, Observer: s.audiences})
+	// Destinations are woken when the indexer has applied a batch (new
+	// events to send) instead of finding it at their next poll.
+	applied := make(chan struct{}, 1)
+	s.indexer = pipeline.New(s.store, secret, pipeline.Config{BatchSize: s.Config.BatchSize, Logger: s.Logger, Rules: s.rules.Load,
+		Observer: wakingObserver{s.audiences, applied}})
 	s.committer = collect.NewCommitter(s.store, 4096, 20000, s.indexer.Notify)
 	if s.Config.Insights.Model == "" { // a ServeConfig built without ParseServeFlags
 		s.Config.Insights = insights.DefaultConfig()
@@ -351,7 +355,11 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("destinations: %w", err)
 	}
 	s.retention = &privacy.Sweeper{Store: s.store, Service: s.privacy, Policy: s.Config.Retention, Logger: s.Logger}
-	s.wg.Add(7)
+	s.wg.Add(8)
+	go func() {
+		defer s.wg.Done()
+		s.wakeDestinations(runCtx, applied)
+	}()
 	go func() {
 		defer s.wg.Done()
 		// What the indexer applied while the engine was not running is
@@ -443,6 +451,50 @@ func (p predictionFeed) WriteInsights(ctx context.Context, runID string, at time
 	}
 	p.eng.Predicted(ps)
 	return nil
+}
+
+// wakingObserver is the indexer's observer: the audience engine, and a
+// signal on applied (never blocking the indexer) for the destinations.
+type wakingObserver struct {
+	pipeline.Observer
+	applied chan<- struct{}
+}
+
+func (o wakingObserver) Applied(b kith.IndexBatch, msgs []kith.Message) {
+	o.Observer.Applied(b, msgs)
+	select {
+	case o.applied <- struct{}{}:
+	default:
+	}
+}
+
+// wakeDestinations wakes the destinations' workers (activation.Engine's
+// Notify) whenever the indexer has applied a batch or the audience engine
+// has committed the memberships of one, so that events and audience
+// changes go out at once rather than at the workers' next poll (every
+// 250 ms), until ctx ends.
+func (s *Server) wakeDestinations(ctx context.Context, applied <-chan struct{}) {
+	changed := make(chan struct{}, 1)
+	go func() {
+		for {
+			if err := s.audiences.WaitFor(ctx, s.audiences.Cursor()+1); err != nil {
+				return
+			}
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-applied:
+		case <-changed:
+		}
+		s.destinations.Notify()
+	}
 }
 
 // setProcs sets GOMAXPROCS to twice the cores (at least 8) unless the
