@@ -832,10 +832,12 @@ type DeliveryReport struct {
 	Healthy    HealthySummary   `json:"healthy"`
 	Incomplete string           `json:"incomplete,omitempty"`
 	// Server memory: PeakRSS over the whole run (VmHWM), LoadPeakRSS
-	// sampled during the load, DeliveryPeakRSS during the drain of a
-	// backlog (the kernel's peak, reset when the drain started).
+	// sampled during the load; for a backlog, DrainStartRSS when the
+	// drain started and DeliveryPeakRSS during it (the kernel's peak,
+	// reset when the drain started).
 	PeakRSS         int64 `json:"peak_rss"`
 	LoadPeakRSS     int64 `json:"load_peak_rss"`
+	DrainStartRSS   int64 `json:"drain_start_rss,omitempty"`
 	DeliveryPeakRSS int64 `json:"delivery_peak_rss,omitempty"`
 	// AudienceLag is the audience engine's own lag from /v1/stats
 	// (arrival to committed membership), when audiences were used.
@@ -895,7 +897,7 @@ func (r DeliveryReport) String() string {
 	}
 	fmt.Fprintf(&b, "server     peak RSS %s (during the load %s", MiB(r.PeakRSS), MiB(r.LoadPeakRSS))
 	if r.Backlog {
-		fmt.Fprintf(&b, ", during the drain %s", MiB(r.DeliveryPeakRSS))
+		fmt.Fprintf(&b, "; %s when the drain started, peak during the drain %s", MiB(r.DrainStartRSS), MiB(r.DeliveryPeakRSS))
 	}
 	b.WriteString(")\n")
 	if r.Incomplete != "" {

@@ -37,8 +37,10 @@ its arrival at the receiver), and the server's peak resident memory.
                        the destinations to an audience every probe enters:
                        reports ack → "Audience Entered" arrival
   --backlog            create the destinations paused, ingest everything,
-                       wait until it is processed, then resume them and
-                       time the drain (the peak RSS of the drain alone too)
+                       wait until it is processed, restart the server
+                       (--restart=false: don't), then resume them and time
+                       the drain, with the server's RSS when it starts and
+                       its peak during it
 
 Flags:
 `
@@ -54,6 +56,7 @@ type destinationsBench struct {
 	audience        bool
 	events          bool
 	backlog         bool
+	restart         bool
 	deliveryTimeout time.Duration
 	bin             string
 	serverLog       string
@@ -83,6 +86,7 @@ func parseDestinationsBench(args []string, stderr io.Writer) (destinationsBench,
 	fs.BoolVar(&b.audience, "audience", false, "add a probe event to every request and subscribe the destinations to the audience the probes enter")
 	fs.BoolVar(&b.events, "subscribe-events", true, "subscribe the destinations to every event (--subscribe-events=false with --audience: audience changes only)")
 	fs.BoolVar(&b.backlog, "backlog", false, "pause the destinations during the load, then resume them and time the drain")
+	fs.BoolVar(&b.restart, "restart", true, "with --backlog: restart the server before the drain, so that its memory is measured in a process that did not ingest")
 	fs.DurationVar(&b.deliveryTimeout, "delivery-timeout", 10*time.Minute, "how long to wait for the healthy receivers to get everything after the load")
 	fs.StringVar(&b.bin, "kith", "", "the kith binary to run as the server (default: this one)")
 	fs.StringVar(&b.serverLog, "server-log", "", "file for the servers' output (default: discarded unless a case fails)")
@@ -327,6 +331,18 @@ func (b destinationsBench) runCase(ctx context.Context, c deliveryCase, stderr i
 	if b.backlog {
 		_, peak, _ := loadgen.ProcessRSS(pid)
 		rep.PeakRSS = peak
+		if b.restart {
+			// The drain's memory, measured in a process that did not
+			// ingest: the paused destinations keep their position.
+			if err := proc.Stop(); err != nil {
+				return rep, fmt.Errorf("stop the server before the drain: %w", err)
+			}
+			if err := proc.Start(ctx); err != nil {
+				return rep, fmt.Errorf("restart the server before the drain: %w", err)
+			}
+			pid = proc.Pid()
+		}
+		rep.DrainStartRSS, _, _ = loadgen.ProcessRSS(pid)
 		if err := loadgen.ResetPeakRSS(pid); err != nil {
 			fmt.Fprintf(stderr, "kith bench destinations: cannot reset the peak RSS (%v); the drain's peak is sampled\n", err)
 		}

@@ -96,7 +96,7 @@ func TestBenchDestinations(t *testing.T) {
 				t.Fatalf("%d reports, want 1", len(reps))
 			}
 			r := reps[0]
-			if r.Incomplete != "" || !r.Backlog || r.Receivers[0].Received != 3000 || r.DeliveryPeakRSS <= 0 || r.Receivers[0].PerSec <= 0 {
+			if r.Incomplete != "" || !r.Backlog || r.Receivers[0].Received != 3000 || r.DeliveryPeakRSS <= 0 || r.DrainStartRSS <= 0 || r.Receivers[0].PerSec <= 0 {
 				t.Errorf("%+v", r)
 			}
 			// Paused during the load: nothing arrived before the drain.
