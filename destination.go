@@ -44,6 +44,9 @@ type Destination struct {
 	// sent, as AudienceAs says.
 	Audiences  []string `json:"audiences,omitempty"`
 	AudienceAs string   `json:"audienceAs,omitempty"`
+	// Traits lists the trait keys (computed, predicted or from events)
+	// whose changes are sent, as identify calls.
+	Traits []string `json:"traits,omitempty"`
 	// Consent lists the consent categories a profile must have granted,
 	// every one, for its data to be sent (privacy.Allowed).
 	Consent []string `json:"consent,omitempty"`
@@ -133,12 +136,16 @@ type DestinationProgress struct {
 	ReplayAt int64 `json:"replayAt,omitempty"`
 	ReplayTo int64 `json:"replayTo,omitempty"`
 	ReplayID int64 `json:"replayId,omitempty"`
+	// TraitSeq: every trait change with Seq ≤ TraitSeq was delivered,
+	// filtered, or is among the deliveries (0 for a destination
+	// subscribed to no traits).
+	TraitSeq int64 `json:"traitSeq,omitempty"`
 }
 
-// Backfill returns p's first-sync and replay positions alone (the
-// streams' zero): stores keep them apart from the stream positions, and
-// only while they are not all zero.
-func (p DestinationProgress) Backfill() DestinationProgress {
+// Extra returns p without its log and audience change positions: the
+// trait change position and the first-sync and replay positions, which
+// stores keep in a row of their own, present only while one is not zero.
+func (p DestinationProgress) Extra() DestinationProgress {
 	p.LogSeq, p.ChangeSeq = 0, 0
 	return p
 }
@@ -228,9 +235,9 @@ const DeliveriesErased = "erased"
 // stream, or it would decrease a counter. Stores call it inside the
 // transaction that applies u, so that they refuse the same steps.
 func (u DestinationUpdate) Check(from DestinationProgress) error {
-	if u.Progress.LogSeq < from.LogSeq || u.Progress.ChangeSeq < from.ChangeSeq {
-		return Errorf(EINVALID, "destination progress would move backwards: log %d → %d, changes %d → %d",
-			from.LogSeq, u.Progress.LogSeq, from.ChangeSeq, u.Progress.ChangeSeq)
+	if u.Progress.LogSeq < from.LogSeq || u.Progress.ChangeSeq < from.ChangeSeq || u.Progress.TraitSeq < from.TraitSeq {
+		return Errorf(EINVALID, "destination progress would move backwards: log %d → %d, changes %d → %d, traits %d → %d",
+			from.LogSeq, u.Progress.LogSeq, from.ChangeSeq, u.Progress.ChangeSeq, from.TraitSeq, u.Progress.TraitSeq)
 	}
 	if u.Delivered < 0 {
 		return Errorf(EINVALID, "destination counter delivered would decrease by %d", -u.Delivered)

@@ -236,7 +236,7 @@ func Validate(d kith.Destination) error {
 			return invalid(fmt.Sprintf("audiences[%d]", i), "%s", why)
 		}
 	}
-	lists := []nameList{{"audiences", "audience key", d.Audiences}, {"consent", "consent category", d.Consent}}
+	lists := []nameList{{"audiences", "audience key", d.Audiences}, {"consent", "consent category", d.Consent}, {"traits", "trait key", d.Traits}}
 	if f := d.Events; f != nil {
 		// A filter on a call type no event has would silently select
 		// nothing.

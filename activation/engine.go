@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -29,6 +30,7 @@ type Store interface {
 	Traits(ctx context.Context, canonicalID string) ([]kith.Trait, error)
 	MembershipChanges(ctx context.Context, after int64, audience, profileID string, limit int) ([]kith.MembershipChange, error)
 	Members(ctx context.Context, audience, after string, limit int) ([]kith.Member, error)
+	TraitChanges(ctx context.Context, after int64, limit int) ([]kith.TraitChange, error)
 
 	Destinations(ctx context.Context) ([]kith.Destination, error)
 	Destination(ctx context.Context, name string) (kith.Destination, error)
@@ -66,6 +68,10 @@ type Config struct {
 	// before its worker stops taking new messages from the log and only
 	// retries (default 3).
 	BreakAfter int
+	// TrackTraits, if set, is told the trait keys the destinations
+	// subscribe to whenever they change (audience.Engine.TrackTraits),
+	// so that their changes are recorded for them.
+	TrackTraits func(keys []string)
 	// Transport, if set, carries every request (tests reaching a TLS
 	// receiver); nil gives each destination its own connection pool.
 	Transport http.RoundTripper
@@ -158,10 +164,17 @@ func (e *Engine) match(ctx context.Context, scope func(id string) bool, restart 
 		return fmt.Errorf("activation: reading the destinations: %w", err)
 	}
 	want := map[string]kith.Destination{}
+	traits := map[string]bool{}
 	for _, d := range ds {
 		if !d.Paused && scope(d.ID) {
 			want[d.ID] = d
 		}
+		for _, k := range d.Traits {
+			traits[k] = true // paused ones too: their changes wait for them
+		}
+	}
+	if e.cfg.TrackTraits != nil {
+		e.cfg.TrackTraits(slices.Sorted(maps.Keys(traits)))
 	}
 	for id, w := range e.workers {
 		if !scope(id) {

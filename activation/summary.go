@@ -20,6 +20,7 @@ type SummaryStore interface {
 	LogHead(ctx context.Context) (int64, error)
 	ReadLog(ctx context.Context, after int64, limit int) ([]kith.Message, error)
 	ChangeReader
+	TraitChangeHead(ctx context.Context) (int64, error)
 	DestinationProgress(ctx context.Context, id string) (kith.DestinationProgress, error)
 }
 
@@ -33,7 +34,7 @@ type ChangeReader interface {
 // destinations, so every destination on it is measured against the same
 // ends.
 type Heads struct {
-	Log, Changes int64
+	Log, Changes, Traits int64
 }
 
 // ReadHeads reads the log head, and the change stream's head when changes
@@ -45,6 +46,9 @@ func ReadHeads(ctx context.Context, st SummaryStore, changes bool) (Heads, error
 	var err error
 	if h.Log, err = st.LogHead(ctx); err != nil {
 		return h, fmt.Errorf("reading the log head: %w", err)
+	}
+	if h.Traits, err = st.TraitChangeHead(ctx); err != nil {
+		return h, fmt.Errorf("reading the trait change head: %w", err)
 	}
 	if changes {
 		h.Changes, err = ChangeHead(ctx, st)
@@ -119,8 +123,9 @@ type Account struct {
 	// events appended to the log after its position (when it subscribes
 	// to events; the log head minus its position) and the audience
 	// changes after its position in the change stream (when it
-	// subscribes to audiences). What its filters will drop is among
-	// them, so it is an upper bound.
+	// subscribes to audiences), and the trait changes after its position
+	// in that stream (when it subscribes to traits). What its filters
+	// will drop is among them, so it is an upper bound.
 	Pending int64 `json:"pending"`
 	// BehindSeconds is how long ago the oldest pending event arrived (0
 	// when none is pending).
@@ -160,6 +165,9 @@ func Summarize(ctx context.Context, st SummaryStore, d kith.Destination, c kith.
 	}
 	if len(d.Audiences) > 0 && h.Changes > p.ChangeSeq {
 		a.Pending += h.Changes - p.ChangeSeq
+	}
+	if len(d.Traits) > 0 && h.Traits > p.TraitSeq {
+		a.Pending += h.Traits - p.TraitSeq
 	}
 	return a, p, nil
 }

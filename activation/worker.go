@@ -46,7 +46,7 @@ const unattributed = "seq:"
 // event or audience message about someone, not an unattributed event or
 // a deletion.
 func aboutProfile(d *kith.Delivery) bool {
-	return (d.Kind == kindEvent || d.Kind == kindAudience) && !strings.HasPrefix(d.Key, unattributed)
+	return (d.Kind == kindEvent || d.Kind == kindAudience || d.Kind == kindTrait) && !strings.HasPrefix(d.Key, unattributed)
 }
 
 // Attempt is one request a worker made, for the console's list of recent
@@ -306,12 +306,13 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		{w.events, &p.LogSeq},
 		{func(ctx context.Context) (read, error) { return w.replayed(ctx, *p) }, &p.ReplayAt},
 		{w.changes, &p.ChangeSeq},
+		{w.traitChanges, &p.TraitSeq},
 	}
 	for _, s := range streams {
 		if w.waiting() {
 			break // new messages wait where they are
 		}
-		if s.pos == &p.ReplayAt && !p.Replaying() {
+		if s.pos == &p.ReplayAt && !p.Replaying() || s.pos == &p.TraitSeq && len(w.d.Traits) == 0 {
 			continue
 		}
 		if s.pos == &p.ChangeSeq && p.Sync > 0 {

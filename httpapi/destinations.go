@@ -86,6 +86,7 @@ type destinationBody struct {
 	Events     eventSubscription `json:"events"`
 	Audiences  []string          `json:"audiences"`
 	AudienceAs string            `json:"audienceAs"`
+	Traits     []string          `json:"traits"`
 	Consent    []string          `json:"consent"`
 	Mapping    *kith.Mapping     `json:"mapping"`
 	RateLimit  float64           `json:"rateLimit"`
@@ -144,7 +145,7 @@ func (b destinationBody) destination(now time.Time) (kith.Destination, string, e
 	}
 	d := kith.Destination{
 		ID: kith.NewID("dst_"), Name: b.Name, Type: b.Type, Config: config, Events: b.Events.filter,
-		Audiences: b.Audiences, AudienceAs: b.AudienceAs, Consent: b.Consent, Mapping: b.Mapping, RateLimit: b.RateLimit,
+		Audiences: b.Audiences, AudienceAs: b.AudienceAs, Traits: b.Traits, Consent: b.Consent, Mapping: b.Mapping, RateLimit: b.RateLimit,
 		CreatedAt: now.UTC().Truncate(time.Microsecond),
 	}
 	if err := activation.Validate(d); err != nil {
@@ -341,6 +342,9 @@ func (s *Server) handleCreateDestination(w http.ResponseWriter, r *http.Request)
 	start := kith.DestinationProgress{LogSeq: h.Log, ChangeSeq: h.Changes}
 	if len(d.Audiences) > 0 {
 		start.Sync = 1
+	}
+	if len(d.Traits) > 0 {
+		start.TraitSeq = h.Traits
 	}
 	if err := s.store.CreateDestination(ctx, d, start); err != nil {
 		if kith.ErrorCode(err) == kith.ECONFLICT {

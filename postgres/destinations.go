@@ -109,7 +109,7 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 			`DELETE FROM destination_filtered WHERE destination_id = $1`,
 			`DELETE FROM destination_deliveries WHERE destination_id = $1`,
 			`DELETE FROM destination_recipients WHERE destination_id = $1`,
-			`DELETE FROM destination_sync WHERE destination_id = $1`,
+			`DELETE FROM destination_positions WHERE destination_id = $1`,
 		} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
 				return err
@@ -124,13 +124,13 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 }
 
 // progressSQL reads a destination's progress.
-const progressSQL = `SELECT d.log_seq, d.change_seq, coalesce(s.audience, 0), coalesce(s.after, ''),
+const progressSQL = `SELECT d.log_seq, d.change_seq, coalesce(s.trait_seq, 0), coalesce(s.audience, 0), coalesce(s.after, ''),
 	coalesce(s.replay_at, 0), coalesce(s.replay_to, 0), coalesce(s.replay_id, 0)
-	FROM destinations d LEFT JOIN destination_sync s ON s.destination_id = d.id WHERE d.id = $1`
+	FROM destinations d LEFT JOIN destination_positions s ON s.destination_id = d.id WHERE d.id = $1`
 
 // progressOf is where a progress row (progressSQL) is scanned into.
 func progressOf(p *kith.DestinationProgress) []any {
-	return []any{&p.LogSeq, &p.ChangeSeq, &p.Sync, &p.SyncAfter, &p.ReplayAt, &p.ReplayTo, &p.ReplayID}
+	return []any{&p.LogSeq, &p.ChangeSeq, &p.TraitSeq, &p.Sync, &p.SyncAfter, &p.ReplayAt, &p.ReplayTo, &p.ReplayID}
 }
 
 // DestinationProgress implements kith.DestinationStore.
@@ -166,7 +166,7 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE destinations SET log_seq = $2, change_seq = $3, delivered = delivered + $4 WHERE id = $1`,
 			id, u.Progress.LogSeq, u.Progress.ChangeSeq, u.Delivered)
-		if u.Progress.Backfill() != from.Backfill() {
+		if u.Progress.Extra() != from.Extra() {
 			queueSync(b, id, u.Progress)
 		}
 		for reason, n := range u.Filtered {
@@ -309,16 +309,17 @@ func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, erro
 	return out, nil
 }
 
-// queueSync stores where a destination is in its audiences' first sync
-// and in a replay: a row while it is in either, none after.
+// queueSync stores a destination's positions beyond the log and the
+// audience changes (kith.DestinationProgress.Extra): a row while one is
+// not zero, none after.
 func queueSync(b *pgx.Batch, id string, p kith.DestinationProgress) {
-	if bf := p.Backfill(); bf != (kith.DestinationProgress{}) {
-		b.Queue(`INSERT INTO destination_sync (destination_id, audience, after, replay_at, replay_to, replay_id)
-			VALUES ($1,$2,$3,$4,$5,$6)
-			ON CONFLICT (destination_id) DO UPDATE SET audience = excluded.audience, after = excluded.after,
+	if bf := p.Extra(); bf != (kith.DestinationProgress{}) {
+		b.Queue(`INSERT INTO destination_positions (destination_id, trait_seq, audience, after, replay_at, replay_to, replay_id)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)
+			ON CONFLICT (destination_id) DO UPDATE SET trait_seq = excluded.trait_seq, audience = excluded.audience, after = excluded.after,
 			replay_at = excluded.replay_at, replay_to = excluded.replay_to, replay_id = excluded.replay_id`,
-			id, bf.Sync, bf.SyncAfter, bf.ReplayAt, bf.ReplayTo, bf.ReplayID)
+			id, bf.TraitSeq, bf.Sync, bf.SyncAfter, bf.ReplayAt, bf.ReplayTo, bf.ReplayID)
 		return
 	}
-	b.Queue(`DELETE FROM destination_sync WHERE destination_id = $1`, id)
+	b.Queue(`DELETE FROM destination_positions WHERE destination_id = $1`, id)
 }

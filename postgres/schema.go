@@ -415,12 +415,15 @@ CREATE TABLE destination_recipients (
 );
 CREATE INDEX destination_deliveries_key ON destination_deliveries (destination_id, key, seq);
 `,
-	// 16: where a destination is in sending its audiences' members when
-	// it subscribed (kith.DestinationProgress.Sync), and in a replay of a
-	// stretch of the log; a row only while it is in either.
+	// 16: a destination's positions beyond the log and the audience
+	// changes (kith.DestinationProgress.Extra): in the trait change
+	// stream, in sending its audiences' members when it subscribed, and
+	// in a replay of a stretch of the log; a row only while one is not
+	// zero.
 	`
-CREATE TABLE destination_sync (
+CREATE TABLE destination_positions (
 	destination_id text COLLATE "C" PRIMARY KEY,
+	trait_seq      bigint NOT NULL,
 	audience       integer NOT NULL,
 	after          text COLLATE "C" NOT NULL,
 	replay_at      bigint NOT NULL,

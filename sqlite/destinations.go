@@ -123,7 +123,7 @@ func (db *DB) DeleteDestination(ctx context.Context, id string) error {
 			`DELETE FROM destination_filtered WHERE destination_id = $1`,
 			`DELETE FROM destination_deliveries WHERE destination_id = $1`,
 			`DELETE FROM destination_recipients WHERE destination_id = $1`,
-			`DELETE FROM destination_sync WHERE destination_id = $1`,
+			`DELETE FROM destination_positions WHERE destination_id = $1`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return err
@@ -166,10 +166,10 @@ func destinationProgress(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id string) (kith.DestinationProgress, error) {
 	var p kith.DestinationProgress
-	err := q.QueryRowContext(ctx, `SELECT d.log_seq, d.change_seq, coalesce(s.audience, 0), coalesce(s.after, ''),
+	err := q.QueryRowContext(ctx, `SELECT d.log_seq, d.change_seq, coalesce(s.trait_seq, 0), coalesce(s.audience, 0), coalesce(s.after, ''),
 		coalesce(s.replay_at, 0), coalesce(s.replay_to, 0), coalesce(s.replay_id, 0)
-		FROM destinations d LEFT JOIN destination_sync s ON s.destination_id = d.id WHERE d.id = $1`, id).Scan(
-		&p.LogSeq, &p.ChangeSeq, &p.Sync, &p.SyncAfter, &p.ReplayAt, &p.ReplayTo, &p.ReplayID)
+		FROM destinations d LEFT JOIN destination_positions s ON s.destination_id = d.id WHERE d.id = $1`, id).Scan(
+		&p.LogSeq, &p.ChangeSeq, &p.TraitSeq, &p.Sync, &p.SyncAfter, &p.ReplayAt, &p.ReplayTo, &p.ReplayID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, kith.Errorf(kith.ENOTFOUND, "destination %q not found", id)
 	}
@@ -194,7 +194,7 @@ func (db *DB) AdvanceDestination(ctx context.Context, id string, u kith.Destinat
 			WHERE id = $1`, id, u.Progress.LogSeq, u.Progress.ChangeSeq, u.Delivered); err != nil {
 			return fmt.Errorf("progress: %w", err)
 		}
-		if u.Progress.Backfill() != from.Backfill() {
+		if u.Progress.Extra() != from.Extra() {
 			if err := setSync(ctx, tx, id, u.Progress); err != nil {
 				return err
 			}
@@ -407,18 +407,19 @@ func (db *DB) ReceivedBy(ctx context.Context, profiles []string) ([]string, erro
 	return out, nil
 }
 
-// setSync stores where a destination is in its audiences' first sync and
-// in a replay: a row while it is in either, none after.
+// setSync stores a destination's positions beyond the log and the
+// audience changes (kith.DestinationProgress.Extra): a row while one is
+// not zero, none after.
 func setSync(ctx context.Context, tx *sql.Tx, id string, p kith.DestinationProgress) error {
 	var err error
-	if b := p.Backfill(); b != (kith.DestinationProgress{}) {
-		_, err = tx.ExecContext(ctx, `INSERT INTO destination_sync (destination_id, audience, after, replay_at, replay_to, replay_id)
-			VALUES ($1,$2,$3,$4,$5,$6)
-			ON CONFLICT (destination_id) DO UPDATE SET audience = excluded.audience, after = excluded.after,
+	if b := p.Extra(); b != (kith.DestinationProgress{}) {
+		_, err = tx.ExecContext(ctx, `INSERT INTO destination_positions (destination_id, trait_seq, audience, after, replay_at, replay_to, replay_id)
+			VALUES ($1,$2,$3,$4,$5,$6,$7)
+			ON CONFLICT (destination_id) DO UPDATE SET trait_seq = excluded.trait_seq, audience = excluded.audience, after = excluded.after,
 			replay_at = excluded.replay_at, replay_to = excluded.replay_to, replay_id = excluded.replay_id`,
-			id, b.Sync, b.SyncAfter, b.ReplayAt, b.ReplayTo, b.ReplayID)
+			id, b.TraitSeq, b.Sync, b.SyncAfter, b.ReplayAt, b.ReplayTo, b.ReplayID)
 	} else {
-		_, err = tx.ExecContext(ctx, `DELETE FROM destination_sync WHERE destination_id = $1`, id)
+		_, err = tx.ExecContext(ctx, `DELETE FROM destination_positions WHERE destination_id = $1`, id)
 	}
 	if err != nil {
 		return fmt.Errorf("sync progress: %w", err)

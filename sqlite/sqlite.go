@@ -462,12 +462,14 @@ var logMigrations = []string{
 		PRIMARY KEY (profile_id, destination_id)
 	) WITHOUT ROWID;
 	CREATE INDEX IF NOT EXISTS destination_deliveries_key ON destination_deliveries (destination_id, key, seq);`,
-	// Where a destination is in sending its audiences' members when it
-	// subscribed (kith.DestinationProgress.Sync), and in a replay of a
-	// stretch of the log; a row only while it is in either, so
-	// destinations made before this need none.
-	`CREATE TABLE IF NOT EXISTS destination_sync (
+	// A destination's positions beyond the log and the audience changes
+	// (kith.DestinationProgress.Extra): in the trait change stream, in
+	// sending its audiences' members when it subscribed, and in a
+	// replay of a stretch of the log; a row only while one is not zero,
+	// so destinations made before this need none.
+	`CREATE TABLE IF NOT EXISTS destination_positions (
 		destination_id TEXT PRIMARY KEY,
+		trait_seq      INTEGER NOT NULL,
 		audience       INTEGER NOT NULL,
 		after          TEXT    NOT NULL,
 		replay_at      INTEGER NOT NULL,

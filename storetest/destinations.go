@@ -27,6 +27,7 @@ func webhook(id, name string) kith.Destination {
 		Events:     &kith.EventFilter{Types: []string{"track", "identify"}, Events: []string{"Order Completed"}, Sources: []string{"src_shop"}},
 		Audiences:  []string{"vip", "churn_risk"},
 		AudienceAs: kith.AudienceAsIdentify,
+		Traits:     []string{"ltv", "churn_risk"},
 		Consent:    []string{"Advertising", "Analytics"},
 		Mapping: &kith.Mapping{Drop: []string{"context.ip"}, Rename: map[string]string{"userId": "customer_id"},
 			Set: map[string]json.RawMessage{"meta.v": json.RawMessage(`{"n":12345678901234567890}`)}, Traits: map[string]string{"meta.plan": "plan"}},
@@ -781,9 +782,11 @@ func testDestinationRecipients(t *testing.T, s kith.Store) {
 	}
 }
 
-// testDestinationSync checks the first sync's position in a destination's
-// progress: stored at creation, moved by steps (alone, or with a stream
-// position), gone once it is 0, and not shared between destinations.
+// testDestinationSync checks a destination's positions beyond the log and
+// the audience changes (the trait changes, the first sync, a replay):
+// stored at creation, moved by steps (alone, or with a stream position),
+// gone once they are 0, never moved back, and not shared between
+// destinations.
 func testDestinationSync(t *testing.T, s kith.Store) {
 	ctx := t.Context()
 	noErr(t, s.CreateDestination(ctx, webhook("dst_s", "s"), kith.DestinationProgress{LogSeq: 7, ChangeSeq: 3, Sync: 1}), "CreateDestination syncing")
@@ -803,9 +806,10 @@ func testDestinationSync(t *testing.T, s kith.Store) {
 		{LogSeq: 9, ChangeSeq: 3, Sync: 1, SyncAfter: "prf_b"},
 		{LogSeq: 9, ChangeSeq: 3, Sync: 2},
 		{LogSeq: 9, ChangeSeq: 3, Sync: 2, SyncAfter: "prf_a", ReplayAt: 2, ReplayTo: 8, ReplayID: 1765100000000},
-		{LogSeq: 9, ChangeSeq: 3, ReplayAt: 5, ReplayTo: 8, ReplayID: 1765100000000},
-		{LogSeq: 9, ChangeSeq: 3},
-		{LogSeq: 9, ChangeSeq: 5},
+		{LogSeq: 9, ChangeSeq: 3, ReplayAt: 5, ReplayTo: 8, ReplayID: 1765100000000, TraitSeq: 4},
+		{LogSeq: 9, ChangeSeq: 3, TraitSeq: 4},
+		{LogSeq: 9, ChangeSeq: 3, TraitSeq: 6},
+		{LogSeq: 9, ChangeSeq: 5, TraitSeq: 6},
 	} {
 		noErr(t, s.AdvanceDestination(ctx, "dst_s", kith.DestinationUpdate{Progress: p, Delivered: 1}), "AdvanceDestination")
 		check("dst_s", p)
@@ -815,6 +819,9 @@ func testDestinationSync(t *testing.T, s kith.Store) {
 	noErr(t, s.AdvanceDestination(ctx, "dst_t", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 7, Sync: 3, SyncAfter: "x"}}), "AdvanceDestination")
 	err := s.AdvanceDestination(ctx, "dst_t", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 6, Sync: 4}})
 	wantCode(t, err, kith.EINVALID, "AdvanceDestination moving back")
+	err = s.AdvanceDestination(ctx, "dst_s", kith.DestinationUpdate{Progress: kith.DestinationProgress{LogSeq: 9, ChangeSeq: 5, TraitSeq: 5}})
+	wantCode(t, err, kith.EINVALID, "AdvanceDestination moving back in the trait changes")
+	check("dst_s", kith.DestinationProgress{LogSeq: 9, ChangeSeq: 5, TraitSeq: 6})
 	check("dst_t", kith.DestinationProgress{LogSeq: 7, Sync: 3, SyncAfter: "x"})
 	noErr(t, s.DeleteDestination(ctx, "dst_t"), "DeleteDestination")
 	noErr(t, s.CreateDestination(ctx, webhook("dst_t", "t"), kith.DestinationProgress{}), "CreateDestination again")

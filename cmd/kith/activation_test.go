@@ -218,3 +218,68 @@ func TestErasureSendsDeletionOnARunningServer(t *testing.T) {
 		t.Errorf("a destination that never had the person got %v", never.msgs)
 	}
 }
+
+// On a running server, a destination subscribed to a computed trait and
+// to an audience is sent the audience's current members first, then
+// each change of the trait as an identify with its new value, computed
+// by the audience engine as the events arrive.
+func TestTraitAndAudienceSyncOnARunningServer(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	recv := newWebhookReceiver(t, key)
+	s := startServerIn(t, t.TempDir())
+	out, err := cli(t, s, "source", "create", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKey := strings.Fields(out[strings.Index(out, "wk_"):])[0]
+	for path, body := range map[string]string{
+		"/v1/computed-traits": `{"key":"orders","definition":"count(event \"Order Completed\")"}`,
+		"/v1/audiences":       `{"key":"buyers","definition":"count(event \"Order Completed\") >= 1"}`,
+	} {
+		if code, m := apiJSON(t, s, "POST", path, body); code != 201 && code != 200 {
+			t.Fatalf("%s: %d %v", path, code, m)
+		}
+	}
+	sendTracks(t, s, writeKey, "early", "o1") // a buyer before the destination exists
+	waitMembers := func(n float64) {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if _, m := apiJSON(t, s, "GET", "/v1/audiences/buyers", ""); m["size"] == n {
+				return
+			}
+		}
+		t.Fatalf("buyers never had %v members", n)
+	}
+	waitMembers(1)
+	body := fmt.Sprintf(`{"name":"crm","type":"webhook","config":{"url":%q,"secret":%q},"audiences":["buyers"],"traits":["orders"]}`,
+		recv.URL, "whsec_"+base64.StdEncoding.EncodeToString(key))
+	if code, m := apiJSON(t, s, "POST", "/v1/destinations", body); code != 201 {
+		t.Fatalf("create destination: %d %v", code, m)
+	}
+	recv.waitFor(t, 1) // early's entry, from the first sync
+	sendTracks(t, s, writeKey, "late", "o2", "o3")
+	// late enters buyers, and its orders go to 1 then 2 (or straight to
+	// 2 when both events are folded in together).
+	var got []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		recv.mu.Lock()
+		got = got[:0]
+		for _, m := range recv.msgs {
+			switch m["type"] {
+			case "track":
+				got = append(got, fmt.Sprintf("%v %v %v", m["userId"], m["event"], m["properties"].(map[string]any)["audience_key"]))
+			case "identify":
+				got = append(got, fmt.Sprintf("%v orders=%v", m["userId"], m["traits"].(map[string]any)["orders"]))
+			}
+		}
+		recv.mu.Unlock()
+		if slices.Contains(got, "late orders=2") && slices.Contains(got, "late Audience Entered buyers") {
+			break
+		}
+	}
+	if len(got) < 3 || got[0] != "early Audience Entered buyers" || !slices.Contains(got, "late Audience Entered buyers") || got[len(got)-1] != "late orders=2" {
+		t.Errorf("received %q: want early's entry first (the sync), late's entry, and late's orders ending at 2", got)
+	}
+	if slices.Contains(got, "early orders=1") {
+		t.Errorf("a trait change from before the destination existed was sent: %q", got)
+	}
+}

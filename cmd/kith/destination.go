@@ -36,7 +36,7 @@ COMMAND --help lists a command's flags.
 
 // destinationCommands are the usage line of each destination command.
 var destinationCommands = map[string]string{
-	"create":     "kith destination create --name NAME --type webhook|segment [--url URL] [--secret SECRET] [--events[=FILTER]] [--audience KEY]... [--consent CATEGORY]... [--config FILE|JSON] [--mapping FILE|JSON]",
+	"create":     "kith destination create --name NAME --type webhook|segment [--url URL] [--secret SECRET] [--events[=FILTER]] [--audience KEY]... [--trait KEY]... [--consent CATEGORY]... [--config FILE|JSON] [--mapping FILE|JSON]",
 	"list":       "kith destination list",
 	"show":       "kith destination show NAME",
 	"test":       "kith destination test NAME",
@@ -245,7 +245,7 @@ type createFlags struct {
 	name, typ, url, secret, config, audienceAs, mapping *string
 	rateLimit                                           *float64
 	events                                              eventsFlag
-	audiences, consent                                  stringList
+	audiences, consent, traits                          stringList
 }
 
 func addCreateFlags(fs *flag.FlagSet) *createFlags {
@@ -262,6 +262,7 @@ func addCreateFlags(fs *flag.FlagSet) *createFlags {
 	fs.Var(&f.events, "events", `send every accepted event (--events), or those a filter selects (--events='{"types":["track"],"events":["Order Completed"],"sources":["src_…"]}')`)
 	fs.Var(&f.audiences, "audience", "send this audience's entries and exits (repeatable)")
 	fs.Var(&f.consent, "consent", "send only the data of people who granted this consent category (repeatable)")
+	fs.Var(&f.traits, "trait", "send this trait's changes (computed, predicted or from events) as identify calls (repeatable)")
 	return f
 }
 
@@ -305,6 +306,9 @@ func (f *createFlags) body(pos []string) (map[string]any, error) {
 	}
 	if *f.audienceAs != "" {
 		body["audienceAs"] = *f.audienceAs
+	}
+	if len(f.traits) > 0 {
+		body["traits"] = []string(f.traits)
 	}
 	if len(f.consent) > 0 {
 		body["consent"] = []string(f.consent)
@@ -351,6 +355,9 @@ func (f *createFlags) run(ctx context.Context, c *client, pos []string, asJSON b
 	fmt.Fprintf(stdout, "destination %s (%s) created: %s, events %s", d.Name, d.ID, d.Type, destinationEvents(d))
 	if len(d.Audiences) > 0 {
 		fmt.Fprintf(stdout, ", audiences %s", strings.Join(d.Audiences, ", "))
+	}
+	if len(d.Traits) > 0 {
+		fmt.Fprintf(stdout, ", traits %s", strings.Join(d.Traits, ", "))
 	}
 	if len(d.Consent) > 0 {
 		fmt.Fprintf(stdout, ", consent %s", strings.Join(d.Consent, ", "))
@@ -417,13 +424,19 @@ func destinationShow(ctx context.Context, c *client, path string, asJSON bool, s
 		mapping = string(b)
 	}
 	progress := fmt.Sprintf("log %d, audience changes %d", d.Progress.LogSeq, d.Progress.ChangeSeq)
+	if len(d.Traits) > 0 {
+		progress += fmt.Sprintf(", trait changes %d", d.Progress.TraitSeq)
+	}
+	if p := d.Progress; p.Replaying() {
+		progress += fmt.Sprintf("; replaying the log, at %d of %d", p.ReplayAt, p.ReplayTo)
+	}
 	if p := d.Progress; p.Sync > 0 && p.Sync <= len(d.Audiences) {
 		progress += fmt.Sprintf("; sending the members of %s first", d.Audiences[p.Sync-1])
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, row := range [][2]string{
 		{"name", d.Name}, {"id", d.ID}, {"type", d.Type}, {"state", destinationState(d)}, {"created", d.CreatedAt.Format(time.RFC3339)},
-		{"config", string(d.Config)}, {"events", destinationEvents(d)}, {"audiences", audiences}, {"consent", orNone(d.Consent)},
+		{"config", string(d.Config)}, {"events", destinationEvents(d)}, {"audiences", audiences}, {"traits", orNone(d.Traits)}, {"consent", orNone(d.Consent)},
 		{"mapping", mapping}, {"rate limit", rate},
 		{"delivered", fmt.Sprint(d.Delivered)}, {"pending", pending}, {"retrying", fmt.Sprint(d.Retrying)},
 		{"dead-lettered", fmt.Sprint(d.DeadLettered)}, {"filtered", filtered},

@@ -29,12 +29,12 @@ func TestCLIDestinations(t *testing.T) {
 	defer rc.Close()
 
 	out, err := cli(t, s, "destination", "create", "--name", "hook", "--type", "webhook", "--url", rc.URL+"/in",
-		"--events", "--audience", "buyers", "--audience", "vips", "--consent", "Marketing")
+		"--events", "--audience", "buyers", "--audience", "vips", "--trait", "ltv", "--consent", "Marketing")
 	if err != nil {
 		t.Fatalf("create: %v\n%s", err, out)
 	}
 	m := regexp.MustCompile(`signing secret: (whsec_\S+)`).FindStringSubmatch(out)
-	if m == nil || !strings.Contains(out, "destination hook (dst_") || !strings.Contains(out, "events all, audiences buyers, vips, consent Marketing") {
+	if m == nil || !strings.Contains(out, "destination hook (dst_") || !strings.Contains(out, "events all, audiences buyers, vips, traits ltv, consent Marketing") {
 		t.Fatalf("create printed:\n%s", out)
 	}
 	secret := m[1]
@@ -57,7 +57,7 @@ func TestCLIDestinations(t *testing.T) {
 		not  []string // never in the output
 	}{
 		{"list", []string{"list"}, []string{"NAME", "DELIVERED", "PENDING", "RETRYING", "DEAD", "FILTERED", "hook", "webhook", "active", "seg", "segment"}, []string{secret}},
-		{"show", []string{"show", "hook"}, []string{"events", "all", "buyers, vips (as track)", "Marketing", "dead-lettered", rc.URL + "/in"}, []string{secret}},
+		{"show", []string{"show", "hook"}, []string{"events", "all", "buyers, vips (as track)", "ltv", "trait changes 0", "Marketing", "dead-lettered", rc.URL + "/in"}, []string{secret}},
 		{"show a filter", []string{"show", "seg"}, []string{"types track; events Order Completed", `"batch":50`, `mapping        {"rename":{"userId":"customer_id"}}`}, []string{"wk-from-file"}},
 		{"test", []string{"test", "hook"}, []string{"delivered (HTTP 200"}, nil},
 		{"pause", []string{"pause", "hook"}, []string{"destination hook paused"}, nil},

@@ -334,6 +334,7 @@ func (s *Server) Open(ctx context.Context) error {
 		Store:       s.store,
 		Attribution: pipeline.NewAttribution(s.rules.Load, identity.NewKeyer(secret), s.Logger, "destinations"),
 		Cursor:      s.indexer.Cursor,
+		TrackTraits: s.audiences.TrackTraits,
 		Logger:      s.Logger,
 	})
 	if err != nil {
