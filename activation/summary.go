@@ -21,6 +21,7 @@ type SummaryStore interface {
 	ReadLog(ctx context.Context, after int64, limit int) ([]kith.Message, error)
 	ChangeReader
 	TraitChangeHead(ctx context.Context) (int64, error)
+	AudienceSize(ctx context.Context, audience string) (int64, error)
 	DestinationProgress(ctx context.Context, id string) (kith.DestinationProgress, error)
 }
 
@@ -124,8 +125,9 @@ type Account struct {
 	// to events; the log head minus its position) and the audience
 	// changes after its position in the change stream (when it
 	// subscribes to audiences), and the trait changes after its position
-	// in that stream (when it subscribes to traits). What its filters
-	// will drop is among them, so it is an upper bound.
+	// in that stream (when it subscribes to traits), and the members of
+	// the audiences its first sync has not finished sending. What its
+	// filters will drop is among them, so it is an upper bound.
 	Pending int64 `json:"pending"`
 	// BehindSeconds is how long ago the oldest pending event arrived (0
 	// when none is pending).
@@ -168,6 +170,15 @@ func Summarize(ctx context.Context, st SummaryStore, d kith.Destination, c kith.
 	}
 	if len(d.Traits) > 0 && h.Traits > p.TraitSeq {
 		a.Pending += h.Traits - p.TraitSeq
+	}
+	// A first sync still to do: the members of the audiences it has not
+	// finished (the one it is in counted whole).
+	for i := p.Sync - 1; p.Sync > 0 && i < len(d.Audiences); i++ {
+		n, err := st.AudienceSize(ctx, d.Audiences[i])
+		if err != nil {
+			return a, p, fmt.Errorf("destination %s: reading the size of %s: %w", d.Name, d.Audiences[i], err)
+		}
+		a.Pending += n
 	}
 	return a, p, nil
 }

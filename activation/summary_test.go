@@ -2,7 +2,9 @@ package activation_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +79,61 @@ func TestChangeHead(t *testing.T) {
 			}
 			if got != want {
 				t.Fatalf("ChangeHead = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+// Pending counts what each stream a destination reads holds after its
+// position: the log's events (when it subscribes to events), audience
+// changes, trait changes (when it subscribes to traits) and, during a
+// first sync, the members of the audiences it has not finished.
+func TestSummarizePending(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.addViews(5, 2)
+	ada, bob := r.profileOf("user_id", "u0"), r.profileOf("user_id", "u1")
+	at := time.Date(2026, 4, 2, 10, 0, 0, 0, time.UTC)
+	if err := r.store.ApplyAudienceBatch(ctx, kith.AudienceBatch{
+		Changes: []kith.MembershipChange{
+			{Audience: "a", ProfileID: ada, Entered: true, At: at, Cause: "event"},
+			{Audience: "a", ProfileID: bob, Entered: true, At: at, Cause: "event"},
+			{Audience: "b", ProfileID: bob, Entered: true, At: at, Cause: "event"},
+		},
+		TraitChanges: []kith.TraitChange{
+			{ProfileID: ada, Key: "ltv", Value: json.RawMessage(`1`), Provenance: kith.ProvenanceComputed, At: at},
+			{ProfileID: bob, Key: "ltv", Value: json.RawMessage(`2`), Provenance: kith.ProvenanceComputed, At: at},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := activation.ReadHeads(ctx, r.store, true)
+	if err != nil || h != (activation.Heads{Log: 5, Changes: 3, Traits: 2}) {
+		t.Fatalf("heads %+v %v, want log 5, changes 3, traits 2", h, err)
+	}
+	for _, c := range []struct {
+		name  string
+		d     kith.Destination
+		start kith.DestinationProgress
+		want  int64
+	}{
+		{"events", kith.Destination{Events: every}, kith.DestinationProgress{LogSeq: 2}, 3},
+		{"not subscribed to events", kith.Destination{}, kith.DestinationProgress{LogSeq: 2}, 0},
+		{"audience changes", kith.Destination{Audiences: []string{"a"}}, kith.DestinationProgress{LogSeq: 5, ChangeSeq: 1}, 2},
+		{"first sync of a then b", kith.Destination{Audiences: []string{"a", "b"}}, kith.DestinationProgress{LogSeq: 5, ChangeSeq: 3, Sync: 1}, 2 + 1},
+		{"first sync of b", kith.Destination{Audiences: []string{"a", "b"}}, kith.DestinationProgress{LogSeq: 5, ChangeSeq: 3, Sync: 2, SyncAfter: ada}, 1},
+		{"traits", kith.Destination{Traits: []string{"ltv"}}, kith.DestinationProgress{LogSeq: 5, TraitSeq: 1}, 1},
+		{"all", kith.Destination{Events: every, Audiences: []string{"a"}, Traits: []string{"ltv"}}, kith.DestinationProgress{}, 5 + 3 + 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := c.d
+			d.ID, d.Name, d.Type, d.Config = "dst_"+strings.ReplaceAll(c.name, " ", "_"), strings.ReplaceAll(c.name, " ", "-"), kith.DestinationWebhook, webhookTo("https://e.com", "").Config
+			if err := r.store.CreateDestination(ctx, d, c.start); err != nil {
+				t.Fatal(err)
+			}
+			a, p, err := activation.Summarize(ctx, r.store, d, kith.DestinationCounts{}, h, at)
+			if err != nil || p != c.start || a.Pending != c.want {
+				t.Errorf("pending %d (progress %+v, %v), want %d", a.Pending, p, err, c.want)
 			}
 		})
 	}
