@@ -567,7 +567,8 @@ func TestDestinationTestMessage(t *testing.T) {
 }
 
 // A destination subscribed to audiences starts at the end of the change
-// stream, and what changes after it is pending.
+// stream, with the audience's current members to send first (its first
+// sync); what changes after it is pending too.
 func TestDestinationStartsAtTheChangeStreamHead(t *testing.T) {
 	s := startStackWith(t, t.TempDir(), time.Now, stackOptions{audiences: true})
 	s.createSource("web")
@@ -612,16 +613,17 @@ func TestDestinationStartsAtTheChangeStreamHead(t *testing.T) {
 		Pending  int64                    `json:"pending"`
 	}
 	json.Unmarshal(body, &created)
-	if float64(created.Progress.ChangeSeq) != head || created.Pending != 0 {
-		t.Fatalf("a new destination starts at change %d with %d pending, want %v and 0", created.Progress.ChangeSeq, created.Pending, head)
+	if float64(created.Progress.ChangeSeq) != head || created.Progress.Sync != 1 || created.Pending != 5 {
+		t.Fatalf("a new destination starts at change %d (sync %d) with %d pending, want %v, 1 and the 5 buyers", created.Progress.ChangeSeq, created.Progress.Sync, created.Pending, head)
 	}
 	order(6, 7)
 	changes(7)
 	s.waitProcessed()
 	_, got := s.admin("GET", "/v1/destinations/hook", nil)
-	// Two events and two audience entries arrived after it.
-	if got["pending"] != 4.0 {
-		t.Fatalf("pending = %v, want 4", got["pending"])
+	// Two events and two audience entries arrived after it; seven buyers
+	// to send first (no engine runs here).
+	if got["pending"] != 4.0+7 {
+		t.Fatalf("pending = %v, want 11", got["pending"])
 	}
 }
 
