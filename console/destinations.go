@@ -67,6 +67,10 @@ type destinationRow struct {
 	Behind  string
 	// Filters lists FilteredBy as "reason n", by reason.
 	Filters []string
+	// MappingText is the mapping as JSON ("" for none); Syncing names
+	// the audience whose current members are being sent first.
+	MappingText string
+	Syncing     string
 }
 
 // setting is one field of a destination's redacted config.
@@ -103,6 +107,13 @@ func (c *Console) destinationRows(ctx context.Context, ds []kith.Destination) ([
 		row.Events = eventsText(d.Events)
 		row.Audiences = d.Audiences
 		row.As = cmp.Or(d.AudienceAs, kith.AudienceAsTrack)
+		if d.Mapping != nil {
+			b, _ := json.Marshal(d.Mapping)
+			row.MappingText = string(b)
+		}
+		if p.Sync > 0 && p.Sync <= len(d.Audiences) {
+			row.Syncing = d.Audiences[p.Sync-1]
+		}
 		row.State, row.Running = c.cfg.Destinations.State(d.ID)
 		row.Health, row.Bad, row.Problem, row.Since = health(d, row.State, row.Running)
 		if a.BehindSeconds > 0 {

@@ -71,7 +71,8 @@ func destinations(t *testing.T, f *fixture) *fakeEngine {
 	ctx := context.Background()
 	hook := kith.Destination{ID: "dst_hook", Name: "crm-hook", Type: kith.DestinationWebhook,
 		Config: json.RawMessage(`{"url":"https://hooks.example.com/kith","secret":"` + hookSecret + `","headers":{"Authorization":"` + hookHeader + `"}}`),
-		Events: &kith.EventFilter{}, Audiences: []string{"buyers"}, Consent: []string{"Advertising"}, CreatedAt: f.now.Add(-2 * time.Hour)}
+		Events: &kith.EventFilter{}, Audiences: []string{"buyers"}, Consent: []string{"Advertising"}, Traits: []string{"ltv_365d"},
+		Mapping: &kith.Mapping{Rename: map[string]string{"userId": "customer_id"}}, CreatedAt: f.now.Add(-2 * time.Hour)}
 	wh := kith.Destination{ID: "dst_wh", Name: "warehouse", Type: kith.DestinationSegment,
 		Config: json.RawMessage(`{"endpoint":"https://collect.example.org","writeKey":"` + segmentKey + `"}`),
 		Events: &kith.EventFilter{Types: []string{"identify"}}, Paused: true, CreatedAt: f.now.Add(-time.Hour)}
@@ -170,6 +171,9 @@ func TestConsoleDestinations(t *testing.T) {
 				`<div class="n">7</div><div class="l">delivered</div>`, `<div class="n">6</div><div class="l">pending, oldest 1 h ago</div>`,
 				`<div class="n">2</div><div class="l">dead-lettered</div>`, "filtered (consent 1, subscription 2)",
 				"<dt>url</dt><dd><code>https://hooks.example.com/kith</code></dd>", "<dt>secret</dt><dd><code>(secret)</code></dd>",
+				`<span class="chip">ltv_365d</span> <span class="muted">changes as identify</span>`,
+				`<dt>Mapping</dt><dd><code>{&#34;rename&#34;:{&#34;userId&#34;:&#34;customer_id&#34;}}</code></dd>`,
+				"trait changes 0",
 				// The latest requests, newest first.
 				`<td data-label="Status" class="num">500</td><td data-label="Latency" class="num">3.4 ms</td>`,
 				`<td data-label="Status" class="num">200</td><td data-label="Latency" class="num">12 ms</td>`,
