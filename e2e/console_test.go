@@ -236,7 +236,8 @@ func consoleDestinations(t *testing.T, s *server) {
 	}))
 	t.Cleanup(failing.Close)
 	s.adminJSON(t, http.MethodPost, "/v1/destinations", map[string]any{"name": "crm-hook", "type": "webhook",
-		"config": map[string]any{"url": ok.URL + "/kith"}, "events": true, "audiences": []string{"advertising_ok"}}, http.StatusCreated, nil)
+		"config": map[string]any{"url": ok.URL + "/kith"}, "events": true, "audiences": []string{"advertising_ok"}, "traits": []string{"churn_risk"},
+		"mapping": map[string]any{"rename": map[string]string{"userId": "customer_id"}}}, http.StatusCreated, nil)
 	s.adminJSON(t, http.MethodPost, "/v1/destinations", map[string]any{"name": "ads-sync", "type": "webhook",
 		"config": map[string]any{"url": failing.URL + "/events", "timeout": "2s"}, "events": true, "consent": []string{"Advertising"}}, http.StatusCreated, nil)
 
