@@ -47,9 +47,11 @@ type Audiences interface {
 	SavedReads(kind, key string) ([]audience.Read, bool)
 }
 
-// Eraser takes erasure requests (privacy.Service).
+// Eraser takes erasure requests and reads them with how each
+// destination's deletion is doing (privacy.Service).
 type Eraser interface {
 	Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error)
+	Erasures(ctx context.Context, limit int) ([]kith.Erasure, error)
 }
 
 // Unmerger undoes a merge (the indexer).

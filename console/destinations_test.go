@@ -352,3 +352,34 @@ func TestConsoleWithoutDestinations(t *testing.T) {
 		t.Error("the overview links to a destinations page that does not exist")
 	}
 }
+
+// fakeEraser lists erasures as privacy.Service does, with each
+// destination's deletion status read in.
+type fakeEraser struct{ list []kith.Erasure }
+
+func (e fakeEraser) Request(ctx context.Context, ref string, suppress bool, by string) (kith.Erasure, error) {
+	return kith.Erasure{}, fmt.Errorf("not used")
+}
+
+func (e fakeEraser) Erasures(ctx context.Context, limit int) ([]kith.Erasure, error) { return e.list, nil }
+
+// The privacy page lists, for each erasure, the destinations it sent a
+// deletion to and how each is doing, a failed one with its error.
+func TestPrivacyPageShowsDeletions(t *testing.T) {
+	f := person(t)
+	er := fakeEraser{list: []kith.Erasure{{ID: "era_1", Status: kith.ErasureFinished, IdentType: "user_id", CreatedAt: f.now,
+		Destinations: []kith.ErasureDestination{
+			{ID: "dst_a", Name: "crm-hook", Status: kith.DeletionSent},
+			{ID: "dst_b", Name: "ads-sync", Status: kith.DeletionFailed, Error: "HTTP 410 Gone"},
+		}}, {ID: "era_2", Status: kith.ErasureFinished, IdentType: "email", CreatedAt: f.now}}}
+	page := f.signIn(f.console(console.Config{Eraser: er}), kith.ScopePrivacyWrite)("GET", "/privacy", nil).Body.String()
+	for _, want := range []string{
+		`crm-hook: <span class="ok">sent</span>`,
+		`ads-sync: <span class="bad">failed</span> <span class="muted small">HTTP 410 Gone</span>`,
+		`<code>era_2</code>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("no %q in the privacy page", want)
+		}
+	}
+}

@@ -594,7 +594,13 @@ func (c *Console) checkSaved(s *session, key string) error {
 
 // privacy serves GET /privacy: erasure requests and the audit log.
 func (c *Console) privacy(w http.ResponseWriter, r *http.Request, s *session) {
-	erasures, err := c.cfg.Store.Erasures(r.Context(), 50)
+	var erasures []kith.Erasure
+	var err error
+	if c.cfg.Eraser != nil {
+		erasures, err = c.cfg.Eraser.Erasures(r.Context(), 50)
+	} else {
+		erasures, err = c.cfg.Store.Erasures(r.Context(), 50)
+	}
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
