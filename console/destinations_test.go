@@ -361,7 +361,9 @@ func (e fakeEraser) Request(ctx context.Context, ref string, suppress bool, by s
 	return kith.Erasure{}, fmt.Errorf("not used")
 }
 
-func (e fakeEraser) Erasures(ctx context.Context, limit int) ([]kith.Erasure, error) { return e.list, nil }
+func (e fakeEraser) Erasures(ctx context.Context, limit int) ([]kith.Erasure, error) {
+	return e.list, nil
+}
 
 // The privacy page lists, for each erasure, the destinations it sent a
 // deletion to and how each is doing, a failed one with its error.
