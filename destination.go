@@ -164,15 +164,18 @@ type Delivery struct {
 	// Destination is the ID of the destination it is for; stores fill it
 	// in from the destination a delivery is stored under and ignore it
 	// in a Put.
-	Destination string          `json:"destination"`
-	Key         string          `json:"key"`
-	Seq         int64           `json:"seq"`
-	Kind        string          `json:"kind"` // event, audience, trait, delete
-	Body        json.RawMessage `json:"body"`
-	Attempts    int             `json:"attempts"`
-	FirstAt     time.Time       `json:"firstAt"`
-	NextAt      time.Time       `json:"nextAt"`
-	LastStatus  int             `json:"lastStatus,omitempty"`
+	Destination string `json:"destination"`
+	Key         string `json:"key"`
+	// Seq orders a key's deliveries: the order the worker took them in,
+	// whichever stream each came from, so a profile's messages keep
+	// their order across retries and restarts.
+	Seq        int64           `json:"seq"`
+	Kind       string          `json:"kind"` // event, audience, trait, delete
+	Body       json.RawMessage `json:"body"`
+	Attempts   int             `json:"attempts"`
+	FirstAt    time.Time       `json:"firstAt"`
+	NextAt     time.Time       `json:"nextAt"`
+	LastStatus int             `json:"lastStatus,omitempty"`
 	// LastError is why the last attempt failed. It comes from remote
 	// servers and may hold any bytes; stores keep SafeText(LastError).
 	LastError string `json:"lastError,omitempty"`

@@ -22,6 +22,7 @@ import (
 // consent reads that decide whom a message is about and whether it may
 // go, the audience change stream, and the destinations' state.
 type Store interface {
+	LogHead(ctx context.Context) (int64, error)
 	ReadLog(ctx context.Context, after int64, limit int) ([]kith.Message, error)
 	LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error)
 	Canonical(ctx context.Context, profileID string) (string, error)

@@ -193,6 +193,15 @@ func (e *Engine) ReplayLog(ctx context.Context, id string, from, to time.Time) (
 	if !from.Before(to) {
 		return Span{}, kith.Errorf(kith.EINVALID, "to: must be after from")
 	}
+	if e.cfg.Cursor() == 0 {
+		// Just after a start the indexer has not loaded its position:
+		// the log would look empty.
+		if head, err := e.store.LogHead(ctx); err != nil {
+			return Span{}, fmt.Errorf("activation: reading the log head: %w", err)
+		} else if head > 0 {
+			return Span{}, kith.Errorf(kith.EUNAVAILABLE, "the indexer is starting; replay again in a moment")
+		}
+	}
 	sp := Span{From: from.UTC(), To: to.UTC()}
 	var err error
 	if sp.After, err = e.seqBefore(ctx, from); err != nil {

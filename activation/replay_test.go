@@ -3,6 +3,7 @@ package activation_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,5 +78,46 @@ func TestReplayLogRange(t *testing.T) {
 	r.waitDelivered(d, 6+4+1)
 	if last := messages(t, rc)[10]; last.MessageID != "u0-0" {
 		t.Errorf("after resuming, replayed %q, want u0-0", last.MessageID)
+	}
+}
+
+// A replay of the log in progress survives a restart during which the
+// indexer has not loaded its position yet (its cursor reads 0): it waits,
+// and runs once the indexer is there.
+func TestReplayWaitsForTheIndexer(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	rc := newReceiver(t, nil)
+	r.addViews(6, 2)
+	d := kith.Destination{ID: "dst_hook", Name: "hook", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config, Events: every, CreatedAt: time.Now()}
+	if err := r.store.CreateDestination(ctx, d, kith.DestinationProgress{LogSeq: 6, ReplayAt: 2, ReplayTo: 6, ReplayID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	var loaded atomic.Bool
+	e, err := activation.New(activation.Config{Store: r.store, Attribution: r.attr, Poll: 5 * time.Millisecond,
+		Cursor: func() int64 {
+			if !loaded.Load() {
+				return 0
+			}
+			return r.ix.Cursor()
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.ReplayLog(ctx, d.ID, time.Unix(0, 0), time.Now()); kith.ErrorCode(err) != kith.EUNAVAILABLE {
+		t.Errorf("a replay asked before the indexer loaded: %v, want unavailable", err)
+	}
+	time.Sleep(100 * time.Millisecond) // twenty polls with the cursor at 0
+	if p, err := r.store.DestinationProgress(ctx, d.ID); err != nil || !p.Replaying() {
+		t.Fatalf("progress %+v (%v): the replay was dropped while the indexer was loading", p, err)
+	}
+	loaded.Store(true)
+	r.waitDelivered(d, 4)
+	if got := messages(t, rc); len(got) != 4 || got[0].MessageID != "u0-2" || got[0].ID != "dlv_dst_hook_e3_r7" {
+		t.Errorf("replayed %+v, want u0-2 … u1-5 with the replay's ids", got)
 	}
 }

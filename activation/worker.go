@@ -100,6 +100,8 @@ type worker struct {
 	// fails counts the requests that failed in a row; at BreakAfter the
 	// worker stops taking new messages from the log until one succeeds.
 	fails int
+	// lastOrder is the last position order gave.
+	lastOrder int64
 
 	// abandoned holds the profiles the current step sent messages about
 	// until the step is recorded: after a stop, the profiles of a step
@@ -475,6 +477,7 @@ func (w *worker) deliver(ctx context.Context, st *step, items []item) (handled i
 				}
 				continue
 			}
+			it.d.Seq = w.order()
 			if len(w.queues[it.d.Key]) > 0 {
 				w.enqueue(st, it.d)
 				continue
@@ -496,6 +499,20 @@ func (w *worker) deliver(ctx context.Context, st *step, items []item) (handled i
 	// again. Filtered items are counted as the loop passes them, so only
 	// handled ones are.
 	return i, nil
+}
+
+// order returns the next position in the order the worker takes
+// messages in, which Delivery.Seq keeps: a key's deliveries are retried
+// in it, whatever stream each came from (the log, the audience or trait
+// changes, a first sync). It follows the clock (Unix nanoseconds), so it
+// keeps growing across restarts, and never repeats within a worker.
+func (w *worker) order() int64 {
+	n := w.e.now().UnixNano()
+	if n <= w.lastOrder {
+		n = w.lastOrder + 1
+	}
+	w.lastOrder = n
+	return n
 }
 
 // enqueue makes d wait behind its key's retrying deliveries.
@@ -664,9 +681,14 @@ func (w *worker) events(ctx context.Context) (read, error) {
 // replay's own, so that a receiver that deduplicates takes them again.
 // A destination subscribed to no events has nothing to replay.
 func (w *worker) replayed(ctx context.Context, p kith.DestinationProgress) (read, error) {
+	if w.d.Events == nil {
+		return read{upTo: p.ReplayTo}, nil // nothing it would be sent
+	}
 	to := min(p.ReplayTo, w.e.cfg.Cursor())
-	if w.d.Events == nil || to <= p.ReplayAt {
-		return read{upTo: p.ReplayTo}, nil
+	if to <= p.ReplayAt {
+		// The indexer has not applied that far (or not yet loaded its
+		// cursor, just after a start): the replay waits.
+		return read{upTo: p.ReplayAt}, nil
 	}
 	return w.readLog(ctx, p.ReplayAt, to, "_r"+strconv.FormatInt(p.ReplayID, 10))
 }
