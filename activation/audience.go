@@ -34,6 +34,14 @@ func (w *worker) sync(ctx context.Context, st *step) (more bool, err error) {
 	audience := w.d.Audiences[p.Sync-1]
 	limit := w.e.cfg.BatchSize
 	ms, err := w.e.store.Members(ctx, audience, p.SyncAfter, limit)
+	if kith.ErrorCode(err) == kith.EINVALID && p.SyncAfter != "" {
+		// The member it stopped after is gone from the member list (it
+		// left every audience, or was erased): start the audience again
+		// (its members are sent at least once).
+		w.e.log.Warn("activation: the first sync's position is gone; the audience's members are sent again", "destination", w.d.Name, "audience", audience)
+		p.SyncAfter = ""
+		return true, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("destination %s: reading the members of %s: %w", w.d.Name, audience, err)
 	}
@@ -44,7 +52,7 @@ func (w *worker) sync(ctx context.Context, st *step) (more bool, err error) {
 	for i, m := range ms {
 		it := item{seq: int64(i)}
 		ch := kith.MembershipChange{Audience: audience, ProfileID: m.ProfileID, Entered: true, At: now}
-		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, fmt.Sprintf("dlv_%s_s%d_%s", w.d.ID, p.Sync, m.ProfileID), 0)
+		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, fmt.Sprintf("dlv_%s_s%d_%s", w.d.ID, p.Sync, shortID(m.ProfileID)), 0)
 		if err != nil {
 			return false, err
 		}

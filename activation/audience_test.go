@@ -2,6 +2,8 @@ package activation_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -166,10 +168,10 @@ func TestFirstSyncSendsCurrentMembers(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %s%s %s %s", m.Properties.AudienceKey, m.UserID, m.AnonymousID, m.Event, m.MessageID))
 	}
 	want := []string{
-		"buyers ada Audience Entered dlv_dst_sync_s1_" + ada,
-		"buyers bob Audience Entered dlv_dst_sync_s1_" + bob,
-		"buyers a-9 Audience Entered dlv_dst_sync_s1_" + anon,
-		"vips bob Audience Entered dlv_dst_sync_s2_" + bob,
+		"buyers ada Audience Entered dlv_dst_sync_s1_" + digest(ada),
+		"buyers bob Audience Entered dlv_dst_sync_s1_" + digest(bob),
+		"buyers a-9 Audience Entered dlv_dst_sync_s1_" + digest(anon),
+		"vips bob Audience Entered dlv_dst_sync_s2_" + digest(bob),
 		"buyers bob Audience Entered dlv_dst_sync_c7",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -178,5 +180,37 @@ func TestFirstSyncSendsCurrentMembers(t *testing.T) {
 	p, err := r.store.DestinationProgress(ctx, d.ID)
 	if err != nil || p != (kith.DestinationProgress{LogSeq: 3, ChangeSeq: 7}) {
 		t.Errorf("progress after the first sync = %+v (%v), want changes at 7 and no sync left", p, err)
+	}
+}
+
+// digest is how delivery ids name a profile: the first 6 bytes of its
+// id's SHA-256, in hex.
+func digest(profile string) string {
+	h := sha256.Sum256([]byte(profile))
+	return hex.EncodeToString(h[:6])
+}
+
+// A first sync whose position names a member the member list no longer
+// has (gone from every audience, or erased) starts that audience again
+// rather than failing for ever.
+func TestFirstSyncPositionGone(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	rc := newReceiver(t, nil)
+	r.add(`{"type":"identify","userId":"ada"}`)
+	ada := r.profileOf("user_id", "ada")
+	if err := r.store.ApplyAudienceBatch(ctx, kith.AudienceBatch{Changes: []kith.MembershipChange{
+		{Audience: "buyers", ProfileID: ada, Entered: true, At: time.Now(), Cause: "event"}}}); err != nil {
+		t.Fatal(err)
+	}
+	d := kith.Destination{ID: "dst_s", Name: "s", Type: kith.DestinationWebhook, Config: webhookTo(rc.URL, "").Config,
+		Audiences: []string{"buyers"}, CreatedAt: time.Now()}
+	if err := r.store.CreateDestination(ctx, d, kith.DestinationProgress{LogSeq: 1, ChangeSeq: 1, Sync: 1, SyncAfter: "p_gone"}); err != nil {
+		t.Fatal(err)
+	}
+	r.engine(activation.Config{})
+	r.waitDelivered(d, 1)
+	if p, err := r.store.DestinationProgress(ctx, d.ID); err != nil || p.Sync != 0 {
+		t.Errorf("progress %+v %v, want the sync done", p, err)
 	}
 }

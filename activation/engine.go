@@ -93,10 +93,20 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// mu serialises Reload, SetPaused and Close, and guards workers.
+	// mu serialises Reload, SetPaused, Forget and Close, and guards the
+	// rest.
 	mu      sync.Mutex
 	workers map[string]*worker // by destination id
 	closed  bool
+	// holds counts the Forget calls not yet released: no worker starts
+	// while one is, and held are the destinations whose workers they
+	// stopped.
+	holds int
+	held  []kith.Destination
+	// unrecorded keeps, by destination id, the profiles a stopped
+	// worker had sent messages about without recording it
+	// (worker.unrecorded), for its next worker.
+	unrecorded map[string]map[string]bool
 }
 
 // New returns an engine; Start starts its workers.
@@ -124,6 +134,7 @@ func New(cfg Config) (*Engine, error) {
 	return &Engine{
 		cfg: cfg, store: cfg.Store, attr: cfg.Attribution, transport: transport{base: cfg.Transport},
 		now: cfg.Now, log: cfg.Logger, ctx: ctx, cancel: cancel, workers: map[string]*worker{},
+		unrecorded: map[string]map[string]bool{},
 	}, nil
 }
 
@@ -184,7 +195,11 @@ func (e *Engine) match(ctx context.Context, scope func(id string) bool, restart 
 		if d, ok := want[id]; !ok || restart || !sameSettings(d, w.d) {
 			w.stop()
 			delete(e.workers, id)
+			e.keepUnrecorded(id, w)
 		}
+	}
+	if e.holds > 0 {
+		return nil // Forget's release starts them
 	}
 	for id, d := range want {
 		if _, ok := e.workers[id]; !ok {
@@ -197,6 +212,8 @@ func (e *Engine) match(ctx context.Context, scope func(id string) bool, restart 
 // start starts a worker for d; e.mu is held.
 func (e *Engine) start(d kith.Destination) {
 	w := newWorker(e, d)
+	w.unrecorded = e.unrecorded[d.ID]
+	delete(e.unrecorded, d.ID)
 	wctx, cancel := context.WithCancel(e.ctx)
 	w.cancel = cancel
 	e.workers[d.ID] = w

@@ -2,10 +2,13 @@ package activation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -16,87 +19,85 @@ const kindDelete = "delete"
 
 // Forget removes what every destination holds about erased profiles (by
 // id, every member of the person's unified profile, whose canonical id
-// is canonical): their retrying and
-// dead-lettered deliveries, counted as filtered (kith.DeliveriesErased),
-// and the record that a destination received them. For an erasure
-// request (erasure is its id; empty for a retention expiry, which is
-// Kith's own policy rather than the person's request) each destination
-// that received data about any of them is sent a deletion message about
-// the person, whose identifiers (read before they were erased) give the
+// is canonical): their retrying and dead-lettered deliveries, counted as
+// filtered (kith.DeliveriesErased), and the record that a destination
+// received them. For an erasure request (erasure names it; empty for a
+// retention expiry, which is Kith's own policy rather than the person's
+// request) each destination that received data about any of them is
+// sent a deletion message about the person, whose identifiers give the
 // userId and anonymousIds a receiver knows them by. It returns those
 // destinations, each with its deletion pending.
 //
-// Every worker is stopped while it runs, so that none is holding the
-// person's messages in memory: a step a worker abandons is not recorded,
-// and if it had already sent a message about the person, that destination
-// counts as having received them. The workers start again afterwards and
-// read their state anew.
-func (e *Engine) Forget(ctx context.Context, erasure, canonical string, profiles []string, person []kith.Identity) ([]kith.ErasureDestination, error) {
+// Every worker is stopped first, so that none is holding the person's
+// messages in memory: a step a worker abandons is not recorded, and if
+// it had already sent a message about the person, that destination
+// counts as having received them. The workers stay stopped until release
+// is called (always call it, also after an error): the caller erases the
+// person's events meanwhile, so that no worker reads them again. Forget
+// may be called again before release (for members found later). A
+// retention expiry about profiles no destination received stops nothing.
+func (e *Engine) Forget(ctx context.Context, erasure, canonical string, profiles []string, person []kith.Identity) (eds []kith.ErasureDestination, release func(), err error) {
+	release = func() {}
 	if len(profiles) == 0 {
-		return nil, nil
+		return nil, release, nil
+	}
+	received := map[string]bool{}
+	ids, err := e.store.ReceivedBy(ctx, profiles)
+	if err != nil {
+		return nil, release, fmt.Errorf("activation: destinations that received the erased profiles: %w", err)
+	}
+	for _, id := range ids {
+		received[id] = true
+	}
+	if erasure == "" && len(ids) == 0 {
+		return nil, release, nil // nothing sent about them: nothing held
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return nil, fmt.Errorf("activation: the engine is closed")
+		return nil, release, fmt.Errorf("activation: the engine is closed")
 	}
 	members := make(map[string]bool, len(profiles))
 	for _, p := range profiles {
 		members[p] = true
 	}
-	received := map[string]bool{}
+	e.holdLocked()
+	release = sync.OnceFunc(e.releaseHold)
 	for id, w := range e.workers {
 		w.stop()
 		delete(e.workers, id)
-		for key := range w.abandoned {
+		e.keepUnrecorded(id, w)
+	}
+	for id, keys := range e.unrecorded {
+		for key := range keys {
 			if members[key] {
 				received[id] = true
 			}
 		}
 	}
-	// Whatever happens below, the workers of the destinations that are
-	// not paused start again.
-	defer func() {
-		if e.closed {
-			return
-		}
-		ds, err := e.store.Destinations(context.WithoutCancel(ctx))
-		if err != nil {
-			e.log.Error("activation: reading the destinations after an erasure; their workers start at the next change", "err", err)
-			return
-		}
-		for _, d := range ds {
-			if !d.Paused {
-				e.start(d)
-			}
-		}
-	}()
-	ids, err := e.store.ReceivedBy(ctx, profiles)
-	if err != nil {
-		return nil, fmt.Errorf("activation: destinations that received the erased profiles: %w", err)
-	}
-	for _, id := range ids {
-		received[id] = true
-	}
 	ds, err := e.store.Destinations(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("activation: reading the destinations: %w", err)
+		return nil, release, fmt.Errorf("activation: reading the destinations: %w", err)
 	}
 	now := e.now().UTC()
-	var out []kith.ErasureDestination
 	for _, d := range ds {
 		p, err := e.store.DestinationProgress(ctx, d.ID)
 		if kith.ErrorCode(err) == kith.ENOTFOUND {
 			continue
 		} else if err != nil {
-			return out, fmt.Errorf("activation: destination %s: %w", d.Name, err)
+			return eds, release, fmt.Errorf("activation: destination %s: %w", d.Name, err)
 		}
 		u := kith.DestinationUpdate{Progress: p, Forget: profiles}
+		if members[p.SyncAfter] {
+			// Its first sync stopped after an erased member, whom the
+			// member list no longer has: it starts that audience again.
+			u.Progress.SyncAfter = ""
+		}
 		var sent kith.ErasureDestination
 		if erasure != "" && received[d.ID] {
 			u.Put, err = deletions(d.ID, erasure, canonical, person, now)
 			if err != nil {
-				return out, fmt.Errorf("activation: destination %s: %w", d.Name, err)
+				return eds, release, fmt.Errorf("activation: destination %s: %w", d.Name, err)
 			}
 			sent = kith.ErasureDestination{ID: d.ID, Name: d.Name, Status: kith.DeletionPending}
 			for _, del := range u.Put {
@@ -106,13 +107,62 @@ func (e *Engine) Forget(ctx context.Context, erasure, canonical string, profiles
 		if err := e.store.AdvanceDestination(ctx, d.ID, u); kith.ErrorCode(err) == kith.ENOTFOUND {
 			continue
 		} else if err != nil {
-			return out, fmt.Errorf("activation: destination %s: forgetting erased profiles: %w", d.Name, err)
+			return eds, release, fmt.Errorf("activation: destination %s: forgetting erased profiles: %w", d.Name, err)
+		}
+		for p := range e.unrecorded[d.ID] {
+			if members[p] {
+				delete(e.unrecorded[d.ID], p)
+			}
 		}
 		if sent.ID != "" {
-			out = append(out, sent)
+			eds = append(eds, sent)
 		}
 	}
-	return out, nil
+	return eds, release, nil
+}
+
+// holdLocked keeps workers from starting until releaseHold; e.mu is held.
+func (e *Engine) holdLocked() { e.holds++ }
+
+// releaseHold ends one hold; when none is left, the workers of the
+// destinations that are not paused start again. If the destinations
+// cannot be read, those that were running start with the settings they
+// had, and the failure is logged: delivery does not stop silently.
+func (e *Engine) releaseHold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.holds--
+	if e.holds > 0 || e.closed {
+		return
+	}
+	ds, err := e.store.Destinations(e.ctx)
+	if err != nil {
+		e.log.Error("activation: reading the destinations after an erasure; the stopped workers start with their settings", "err", err)
+		ds = e.held
+	}
+	e.held = nil
+	for _, d := range ds {
+		if _, running := e.workers[d.ID]; !d.Paused && !running {
+			e.start(d)
+		}
+	}
+}
+
+// keepUnrecorded keeps what a stopped worker had sent without recording
+// it, for the destination's next worker and for Forget; e.mu is held.
+func (e *Engine) keepUnrecorded(id string, w *worker) {
+	if e.holds > 0 {
+		e.held = append(e.held, w.d)
+	}
+	if len(w.unrecorded) == 0 {
+		return
+	}
+	if e.unrecorded[id] == nil {
+		e.unrecorded[id] = map[string]bool{}
+	}
+	for k := range w.unrecorded {
+		e.unrecorded[id][k] = true
+	}
 }
 
 // deletions are the deletion messages one destination is sent about an
@@ -121,7 +171,9 @@ func (e *Engine) Forget(ctx context.Context, erasure, canonical string, profiles
 // finds every record. A person known by neither (only by e-mail, say) was
 // sent as the profile id (see person), and is deleted as that. E-mail
 // goes along in context.traits, as in audience messages. Ids are stable,
-// so that an erasure run again does not send them twice.
+// so that an erasure run again does not send them twice; they name the
+// canonical profile by a digest, so that a profile that came back and is
+// erased too gets deletions of its own.
 func deletions(dest, erasure, canonical string, ids []kith.Identity, now time.Time) ([]kith.Delivery, error) {
 	var users, anons []kith.Identity
 	email := ""
@@ -158,7 +210,7 @@ func deletions(dest, erasure, canonical string, ids []kith.Identity, now time.Ti
 	}
 	out := make([]kith.Delivery, 0, len(msgs))
 	for i, m := range msgs {
-		id := "dlv_" + dest + "_x" + erasure + "_" + strconv.Itoa(i)
+		id := "dlv_" + dest + "_x" + erasure + "_" + shortID(canonical) + "_" + strconv.Itoa(i)
 		body, err := deleteMessage(id, m.user, m.anon, email, now)
 		if err != nil {
 			return nil, err
@@ -234,4 +286,11 @@ func (e *Engine) DeletionStatus(ctx context.Context, eds []kith.ErasureDestinati
 		}
 	}
 	return out, nil
+}
+
+// shortID is a digest of a profile id for delivery ids: stable, and
+// telling a receiver nothing about Kith's ids.
+func shortID(profile string) string {
+	h := sha256.Sum256([]byte(profile))
+	return hex.EncodeToString(h[:6])
 }

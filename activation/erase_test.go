@@ -3,6 +3,7 @@ package activation_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -166,4 +167,72 @@ func TestErasureReachesEachDestinationThatHadThePerson(t *testing.T) {
 func fmtCounts(c kith.DestinationCounts) string {
 	b, _ := json.Marshal(c)
 	return string(b)
+}
+
+// failingForget is the engine with its first Forget failing, as a store
+// error would make it.
+type failingForget struct {
+	*activation.Engine
+	calls int
+}
+
+func (f *failingForget) Forget(ctx context.Context, erasure, canonical string, profiles []string, person []kith.Identity) ([]kith.ErasureDestination, func(), error) {
+	f.calls++
+	if f.calls == 1 {
+		return nil, func() {}, fmt.Errorf("the store refused")
+	}
+	return f.Engine.Forget(ctx, erasure, canonical, profiles, person)
+}
+
+// An erasure whose destinations step fails fails before the person is
+// erased, so that asking again erases them in full: the destination that
+// had them drops their retries and gets the deletion.
+func TestErasureRetriedAfterDestinationsFailed(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	stuck := newReceiver(t, func(req request) int {
+		var m struct{ Type string }
+		_ = json.Unmarshal(req.Body, &m)
+		if m.Type != "delete" {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	d := r.hook("stuck", stuck.URL)
+	r.add(track("ada", "Viewed", 1), track("ada", "Viewed", 2))
+	e := r.engine(activation.Config{})
+	waitFor(t, func() string { return fmtCounts(r.counts(d)) }, func() bool { return r.counts(d).Retrying == 2 })
+	dest := &failingForget{Engine: e}
+	svc := &privacy.Service{Store: r.store, Indexer: r.ix, Destinations: dest, Secret: r.secret, Rules: identity.NewCurrent(nil).Load}
+	runCtx, stop := context.WithCancel(ctx)
+	indexed := make(chan error, 1)
+	go func() { indexed <- r.ix.Run(runCtx) }()
+	defer func() { stop(); svc.Wait(); <-indexed }()
+	if err := svc.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	erase := func() kith.Erasure {
+		t.Helper()
+		req, err := svc.Request(ctx, "user_id:ada", false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got kith.Erasure
+		waitFor(t, func() string { return "erasure " + got.Status }, func() bool {
+			got, err = svc.Erasure(ctx, req.ID)
+			return err == nil && (got.Status == kith.ErasureFinished || got.Status == kith.ErasureFailed)
+		})
+		return got
+	}
+	if got := erase(); got.Status != kith.ErasureFailed || got.Counts["events"] != 0 {
+		t.Fatalf("first erasure: %s with counts %v, want failed before anything was erased", got.Status, got.Counts)
+	}
+	got := erase()
+	if got.Status != kith.ErasureFinished || got.Counts["events"] != 2 || len(got.Destinations) != 1 {
+		t.Fatalf("second erasure: %s, counts %v, destinations %+v; want finished, 2 events, the stuck destination", got.Status, got.Counts, got.Destinations)
+	}
+	r.waitDelivered(d, 1) // the deletion
+	if c := r.counts(d); c.Retrying != 0 || c.Filtered[kith.DeliveriesErased] != 2 {
+		t.Errorf("after the erasure: %s, want ada's two retries dropped as erased", fmtCounts(c))
+	}
 }

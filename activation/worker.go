@@ -103,10 +103,12 @@ type worker struct {
 	// lastOrder is the last position order gave.
 	lastOrder int64
 
-	// abandoned holds the profiles the current step sent messages about
-	// until the step is recorded: after a stop, the profiles of a step
-	// that was abandoned (Forget reads them).
-	abandoned map[string]bool
+	// unrecorded holds the profiles the worker sent messages about (or
+	// tried to) that no recorded step names yet: those of a step that
+	// failed to record, or was abandoned by a stop. The next recorded
+	// step records them; after a stop the engine keeps them for the
+	// destination's next worker and for Forget.
+	unrecorded map[string]bool
 
 	mu       sync.Mutex
 	snap     snapshot
@@ -285,9 +287,11 @@ func (w *worker) waiting() bool {
 // changes. more says that work is left over (a full read, retries still
 // due).
 func (w *worker) step(ctx context.Context) (more bool, err error) {
-	st := &step{put: map[string]int{}, recipients: map[string]bool{}}
+	if w.unrecorded == nil {
+		w.unrecorded = map[string]bool{}
+	}
+	st := &step{put: map[string]int{}, recipients: w.unrecorded}
 	st.u.Progress = w.progress
-	w.abandoned = st.recipients
 	clear(w.traits)
 	now := w.e.now()
 	replays, err := w.takeReplays(ctx, st, now)
@@ -344,7 +348,6 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		p.ReplayAt, p.ReplayTo, p.ReplayID = 0, 0, 0 // the replay is over
 	}
 	if st.empty(w.progress) {
-		w.abandoned = nil
 		w.publish(lastSeen)
 		return more, nil
 	}
@@ -359,7 +362,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("destination %s: recording its progress: %w", w.d.Name, err)
 	}
 	w.progress = st.u.Progress
-	w.abandoned = nil
+	w.unrecorded = nil
 	if !st.failed {
 		w.status.OK()
 	}

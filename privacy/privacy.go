@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,8 +40,9 @@ type Engine interface {
 type Destinations interface {
 	// Forget drops what destinations hold about the erased profiles and,
 	// for an erasure request, sends each that received them a deletion
-	// message about the person; it returns those.
-	Forget(ctx context.Context, erasure, canonical string, profiles []string, person []kith.Identity) ([]kith.ErasureDestination, error)
+	// message about the person; it returns those. No destination's
+	// worker runs until release is called (always, also after an error).
+	Forget(ctx context.Context, erasure, canonical string, profiles []string, person []kith.Identity) (eds []kith.ErasureDestination, release func(), err error)
 	// DeletionStatus reads how those deletions are doing.
 	DeletionStatus(ctx context.Context, eds []kith.ErasureDestination) ([]kith.ErasureDestination, error)
 }
@@ -323,11 +325,14 @@ func (s *Service) EraseProfile(ctx context.Context, canonical string, counts map
 
 // eraseProfile erases one unified profile for the erasure request e (nil
 // for a retention expiry): the indexer's rows, the audience engine's,
-// and what destinations hold; for a request, the destinations that
-// received the person's data are sent a deletion, and e records them
-// (saved at once, so that an erasure resumed after a crash still lists
-// them).
+// and what destinations hold. For a request, the destinations forget the
+// person and are sent their deletions first, while the person can still
+// be resolved, so that an erasure that fails or stops after this runs
+// again in full; their workers stay stopped until the events are erased,
+// so that none sends them again. e records those destinations (saved at
+// once).
 func (s *Service) eraseProfile(ctx context.Context, e *kith.Erasure, canonical string, counts map[string]int64) (kith.Cluster, error) {
+	forgot := map[string]bool{}
 	var person []kith.Identity
 	if e != nil && s.Destinations != nil {
 		// Read before they are erased: a deletion names the person by
@@ -335,6 +340,18 @@ func (s *Service) eraseProfile(ctx context.Context, e *kith.Erasure, canonical s
 		var err error
 		if person, err = s.Store.Identities(ctx, canonical); err != nil {
 			return kith.Cluster{}, fmt.Errorf("privacy: reading the identifiers of %s: %w", canonical, err)
+		}
+		cl, err := s.Store.Cluster(ctx, canonical)
+		if err != nil {
+			return kith.Cluster{}, fmt.Errorf("privacy: reading the profile %s: %w", canonical, err)
+		}
+		eds, release, err := s.Destinations.Forget(ctx, e.ID, canonical, cl.Members, person)
+		defer release()
+		if err := s.recordDeletions(ctx, e, eds, counts, err); err != nil {
+			return kith.Cluster{}, err
+		}
+		for _, m := range cl.Members {
+			forgot[m] = true
 		}
 	}
 	res, err := s.Indexer.Erase(ctx, canonical)
@@ -355,23 +372,57 @@ func (s *Service) eraseProfile(ctx context.Context, e *kith.Erasure, canonical s
 		}
 	}
 	if s.Destinations != nil {
+		// The profiles not forgotten yet: every member for a retention
+		// expiry, those merged in meanwhile for a request.
+		var rest []string
+		for _, m := range res.Scope.Members {
+			if !forgot[m] {
+				rest = append(rest, m)
+			}
+		}
 		erasure := ""
 		if e != nil {
 			erasure = e.ID
 		}
-		eds, err := s.Destinations.Forget(ctx, erasure, canonical, res.Scope.Members, person)
-		if e != nil && len(eds) > 0 {
-			e.Destinations = append(e.Destinations, eds...)
-			counts["destination_deletions"] += int64(len(eds))
-			if serr := s.Store.SaveErasure(context.WithoutCancel(ctx), *e); serr != nil && err == nil {
-				err = serr
-			}
+		eds, release, err := s.Destinations.Forget(ctx, erasure, canonical, rest, person)
+		release()
+		if e != nil {
+			err = s.recordDeletions(ctx, e, eds, counts, err)
 		}
 		if err != nil {
 			return res.Scope, fmt.Errorf("privacy: destinations: %w", err)
 		}
 	}
 	return res.Scope, nil
+}
+
+// recordDeletions adds the destinations sent a deletion to the erasure
+// (one entry per destination) and saves it at once, so that an erasure
+// resumed after a crash still lists them; err is Forget's, returned
+// first.
+func (s *Service) recordDeletions(ctx context.Context, e *kith.Erasure, eds []kith.ErasureDestination, counts map[string]int64, err error) error {
+	for _, ed := range eds {
+		i := slices.IndexFunc(e.Destinations, func(x kith.ErasureDestination) bool { return x.ID == ed.ID })
+		if i < 0 {
+			e.Destinations = append(e.Destinations, ed)
+			counts["destination_deletions"]++
+			continue
+		}
+		for _, id := range ed.Deliveries {
+			if !slices.Contains(e.Destinations[i].Deliveries, id) {
+				e.Destinations[i].Deliveries = append(e.Destinations[i].Deliveries, id)
+			}
+		}
+	}
+	if len(eds) > 0 {
+		if serr := s.Store.SaveErasure(context.WithoutCancel(ctx), *e); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("privacy: destinations: %w", err)
+	}
+	return nil
 }
 
 // Erasure returns an erasure request with how its deletions are doing

@@ -68,7 +68,10 @@ func testTraitChanges(t *testing.T, s kith.Store) {
 	noErr(t, s.ApplyAudienceBatch(ctx, kith.AudienceBatch{TraitChanges: []kith.TraitChange{tc("p3", "orders", `1`, 6)}}), "ApplyAudienceBatch after erasure")
 	after, err := s.TraitChanges(ctx, 0, 100)
 	noErr(t, err, "TraitChanges")
-	if len(after) != 3 || after[2].Seq <= head {
+	if len(after) != 3 {
+		t.Fatalf("after a new change: %d changes %+v, want 3", len(after), after)
+	}
+	if after[2].Seq <= head {
 		t.Errorf("after erasing the last changes (head %d), a new change has seq %d: a reader past the head would miss it", head, after[len(after)-1].Seq)
 	}
 }
