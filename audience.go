@@ -176,10 +176,16 @@ type AudienceStore interface {
 	// TraitChangeHead returns the Seq of the latest trait change (0 for
 	// none).
 	TraitChangeHead(ctx context.Context) (int64, error)
+	// LoadTraitValues returns the last value each of ids' tracked traits
+	// was recorded with in the trait change stream (those recorded as
+	// null are absent): the stores keep them with the stream, in the same
+	// transaction, so the engine compares new values with what was
+	// recorded, after a crash too.
+	LoadTraitValues(ctx context.Context, ids []string) (map[string]map[string]json.RawMessage, error)
 	// EraseAudienceHistory removes the profiles from the membership
 	// history, bulk entries included (their seqs stay, naming no one),
-	// and from the trait change stream, and says how many entries named
-	// them. The engine first makes them leave their audiences and drops
+	// from the trait change stream and its last values, and says how
+	// many entries named them. The engine first makes them leave their audiences and drops
 	// their states.
 	EraseAudienceHistory(ctx context.Context, ids []string) (int64, error)
 	// AudienceNetChanges returns, per day (UTC, "2006-01-02") from since

@@ -126,6 +126,10 @@ type Engine struct {
 type cached struct {
 	st  *State
 	enc []byte
+	// sent are the tracked traits' values last recorded in the trait
+	// change stream (JSON by key), once loaded (sentLoaded).
+	sent       map[string]trackedValue
+	sentLoaded bool
 }
 
 type handover struct {
@@ -667,9 +671,8 @@ type work struct {
 
 	// tracked is the engine's tracked trait keys for this unit of work
 	// (nil: none), and before each loaded profile's values of them as
-	// they were when loaded (or last recorded), to tell what changed.
+	// last recorded in the trait change stream, to tell what changed.
 	tracked      map[string]bool
-	now          time.Time
 	before       map[string]map[string]trackedValue
 	traitChanges []kith.TraitChange
 }
@@ -677,7 +680,7 @@ type work struct {
 func (e *Engine) newWork(ctx context.Context) *work {
 	w := &work{e: e, ctx: ctx, states: map[string]*State{}, gone: map[string]bool{}, touched: map[string]int64{}}
 	if t := e.tracked.Load(); t != nil && len(*t) > 0 {
-		w.tracked, w.now, w.before = *t, e.now(), map[string]map[string]trackedValue{}
+		w.tracked, w.before = *t, map[string]map[string]trackedValue{}
 	}
 	return w
 }
@@ -764,9 +767,16 @@ func (w *work) recordTraits(prog *Program, id string, now time.Time, seq int64) 
 		}
 	}
 	for _, k := range sortedKeys(before) {
-		if _, ok := after[k]; !ok {
+		if _, ok := after[k]; !ok && w.tracked[k] {
 			w.traitChanges = append(w.traitChanges, kith.TraitChange{ProfileID: id, Key: k, Value: json.RawMessage("null"),
 				Provenance: before[k].provenance, At: now, CauseSeq: seq})
+		}
+	}
+	// What the stream now holds: the new values of the tracked keys,
+	// and the untracked ones as they were.
+	for k, v := range before {
+		if !w.tracked[k] {
+			after[k] = v
 		}
 	}
 	w.before[id] = after
@@ -789,8 +799,7 @@ func (w *work) load(ids []string) error {
 		need = append(need, id)
 	}
 	if len(need) == 0 {
-		w.remember(ids)
-		return nil
+		return w.remember(ids)
 	}
 	got, err := w.e.store.LoadStates(w.ctx, need)
 	if err != nil {
@@ -812,25 +821,48 @@ func (w *work) load(ids []string) error {
 		w.states[id] = st
 		w.e.cache[id] = &cached{st: st, enc: b}
 	}
-	w.remember(ids)
-	return nil
+	return w.remember(ids)
 }
 
-// remember notes the tracked trait values of loaded profiles not noted
-// yet, before the work changes them.
-func (w *work) remember(ids []string) {
+// remember notes, for loaded profiles not noted yet, their tracked
+// traits' values as last recorded in the trait change stream (kept in
+// the cache, read from the store once): what the work's values are
+// compared with. Recorded values, not values recomputed now: a window
+// that slid meanwhile, a definition changed, or a crash that lost
+// states written behind the stream then still show as what they are.
+func (w *work) remember(ids []string) error {
 	if w.tracked == nil {
-		return
+		return nil
 	}
-	prog := w.e.Program()
+	var need []string
 	for _, id := range ids {
 		if _, ok := w.before[id]; ok {
 			continue
 		}
-		if st, ok := w.states[id]; ok {
-			w.before[id] = trackedValues(prog, st, w.tracked, w.now)
+		if c, ok := w.e.cache[id]; ok && c.sentLoaded {
+			w.before[id] = c.sent
+			continue
+		}
+		need = append(need, id)
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	got, err := w.e.store.LoadTraitValues(w.ctx, need)
+	if err != nil {
+		return fmt.Errorf("audience: load recorded trait values: %w", err)
+	}
+	for _, id := range need {
+		sent := map[string]trackedValue{}
+		for k, v := range got[id] {
+			sent[k] = trackedValue{json: string(v)}
+		}
+		w.before[id] = sent
+		if c, ok := w.e.cache[id]; ok {
+			c.sent, c.sentLoaded = sent, true
 		}
 	}
+	return nil
 }
 
 // absorb folds the state of absorbed into survivor; the absorbed profile
@@ -937,6 +969,9 @@ func (w *work) commit(c int64) error {
 	for id := range w.touched {
 		if ch, ok := e.cache[id]; !ok || ch.st != w.states[id] {
 			e.cache[id] = &cached{st: w.states[id]} // a new profile or a rebuilt state
+		}
+		if sent, ok := w.before[id]; ok {
+			e.cache[id].sent, e.cache[id].sentLoaded = sent, true
 		}
 		e.dirty[id] = true
 		e.schedule(id, w.states[id].Due)
@@ -1120,13 +1155,11 @@ func (e *Engine) foldMembers(w *work, ids []string, now time.Time) error {
 func (e *Engine) expire(ctx context.Context) error {
 	now := e.now()
 	var ids []string
-	dueAt := map[string]int64{}
 	for len(e.due) > 0 && e.due[0].at <= now.UnixMicro() && len(ids) < scanPage {
 		it := heap.Pop(&e.due).(dueItem)
 		if e.dueAt[it.id] == it.at {
 			delete(e.dueAt, it.id)
 			ids = append(ids, it.id)
-			dueAt[it.id] = it.at
 		}
 	}
 	if len(ids) == 0 {
@@ -1136,14 +1169,7 @@ func (e *Engine) expire(ctx context.Context) error {
 	if err := w.load(ids); err != nil {
 		return err
 	}
-	if w.tracked != nil {
-		// Nothing changed these profiles since their due time but the
-		// clock: their tracked values before are those just before it.
-		prog := e.Program()
-		for _, id := range ids {
-			w.before[id] = trackedValues(prog, w.states[id], w.tracked, time.UnixMicro(dueAt[id]-1))
-		}
-	}
+
 	for _, id := range ids {
 		w.touched[id] = 0
 	}

@@ -637,7 +637,61 @@ func writeTraitChanges(ctx context.Context, tx pgx.Tx, chs []kith.TraitChange) e
 		[]string{"seq", "profile_id", "key", "value", "provenance", "at", "cause_seq"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("copy trait changes: %w", err)
 	}
+	// The last values, each profile and key once (the batch's last).
+	type pk struct{ p, k string }
+	latest := map[pk]string{}
+	var order []pk
+	for _, r := range rows {
+		k := pk{r[1].(string), r[2].(string)}
+		if _, ok := latest[k]; !ok {
+			order = append(order, k)
+		}
+		latest[k] = r[3].(string)
+	}
+	var setP, setK, setV, delP, delK []string
+	for _, k := range order {
+		if v := latest[k]; v == "null" {
+			delP, delK = append(delP, k.p), append(delK, k.k)
+		} else {
+			setP, setK, setV = append(setP, k.p), append(setK, k.k), append(setV, v)
+		}
+	}
+	if len(setP) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO trait_values (profile_id, key, value) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+			ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value`, setP, setK, setV); err != nil {
+			return fmt.Errorf("trait values: %w", err)
+		}
+	}
+	if len(delP) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM trait_values t USING unnest($1::text[], $2::text[]) AS d(p, k)
+			WHERE t.profile_id = d.p AND t.key = d.k`, delP, delK); err != nil {
+			return fmt.Errorf("trait values: %w", err)
+		}
+	}
 	return nil
+}
+
+// LoadTraitValues implements kith.AudienceStore.
+func (db *DB) LoadTraitValues(ctx context.Context, ids []string) (map[string]map[string]json.RawMessage, error) {
+	out := map[string]map[string]json.RawMessage{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT profile_id, key, value FROM trait_values WHERE profile_id = ANY($1::text[])`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: trait values: %w", refusedData(err))
+	}
+	var id, key, v string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &key, &v}, func() error {
+		if out[id] == nil {
+			out[id] = map[string]json.RawMessage{}
+		}
+		out[id][key] = json.RawMessage(v)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: trait values: %w", refusedData(err))
+	}
+	return out, nil
 }
 
 // TraitChanges implements kith.AudienceStore.

@@ -169,6 +169,10 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 			return err
 		}
 		n += tag.RowsAffected()
+		if tag, err = tx.Exec(ctx, `DELETE FROM trait_values WHERE profile_id = ANY($1)`, ids); err != nil {
+			return err
+		}
+		n += tag.RowsAffected()
 		rows, err := tx.Query(ctx, `SELECT seq, profile_ids FROM audience_changes WHERE n > 1`)
 		if err != nil {
 			return err

@@ -447,6 +447,16 @@ CREATE TABLE trait_changes (
 );
 CREATE INDEX trait_changes_profile ON trait_changes (profile_id);
 `,
+	// 18: the last value of each tracked trait recorded in
+	// trait_changes, written with it (kith.AudienceStore.LoadTraitValues).
+	`
+CREATE TABLE trait_values (
+	profile_id text COLLATE "C" NOT NULL,
+	key        text COLLATE "C" NOT NULL,
+	value      text NOT NULL,
+	PRIMARY KEY (profile_id, key)
+);
+`,
 }
 
 // migrate applies the migrations that have not run yet. Each runs in its

@@ -1062,6 +1062,12 @@ func writeTraitChanges(ctx context.Context, tx *sql.Tx, chs []kith.TraitChange) 
 		return fmt.Errorf("trait changes: %w", err)
 	}
 	defer st.Close()
+	set, err := tx.PrepareContext(ctx, `INSERT INTO trait_values (profile_id, key, value) VALUES ($1,$2,$3)
+		ON CONFLICT (profile_id, key) DO UPDATE SET value = excluded.value`)
+	if err != nil {
+		return fmt.Errorf("trait values: %w", err)
+	}
+	defer set.Close()
 	for _, c := range chs {
 		v := []byte(c.Value)
 		if len(v) == 0 {
@@ -1070,8 +1076,47 @@ func writeTraitChanges(ctx context.Context, tx *sql.Tx, chs []kith.TraitChange) 
 		if _, err := st.ExecContext(ctx, c.ProfileID, c.Key, v, c.Provenance, micros(c.At), c.CauseSeq); err != nil {
 			return fmt.Errorf("trait change of %q: %w", c.ProfileID, err)
 		}
+		if string(v) == "null" {
+			_, err = tx.ExecContext(ctx, `DELETE FROM trait_values WHERE profile_id = $1 AND key = $2`, c.ProfileID, c.Key)
+		} else {
+			_, err = set.ExecContext(ctx, c.ProfileID, c.Key, v)
+		}
+		if err != nil {
+			return fmt.Errorf("trait value of %q: %w", c.ProfileID, err)
+		}
 	}
 	return nil
+}
+
+// LoadTraitValues implements kith.AudienceStore.
+func (db *DB) LoadTraitValues(ctx context.Context, ids []string) (map[string]map[string]json.RawMessage, error) {
+	out := map[string]map[string]json.RawMessage{}
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		q := `SELECT profile_id, key, value FROM trait_values WHERE profile_id IN (` + placeholders(n, 1) + `)`
+		rows, err := db.audR.QueryContext(ctx, q, anys(ids[:n], func(s string) any { return s })...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: trait values: %w", err)
+		}
+		for rows.Next() {
+			var id, key string
+			var v []byte
+			if err := rows.Scan(&id, &key, &v); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: trait values: %w", err)
+			}
+			if out[id] == nil {
+				out[id] = map[string]json.RawMessage{}
+			}
+			out[id][key] = json.RawMessage(v)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: trait values: %w", err)
+		}
+		ids = ids[n:]
+	}
+	return out, nil
 }
 
 // TraitChanges implements kith.AudienceStore.

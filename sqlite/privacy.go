@@ -242,7 +242,10 @@ func (db *DB) EraseAudienceHistory(ctx context.Context, ids []string) (int64, er
 	if err := execChunked(ctx, tx, counts, "trait_changes", `DELETE FROM trait_changes WHERE profile_id IN (%s)`, anys(ids, func(s string) any { return s })); err != nil {
 		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
 	}
-	n := counts["changes"] + counts["trait_changes"]
+	if err := execChunked(ctx, tx, counts, "trait_values", `DELETE FROM trait_values WHERE profile_id IN (%s)`, anys(ids, func(s string) any { return s })); err != nil {
+		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)
+	}
+	n := counts["changes"] + counts["trait_changes"] + counts["trait_values"]
 	rows, err := tx.QueryContext(ctx, `SELECT seq, profile_ids FROM changes WHERE n > 1`)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: erase audience history: %w", err)

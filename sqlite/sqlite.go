@@ -674,6 +674,14 @@ var audienceMigrations = []string{
 		cause_seq  INTEGER NOT NULL
 	);
 	CREATE INDEX trait_changes_profile ON trait_changes (profile_id);`,
+	// The last value of each tracked trait recorded in trait_changes,
+	// written with it (kith.AudienceStore.LoadTraitValues).
+	`CREATE TABLE trait_values (
+		profile_id TEXT NOT NULL,
+		key        TEXT NOT NULL,
+		value      BLOB NOT NULL,
+		PRIMARY KEY (profile_id, key)
+	) WITHOUT ROWID;`,
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -56,11 +56,33 @@ func testTraitChanges(t *testing.T, s kith.Store) {
 		}
 	}
 
-	// p1 made the last change; erasing it removes its three.
+	// The last values: p2's orders recorded as null is absent.
+	vals, err := s.LoadTraitValues(ctx, []string{"p1", "p2", "p9"})
+	noErr(t, err, "LoadTraitValues")
+	wantVals := map[string]map[string]string{
+		"p1": {"orders": `"text \u0000 escaped"`, "plan": `{"name":"gold","since":"2025"}`},
+		"p2": {"ltv": `12345678901234567890.5`},
+	}
+	gotVals := map[string]map[string]string{}
+	for id, kv := range vals {
+		gotVals[id] = map[string]string{}
+		for k, v := range kv {
+			gotVals[id][k] = string(v)
+		}
+	}
+	if fmt.Sprint(gotVals) != fmt.Sprint(wantVals) {
+		t.Errorf("LoadTraitValues = %v, want %v", gotVals, wantVals)
+	}
+
+	// p1 made the last change; erasing it removes its three changes and
+	// two last values.
 	n, err := s.EraseAudienceHistory(ctx, []string{"p1"})
 	noErr(t, err, "EraseAudienceHistory")
-	if n != 3+1 { // three trait changes and its entry into vip
-		t.Errorf("EraseAudienceHistory counted %d, want 4", n)
+	if n != 3+2+1 { // three trait changes, two values and its entry into vip
+		t.Errorf("EraseAudienceHistory counted %d, want 6", n)
+	}
+	if vals, err := s.LoadTraitValues(ctx, []string{"p1"}); err != nil || len(vals) != 0 {
+		t.Errorf("LoadTraitValues of an erased profile = %v, %v", vals, err)
 	}
 	got, err = s.TraitChanges(ctx, 0, 100)
 	noErr(t, err, "TraitChanges after erasure")
