@@ -1286,6 +1286,17 @@ func (e *Engine) predicted(ctx context.Context, ps []kith.ProfileInsights) error
 					hit = true
 				}
 			}
+			if hit && w.tracked != nil {
+				// A run predicts from a snapshot: a profile erased since
+				// must not be recorded again in the trait change stream.
+				if _, err := e.store.Canonical(ctx, p.ProfileID); kith.ErrorCode(err) == kith.ENOTFOUND {
+					delete(w.states, p.ProfileID)
+					w.gone[p.ProfileID] = true
+					continue
+				} else if err != nil {
+					return fmt.Errorf("audience: profile %s: %w", p.ProfileID, err)
+				}
+			}
 			if hit {
 				w.touched[p.ProfileID] = 0
 			}

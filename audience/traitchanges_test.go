@@ -145,3 +145,36 @@ func TestTrackedTraitsComparedWithRecordedValues(t *testing.T) {
 		t.Errorf("trait changes %q, want %q", got, want)
 	}
 }
+
+// A prediction handed over after its profile was erased (insight runs
+// predict from a snapshot) records nothing about it.
+func TestPredictionOfAnErasedProfileNotRecorded(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	r.eng.TrackTraits([]string{"churn_risk"})
+	r.append([]kith.Message{r.event("identify", "", "u1", "", r.now, map[string]any{"plan": "pro"})})
+	r.settle()
+	id := firstProfile(t, r)
+	if _, err := r.ix.EraseNow(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.eng.EraseNow(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	r.eng.Predicted([]kith.ProfileInsights{{ProfileID: id, Traits: map[string]json.RawMessage{"churn_risk": json.RawMessage(`0.9`)}}})
+	r.settle()
+	if chs, err := r.store.TraitChanges(ctx, 0, 10); err != nil || len(chs) != 0 {
+		t.Errorf("trait changes after predicting an erased profile: %+v %v, want none", chs, err)
+	}
+}
+
+// firstProfile returns the id of the store's first unified profile, for
+// fixtures with one person.
+func firstProfile(t *testing.T, r *rig) string {
+	t.Helper()
+	ids, err := r.store.ProfileIDs(context.Background(), "", 1)
+	if err != nil || len(ids) != 1 {
+		t.Fatalf("profile ids %v %v", ids, err)
+	}
+	return ids[0]
+}
