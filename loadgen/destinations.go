@@ -822,7 +822,8 @@ func MiB(b int64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 0
 
 // DeliveryReport is one case of the destinations benchmark.
 type DeliveryReport struct {
-	Case string `json:"case"`
+	Case  string `json:"case"`
+	Round int    `json:"round,omitempty"`
 	// Ingest is the load's report (acks, processing).
 	Ingest Report `json:"ingest"`
 	// Backlog: the destinations were paused during the load and resumed

@@ -36,6 +36,10 @@ its arrival at the receiver), and the server's peak resident memory.
   --audience           add one probe event to every request and subscribe
                        the destinations to an audience every probe enters:
                        reports ack → "Audience Entered" arrival
+  --rounds N           run the cases N times in turn (baseline, case, …,
+                       baseline, case, …) and print the medians: on a
+                       shared machine, drift between minutes is larger
+                       than the differences measured
   --backlog            create the destinations paused, ingest everything,
                        wait until it is processed, restart the server
                        (--restart=false: don't), then resume them and time
@@ -61,6 +65,7 @@ type destinationsBench struct {
 	bin             string
 	serverLog       string
 	asJSON          bool
+	rounds          int
 }
 
 // parseDestinationsBench reads the flags of `kith bench destinations`.
@@ -91,6 +96,7 @@ func parseDestinationsBench(args []string, stderr io.Writer) (destinationsBench,
 	fs.StringVar(&b.bin, "kith", "", "the kith binary to run as the server (default: this one)")
 	fs.StringVar(&b.serverLog, "server-log", "", "file for the servers' output (default: discarded unless a case fails)")
 	fs.BoolVar(&b.asJSON, "json", false, "print the reports as JSON")
+	fs.IntVar(&b.rounds, "rounds", 1, "run the cases this many times, in turn, and print the medians (and the medians of the ratios to each round's baseline)")
 	if err := fs.Parse(args); err != nil {
 		return b, err
 	}
@@ -111,6 +117,8 @@ func parseDestinationsBench(args []string, stderr io.Writer) (destinationsBench,
 		return b, fmt.Errorf("kith bench destinations: --destinations must be 0 to 1000")
 	case b.load.Events <= 0 || b.load.BatchSize <= 0 || b.load.Concurrency <= 0 || b.load.Users <= 0:
 		return b, fmt.Errorf("kith bench destinations: --events, --batch, --concurrency and --users must be positive")
+	case b.rounds < 1 || b.rounds > 100:
+		return b, fmt.Errorf("kith bench destinations: --rounds must be 1 to 100")
 	case b.load.Rate < 0:
 		return b, fmt.Errorf("kith bench destinations: --rate must be 0 or positive")
 	case b.webhookBatch < 1 || b.webhookBatch > 1000:
@@ -179,16 +187,29 @@ func benchDestinations(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		b.bin = exe
 	}
+	cases := b.cases()
 	var reports []loadgen.DeliveryReport
-	for _, c := range b.cases() {
-		fmt.Fprintf(stderr, "kith bench destinations: %s …\n", c.name)
-		rep, err := b.runCase(ctx, c, stderr)
-		if err != nil {
-			return fmt.Errorf("kith bench destinations: %s: %w", c.name, err)
+	// byCase[i] holds case i's reports, one per round.
+	byCase := make([][]loadgen.DeliveryReport, len(cases))
+	for round := 1; round <= b.rounds; round++ {
+		for i, c := range cases {
+			fmt.Fprintf(stderr, "kith bench destinations: round %d of %d: %s …\n", round, b.rounds, c.name)
+			rep, err := b.runCase(ctx, c, stderr)
+			if err != nil {
+				return fmt.Errorf("kith bench destinations: %s: %w", c.name, err)
+			}
+			rep.Round = round
+			reports = append(reports, rep)
+			byCase[i] = append(byCase[i], rep)
+			if !b.asJSON {
+				fmt.Fprintln(stdout, rep)
+			}
 		}
-		reports = append(reports, rep)
-		if !b.asJSON {
-			fmt.Fprintln(stdout, rep)
+		if !b.asJSON && b.baseline {
+			for i := 1; i < len(cases); i++ {
+				fmt.Fprintf(stdout, "%s, against the baseline of round %d:\n%s\n", cases[i].name, round,
+					compareDeliveries(byCase[0][round-1], byCase[i][round-1]))
+			}
 		}
 	}
 	if b.asJSON {
@@ -196,13 +217,60 @@ func benchDestinations(ctx context.Context, args []string, stdout, stderr io.Wri
 		enc.SetIndent("", "  ")
 		return enc.Encode(reports)
 	}
-	if b.baseline && len(reports) > 1 {
-		base := reports[0]
-		for _, r := range reports[1:] {
-			fmt.Fprintf(stdout, "%s, against the baseline:\n%s\n", r.Case, compareDeliveries(base, r))
+	if b.rounds > 1 {
+		fmt.Fprintf(stdout, "== medians over %d rounds (ratios: to the baseline of the same round) ==\n", b.rounds)
+		for i, c := range cases {
+			fmt.Fprintf(stdout, "%s\n%s", c.name, medianDeliveries(byCase[0], byCase[i], b.baseline && i > 0))
 		}
 	}
 	return nil
+}
+
+// medianDeliveries renders a case's medians over rounds and, with
+// ratios, the medians of its ratios to the baseline of each round.
+func medianDeliveries(base, rs []loadgen.DeliveryReport, ratios bool) string {
+	median := func(f func(r, base loadgen.DeliveryReport) float64) float64 {
+		var v []float64
+		for i, r := range rs {
+			v = append(v, f(r, base[i]))
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	var s strings.Builder
+	fmt.Fprintf(&s, "  acked %.0f events/s; healthy receivers: delivered min %.0f/s, latency p50 %.1f ms, p99 %.1f ms",
+		median(func(r, _ loadgen.DeliveryReport) float64 { return r.Ingest.AckedPerSec }),
+		median(func(r, _ loadgen.DeliveryReport) float64 { return r.Healthy.MinPerSec }),
+		median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.Latency.P50) }),
+		median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.Latency.P99) }))
+	if rs[0].Healthy.EntryLatency.Count > 0 {
+		fmt.Fprintf(&s, "; audience entries p50 %.1f ms, p99 %.1f ms",
+			median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.EntryLatency.P50) }),
+			median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.EntryLatency.P99) }))
+	}
+	fmt.Fprintf(&s, "; peak RSS %.0f MiB\n", median(func(r, _ loadgen.DeliveryReport) float64 { return float64(r.PeakRSS) / (1 << 20) }))
+	if ratios {
+		ratio := func(x, y float64) float64 {
+			if y == 0 {
+				return 0
+			}
+			return x / y
+		}
+		fmt.Fprintf(&s, "  ratios: acked %.3f, healthy delivery rate min %.3f, latency p50 %.3f, p99 %.3f\n",
+			median(func(r, b loadgen.DeliveryReport) float64 { return ratio(r.Ingest.AckedPerSec, b.Ingest.AckedPerSec) }),
+			median(func(r, b loadgen.DeliveryReport) float64 { return ratio(r.Healthy.MinPerSec, b.Healthy.MinPerSec) }),
+			median(func(r, b loadgen.DeliveryReport) float64 {
+				return ratio(float64(r.Healthy.Latency.P50), float64(b.Healthy.Latency.P50))
+			}),
+			median(func(r, b loadgen.DeliveryReport) float64 {
+				return ratio(float64(r.Healthy.Latency.P99), float64(b.Healthy.Latency.P99))
+			}))
+	}
+	return s.String()
 }
 
 // compareDeliveries states a case as ratios to the baseline of the same

@@ -36,6 +36,7 @@ func TestBenchDestinationsFlags(t *testing.T) {
 		{args: []string{"--events", "0"}, want: "must be positive"},
 		{args: []string{"--rate", "-1"}, want: "0 or positive"},
 		{args: []string{"extra"}, want: `unexpected argument "extra"`},
+		{args: []string{"--rounds", "0"}, want: "1 to 100"},
 	} {
 		b, err := parseDestinationsBench(tc.args, io.Discard)
 		name := "kith bench destinations " + strings.Join(tc.args, " ")
