@@ -2,6 +2,7 @@ package activation
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -82,4 +83,47 @@ func TestCheckMapping(t *testing.T) {
 			t.Errorf("%+v: %v is not EINVALID", c.m, err)
 		}
 	}
+}
+
+// FuzzMappingApply: whatever message a mapping is applied to, it returns
+// a JSON object or an error, never panics, and keeps the messageId and
+// type it cannot touch.
+func FuzzMappingApply(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"track","messageId":"m1","userId":"u1","properties":{"a":{"b":1}},"context":"x"}`,
+		`{"type":"identify","messageId":"m2","traits":{"plan":null},"n":1e400}`,
+		`{}`, `[]`, `null`, `{"properties":[1,2]}`, "{\"a\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	mp, err := newMapper(&kith.Mapping{
+		Drop:   []string{"context.ip", "properties.a.b"},
+		Rename: map[string]string{"userId": "customer.id", "properties.a": "moved", "context": "properties.context"},
+		Set:    map[string]json.RawMessage{"properties.a.c": json.RawMessage(`"set"`), "n": json.RawMessage(`2`)},
+		Traits: map[string]string{"traits.plan": "plan"},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	traits := map[string]json.RawMessage{"plan": json.RawMessage(`"pro"`)}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out, err := mp.apply(body, traits)
+		if err != nil {
+			return
+		}
+		// Numbers as written: 1e700 is JSON, if no float64.
+		g, err := decodeJSON(out)
+		got, ok := g.(map[string]any)
+		if err != nil || !ok || !json.Valid(out) {
+			t.Fatalf("mapped %q into %q, not a JSON object: %v", body, out, err)
+		}
+		if i, err := decodeJSON(body); err == nil {
+			in, _ := i.(map[string]any)
+			for _, k := range fixedFields {
+				if fmt.Sprint(in[k]) != fmt.Sprint(got[k]) {
+					t.Fatalf("%s changed: %q → %q", k, body, out)
+				}
+			}
+		}
+	})
 }
