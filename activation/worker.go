@@ -60,6 +60,10 @@ type Attempt struct {
 	Error    string        `json:"error,omitempty"`
 }
 
+// maxRecorded bounds the profiles a worker remembers having recorded as
+// recipients (a few MB); past it, it starts over.
+const maxRecorded = 50_000
+
 // recentAttempts is how many attempts a worker remembers.
 const recentAttempts = 20
 
@@ -109,6 +113,12 @@ type worker struct {
 	// step records them; after a stop the engine keeps them for the
 	// destination's next worker and for Forget.
 	unrecorded map[string]bool
+	// recorded holds profiles this worker has recorded as recipients
+	// (DestinationUpdate.Recipients), so that later steps do not write
+	// them again: a row per profile per step, on the writer the ack path
+	// shares. A record goes only through Forget, which stops the worker
+	// first; a new worker starts with none. Bounded by maxRecorded.
+	recorded map[string]bool
 
 	mu       sync.Mutex
 	snap     snapshot
@@ -352,7 +362,9 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		return more, nil
 	}
 	for p := range st.recipients {
-		st.u.Recipients = append(st.u.Recipients, p)
+		if !w.recorded[p] {
+			st.u.Recipients = append(st.u.Recipients, p)
+		}
 	}
 	slices.Sort(st.u.Recipients)
 	if err := w.e.store.AdvanceDestination(ctx, w.d.ID, st.u); err != nil {
@@ -363,6 +375,12 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	}
 	w.progress = st.u.Progress
 	w.unrecorded = nil
+	if w.recorded == nil || len(w.recorded)+len(st.u.Recipients) > maxRecorded {
+		w.recorded = make(map[string]bool, len(st.u.Recipients))
+	}
+	for _, p := range st.u.Recipients {
+		w.recorded[p] = true
+	}
 	if !st.failed {
 		w.status.OK()
 	}
