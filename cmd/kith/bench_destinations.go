@@ -242,11 +242,16 @@ func medianDeliveries(base, rs []loadgen.DeliveryReport, ratios bool) string {
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	var s strings.Builder
-	fmt.Fprintf(&s, "  acked %.0f events/s; healthy receivers: delivered min %.0f/s, latency p50 %.1f ms, p99 %.1f ms",
+	fmt.Fprintf(&s, "  acked %.0f events/s, processed %.0f events/s",
 		median(func(r, _ loadgen.DeliveryReport) float64 { return r.Ingest.AckedPerSec }),
-		median(func(r, _ loadgen.DeliveryReport) float64 { return r.Healthy.MinPerSec }),
-		median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.Latency.P50) }),
-		median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.Latency.P99) }))
+		median(func(r, _ loadgen.DeliveryReport) float64 { return r.Ingest.EndToEndPerSec }))
+	receivers := rs[0].Healthy.Receivers > 0
+	if receivers {
+		fmt.Fprintf(&s, "; healthy receivers: delivered min %.0f/s, latency p50 %.1f ms, p99 %.1f ms",
+			median(func(r, _ loadgen.DeliveryReport) float64 { return r.Healthy.MinPerSec }),
+			median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.Latency.P50) }),
+			median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.Latency.P99) }))
+	}
 	if rs[0].Healthy.EntryLatency.Count > 0 {
 		fmt.Fprintf(&s, "; audience entries p50 %.1f ms, p99 %.1f ms",
 			median(func(r, _ loadgen.DeliveryReport) float64 { return ms(r.Healthy.EntryLatency.P50) }),
@@ -260,8 +265,16 @@ func medianDeliveries(base, rs []loadgen.DeliveryReport, ratios bool) string {
 			}
 			return x / y
 		}
-		fmt.Fprintf(&s, "  ratios: acked %.3f, healthy delivery rate min %.3f, latency p50 %.3f, p99 %.3f\n",
+		fmt.Fprintf(&s, "  ratios: acked %.3f, processed %.3f",
 			median(func(r, b loadgen.DeliveryReport) float64 { return ratio(r.Ingest.AckedPerSec, b.Ingest.AckedPerSec) }),
+			median(func(r, b loadgen.DeliveryReport) float64 {
+				return ratio(r.Ingest.EndToEndPerSec, b.Ingest.EndToEndPerSec)
+			}))
+		if !receivers || base[0].Healthy.Receivers == 0 {
+			s.WriteString("\n")
+			return s.String()
+		}
+		fmt.Fprintf(&s, ", healthy delivery rate min %.3f, latency p50 %.3f, p99 %.3f\n",
 			median(func(r, b loadgen.DeliveryReport) float64 { return ratio(r.Healthy.MinPerSec, b.Healthy.MinPerSec) }),
 			median(func(r, b loadgen.DeliveryReport) float64 {
 				return ratio(float64(r.Healthy.Latency.P50), float64(b.Healthy.Latency.P50))

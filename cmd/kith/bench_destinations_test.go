@@ -120,3 +120,27 @@ func TestBenchDestinations(t *testing.T) {
 		tc.check(t, reps)
 	}
 }
+
+func TestMedianDeliveries(t *testing.T) {
+	rep := func(acked float64, receivers int, p99 time.Duration) loadgen.DeliveryReport {
+		r := loadgen.DeliveryReport{Ingest: loadgen.Report{AckedPerSec: acked, EndToEndPerSec: acked}}
+		r.Healthy.Receivers, r.Healthy.MinPerSec, r.Healthy.Latency.P99 = receivers, acked, p99
+		return r
+	}
+	none := []loadgen.DeliveryReport{rep(100, 0, 0), rep(300, 0, 0), rep(200, 0, 0)}
+	ten := []loadgen.DeliveryReport{rep(10, 10, 3*time.Millisecond), rep(60, 10, time.Millisecond), rep(40, 10, 2*time.Millisecond)}
+	got := medianDeliveries(none, none, false)
+	if want := "  acked 200 events/s, processed 200 events/s; peak RSS 0 MiB\n"; got != want {
+		t.Errorf("baseline without receivers:\n%q, want\n%q", got, want)
+	}
+	got = medianDeliveries(none, ten, true)
+	for _, want := range []string{"acked 40 events/s", "delivered min 40/s", "p99 2.0 ms", "ratios: acked 0.200, processed 0.200\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("against a baseline without receivers: %q lacks %q", got, want)
+		}
+	}
+	got = medianDeliveries(ten, ten, true)
+	if !strings.Contains(got, "ratios: acked 1.000, processed 1.000, healthy delivery rate min 1.000, latency p50 0.000, p99 1.000\n") {
+		t.Errorf("against itself: %q", got)
+	}
+}
