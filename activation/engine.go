@@ -107,6 +107,10 @@ type Engine struct {
 	// worker had sent messages about without recording it
 	// (worker.unrecorded), for its next worker.
 	unrecorded map[string]map[string]bool
+	// owners and pages are what the workers share of their
+	// attributions and of the log they read.
+	owners *owners
+	pages  *logPages
 }
 
 // New returns an engine; Start starts its workers.
@@ -134,7 +138,7 @@ func New(cfg Config) (*Engine, error) {
 	return &Engine{
 		cfg: cfg, store: cfg.Store, attr: cfg.Attribution, transport: transport{base: cfg.Transport},
 		now: cfg.Now, log: cfg.Logger, ctx: ctx, cancel: cancel, workers: map[string]*worker{},
-		unrecorded: map[string]map[string]bool{},
+		unrecorded: map[string]map[string]bool{}, owners: newOwners(), pages: newLogPages(),
 	}, nil
 }
 

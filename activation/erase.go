@@ -49,6 +49,8 @@ func (e *Engine) Forget(ctx context.Context, erasure, canonical string, profiles
 	for _, id := range ids {
 		received[id] = true
 	}
+	// Pages of the log in memory may hold the erased events.
+	e.pages.clear()
 	if erasure == "" && len(ids) == 0 {
 		return nil, release, nil // nothing sent about them: nothing held
 	}
@@ -63,6 +65,10 @@ func (e *Engine) Forget(ctx context.Context, erasure, canonical string, profiles
 	}
 	e.holdLocked()
 	release = sync.OnceFunc(e.releaseHold)
+	// Attributions from before the erasure may name the person's
+	// profiles; the workers attribute afresh.
+	e.owners.clear()
+	e.pages.clear()
 	for id, w := range e.workers {
 		w.stop()
 		delete(e.workers, id)

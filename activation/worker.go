@@ -718,7 +718,7 @@ func (w *worker) replayed(ctx context.Context, p kith.DestinationProgress) (read
 // at most) and decides each; their delivery ids end in suffix.
 func (w *worker) readLog(ctx context.Context, from, cursor int64, suffix string) (read, error) {
 	limit := w.e.cfg.BatchSize
-	msgs, err := w.e.store.ReadLog(ctx, from, limit)
+	msgs, err := w.e.pages.read(ctx, w.e.store.ReadLog, from, limit)
 	if err != nil {
 		return read{}, fmt.Errorf("destination %s: reading the log after %d: %w", w.d.Name, from, err)
 	}
@@ -740,7 +740,9 @@ func (w *worker) readLog(ctx context.Context, from, cursor int64, suffix string)
 		}
 		rd.items = append(rd.items, it)
 	}
-	owners, err := w.e.attr.Owners(ctx, w.e.store, selected)
+	owners, err := w.e.owners.attribute(ctx, func(ctx context.Context, ms []kith.Message) ([]string, error) {
+		return w.e.attr.Owners(ctx, w.e.store, ms)
+	}, selected)
 	if err != nil {
 		return read{}, fmt.Errorf("destination %s: attributing events: %w", w.d.Name, err)
 	}
