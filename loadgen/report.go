@@ -112,6 +112,14 @@ type Report struct {
 	// Error is the first failure seen, if any: a non-2xx answer, a transport
 	// error, or the reason the run stopped early.
 	Error string `json:"error,omitempty"`
+
+	// RSS and PeakRSS are the resident memory of the process that served
+	// the run, at its end and at its highest (VmRSS, VmHWM), when the
+	// caller measured them (0: not measured). RSSNote says what that
+	// process held beside the server.
+	RSS     int64  `json:"rss_bytes,omitempty"`
+	PeakRSS int64  `json:"peak_rss_bytes,omitempty"`
+	RSSNote string `json:"rss_note,omitempty"`
 }
 
 // String renders the report as a short, aligned, human-readable summary.
@@ -165,6 +173,13 @@ func (r Report) String() string {
 	if r.WaitProcessed && !r.Null && r.ServerAccepted < r.Acked {
 		fmt.Fprintf(&b, "warning    the server accepted %s of %s acked events; reusing a seed against the same server makes messageIds repeat\n",
 			count(r.ServerAccepted), count(r.Acked))
+	}
+	if r.PeakRSS > 0 {
+		note := ""
+		if r.RSSNote != "" {
+			note = " (" + r.RSSNote + ")"
+		}
+		fmt.Fprintf(&b, "memory     resident %s at the end, peak %s%s\n", bytesText(r.RSS), bytesText(r.PeakRSS), note)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "error      %s\n", r.Error)

@@ -90,6 +90,9 @@ func TestReportString(t *testing.T) {
 		{"not processed", func(r *Report) { r.Processed, r.ServerAccepted, r.Error = false, 1500, "boom" }, []string{
 			"processed  not reached", "accepted 1,500 of 2,000 acked", "error      boom",
 		}},
+		{"memory", func(r *Report) { r.RSS, r.PeakRSS, r.RSSNote = 300<<20, 1<<30, "shared" }, []string{
+			"memory     resident 300.0 MiB at the end, peak 1.00 GiB (shared)",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -104,6 +104,10 @@ type Config struct {
 	Null bool
 	// Timeout bounds the whole run, waiting for processing included.
 	Timeout time.Duration
+	// Duration, when set, ends the sending after this long (with Rate:
+	// no batch due later is sent); Events is then a cap, and the report
+	// counts the events sent.
+	Duration time.Duration
 }
 
 // withDefaults fills zero fields and validates the result.
@@ -273,10 +277,21 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 	gen := NewGenerator(cfg.Seed, cfg.Users, start)
 	batches := make(chan batch, 2*cfg.Concurrency)
 	produced := make(chan struct{})
+	events := cfg.Events // sent in all: fewer when Duration ends the run
 	go func() {
 		defer close(produced)
 		defer close(batches)
 		for i := range nb {
+			if d := cfg.Duration; d > 0 {
+				due := time.Since(start)
+				if cfg.Rate > 0 {
+					due = time.Duration(float64(i*cfg.BatchSize) / cfg.Rate * float64(time.Second))
+				}
+				if due >= d {
+					events = i * cfg.BatchSize
+					return
+				}
+			}
 			n := min(cfg.BatchSize, cfg.Events-i*cfg.BatchSize)
 			body, ids := gen.appendBatch(make([]byte, 0, n*450+16), n, nil)
 			select {
@@ -304,6 +319,7 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 	}
 	wg.Wait()
 	<-produced
+	rep.Events = events
 	stopReads()
 	readWG.Wait()
 
@@ -360,12 +376,12 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 
 	switch {
 	case ctx.Err() != nil:
-		return rep, fmt.Errorf("loadgen: run stopped with %d of %d events acknowledged: %w", rep.Acked, cfg.Events, ctx.Err())
-	case rep.Acked < int64(cfg.Events):
+		return rep, fmt.Errorf("loadgen: run stopped with %d of %d events acknowledged: %w", rep.Acked, events, ctx.Err())
+	case rep.Acked < int64(events):
 		if firstErr == nil {
 			firstErr = errors.New("no answer recorded")
 		}
-		return rep, fmt.Errorf("loadgen: %d of %d events not acknowledged; first failure: %w", int64(cfg.Events)-rep.Acked, cfg.Events, firstErr)
+		return rep, fmt.Errorf("loadgen: %d of %d events not acknowledged; first failure: %w", int64(events)-rep.Acked, events, firstErr)
 	}
 	if firstErr != nil {
 		// Every batch got through in the end, but say what went wrong.

@@ -325,3 +325,19 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal("no seed chosen")
 	}
 }
+
+// A run bounded by time sends the batches due before its end (paced:
+// exactly those), and reports and checks the events it sent, not the cap.
+func TestRunDuration(t *testing.T) {
+	ns := NewNullServer()
+	srv := httptest.NewServer(ns)
+	defer srv.Close()
+	cfg := Config{Target: srv.URL, WriteKey: "wk", Seed: 7, Timeout: 30 * time.Second,
+		Events: 1_000_000, BatchSize: 100, Concurrency: 2, Rate: 10000, Duration: 300 * time.Millisecond, ReadRate: -1}
+	rep, err := Run(context.Background(), cfg)
+	noError(t, err)
+	// Batches due at 0, 10 ms, … 290 ms: 30 of 100 events.
+	equal(t, "events", int64(rep.Events), 3000)
+	equal(t, "acked", rep.Acked, 3000)
+	equal(t, "decoded by the server", ns.Items(), 3000)
+}

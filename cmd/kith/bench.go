@@ -44,6 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.Gzip, "gzip", false, "gzip request bodies")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "offered events/s for the Kith run (0 = as fast as possible); e.g. 50000 to check that processing keeps up")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "payload seed (0 = random)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "end each run's sending after this long (e.g. 10m; --events is then a cap): a sustained run bounded by time")
 	pg := fs.String("postgres", "", "run Kith on this PostgreSQL database instead of a fresh embedded store")
 	data := fs.String("data", "", "embedded data directory (default: a fresh temporary one)")
 	skipNull := fs.Bool("skip-null", false, "skip the null-server ceiling run")
@@ -117,6 +118,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kc := cfg
 	kc.Target, kc.WriteKey, kc.AdminToken, kc.WaitProcessed = target, src.WriteKey, token, true
 	full, err := loadgen.Run(ctx, kc)
+	measureRSS(&full)
 	reports["kith"] = full
 	if !*asJSON {
 		store := "embedded"
@@ -143,6 +145,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		hc.Rate = full.AckedPerSec / 2
 		hc.Seed = 0 // fresh messageIds
 		half, err := loadgen.Run(ctx, hc)
+		measureRSS(&half)
 		reports["kith_half_rate"] = half
 		if !*asJSON {
 			fmt.Fprintf(stdout, "== kith at half the peak rate (%.0f events/s) ==\n%s\n", hc.Rate, half)
@@ -160,6 +163,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return enc.Encode(reports)
 	}
 	return nil
+}
+
+// measureRSS records this process's resident memory in rep: the server
+// runs in it, beside the load generator.
+func measureRSS(rep *loadgen.Report) {
+	rss, peak, err := loadgen.ProcessRSS(os.Getpid())
+	if err != nil || peak == 0 {
+		return // not Linux: nothing to report
+	}
+	rep.RSS, rep.PeakRSS, rep.RSSNote = rss, peak, "the server and the load generator share this process; peak since it started"
 }
 
 // startCPUProfile writes a CPU profile to path until the returned function
