@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -51,6 +52,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	skipHalf := fs.Bool("skip-half", false, "skip the half-rate latency run")
 	asJSON := fs.Bool("json", false, "print the reports as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the Kith runs to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile (what is live, after a collection) to this file when the full-speed Kith run has processed everything")
 	defs := fs.Bool("definitions", false, "define 20 computed traits and 50 audiences before the Kith runs, and report the audience engine's lag")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -119,6 +121,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	kc.Target, kc.WriteKey, kc.AdminToken, kc.WaitProcessed = target, src.WriteKey, token, true
 	full, err := loadgen.Run(ctx, kc)
 	measureRSS(&full)
+	if perr := writeHeapProfile(*memProfile); perr != nil {
+		return perr
+	}
 	reports["kith"] = full
 	if !*asJSON {
 		store := "embedded"
@@ -173,6 +178,24 @@ func measureRSS(rep *loadgen.Report) {
 		return // not Linux: nothing to report
 	}
 	rep.RSS, rep.PeakRSS, rep.RSSNote = rss, peak, "the server and the load generator share this process; peak since it started"
+}
+
+// writeHeapProfile writes what is live on the heap, after a collection,
+// to path; an empty path writes nothing.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("--memprofile: %w", err)
+	}
+	return f.Close()
 }
 
 // startCPUProfile writes a CPU profile to path until the returned function
