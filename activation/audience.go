@@ -52,7 +52,7 @@ func (w *worker) sync(ctx context.Context, st *step) (more bool, err error) {
 	for i, m := range ms {
 		it := item{seq: int64(i)}
 		ch := kith.MembershipChange{Audience: audience, ProfileID: m.ProfileID, Entered: true, At: now}
-		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, fmt.Sprintf("dlv_%s_s%d_%s", w.d.ID, p.Sync, shortID(m.ProfileID)), 0)
+		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, fmt.Sprintf("dlv_%s_s%d_%s", w.d.ID, p.Sync, shortID(m.ProfileID)))
 		if err != nil {
 			return false, err
 		}
@@ -103,7 +103,7 @@ func (w *worker) changes(ctx context.Context) (read, error) {
 			rd.items = append(rd.items, it)
 			continue
 		}
-		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, deliveryID(w.d.ID, 'c', ch.Seq), ch.Seq)
+		d, reason, err := w.audienceDelivery(ctx, allowed, people, ch, deliveryID(w.d.ID, 'c', ch.Seq))
 		if err != nil {
 			return read{}, err
 		}
@@ -113,17 +113,20 @@ func (w *worker) changes(ctx context.Context) (read, error) {
 	return rd, nil
 }
 
-// audienceDelivery decides one entry or exit: the message about its
-// profile (keyed by the canonical profile, so that it keeps its place
-// among the profile's messages), or why it is filtered. people caches
-// the profiles read in one step.
-func (w *worker) audienceDelivery(ctx context.Context, allowed func(context.Context, string) (bool, error), people map[string]person,
-	ch kith.MembershipChange, id string, seq int64) (*kith.Delivery, string, error) {
-	canonical, err := w.e.store.Canonical(ctx, ch.ProfileID)
+// profileMessage decides one message about a profile (an audience
+// entry or exit, a trait change): the delivery, keyed by the canonical
+// profile so that it keeps its place among the profile's messages, with
+// the body build makes for the person as a receiver knows them and the
+// destination's mapping applied; or why it is filtered (the profile is
+// gone, or has not granted the destination's consent). people caches the
+// persons read in one step.
+func (w *worker) profileMessage(ctx context.Context, allowed func(context.Context, string) (bool, error), people map[string]person,
+	profileID, id, kind string, build func(person) ([]byte, error)) (*kith.Delivery, string, error) {
+	canonical, err := w.e.store.Canonical(ctx, profileID)
 	if kith.ErrorCode(err) == kith.ENOTFOUND {
 		return nil, FilteredNoProfile, nil
 	} else if err != nil {
-		return nil, "", fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
+		return nil, "", fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, profileID, err)
 	}
 	ok, err := allowed(ctx, canonical)
 	if err != nil {
@@ -139,14 +142,22 @@ func (w *worker) audienceDelivery(ctx context.Context, allowed func(context.Cont
 		}
 		people[canonical] = p
 	}
-	body, err := audienceMessage(w.d.AudienceAs, id, ch, p)
+	body, err := build(p)
 	if err == nil {
 		body, err = w.mapped(ctx, body, canonical)
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("destination %s: audience message %s: %w", w.d.Name, id, err)
+		return nil, "", fmt.Errorf("destination %s: message %s: %w", w.d.Name, id, err)
 	}
-	return &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Seq: seq, Kind: kindAudience, Body: body}, "", nil
+	return &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Kind: kind, Body: body}, "", nil
+}
+
+// audienceDelivery decides one entry or exit (profileMessage).
+func (w *worker) audienceDelivery(ctx context.Context, allowed func(context.Context, string) (bool, error), people map[string]person,
+	ch kith.MembershipChange, id string) (*kith.Delivery, string, error) {
+	return w.profileMessage(ctx, allowed, people, ch.ProfileID, id, kindAudience, func(p person) ([]byte, error) {
+		return audienceMessage(w.d.AudienceAs, id, ch, p)
+	})
 }
 
 // timeFormat is how collect writes the times of stored messages, so the

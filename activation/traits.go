@@ -35,39 +35,14 @@ func (w *worker) traitChanges(ctx context.Context) (read, error) {
 			rd.items = append(rd.items, it)
 			continue
 		}
-		canonical, err := w.e.store.Canonical(ctx, ch.ProfileID)
-		if kith.ErrorCode(err) == kith.ENOTFOUND {
-			it.reason = FilteredNoProfile
-			rd.items = append(rd.items, it)
-			continue
-		} else if err != nil {
-			return read{}, fmt.Errorf("destination %s: resolving profile %s: %w", w.d.Name, ch.ProfileID, err)
-		}
-		ok, err := allowed(ctx, canonical)
+		id := deliveryID(w.d.ID, 't', ch.Seq)
+		d, reason, err := w.profileMessage(ctx, allowed, people, ch.ProfileID, id, kindTrait, func(p person) ([]byte, error) {
+			return traitMessage(id, ch, p)
+		})
 		if err != nil {
 			return read{}, err
 		}
-		if !ok {
-			it.reason = FilteredConsent
-			rd.items = append(rd.items, it)
-			continue
-		}
-		p, seen := people[canonical]
-		if !seen {
-			if p, err = w.person(ctx, canonical); err != nil {
-				return read{}, err
-			}
-			people[canonical] = p
-		}
-		id := deliveryID(w.d.ID, 't', ch.Seq)
-		body, err := traitMessage(id, ch, p)
-		if err == nil {
-			body, err = w.mapped(ctx, body, canonical)
-		}
-		if err != nil {
-			return read{}, fmt.Errorf("destination %s: trait change %d: %w", w.d.Name, ch.Seq, err)
-		}
-		it.d = &kith.Delivery{ID: id, Destination: w.d.ID, Key: canonical, Seq: ch.Seq, Kind: kindTrait, Body: body}
+		it.d, it.reason = d, reason
 		rd.items = append(rd.items, it)
 	}
 	return rd, nil
