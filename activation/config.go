@@ -462,3 +462,20 @@ func checkHeaders(field string, h map[string]string) (http.Header, error) {
 func isTokenChar(r rune) bool {
 	return r < 0x7f && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r))
 }
+
+// FilterParts says what an event filter restricts, for the CLI and the
+// console to word: each list that is not empty, as its name (types,
+// events, sources) and its items; none for a filter that selects every
+// accepted event.
+func FilterParts(f kith.EventFilter) [][2]string {
+	var out [][2]string
+	for _, p := range []struct {
+		what string
+		list []string
+	}{{"types", f.Types}, {"events", f.Events}, {"sources", f.Sources}} {
+		if len(p.list) > 0 {
+			out = append(out, [2]string{p.what, strings.Join(p.list, ", ")})
+		}
+	}
+	return out
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/activation"
 	"github.com/kithcdp/kith/httpapi"
 )
 
@@ -100,13 +101,8 @@ func destinationEvents(d httpapi.DestinationView) string {
 		return "none"
 	}
 	var parts []string
-	for _, p := range []struct {
-		what string
-		list []string
-	}{{"types", f.Types}, {"events", f.Events}, {"sources", f.Sources}} {
-		if len(p.list) > 0 {
-			parts = append(parts, p.what+" "+strings.Join(p.list, ", "))
-		}
+	for _, p := range activation.FilterParts(*f) {
+		parts = append(parts, p[0]+" "+p[1])
 	}
 	if len(parts) == 0 {
 		return "all"
