@@ -302,34 +302,8 @@ func (d *DeliveryRun) Ingest(ctx context.Context) (Report, error) {
 		return rep, err
 	default:
 	}
-	last := start
-	var lat []time.Duration
-	var firstErr error
-	for i := range senders {
-		s := &senders[i]
-		lat = append(lat, s.lat...)
-		rep.Sent += s.sent
-		rep.Acked += s.acked
-		rep.Batches += s.batches
-		rep.WireBytes += s.wire
-		rep.Status2xx += s.ok
-		rep.Status429 += s.tooMany
-		rep.StatusOther += s.other
-		rep.TransportErrors += s.transport
-		rep.Retries += s.retries
-		if s.last.After(last) {
-			last = s.last
-		}
-		if firstErr == nil {
-			firstErr = s.err
-		}
-	}
+	firstErr := mergeSenders(&rep, senders, start)
 	rep.MeanEventBytes = gen.MeanEventBytes()
-	rep.Wall = last.Sub(start)
-	if rep.Wall > 0 {
-		rep.AckedPerSec = float64(rep.Acked) / rep.Wall.Seconds()
-	}
-	rep.Ack = summarize(lat)
 	if ctx.Err() != nil || rep.Acked < int64(d.ids) {
 		if firstErr == nil {
 			firstErr = cmpOr(ctx.Err(), errors.New("no answer recorded"))

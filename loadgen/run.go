@@ -323,40 +323,8 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 	stopReads()
 	readWG.Wait()
 
-	// Merge the private tallies.
-	last := start
-	var firstErr error
-	var firstAt time.Time
-	total := 0
-	for i := range senders {
-		total += len(senders[i].lat)
-	}
-	lat := make([]time.Duration, 0, total)
-	for i := range senders {
-		s := &senders[i]
-		lat = append(lat, s.lat...)
-		rep.Sent += s.sent
-		rep.Acked += s.acked
-		rep.Batches += s.batches
-		rep.WireBytes += s.wire
-		rep.Status2xx += s.ok
-		rep.Status429 += s.tooMany
-		rep.StatusOther += s.other
-		rep.TransportErrors += s.transport
-		rep.Retries += s.retries
-		if s.last.After(last) {
-			last = s.last
-		}
-		if s.err != nil && (firstErr == nil || s.errAt.Before(firstAt)) {
-			firstErr, firstAt = s.err, s.errAt
-		}
-	}
+	firstErr := mergeSenders(&rep, senders, start)
 	rep.MeanEventBytes = gen.MeanEventBytes()
-	rep.Wall = last.Sub(start)
-	if rep.Wall > 0 {
-		rep.AckedPerSec = float64(rep.Acked) / rep.Wall.Seconds()
-	}
-	rep.Ack = summarize(lat)
 
 	var readLat []time.Duration
 	var readErr error
@@ -402,6 +370,45 @@ func (r *runner) run(ctx context.Context) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// mergeSenders adds the senders' private tallies to rep: counts, the
+// wall time from start to the last ack, the acked rate and the ack
+// latencies; it returns the earliest failure any sender saw.
+func mergeSenders(rep *Report, senders []senderStats, start time.Time) error {
+	last := start
+	var firstErr error
+	var firstAt time.Time
+	total := 0
+	for i := range senders {
+		total += len(senders[i].lat)
+	}
+	lat := make([]time.Duration, 0, total)
+	for i := range senders {
+		s := &senders[i]
+		lat = append(lat, s.lat...)
+		rep.Sent += s.sent
+		rep.Acked += s.acked
+		rep.Batches += s.batches
+		rep.WireBytes += s.wire
+		rep.Status2xx += s.ok
+		rep.Status429 += s.tooMany
+		rep.StatusOther += s.other
+		rep.TransportErrors += s.transport
+		rep.Retries += s.retries
+		if s.last.After(last) {
+			last = s.last
+		}
+		if s.err != nil && (firstErr == nil || s.errAt.Before(firstAt)) {
+			firstErr, firstAt = s.err, s.errAt
+		}
+	}
+	rep.Wall = last.Sub(start)
+	if rep.Wall > 0 {
+		rep.AckedPerSec = float64(rep.Acked) / rep.Wall.Seconds()
+	}
+	rep.Ack = summarize(lat)
+	return firstErr
 }
 
 // send posts the batches it receives until the channel closes.
