@@ -772,7 +772,7 @@ func (w *worker) readLog(ctx context.Context, from, cursor int64, suffix string)
 		if err != nil {
 			return read{}, fmt.Errorf("destination %s: event %d: %w", w.d.Name, m.Seq, err)
 		}
-		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq) + suffix, Destination: w.d.ID, Key: key, Seq: m.Seq, Kind: kindEvent, Body: body}
+		it.d = &kith.Delivery{ID: deliveryID(w.d.ID, 'e', m.Seq) + suffix, Destination: w.d.ID, Key: key, Kind: kindEvent, Body: body}
 	}
 	return rd, nil
 }
