@@ -77,6 +77,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("demo.json: %v %s", err, b)
 	}
 	consoleDestinations(t, &server{t: t, URL: base, token: token})
+	consoleErasure(t, &server{t: t, URL: base, token: token})
 	artifacts := os.Getenv("KITH_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join("..", "artifacts")
@@ -171,6 +172,13 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS("#dead")))
 		failingText = text("main")
 		shots["console-destination-"+width.name+".png"] = shot()
+		step("the privacy page at "+width.name+" width",
+			chromedp.Navigate(base+"/privacy"),
+			chromedp.WaitVisible(chromedp.CSS("#erasures")))
+		if privacyText := text("section[aria-labelledby=erasures]"); !strings.Contains(privacyText, "crm-hook: sent") {
+			t.Errorf("the privacy page does not show the deletion sent to crm-hook:\n%s", privacyText)
+		}
+		shots["console-privacy-"+width.name+".png"] = shot()
 	}
 	for _, want := range []string{"crm-hook", "ads-sync", "webhook", "running", "failing", "HTTP 500 Internal Server Error: receiver down", "Events: all events",
 		"Consent: Advertising", "advertising_ok", "consent 1"} {
@@ -274,5 +282,33 @@ func consoleDestinations(t *testing.T, s *server) {
 			t.Fatalf("the destinations did not get their requests in a minute: crm-hook %+v, ads-sync %+v", crm, ads)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// consoleErasure erases dest-c, whose event crm-hook received (ads-sync
+// left it out for want of consent), and waits until the erasure is
+// finished and crm-hook has acknowledged the deletion.
+func consoleErasure(t *testing.T, s *server) {
+	t.Helper()
+	var era struct {
+		ID string `json:"id"`
+	}
+	s.adminJSON(t, http.MethodPost, "/v1/privacy/erasures", map[string]any{"identifier": "user_id:dest-c"}, http.StatusAccepted, &era)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var got struct {
+			Status       string `json:"status"`
+			Destinations []struct {
+				Name, Status string
+			} `json:"destinations"`
+		}
+		s.adminJSON(t, http.MethodGet, "/v1/privacy/erasures/"+era.ID, nil, http.StatusOK, &got)
+		if got.Status == "finished" && len(got.Destinations) == 1 && got.Destinations[0].Name == "crm-hook" && got.Destinations[0].Status == "sent" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the erasure of dest-c: %+v, want finished with its deletion sent to crm-hook alone", got)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
