@@ -30,7 +30,7 @@ func webhook(id, name string) kith.Destination {
 		Traits:     []string{"ltv", "churn_risk"},
 		Consent:    []string{"Advertising", "Analytics"},
 		Mapping: &kith.Mapping{Drop: []string{"context.ip"}, Rename: map[string]string{"userId": "customer_id"},
-			Set: map[string]json.RawMessage{"meta.v": json.RawMessage(`{"n":12345678901234567890}`)}, Traits: map[string]string{"meta.plan": "plan"}},
+			Set: map[string]json.RawMessage{"meta.v": json.RawMessage(`{"n":12345678901234567890}`), "meta.big": json.RawMessage(`1e400`), "meta.nul": json.RawMessage(`"a\u0000b"`)}, Traits: map[string]string{"meta.plan": "plan"}},
 		RateLimit: 12.5,
 		CreatedAt: at(1).In(time.FixedZone("CET", 3600)),
 	}
