@@ -432,7 +432,9 @@ func (s *Service) Erasure(ctx context.Context, id string) (kith.Erasure, error) 
 	if err != nil {
 		return e, err
 	}
-	return s.withDeletions(ctx, e)
+	list := []kith.Erasure{e}
+	err = s.withDeletions(ctx, list)
+	return list[0], err
 }
 
 // Erasures lists the latest erasure requests, newest first, with how
@@ -442,24 +444,31 @@ func (s *Service) Erasures(ctx context.Context, limit int) ([]kith.Erasure, erro
 	if err != nil {
 		return nil, err
 	}
-	for i := range list {
-		if list[i], err = s.withDeletions(ctx, list[i]); err != nil {
-			return nil, err
-		}
-	}
-	return list, nil
+	return list, s.withDeletions(ctx, list)
 }
 
-func (s *Service) withDeletions(ctx context.Context, e kith.Erasure) (kith.Erasure, error) {
-	if s.Destinations == nil || len(e.Destinations) == 0 {
-		return e, nil
+// withDeletions reads how the deletions of the erasures in list are
+// doing, all in one call to the destinations.
+func (s *Service) withDeletions(ctx context.Context, list []kith.Erasure) error {
+	if s.Destinations == nil {
+		return nil
 	}
-	eds, err := s.Destinations.DeletionStatus(ctx, e.Destinations)
+	var all []kith.ErasureDestination
+	for _, e := range list {
+		all = append(all, e.Destinations...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	eds, err := s.Destinations.DeletionStatus(ctx, all)
 	if err != nil {
-		return e, fmt.Errorf("privacy: erasure %s: %w", e.ID, err)
+		return fmt.Errorf("privacy: the erasures' deletions: %w", err)
 	}
-	e.Destinations = eds
-	return e, nil
+	for i := range list {
+		n := len(list[i].Destinations)
+		list[i].Destinations, eds = eds[:n:n], eds[n:]
+	}
+	return nil
 }
 
 // resolve finds the unified profile an identifier key belongs to and the
