@@ -311,12 +311,6 @@ type State struct {
 	Running bool   `json:"running"`
 	// Progress is the position the worker has recorded.
 	Progress kith.DestinationProgress `json:"progress"`
-	// Behind is how many log positions the indexer has applied that the
-	// destination has not yet handled (events, give or take erased ones).
-	Behind int64 `json:"behind"`
-	// Lag is how long ago the last event it handled arrived, while it is
-	// behind (0 when it is not).
-	Lag time.Duration `json:"lag"`
 	// Pending counts the deliveries waiting for a retry, or behind one.
 	Pending int `json:"pending"`
 	// NextRetry is when the next one is due (zero when none).
@@ -344,12 +338,6 @@ func (e *Engine) State(id string) (s State, ok bool) {
 		ID: w.d.ID, Name: w.d.Name, Running: true, Progress: w.snap.progress, Pending: w.snap.pending,
 		NextRetry: w.snap.nextRetry, Waiting: w.snap.waiting, Health: w.status.Health(),
 		Attempts: slices.Clone(w.attempts),
-	}
-	if cursor := e.cfg.Cursor(); cursor > s.Progress.LogSeq && w.d.Events != nil {
-		s.Behind = cursor - s.Progress.LogSeq
-		if !w.snap.lastSeen.IsZero() {
-			s.Lag = max(e.now().Sub(w.snap.lastSeen), 0)
-		}
 	}
 	return s, true
 }

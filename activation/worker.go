@@ -132,8 +132,6 @@ type snapshot struct {
 	pending   int
 	waiting   bool
 	nextRetry time.Time
-	// lastSeen is the arrival time of the last event handled.
-	lastSeen time.Time
 }
 
 func newWorker(e *Engine, d kith.Destination) *worker {
@@ -281,7 +279,7 @@ func (w *worker) load(ctx context.Context) error {
 		heap.Push(&w.due, dueKey{at: q[0].NextAt, key: key})
 	}
 	w.loaded = true
-	w.publish(time.Time{})
+	w.publish()
 	return nil
 }
 
@@ -313,7 +311,6 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if more, err = w.retryDue(ctx, st, now); err != nil {
 		return false, err
 	}
-	var lastSeen time.Time
 	p := &st.u.Progress
 	streams := []struct {
 		read func(context.Context) (read, error)
@@ -350,15 +347,12 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 		}
 		*s.pos = rd.reached(*s.pos, handled)
 		more = more || rd.full && handled == len(rd.items)
-		if s.pos == &p.LogSeq && handled > 0 {
-			lastSeen = rd.items[handled-1].seen
-		}
 	}
 	if p.ReplayTo > 0 && !p.Replaying() {
 		p.ReplayAt, p.ReplayTo, p.ReplayID = 0, 0, 0 // the replay is over
 	}
 	if st.empty(w.progress) {
-		w.publish(lastSeen)
+		w.publish()
 		return more, nil
 	}
 	for p := range st.recipients {
@@ -384,7 +378,7 @@ func (w *worker) step(ctx context.Context) (more bool, err error) {
 	if !st.failed {
 		w.status.OK()
 	}
-	w.publish(lastSeen)
+	w.publish()
 	return more, nil
 }
 
@@ -447,13 +441,11 @@ func (s *step) empty(from kith.DestinationProgress) bool {
 }
 
 // item is one message read from a stream: sent (d) or filtered (reason)
-// or skipped (neither: not subscribed, and not counted). seen is when an
-// event arrived (zero for an audience change).
+// or skipped (neither: not subscribed, and not counted).
 type item struct {
 	seq    int64
 	d      *kith.Delivery
 	reason string
-	seen   time.Time
 }
 
 // retryDue retries the deliveries whose time has come, each alone, at
@@ -732,7 +724,7 @@ func (w *worker) readLog(ctx context.Context, from, cursor int64, suffix string)
 			rd.full = false
 			break
 		}
-		it := item{seq: m.Seq, seen: m.ReceivedAt}
+		it := item{seq: m.Seq}
 		if selects(w.d.Events, m) {
 			selected = append(selected, m)
 		} else {
@@ -859,7 +851,7 @@ func (w *worker) record(a Attempt) {
 }
 
 // publish makes the worker goroutine's state visible to State.
-func (w *worker) publish(lastSeen time.Time) {
+func (w *worker) publish() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.snap.progress = w.progress
@@ -868,9 +860,6 @@ func (w *worker) publish(lastSeen time.Time) {
 	w.snap.nextRetry = time.Time{}
 	if w.due.Len() > 0 {
 		w.snap.nextRetry = w.due[0].at
-	}
-	if !lastSeen.IsZero() {
-		w.snap.lastSeen = lastSeen
 	}
 }
 
