@@ -358,7 +358,11 @@ func (f *createFlags) run(ctx context.Context, c *client, pos []string, asJSON b
 	if len(d.Consent) > 0 {
 		fmt.Fprintf(stdout, ", consent %s", strings.Join(d.Consent, ", "))
 	}
-	fmt.Fprintln(stdout, "\nIt receives what happens from now on.")
+	if len(d.Audiences) > 0 {
+		fmt.Fprintln(stdout, "\nIt receives the current members of its audiences first, then what happens from now on.")
+	} else {
+		fmt.Fprintln(stdout, "\nIt receives what happens from now on.")
+	}
 	if d.Secret != "" {
 		fmt.Fprintf(stdout, "signing secret: %s\nThe signing secret is shown only now; store it safely.\n", d.Secret)
 	}

@@ -34,7 +34,8 @@ func TestCLIDestinations(t *testing.T) {
 		t.Fatalf("create: %v\n%s", err, out)
 	}
 	m := regexp.MustCompile(`signing secret: (whsec_\S+)`).FindStringSubmatch(out)
-	if m == nil || !strings.Contains(out, "destination hook (dst_") || !strings.Contains(out, "events all, audiences buyers, vips, traits ltv, consent Marketing") {
+	if m == nil || !strings.Contains(out, "destination hook (dst_") || !strings.Contains(out, "events all, audiences buyers, vips, traits ltv, consent Marketing") ||
+		!strings.Contains(out, "current members of its audiences first") {
 		t.Fatalf("create printed:\n%s", out)
 	}
 	secret := m[1]
