@@ -36,7 +36,21 @@ type lags struct {
 	mu   sync.Mutex
 	ring []int64
 	next int
+	// last is the latest summary and when it was computed: a summary
+	// sorts the whole ring, so one is reused for lagSummaryAge rather
+	// than recomputed for every poll of /v1/stats.
+	last    lagSummary
+	lastAt  time.Time
+	lastLen int
 }
+
+type lagSummary struct {
+	p50, p99, max float64
+	n             int
+}
+
+// lagSummaryAge is how long a computed summary serves.
+const lagSummaryAge = time.Second
 
 func (l *lags) add(d time.Duration) {
 	l.mu.Lock()
@@ -51,6 +65,11 @@ func (l *lags) add(d time.Duration) {
 
 func (l *lags) percentiles() (p50, p99, mx float64, n int) {
 	l.mu.Lock()
+	if len(l.ring) == l.lastLen && time.Since(l.lastAt) < lagSummaryAge {
+		r := l.last
+		l.mu.Unlock()
+		return r.p50, r.p99, r.max, r.n
+	}
 	s := slices.Clone(l.ring)
 	l.mu.Unlock()
 	if len(s) == 0 {
@@ -58,7 +77,11 @@ func (l *lags) percentiles() (p50, p99, mx float64, n int) {
 	}
 	slices.Sort(s)
 	at := func(q float64) float64 { return float64(s[min(len(s)-1, int(q*float64(len(s))))]) / 1000 }
-	return at(0.50), at(0.99), float64(s[len(s)-1]) / 1000, len(s)
+	r := lagSummary{p50: at(0.50), p99: at(0.99), max: float64(s[len(s)-1]) / 1000, n: len(s)}
+	l.mu.Lock()
+	l.last, l.lastAt, l.lastLen = r, time.Now(), len(s)
+	l.mu.Unlock()
+	return r.p50, r.p99, r.max, r.n
 }
 
 // Status reports the engine's progress and real-time lag.

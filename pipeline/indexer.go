@@ -75,6 +75,11 @@ type Indexer struct {
 	owner    map[kith.IdentKey]string
 	parent   map[string]string
 	maxCache int
+	// maxProfiles bounds idents: past it, idents is dropped (with the
+	// store caught up) and reloads a profile at a time as needed. Most
+	// events bring only identifiers their profile already has, which need
+	// no limits check and so no idents entry.
+	maxProfiles int
 	// seen holds, per identifier, the first/last-seen times this indexer
 	// has written (unix µs). An event inside [first, last+lastSeenSlack] does
 	// not rewrite the row: last seen is kept to within a minute.
@@ -144,7 +149,10 @@ type Config struct {
 	// MaxCache bounds the cached identifiers; the cache is dropped when it
 	// grows past it (the store stays the source of truth).
 	MaxCache int
-	Logger   *slog.Logger
+	// MaxProfiles bounds the profiles whose identifiers are cached for
+	// the identity rules' limits checks (default MaxCache/20).
+	MaxProfiles int
+	Logger      *slog.Logger
 	// Rules returns the identity rules in force (identity.Current's Load,
 	// shared with everyone else who reads identifiers); nil means
 	// identity.DefaultRules. They are loaded once per batch: rules
@@ -183,6 +191,9 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	if cfg.MaxCache <= 0 {
 		cfg.MaxCache = 2_000_000
 	}
+	if cfg.MaxProfiles <= 0 {
+		cfg.MaxProfiles = max(cfg.MaxCache/20, 1)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -191,7 +202,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	return &Indexer{
 		attr: attr, rules: attr.Rules(), observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
 		store: store, keyer: keyer, batchSize: cfg.BatchSize, log: cfg.Logger,
-		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache,
+		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache, maxProfiles: cfg.MaxProfiles,
 		tail: tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
 		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
 	}
@@ -402,13 +413,19 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 		}
 		jobs <- job{from: next, b: b, msgs: msgs}
 		next = b.Cursor
-		if len(ix.owner) > ix.maxCache {
+		if len(ix.owner) > ix.maxCache || len(ix.idents) > ix.maxProfiles {
 			// Let the store catch up before dropping the cache, so the
 			// next lookups see everything derived so far.
 			if err := stop(nil); err != nil {
 				return err
 			}
-			ix.reset()
+			if len(ix.owner) > ix.maxCache {
+				ix.reset()
+			} else {
+				// The profiles' identifiers reload from the store when a
+				// profile next gains one; the identifier owners stay.
+				ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
+			}
 			return nil
 		}
 	}
@@ -563,6 +580,8 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 	}
 	if len(ix.owner) > ix.maxCache {
 		ix.reset()
+	} else if len(ix.idents) > ix.maxProfiles {
+		ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
 	}
 	return len(msgs), nil
 }

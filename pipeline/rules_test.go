@@ -13,8 +13,15 @@ import (
 // drainWith runs an indexer with rules until the log is applied.
 func drainWith(t *testing.T, store kith.Store, rules *identity.Rules, batchSize int) {
 	t.Helper()
+	drainConfig(t, store, rules, pipeline.Config{BatchSize: batchSize})
+}
+
+// drainConfig is drainWith with the indexer's other settings.
+func drainConfig(t *testing.T, store kith.Store, rules *identity.Rules, cfg pipeline.Config) {
+	t.Helper()
 	secret, _ := store.Secret(context.Background())
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: batchSize, Rules: identity.NewCurrent(rules).Load})
+	cfg.Rules = identity.NewCurrent(rules).Load
+	ix := pipeline.New(store, secret, cfg)
 	for {
 		n, err := ix.Step(context.Background())
 		if err != nil {
@@ -226,15 +233,17 @@ func TestIdentityRules(t *testing.T) {
 		if tc.rules != "" {
 			rules = mustRules(t, tc.rules)
 		}
-		for _, bs := range []int{1, 1000} { // one event per batch, and all in one
-			t.Run(fmt.Sprintf("%s/batch=%d", tc.name, bs), func(t *testing.T) {
+		// One event per batch; all in one; and one per batch with the
+		// profiles' identifiers reloaded from the store for every check.
+		for _, cfg := range []pipeline.Config{{BatchSize: 1}, {BatchSize: 1000}, {BatchSize: 1, MaxProfiles: 1}} {
+			t.Run(fmt.Sprintf("%s/batch=%d,profiles=%d", tc.name, cfg.BatchSize, cfg.MaxProfiles), func(t *testing.T) {
 				store := openStore(t)
 				var items []string
 				for _, m := range tc.msgs {
 					items = append(items, batch(m))
 				}
 				appendAll(t, store, "src", items...)
-				drainWith(t, store, rules, bs)
+				drainConfig(t, store, rules, cfg)
 				for _, group := range tc.same {
 					want := ownerOf(t, store, rules, group[0])
 					if want == "" {
