@@ -4,40 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"hash/maphash"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
 )
-
-// dedupIndex remembers the messageIds of the dedup window in memory as
-// 64-bit hashes pointing at their log row. A hash hit is verified against the
-// log, so a collision never drops an event; it only costs a lookup. This
-// keeps a random-key B-tree off the ack path: the log stays a pure append.
-// It is rebuilt from the log's tail at start, so it survives restarts.
-type dedupIndex struct {
-	mu   sync.Mutex
-	seed maphash.Seed
-	m    map[uint64]dedupEntry
-	// exact holds the rare keys whose hash collided with a different one.
-	exact map[string]dedupEntry
-}
-
-type dedupEntry struct {
-	seq int64
-	at  int64 // received_at, unix microseconds
-}
-
-func (d *dedupIndex) hash(source, mid string) uint64 {
-	var h maphash.Hash
-	h.SetSeed(d.seed)
-	h.WriteString(source)
-	h.WriteByte(0)
-	h.WriteString(mid)
-	return h.Sum64()
-}
 
 // dedupLoadMargin is how much earlier than the dedup cutoff the rebuild
 // starts scanning, to cover events committed out of receive order.
@@ -46,7 +17,7 @@ const dedupLoadMargin = time.Hour
 // loadDedup rebuilds the index from the events received since the last
 // PruneDedup cutoff.
 func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
-	d := &dedupIndex{seed: maphash.MakeSeed(), m: map[uint64]dedupEntry{}, exact: map[string]dedupEntry{}}
+	d := newDedupIndex()
 	var c int64
 	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MAX(value),0) FROM log_meta WHERE key = 'dedup_cutoff'`).Scan(&c); err != nil {
 		return nil, fmt.Errorf("sqlite: load dedup cutoff: %w", err)
@@ -60,6 +31,7 @@ func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
 	if err := r.QueryRowContext(ctx, `SELECT COALESCE(MIN(seq),0), COALESCE(MAX(seq),0) FROM events`).Scan(&lo, &hi); err != nil {
 		return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
 	}
+	head := hi
 	searchFrom := c - int64(dedupLoadMargin/time.Microsecond)
 	for lo < hi {
 		mid := lo + (hi-lo)/2
@@ -74,22 +46,21 @@ func loadDedup(ctx context.Context, r *sql.DB) (*dedupIndex, error) {
 			hi = mid
 		}
 	}
-	rows, err := r.QueryContext(ctx, `SELECT seq, source_id, message_id, received_at FROM events WHERE seq >= $1 AND received_at >= $2`, lo, c)
+	d.sizeFor(head - lo + 1) // at most this many rows follow
+	// In seq order, as the index takes them.
+	rows, err := r.QueryContext(ctx, `SELECT seq, source_id, message_id, received_at FROM events WHERE seq >= $1 AND received_at >= $2 ORDER BY seq`, lo, c)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var e dedupEntry
+		var seq, at int64
 		var src, mid string
-		if err := rows.Scan(&e.seq, &src, &mid, &e.at); err != nil {
+		if err := rows.Scan(&seq, &src, &mid, &at); err != nil {
 			return nil, fmt.Errorf("sqlite: load dedup window: %w", err)
 		}
-		h := d.hash(src, mid)
-		if _, taken := d.m[h]; taken {
-			d.exact[src+"\x00"+mid] = e
-		} else {
-			d.m[h] = e
+		if err := d.add(d.hash(src, mid), seq, at); err != nil {
+			return nil, err
 		}
 	}
 	return d, rows.Err()
@@ -113,10 +84,12 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	}
 	defer tx.Rollback()
 
-	// Find duplicates: earlier in this batch, or a verified hash hit.
+	// Find duplicates: earlier in this batch, or a candidate of the index
+	// whose log row holds the same id.
 	hashes := make([]uint64, len(b.Events))
 	inBatch := make(map[string]struct{}, len(b.Events))
-	verify := map[int64][]int{} // log seq -> event indexes whose hash hit it
+	verify := map[int64][]int{} // log seq -> event indexes it is a candidate for
+	var cands []int64
 	for i, e := range b.Events {
 		k := e.SourceID + "\x00" + e.MessageID
 		if _, ok := inBatch[k]; ok {
@@ -125,13 +98,11 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 		}
 		inBatch[k] = struct{}{}
 		hashes[i] = d.hash(e.SourceID, e.MessageID)
-		if _, ok := d.exact[k]; ok {
-			res.Duplicate[i] = true
-		} else if hit, ok := d.m[hashes[i]]; ok {
-			verify[hit.seq] = append(verify[hit.seq], i)
+		cands = d.candidates(hashes[i], cands[:0])
+		for _, seq := range cands {
+			verify[seq] = append(verify[seq], i)
 		}
 	}
-	collided := map[int]bool{}
 	if len(verify) > 0 {
 		seqs := make([]int64, 0, len(verify))
 		for s := range verify {
@@ -146,8 +117,6 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 				e := b.Events[i]
 				if stored[seq] == e.SourceID+"\x00"+e.MessageID {
 					res.Duplicate[i] = true
-				} else {
-					collided[i] = true
 				}
 			}
 		}
@@ -207,6 +176,10 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 		for j := range chunk {
 			chunk[j].seq = last - int64(len(chunk)-1-j)
 		}
+		if last > dedupMaxSeq {
+			// Roll back rather than store events the index cannot hold.
+			return res, fmt.Errorf("sqlite: append events: log seq %d is past the dedup index's limit %d", last, int64(dedupMaxSeq))
+		}
 	}
 	for src, reasons := range b.Rejected {
 		for reason, n := range reasons {
@@ -237,12 +210,8 @@ func (db *DB) append(ctx context.Context, b kith.AppendBatch) (kith.AppendResult
 	// Only now, with the rows durable, do they enter the dedup index.
 	for _, a := range news {
 		res.Seqs[a.i] = a.seq
-		e := b.Events[a.i]
-		entry := dedupEntry{seq: a.seq, at: micros(e.ReceivedAt)}
-		if _, taken := d.m[hashes[a.i]]; taken || collided[a.i] {
-			d.exact[e.SourceID+"\x00"+e.MessageID] = entry
-		} else {
-			d.m[hashes[a.i]] = entry
+		if err := d.add(hashes[a.i], a.seq, micros(b.Events[a.i].ReceivedAt)); err != nil {
+			return res, err // cannot happen: the seqs were checked before the commit
 		}
 	}
 	return res, nil
@@ -303,20 +272,32 @@ func (db *DB) PruneDedup(ctx context.Context, cutoff time.Time) error {
 	c := micros(cutoff)
 	d := db.dedup
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, err := db.logW.ExecContext(ctx, `INSERT INTO log_meta (key, value) VALUES ('dedup_cutoff', $1)
-		ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)`, c); err != nil {
+	_, err := db.logW.ExecContext(ctx, `INSERT INTO log_meta (key, value) VALUES ('dedup_cutoff', $1)
+		ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)`, c)
+	d.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("sqlite: prune dedup: %w", err)
 	}
-	for h, e := range d.m {
-		if e.at < c {
-			delete(d.m, h)
-		}
+	return d.prune(ctx, c, db.receivedBefore)
+}
+
+// receivedBefore reads which log rows in a seq range were received before
+// cutoff, for dedupIndex.prune.
+func (db *DB) receivedBefore(ctx context.Context, lo, hi, cutoff int64, mark func(seq int64)) error {
+	rows, err := db.logR.QueryContext(ctx, `SELECT seq FROM events WHERE seq BETWEEN $1 AND $2 AND received_at < $3`, lo, hi, cutoff)
+	if err != nil {
+		return fmt.Errorf("sqlite: prune dedup: %w", err)
 	}
-	for k, e := range d.exact {
-		if e.at < c {
-			delete(d.exact, k)
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return fmt.Errorf("sqlite: prune dedup: %w", err)
 		}
+		mark(seq)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: prune dedup: %w", err)
 	}
 	return nil
 }
