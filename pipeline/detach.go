@@ -136,8 +136,8 @@ func (ix *Indexer) repair(ctx context.Context, ds []kith.Detachment) error {
 	}
 	if len(stale) > 0 {
 		ix.parent = map[string]string{}
-		ix.owner = map[kith.IdentKey]string{}
-		ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
+		ix.ids = newIdentCache()
+		ix.idents = map[string][]heldIdent{}
 		return ix.loadSplits(ctx) // where the split profiles resolve now
 	}
 	return nil

@@ -70,9 +70,12 @@ type Indexer struct {
 	tail      tail
 
 	// Caches of the graph, valid because this indexer is the only writer of
-	// the state. owner maps identifier keys to the profile they are attached
-	// to; parent is a union-find over profiles mirroring merges.
-	owner    map[kith.IdentKey]string
+	// the state. ids maps identifier keys to the profile they are attached
+	// to, with the first/last-seen times this indexer has written (an
+	// event inside [first, last+lastSeenSlack] does not rewrite the row:
+	// last seen is kept to within a minute); parent is a union-find over
+	// profiles mirroring merges.
+	ids      identCache
 	parent   map[string]string
 	maxCache int
 	// maxProfiles bounds idents: past it, idents is dropped (with the
@@ -80,14 +83,12 @@ type Indexer struct {
 	// events bring only identifiers their profile already has, which need
 	// no limits check and so no idents entry.
 	maxProfiles int
-	// seen holds, per identifier, the first/last-seen times this indexer
-	// has written (unix µs). An event inside [first, last+lastSeenSlack] does
-	// not rewrite the row: last seen is kept to within a minute.
-	seen map[kith.IdentKey][2]int64
 	// idents holds, per canonical profile the indexer has checked limits
-	// for, its identifier keys by type with their last-seen time (unix
-	// µs). Every profile a batch changes is here before it changes.
-	idents map[string]map[string]map[kith.IdentKey]int64
+	// for, its identifier keys with their types and last-seen times (a
+	// few per profile, so a slice: ~40 bytes an identifier where nested
+	// maps took ~250 bytes a profile). Every profile a batch changes is
+	// here before it changes.
+	idents map[string][]heldIdent
 	// attr reads whom events are from under the rules in force; rules
 	// are those rules as loaded for the unit of work in progress (a
 	// batch, or a request between two batches: see loadRules).
@@ -146,11 +147,13 @@ func (e *applyError) Unwrap() error { return e.err }
 type Config struct {
 	// BatchSize is the most log events applied per transaction.
 	BatchSize int
-	// MaxCache bounds the cached identifiers; the cache is dropped when it
-	// grows past it (the store stays the source of truth).
+	// MaxCache bounds the cached identifiers: when half of it were used
+	// since the last time, those not used since are dropped (the store
+	// stays the source of truth). The merge graph's cache is dropped
+	// whole past half of it.
 	MaxCache int
 	// MaxProfiles bounds the profiles whose identifiers are cached for
-	// the identity rules' limits checks (default MaxCache/20).
+	// the identity rules' limits checks (default MaxCache/2).
 	MaxProfiles int
 	Logger      *slog.Logger
 	// Rules returns the identity rules in force (identity.Current's Load,
@@ -192,7 +195,7 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 		cfg.MaxCache = 2_000_000
 	}
 	if cfg.MaxProfiles <= 0 {
-		cfg.MaxProfiles = max(cfg.MaxCache/20, 1)
+		cfg.MaxProfiles = max(cfg.MaxCache/2, 1)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -200,11 +203,11 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	keyer := identity.NewKeyer(secret)
 	attr := NewAttribution(cfg.Rules, keyer, cfg.Logger, "indexer")
 	return &Indexer{
-		attr: attr, rules: attr.Rules(), observer: cfg.Observer, idents: map[string]map[string]map[kith.IdentKey]int64{}, requests: make(chan request),
+		attr: attr, rules: attr.Rules(), observer: cfg.Observer, idents: map[string][]heldIdent{}, requests: make(chan request),
 		store: store, keyer: keyer, batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache, maxProfiles: cfg.MaxProfiles,
 		tail: tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
-		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
+		ids: newIdentCache(), parent: map[string]string{},
 	}
 }
 
@@ -413,19 +416,13 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 		}
 		jobs <- job{from: next, b: b, msgs: msgs}
 		next = b.Cursor
-		if len(ix.owner) > ix.maxCache || len(ix.idents) > ix.maxProfiles {
-			// Let the store catch up before dropping the cache, so the
-			// next lookups see everything derived so far.
+		if ix.cachesFull() {
+			// Let the store catch up before dropping from the caches, so
+			// the next lookups see everything derived so far.
 			if err := stop(nil); err != nil {
 				return err
 			}
-			if len(ix.owner) > ix.maxCache {
-				ix.reset()
-			} else {
-				// The profiles' identifiers reload from the store when a
-				// profile next gains one; the identifier owners stay.
-				ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
-			}
+			ix.trimCaches()
 			return nil
 		}
 	}
@@ -578,10 +575,8 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 	if ix.observer != nil {
 		ix.observer.Applied(b, msgs)
 	}
-	if len(ix.owner) > ix.maxCache {
-		ix.reset()
-	} else if len(ix.idents) > ix.maxProfiles {
-		ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
+	if ix.cachesFull() {
+		ix.trimCaches()
 	}
 	return len(msgs), nil
 }
@@ -589,10 +584,34 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 // reset drops the caches and the cursor; they reload from the store.
 func (ix *Indexer) reset() {
 	ix.loaded = false
-	ix.owner = map[kith.IdentKey]string{}
+	ix.ids = newIdentCache()
 	ix.parent = map[string]string{}
-	ix.seen = map[kith.IdentKey][2]int64{}
-	ix.idents = map[string]map[string]map[kith.IdentKey]int64{}
+	ix.idents = map[string][]heldIdent{}
+}
+
+// cachesFull says a cache has reached its bound (see trimCaches).
+func (ix *Indexer) cachesFull() bool {
+	return ix.ids.young() > ix.maxCache/2 || len(ix.parent) > ix.maxCache/2 || len(ix.idents) > ix.maxProfiles
+}
+
+// trimCaches brings the caches within their bounds: the identifiers not
+// used since the last trim are dropped; the merge graph and the profiles'
+// identifiers, past their bounds, whole. The store must have applied
+// everything derived: what is dropped reloads from it.
+func (ix *Indexer) trimCaches() {
+	if len(ix.parent) > ix.maxCache/2 {
+		// Cached identifiers name the profiles they are attached to,
+		// which parent resolves: they go together.
+		ix.reset()
+		return
+	}
+	if ix.ids.young() > ix.maxCache/2 {
+		ix.ids.rotate()
+	}
+	if len(ix.idents) > ix.maxProfiles {
+		// They reload from the store when a profile next gains one.
+		ix.idents = map[string][]heldIdent{}
+	}
 }
 
 // find resolves a profile through the cached merge graph.
@@ -639,7 +658,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 	var missing []kith.IdentKey
 	want := map[kith.IdentKey]bool{}
 	need := func(k kith.IdentKey) {
-		if _, ok := ix.owner[k]; !ok && !want[k] {
+		if _, ok := ix.ids.get(k); !ok && !want[k] {
 			want[k] = true
 			missing = append(missing, k)
 		}
@@ -681,7 +700,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			return kith.IndexBatch{}, fmt.Errorf("pipeline: lookup identifiers: %w", err)
 		}
 		for k, o := range found {
-			ix.owner[k] = o.ProfileID
+			ix.ids.attach(k, o.ProfileID)
 			if o.Canonical != o.ProfileID {
 				ix.parent[o.ProfileID] = o.Canonical
 			}
@@ -713,7 +732,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			// to userId; an unknown previousId becomes an anonymous id.
 			id := ix.rules.Normalise(kith.IdentAnonymousID, e.prevID)
 			key := e.prev[1]
-			if _, ok := ix.owner[e.prev[0]]; ok {
+			if _, ok := ix.ids.get(e.prev[0]); ok {
 				id, key = ix.rules.Normalise(kith.IdentUserID, e.prevID), e.prev[0]
 			}
 			if ix.usable(key) && !containsKey(e.keys, key) {
@@ -732,7 +751,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		var profiles []string
 		via := map[string]int{}
 		for j, k := range e.keys {
-			owner, ok := ix.owner[k]
+			owner, ok := ix.ids.owner(k)
 			if !ok {
 				continue
 			}
@@ -746,7 +765,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		if len(profiles) == 0 {
 			survivor = ix.profileID(m.Seq)
 			b.Profiles = append(b.Profiles, kith.NewProfile{ID: survivor, CreatedAt: m.ReceivedAt})
-			ix.idents[survivor] = map[string]map[kith.IdentKey]int64{}
+			ix.idents[survivor] = nil // cached: it holds nothing yet
 		} else {
 			survivor = profiles[0]
 			for _, absorbed := range profiles[1:] {
@@ -761,10 +780,11 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 		ix.noteIdents(survivor, e.ids, e.keys, m.Timestamp)
 		for j, k := range e.keys {
-			owner, known := ix.owner[k]
+			cached, known := ix.ids.get(k)
+			owner := cached.owner
 			if !known {
 				owner = survivor
-				ix.owner[k] = survivor
+				ix.ids.attach(k, survivor)
 			}
 			if at, ok := idents[k]; ok {
 				u := &b.Identifiers[at]
@@ -778,7 +798,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 			}
 			if known {
 				ts := m.Timestamp.UnixMicro()
-				if w, ok := ix.seen[k]; ok && ts >= w[0] && ts <= w[1]+lastSeenSlack {
+				if cached.written && ts >= cached.first && ts <= cached.last+lastSeenSlack {
 					continue // the stored row already covers this sighting
 				}
 			}
@@ -822,12 +842,7 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 	}
 	for _, u := range b.Identifiers {
-		w, ok := ix.seen[u.Key]
-		first, last := u.FirstSeen.UnixMicro(), u.LastSeen.UnixMicro()
-		if ok {
-			first, last = min(first, w[0]), max(last, w[1])
-		}
-		ix.seen[u.Key] = [2]int64{first, last}
+		ix.ids.wrote(u.Key, u.FirstSeen.UnixMicro(), u.LastSeen.UnixMicro())
 	}
 	return b, nil
 }

@@ -43,7 +43,7 @@ func (ix *Indexer) fits(ctx context.Context, ids []identity.Identifier, keys []k
 	profiles := buf[:0]
 	known := 0
 	for _, k := range keys {
-		owner, ok := ix.owner[k]
+		owner, ok := ix.ids.owner(k)
 		if !ok {
 			continue
 		}
@@ -74,24 +74,22 @@ func (ix *Indexer) allowed(ctx context.Context, profiles []string, ids []identit
 	// Distinct never-merge values held by the profiles being merged.
 	held := map[string]map[kith.IdentKey]bool{}
 	for _, p := range profiles {
-		byType, err := ix.profileIdents(ctx, p)
+		list, err := ix.profileIdents(ctx, p)
 		if err != nil {
 			return false, err
 		}
-		for typ, ks := range byType {
-			rule := ix.rules.Rule(typ)
-			for k, last := range ks {
-				if rule.NeverMerge && len(profiles) > 1 {
-					if held[typ] == nil {
-						held[typ] = map[kith.IdentKey]bool{}
-					}
-					held[typ][k] = true
+		for _, h := range list {
+			rule := ix.rules.Rule(h.typ)
+			if rule.NeverMerge && len(profiles) > 1 {
+				if held[h.typ] == nil {
+					held[h.typ] = map[kith.IdentKey]bool{}
 				}
-				if rule.Window > 0 && last < now-time.Duration(rule.Window).Microseconds() && !containsKey(keys, k) {
-					continue // outside the window
-				}
-				add(typ, k)
+				held[h.typ][h.key] = true
 			}
+			if rule.Window > 0 && h.last < now-time.Duration(rule.Window).Microseconds() && !containsKey(keys, h.key) {
+				continue // outside the window
+			}
+			add(h.typ, h.key)
 		}
 	}
 	for _, ks := range held {
@@ -122,43 +120,57 @@ func (ix *Indexer) allowed(ctx context.Context, profiles []string, ids []identit
 	return true, nil
 }
 
-// profileIdents returns a canonical profile's identifiers by type, loading
-// them from the store the first time.
-func (ix *Indexer) profileIdents(ctx context.Context, p string) (map[string]map[kith.IdentKey]int64, error) {
-	if m, ok := ix.idents[p]; ok {
-		return m, nil
+// heldIdent is an identifier a profile holds, as the limits check needs
+// it: its type, key and last-seen time (unix µs).
+type heldIdent struct {
+	typ  string
+	key  kith.IdentKey
+	last int64
+}
+
+// profileIdents returns a canonical profile's identifiers, loading them
+// from the store the first time.
+func (ix *Indexer) profileIdents(ctx context.Context, p string) ([]heldIdent, error) {
+	if l, ok := ix.idents[p]; ok {
+		return l, nil
 	}
 	list, err := ix.store.Identities(ctx, p)
 	if err != nil && kith.ErrorCode(err) != kith.ENOTFOUND {
 		return nil, fmt.Errorf("pipeline: identifiers of profile %s: %w", p, err)
 	}
-	m := map[string]map[kith.IdentKey]int64{}
+	var l []heldIdent
 	for _, id := range list {
 		k := ix.keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
-		if m[id.Type] == nil {
-			m[id.Type] = map[kith.IdentKey]int64{}
-		}
-		m[id.Type][k] = max(m[id.Type][k], id.LastSeen.UnixMicro())
+		l = holdIdent(l, id.Type, k, id.LastSeen.UnixMicro())
 	}
-	ix.idents[p] = m
-	return m, nil
+	ix.idents[p] = l
+	return l, nil
+}
+
+// holdIdent adds key to l, or raises its last-seen time.
+func holdIdent(l []heldIdent, typ string, key kith.IdentKey, last int64) []heldIdent {
+	for i := range l {
+		if l[i].key == key && l[i].typ == typ {
+			l[i].last = max(l[i].last, last)
+			return l
+		}
+	}
+	return append(l, heldIdent{typ: typ, key: key, last: last})
 }
 
 // noteIdents records that profile p holds ids, seen at at. Only profiles
 // already cached are updated: a profile is cached before anything adds to
 // it (fits loads every profile an event changes).
 func (ix *Indexer) noteIdents(p string, ids []identity.Identifier, keys []kith.IdentKey, at time.Time) {
-	m, ok := ix.idents[p]
+	l, ok := ix.idents[p]
 	if !ok {
 		return
 	}
 	t := at.UnixMicro()
 	for j, id := range ids {
-		if m[id.Type] == nil {
-			m[id.Type] = map[kith.IdentKey]int64{}
-		}
-		m[id.Type][keys[j]] = max(m[id.Type][keys[j]], t)
+		l = holdIdent(l, id.Type, keys[j], t)
 	}
+	ix.idents[p] = l
 }
 
 // mergeIdents moves absorbed's cached identifiers to survivor.
@@ -173,14 +185,10 @@ func (ix *Indexer) mergeIdents(survivor, absorbed string) {
 		delete(ix.idents, absorbed)
 		return
 	}
-	for typ, ks := range from {
-		if to[typ] == nil {
-			to[typ] = map[kith.IdentKey]int64{}
-		}
-		for k, t := range ks {
-			to[typ][k] = max(to[typ][k], t)
-		}
+	for _, h := range from {
+		to = holdIdent(to, h.typ, h.key, h.last)
 	}
+	ix.idents[survivor] = to
 	delete(ix.idents, absorbed)
 }
 

@@ -233,10 +233,11 @@ func TestIdentityRules(t *testing.T) {
 		if tc.rules != "" {
 			rules = mustRules(t, tc.rules)
 		}
-		// One event per batch; all in one; and one per batch with the
-		// profiles' identifiers reloaded from the store for every check.
-		for _, cfg := range []pipeline.Config{{BatchSize: 1}, {BatchSize: 1000}, {BatchSize: 1, MaxProfiles: 1}} {
-			t.Run(fmt.Sprintf("%s/batch=%d,profiles=%d", tc.name, cfg.BatchSize, cfg.MaxProfiles), func(t *testing.T) {
+		// One event per batch; all in one; one per batch with the
+		// profiles' identifiers reloaded from the store for every check;
+		// and with the identifier cache rotated after nearly every batch.
+		for _, cfg := range []pipeline.Config{{BatchSize: 1}, {BatchSize: 1000}, {BatchSize: 1, MaxProfiles: 1}, {BatchSize: 1, MaxCache: 2}} {
+			t.Run(fmt.Sprintf("%s/batch=%d,profiles=%d,cache=%d", tc.name, cfg.BatchSize, cfg.MaxProfiles, cfg.MaxCache), func(t *testing.T) {
 				store := openStore(t)
 				var items []string
 				for _, m := range tc.msgs {

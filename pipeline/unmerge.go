@@ -203,8 +203,8 @@ func (clusterStore) Canonical(_ context.Context, p string) (string, error) { ret
 func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []kith.Message, split [2]string, detach *kith.IdentKey) (kith.IndexBatch, *Indexer, error) {
 	sub := &Indexer{
 		store: clusterStore{}, keyer: ix.keyer, attr: ix.attr, rules: ix.rules, log: ix.log,
-		owner: map[kith.IdentKey]string{}, parent: map[string]string{}, seen: map[kith.IdentKey][2]int64{},
-		idents: map[string]map[string]map[kith.IdentKey]int64{}, allow: map[kith.IdentKey]bool{},
+		ids: newIdentCache(), parent: map[string]string{},
+		idents: map[string][]heldIdent{}, allow: map[kith.IdentKey]bool{},
 		detached: map[kith.IdentKey]bool{},
 	}
 	for _, k := range cluster.Keys {
