@@ -30,7 +30,12 @@ func Compact(ctx context.Context, dir string) (map[string][2]int64, error) {
 			continue
 		}
 		before := fileSizes(path)
-		db, err := sql.Open("sqlite", writerDSN(path, "FULL", 4096, 1000))
+		f, ok := fileByName(name)
+		if !ok {
+			return sizes, fmt.Errorf("sqlite: compact %s: not a file of the store", name)
+		}
+		f.synchronous = "FULL"
+		db, err := sql.Open("sqlite", writerDSN(dir, f, f.writerCache))
 		if err != nil {
 			return sizes, fmt.Errorf("sqlite: compact %s: %w", name, err)
 		}

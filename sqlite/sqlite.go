@@ -75,16 +75,11 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if db.lock, err = lockDir(dir); err != nil {
 		return nil, err
 	}
-	// The log is appended to, never updated in place: large pages mean
-	// fewer WAL frames (one write each) per commit.
-	// Its WAL is checkpointed in the background; the writer's own
-	// auto-checkpoint is only a backstop at 256 MiB.
-	logPath := filepath.Join(dir, "log.db")
-	if db.logW, db.logR, err = openPair(logPath, "FULL", 65536, 4096); err != nil {
+	if db.logW, db.logR, err = openPair(dir, logFile); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if db.logCk, err = sql.Open("sqlite", writerDSN(logPath, "FULL", 65536, 4096)); err != nil {
+	if db.logCk, err = sql.Open("sqlite", writerDSN(dir, logFile, checkpointerCache)); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open log.db checkpointer: %w", err)
 	}
@@ -95,14 +90,16 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.session = stateSync == "OFF"
-	if db.stateW, db.stateR, err = openPair(filepath.Join(dir, "state.db"), stateSync, 16384, 10000); err != nil {
+	state := stateFile
+	state.synchronous = stateSync
+	if db.stateW, db.stateR, err = openPair(dir, state); err != nil {
 		db.Close()
 		return nil, err
 	}
 	// insights.db holds what insight runs computed: it cannot be derived
 	// from the log, so it lives apart from state.db (which may be
 	// discarded and rebuilt) and is synced like any normal database.
-	if db.insW, db.insR, err = openPair(filepath.Join(dir, "insights.db"), "NORMAL", 16384, 1000); err != nil {
+	if db.insW, db.insR, err = openPair(dir, insightsFile); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -117,12 +114,11 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	// Its WAL is checkpointed in the background too (the engine rewrites
 	// profile states batch after batch), so the engine's commits do not
 	// stop to copy pages back; the writer's auto-checkpoint is a backstop.
-	audPath := filepath.Join(dir, "audiences.db")
-	if db.audW, db.audR, err = openPair(audPath, "NORMAL", 4096, 32768); err != nil {
+	if db.audW, db.audR, err = openPair(dir, audiencesFile); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if db.audCk, err = sql.Open("sqlite", writerDSN(audPath, "NORMAL", 4096, 32768)); err != nil {
+	if db.audCk, err = sql.Open("sqlite", writerDSN(dir, audiencesFile, checkpointerCache)); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: open audiences.db checkpointer: %w", err)
 	}
@@ -178,42 +174,88 @@ func (db *DB) checkpointLoop() {
 	}
 }
 
-// writerDSN is the data source name of a writing connection to path.
-func writerDSN(path, synchronous string, pageSize, checkpoint int) string {
+// file is how one database file of the store is opened. Page caches are
+// set per file and per connection so that the store's memory has a known
+// bound: the writer of the derived state, whose random B-tree writes
+// dominate the indexer's time, gets the most; connections that append or
+// copy pages back get little.
+type file struct {
+	name        string
+	synchronous string
+	pageSize    int // applies when the file is created (and on Compact)
+	checkpoint  int // WAL size, in pages, that triggers a checkpoint
+	writerCache int // KiB of page cache for the writer
+	readerCache int // KiB of page cache for each reader connection
+}
+
+// readers is the size of each file's reader pool.
+const readers = 8
+
+// checkpointerCache is the page cache, in KiB, of a connection that only
+// copies WAL frames back into its file.
+const checkpointerCache = 2048
+
+var (
+	// The log is appended to, never updated in place: large pages mean
+	// fewer WAL frames (one write each) per commit. Its WAL is
+	// checkpointed in the background; the writer's own auto-checkpoint is
+	// only a backstop at 256 MiB. Its readers scan the tail in order.
+	logFile = file{name: "log.db", synchronous: "FULL", pageSize: 65536, checkpoint: 4096, writerCache: 8192, readerCache: 2048}
+	// state.db's synchronous level is set at Open (see session.go).
+	stateFile = file{name: "state.db", pageSize: 16384, checkpoint: 10000, writerCache: 65536, readerCache: 8192}
+	// insights.db holds what insight runs computed.
+	insightsFile = file{name: "insights.db", synchronous: "NORMAL", pageSize: 16384, checkpoint: 1000, writerCache: 8192, readerCache: 4096}
+	// audiences.db: the engine's batches rewrite profile states.
+	audiencesFile = file{name: "audiences.db", synchronous: "NORMAL", pageSize: 4096, checkpoint: 32768, writerCache: 32768, readerCache: 4096}
+)
+
+// At most 8 + 64 + 8 + 32 MiB for the writers, 2 × 2 MiB for the
+// checkpointers and 8 × (2 + 8 + 4 + 4) MiB for full reader pools: 260
+// MiB of page cache (every connection had 64 or 16 MiB, 896 MiB in all).
+
+// fileByName finds the settings of one of Files.
+func fileByName(name string) (file, bool) {
+	for _, f := range []file{logFile, stateFile, insightsFile, audiencesFile} {
+		if f.name == name {
+			return f, true
+		}
+	}
+	return file{}, false
+}
+
+// writerDSN is the data source name of a writing connection to f in dir
+// with cache KiB of page cache.
+func writerDSN(dir string, f file, cache int) string {
 	q := url.Values{}
-	for _, p := range []string{fmt.Sprintf("page_size(%d)", pageSize), "journal_mode(WAL)", "synchronous(" + synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", "cache_size(-65536)", "temp_store(MEMORY)", fmt.Sprintf("wal_autocheckpoint(%d)", checkpoint)} {
+	for _, p := range []string{fmt.Sprintf("page_size(%d)", f.pageSize), "journal_mode(WAL)", "synchronous(" + f.synchronous + ")", "secure_delete(ON)", "busy_timeout(10000)", "foreign_keys(OFF)", fmt.Sprintf("cache_size(-%d)", cache), "temp_store(MEMORY)", fmt.Sprintf("wal_autocheckpoint(%d)", f.checkpoint)} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + filepath.Join(dir, f.name) + "?" + q.Encode()
 }
 
-// openPair opens a single-connection writer and a reader pool on one file,
-// with the given synchronous level for the writer. pageSize applies when the
-// file is created; checkpoint is the WAL size, in pages, that triggers a
-// checkpoint (a larger WAL writes a page that many commits touched once).
-func openPair(path, synchronous string, pageSize, checkpoint int) (w, r *sql.DB, err error) {
-	dsn := writerDSN(path, synchronous, pageSize, checkpoint)
-	if w, err = sql.Open("sqlite", dsn); err != nil {
-		return nil, nil, fmt.Errorf("sqlite: open %s: %w", filepath.Base(path), err)
+// openPair opens a single-connection writer and a reader pool on f.
+func openPair(dir string, f file) (w, r *sql.DB, err error) {
+	if w, err = sql.Open("sqlite", writerDSN(dir, f, f.writerCache)); err != nil {
+		return nil, nil, fmt.Errorf("sqlite: open %s: %w", f.name, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	if err := w.Ping(); err != nil {
 		w.Close()
-		return nil, nil, fmt.Errorf("sqlite: open %s: %w", filepath.Base(path), err)
+		return nil, nil, fmt.Errorf("sqlite: open %s: %w", f.name, err)
 	}
 	rq := url.Values{}
-	for _, p := range []string{"busy_timeout(10000)", "query_only(1)", "cache_size(-16384)"} {
+	for _, p := range []string{"busy_timeout(10000)", "query_only(1)", fmt.Sprintf("cache_size(-%d)", f.readerCache)} {
 		rq.Add("_pragma", p)
 	}
-	if r, err = sql.Open("sqlite", "file:"+path+"?"+rq.Encode()); err != nil {
+	if r, err = sql.Open("sqlite", "file:"+filepath.Join(dir, f.name)+"?"+rq.Encode()); err != nil {
 		w.Close()
-		return nil, nil, fmt.Errorf("sqlite: open %s for reading: %w", filepath.Base(path), err)
+		return nil, nil, fmt.Errorf("sqlite: open %s for reading: %w", f.name, err)
 	}
-	r.SetMaxOpenConns(8)
-	r.SetMaxIdleConns(8)
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
 	return w, r, nil
 }
 

@@ -178,6 +178,9 @@ func measureRSS(rep *loadgen.Report) {
 		return // not Linux: nothing to report
 	}
 	rep.RSS, rep.PeakRSS, rep.RSSNote = rss, peak, "the server and the load generator share this process; peak since it started"
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rep.GoMemory = int64(ms.Sys - ms.HeapReleased)
 }
 
 // writeHeapProfile writes what is live on the heap, after a collection,
