@@ -279,6 +279,11 @@ func (d *dedupIndex) prune(ctx context.Context, cutoff int64, below receivedBefo
 	for _, s := range d.segs {
 		t := straddling{s: s}
 		gone := true // every live entry received before the cutoff
+		// extend: the previous block is in the last span, so this one,
+		// next in seq order, may join it. A block kept whole in between
+		// must not be covered by a span: every seq in a span that is not
+		// queried is forgotten.
+		extend := false
 		for _, b := range s.blocks {
 			var sp span
 			switch {
@@ -286,6 +291,7 @@ func (d *dedupIndex) prune(ctx context.Context, cutoff int64, below receivedBefo
 				if b.minAt != math.MaxInt64 {
 					gone = false
 				}
+				extend = false
 				continue
 			case b.maxAt < cutoff:
 				sp = span{lo: b.lo, hi: b.hi}
@@ -293,11 +299,12 @@ func (d *dedupIndex) prune(ctx context.Context, cutoff int64, below receivedBefo
 				gone = false
 				sp = span{lo: b.lo, hi: b.hi, query: true}
 			}
-			if n := len(t.spans); n > 0 && t.spans[n-1].query == sp.query {
-				t.spans[n-1].hi = sp.hi // blocks are adjacent in seq order
+			if n := len(t.spans); extend && t.spans[n-1].query == sp.query {
+				t.spans[n-1].hi = sp.hi
 			} else {
 				t.spans = append(t.spans, sp)
 			}
+			extend = true
 		}
 		if gone {
 			continue // drop

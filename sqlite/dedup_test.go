@@ -261,6 +261,9 @@ func TestDedupIndexPrune(t *testing.T) {
 			return i
 		}, 20, nil, 3, [][2]int64{{29, 32}}, 3},
 		{"all", 4, inOrder, 1000, nil, 0, nil, 0},
+		// Whole blocks out of order: the blocks before the cutoff are
+		// forgotten without the log, the ones between them kept whole.
+		{"out of order, whole blocks", 4, func(i int64) int64 { return (i / 4 % 2) * 1000 }, 500, nil, 4, nil, 4},
 		// A straddling segment whose every entry the log says is older
 		// is dropped.
 		{"straddling segment emptied", 4096, func(i int64) int64 {
