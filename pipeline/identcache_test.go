@@ -45,3 +45,52 @@ func TestIdentCacheGenerations(t *testing.T) {
 		t.Errorf("after attach: %+v", e)
 	}
 }
+
+func TestHoldAll(t *testing.T) {
+	k := func(i int) kith.IdentKey { return kith.IdentKey{byte(i), byte(i >> 8)} }
+	list := func(typ string, from, to int, last int64) []heldIdent {
+		var l []heldIdent
+		for i := from; i < to; i++ {
+			l = append(l, heldIdent{typ: typ, key: k(i), last: last})
+		}
+		return l
+	}
+	tests := []struct {
+		name    string
+		l, add  []heldIdent
+		want    int   // identifiers after
+		lastOf0 int64 // last-seen of ("a", key 0)
+	}{
+		{"small, overlapping", list("a", 0, 3, 5), list("a", 2, 5, 9), 5, 5},
+		{"large, overlapping (indexed)", list("a", 0, 100, 5), list("a", 50, 150, 9), 150, 5},
+		{"large, same keys later", list("a", 0, 100, 5), list("a", 0, 100, 9), 100, 9},
+		{"same key, other type", list("a", 0, 40, 5), list("b", 0, 40, 9), 80, 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := holdAll(append([]heldIdent(nil), tc.l...), tc.add)
+			if len(got) != tc.want {
+				t.Fatalf("%d identifiers, want %d", len(got), tc.want)
+			}
+			seen := map[heldIdent]bool{}
+			for _, h := range got {
+				key := heldIdent{typ: h.typ, key: h.key}
+				if seen[key] {
+					t.Fatalf("%s %v held twice", h.typ, h.key)
+				}
+				seen[key] = true
+				if h.typ == "a" && h.key == k(0) && h.last != tc.lastOf0 {
+					t.Errorf("last seen of a/0 = %d, want %d", h.last, tc.lastOf0)
+				}
+			}
+			// Every key of both lists is held, with the later time.
+			for _, h := range append(append([]heldIdent(nil), tc.l...), tc.add...) {
+				for _, g := range got {
+					if g.typ == h.typ && g.key == h.key && g.last < h.last {
+						t.Errorf("%s %v last seen %d, want at least %d", h.typ, h.key, g.last, h.last)
+					}
+				}
+			}
+		})
+	}
+}

@@ -138,10 +138,11 @@ func (ix *Indexer) profileIdents(ctx context.Context, p string) ([]heldIdent, er
 	if err != nil && kith.ErrorCode(err) != kith.ENOTFOUND {
 		return nil, fmt.Errorf("pipeline: identifiers of profile %s: %w", p, err)
 	}
-	var l []heldIdent
+	// The store holds each key once: no need to look for it first.
+	l := make([]heldIdent, 0, len(list))
 	for _, id := range list {
 		k := ix.keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
-		l = holdIdent(l, id.Type, k, id.LastSeen.UnixMicro())
+		l = append(l, heldIdent{typ: id.Type, key: k, last: id.LastSeen.UnixMicro()})
 	}
 	ix.idents[p] = l
 	return l, nil
@@ -185,11 +186,37 @@ func (ix *Indexer) mergeIdents(survivor, absorbed string) {
 		delete(ix.idents, absorbed)
 		return
 	}
-	for _, h := range from {
-		to = holdIdent(to, h.typ, h.key, h.last)
-	}
-	ix.idents[survivor] = to
+	ix.idents[survivor] = holdAll(to, from)
 	delete(ix.idents, absorbed)
+}
+
+// holdAll adds add's identifiers to l, each with the later last-seen time
+// of the two. Two profiles with many identifiers (under rules without
+// limits) are joined through an index rather than a scan per identifier.
+func holdAll(l, add []heldIdent) []heldIdent {
+	if len(l)*len(add) <= 1024 {
+		for _, h := range add {
+			l = holdIdent(l, h.typ, h.key, h.last)
+		}
+		return l
+	}
+	type id struct {
+		typ string
+		key kith.IdentKey
+	}
+	at := make(map[id]int, len(l)+len(add))
+	for i, h := range l {
+		at[id{h.typ, h.key}] = i
+	}
+	for _, h := range add {
+		if i, ok := at[id{h.typ, h.key}]; ok {
+			l[i].last = max(l[i].last, h.last)
+			continue
+		}
+		at[id{h.typ, h.key}] = len(l)
+		l = append(l, h)
+	}
+	return l
 }
 
 func containsString(xs []string, s string) bool {
