@@ -13,6 +13,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -38,6 +39,12 @@ type Committer interface {
 // Backlogger reports the indexer's unapplied events (pipeline.Indexer).
 type Backlogger interface {
 	Backlog() int64
+}
+
+// rebuilder reports a rebuild of the derived state from the log
+// (pipeline.Indexer): /healthz shows its progress.
+type rebuilder interface {
+	Rebuild() (done, of int64, active bool)
 }
 
 // Config tunes the HTTP layer.
@@ -321,11 +328,19 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 			stuck = append(stuck, h)
 		}
 	}
+	body := map[string]any{"status": "ok", "backlog": s.indexer.Backlog()}
+	if r, ok := s.indexer.(rebuilder); ok {
+		// The server serves meanwhile: profiles are as rebuilt so far.
+		if done, of, active := r.Rebuild(); active {
+			body["rebuilding"] = map[string]any{"position": done, "of": of, "percent": math.Floor(float64(done)/float64(of)*1000) / 10}
+		}
+	}
 	if len(stuck) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "degraded", "backlog": s.indexer.Backlog(), "failing": stuck})
+		body["status"], body["failing"] = "degraded", stuck
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backlog": s.indexer.Backlog()})
+	writeJSON(w, http.StatusOK, body)
 }
 
 // workerHealth returns the health of every background worker.

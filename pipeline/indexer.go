@@ -111,6 +111,12 @@ type Indexer struct {
 	loaded bool // cursor read from the store
 	cursor atomic.Int64
 	head   atomic.Int64
+	// rebuildTo is the log head when the indexer first found the derived
+	// state empty with events in the log (a state discarded after an OS
+	// crash, or a new state on an old log): until the cursor reaches it,
+	// the indexer is rebuilding (see Rebuild). 0: it was not.
+	rebuildTo atomic.Int64
+	started   bool // the cursor was read once
 
 	// status is the indexer's health for /healthz and /metrics.
 	status kith.WorkerStatus
@@ -529,9 +535,29 @@ func (ix *Indexer) load(ctx context.Context) error {
 	if err := ix.repair(ctx, ds); err != nil {
 		return err
 	}
+	if !ix.started && c == 0 {
+		h, err := ix.store.LogHead(ctx)
+		if err != nil {
+			return fmt.Errorf("pipeline: read log head: %w", err)
+		}
+		if h > 0 {
+			ix.rebuildTo.Store(h)
+			ix.raiseHead(h)
+			ix.log.Info("indexer: the derived state is empty: rebuilding it from the log", "to", h)
+		}
+	}
+	ix.started = true
 	ix.cursor.Store(c)
 	ix.loaded = true
 	return nil
+}
+
+// Rebuild reports a rebuild of the derived state from the log: the log
+// position applied so far and the log head when it began. active is false
+// when there was none or it has caught up with that head.
+func (ix *Indexer) Rebuild() (done, of int64, active bool) {
+	to, c := ix.rebuildTo.Load(), ix.cursor.Load()
+	return c, to, to > 0 && c < to
 }
 
 func sleep(ctx context.Context, d time.Duration) {

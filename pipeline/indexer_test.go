@@ -366,3 +366,40 @@ func TestOrdersAcrossChannels(t *testing.T) {
 		t.Errorf("pos order = %+v", pos)
 	}
 }
+
+func TestRebuildProgress(t *testing.T) {
+	store := openStore(t)
+	appendAll(t, store, "web",
+		batch(`{"type":"identify","userId":"u1"}`),
+		batch(`{"type":"track","userId":"u1","event":"a"}`),
+		batch(`{"type":"track","userId":"u2","event":"b"}`),
+		batch(`{"type":"track","userId":"u3","event":"c"}`),
+		batch(`{"type":"track","userId":"u1","event":"d"}`))
+	secret, _ := store.Secret(context.Background())
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 2})
+	if done, of, active := ix.Rebuild(); active || of != 0 {
+		t.Fatalf("before starting: Rebuild() = %d, %d, %v; want no rebuild", done, of, active)
+	}
+	steps := []struct {
+		done, of int64
+		active   bool
+	}{{2, 5, true}, {4, 5, true}, {5, 5, false}}
+	for i, want := range steps {
+		if _, err := ix.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if done, of, active := ix.Rebuild(); done != want.done || of != want.of || active != want.active {
+			t.Errorf("after step %d: Rebuild() = %d, %d, %v; want %d, %d, %v", i+1, done, of, active, want.done, want.of, want.active)
+		}
+	}
+	// An indexer that starts on a derived state that is there rebuilds
+	// nothing, however far behind it is.
+	appendAll(t, store, "web", batch(`{"type":"track","userId":"u4","event":"e"}`))
+	again := pipeline.New(store, secret, pipeline.Config{BatchSize: 2})
+	if _, err := again.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if done, of, active := again.Rebuild(); active || of != 0 || done != 6 {
+		t.Errorf("restart on a built state: Rebuild() = %d, %d, %v; want 6, 0, false", done, of, active)
+	}
+}

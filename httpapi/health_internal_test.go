@@ -1,0 +1,66 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/kithcdp/kith/sqlite"
+)
+
+// rebuilding is an indexer part way through a rebuild, or not.
+type rebuilding struct {
+	done, of int64
+	active   bool
+}
+
+func (r rebuilding) Backlog() int64                         { return r.of - r.done }
+func (r rebuilding) Rebuild() (done, of int64, active bool) { return r.done, r.of, r.active }
+
+// /healthz shows a rebuild of the derived state while it lasts, and is
+// healthy meanwhile (the server serves what is rebuilt so far).
+func TestHealthShowsRebuild(t *testing.T) {
+	store, err := sqlite.Open(context.Background(), t.TempDir(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	tests := []struct {
+		name string
+		ix   rebuilding
+		want map[string]any // the rebuilding object; nil: absent
+	}{
+		{"rebuilding", rebuilding{done: 1500, of: 4000, active: true}, map[string]any{"position": 1500.0, "of": 4000.0, "percent": 37.5}},
+		{"caught up", rebuilding{done: 4000, of: 4000}, nil},
+		{"never rebuilt", rebuilding{done: 10, of: 0}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(store, nil, tc.ix, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			w := httptest.NewRecorder()
+			s.ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
+			var body map[string]any
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatal(err)
+			}
+			if w.Code != 200 || body["status"] != "ok" {
+				t.Errorf("%d %v, want 200 and status ok", w.Code, body)
+			}
+			got, _ := body["rebuilding"].(map[string]any)
+			if tc.want == nil {
+				if _, ok := body["rebuilding"]; ok {
+					t.Errorf("rebuilding = %v, want it absent", body["rebuilding"])
+				}
+				return
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("rebuilding.%s = %v, want %v", k, got[k], v)
+				}
+			}
+		})
+	}
+}
