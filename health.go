@@ -1,6 +1,7 @@
 package kith
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -76,4 +77,20 @@ func (s *WorkerStatus) Health() WorkerHealth {
 	h := s.h
 	h.Worker = s.Name
 	return h
+}
+
+// RebuildProgress is how far a rebuild of the derived state from the log
+// has come: the log position applied and the log head when it began.
+// Active is false when there was none or it has caught up.
+type RebuildProgress struct {
+	Position, Of int64
+	Active       bool
+}
+
+// Percent is Position of Of in percent, rounded down to a tenth.
+func (p RebuildProgress) Percent() float64 {
+	if p.Of <= 0 {
+		return 0
+	}
+	return math.Floor(float64(p.Position)/float64(p.Of)*1000) / 10
 }

@@ -8,17 +8,15 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/kithcdp/kith"
 	"github.com/kithcdp/kith/sqlite"
 )
 
 // rebuilding is an indexer part way through a rebuild, or not.
-type rebuilding struct {
-	done, of int64
-	active   bool
-}
+type rebuilding kith.RebuildProgress
 
-func (r rebuilding) Backlog() int64                         { return r.of - r.done }
-func (r rebuilding) Rebuild() (done, of int64, active bool) { return r.done, r.of, r.active }
+func (r rebuilding) Backlog() int64                { return r.Of - r.Position }
+func (r rebuilding) Rebuild() kith.RebuildProgress { return kith.RebuildProgress(r) }
 
 // /healthz shows a rebuild of the derived state while it lasts, and is
 // healthy meanwhile (the server serves what is rebuilt so far).
@@ -33,9 +31,9 @@ func TestHealthShowsRebuild(t *testing.T) {
 		ix   rebuilding
 		want map[string]any // the rebuilding object; nil: absent
 	}{
-		{"rebuilding", rebuilding{done: 1500, of: 4000, active: true}, map[string]any{"position": 1500.0, "of": 4000.0, "percent": 37.5}},
-		{"caught up", rebuilding{done: 4000, of: 4000}, nil},
-		{"never rebuilt", rebuilding{done: 10, of: 0}, nil},
+		{"rebuilding", rebuilding{Position: 1500, Of: 4000, Active: true}, map[string]any{"position": 1500.0, "of": 4000.0, "percent": 37.5}},
+		{"caught up", rebuilding{Position: 4000, Of: 4000}, nil},
+		{"never rebuilt", rebuilding{Position: 10}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

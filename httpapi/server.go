@@ -13,7 +13,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -44,7 +43,7 @@ type Backlogger interface {
 // rebuilder reports a rebuild of the derived state from the log
 // (pipeline.Indexer): /healthz shows its progress.
 type rebuilder interface {
-	Rebuild() (done, of int64, active bool)
+	Rebuild() kith.RebuildProgress
 }
 
 // Config tunes the HTTP layer.
@@ -331,8 +330,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "backlog": s.indexer.Backlog()}
 	if r, ok := s.indexer.(rebuilder); ok {
 		// The server serves meanwhile: profiles are as rebuilt so far.
-		if done, of, active := r.Rebuild(); active {
-			body["rebuilding"] = map[string]any{"position": done, "of": of, "percent": math.Floor(float64(done)/float64(of)*1000) / 10}
+		if p := r.Rebuild(); p.Active {
+			body["rebuilding"] = map[string]any{"position": p.Position, "of": p.Of, "percent": p.Percent()}
 		}
 	}
 	if len(stuck) > 0 {

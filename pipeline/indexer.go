@@ -552,12 +552,10 @@ func (ix *Indexer) load(ctx context.Context) error {
 	return nil
 }
 
-// Rebuild reports a rebuild of the derived state from the log: the log
-// position applied so far and the log head when it began. active is false
-// when there was none or it has caught up with that head.
-func (ix *Indexer) Rebuild() (done, of int64, active bool) {
+// Rebuild reports a rebuild of the derived state from the log.
+func (ix *Indexer) Rebuild() kith.RebuildProgress {
 	to, c := ix.rebuildTo.Load(), ix.cursor.Load()
-	return c, to, to > 0 && c < to
+	return kith.RebuildProgress{Position: c, Of: to, Active: to > 0 && c < to}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

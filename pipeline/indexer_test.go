@@ -377,19 +377,16 @@ func TestRebuildProgress(t *testing.T) {
 		batch(`{"type":"track","userId":"u1","event":"d"}`))
 	secret, _ := store.Secret(context.Background())
 	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 2})
-	if done, of, active := ix.Rebuild(); active || of != 0 {
-		t.Fatalf("before starting: Rebuild() = %d, %d, %v; want no rebuild", done, of, active)
+	if p := ix.Rebuild(); p.Active || p.Of != 0 {
+		t.Fatalf("before starting: Rebuild() = %+v; want no rebuild", p)
 	}
-	steps := []struct {
-		done, of int64
-		active   bool
-	}{{2, 5, true}, {4, 5, true}, {5, 5, false}}
+	steps := []kith.RebuildProgress{{Position: 2, Of: 5, Active: true}, {Position: 4, Of: 5, Active: true}, {Position: 5, Of: 5}}
 	for i, want := range steps {
 		if _, err := ix.Step(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if done, of, active := ix.Rebuild(); done != want.done || of != want.of || active != want.active {
-			t.Errorf("after step %d: Rebuild() = %d, %d, %v; want %d, %d, %v", i+1, done, of, active, want.done, want.of, want.active)
+		if p := ix.Rebuild(); p != want {
+			t.Errorf("after step %d: Rebuild() = %+v; want %+v", i+1, p, want)
 		}
 	}
 	// An indexer that starts on a derived state that is there rebuilds
@@ -399,7 +396,7 @@ func TestRebuildProgress(t *testing.T) {
 	if _, err := again.Step(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if done, of, active := again.Rebuild(); active || of != 0 || done != 6 {
-		t.Errorf("restart on a built state: Rebuild() = %d, %d, %v; want 6, 0, false", done, of, active)
+	if p := again.Rebuild(); p != (kith.RebuildProgress{Position: 6}) {
+		t.Errorf("restart on a built state: Rebuild() = %+v; want position 6, no rebuild", p)
 	}
 }

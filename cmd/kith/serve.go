@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -527,18 +526,18 @@ func (s *Server) reportRebuild(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		done, of, active := s.indexer.Rebuild()
-		if of == 0 {
+		p := s.indexer.Rebuild()
+		if p.Of == 0 {
 			if time.Since(start) > time.Minute {
 				return // no rebuild began at start
 			}
 			continue
 		}
-		if !active {
-			s.Logger.Info("rebuilt the derived state from the log", "events", of, "took", time.Since(start).Round(time.Second).String())
+		if !p.Active {
+			s.Logger.Info("rebuilt the derived state from the log", "to", p.Of, "took", time.Since(start).Round(time.Second).String())
 			return
 		}
-		s.Logger.Info("rebuilding the derived state from the log", "position", done, "of", of, "percent", math.Floor(float64(done)/float64(of)*1000)/10)
+		s.Logger.Info("rebuilding the derived state from the log", "position", p.Position, "of", p.Of, "percent", p.Percent())
 	}
 }
 
