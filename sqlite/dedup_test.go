@@ -212,6 +212,18 @@ type fakeLog struct {
 	during  func() // called inside each query, with mu released
 }
 
+// appendDuring makes the next query, while prune has mu released, append
+// the entry of hash h at seq, received at, as a concurrent Append would.
+func (l *fakeLog) appendDuring(t *testing.T, d *dedupIndex, h uint64, seq, at int64) {
+	l.during = func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		l.at[seq] = at
+		mustAdd(t, d, h, seq, at)
+		l.during = nil
+	}
+}
+
 func (l *fakeLog) receivedBefore(_ context.Context, lo, hi, cutoff int64, mark func(int64)) error {
 	l.queries = append(l.queries, [2]int64{lo, hi})
 	if l.during != nil {
@@ -332,13 +344,7 @@ func TestDedupIndexPruneRacesAppend(t *testing.T) {
 	}
 	// While the prune reads, an append adds an entry received before the
 	// cutoff: it came after the prune, which keeps it.
-	log.during = func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		log.at[11] = 0
-		mustAdd(t, d, hs[10], 11, 0)
-		log.during = nil
-	}
+	log.appendDuring(t, d, hs[10], 11, 0)
 	if err := d.prune(t.Context(), 50, log.receivedBefore); err != nil {
 		t.Fatal(err)
 	}
@@ -379,13 +385,7 @@ func TestDedupIndexPruneRacesAppend(t *testing.T) {
 	for seq := int64(1); seq <= 6; seq++ {
 		mustAdd(t, d, hs[seq], seq, log.at[seq])
 	}
-	log.during = func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		log.at[7] = 0
-		mustAdd(t, d, hs[7], 7, 0)
-		log.during = nil
-	}
+	log.appendDuring(t, d, hs[7], 7, 0)
 	found := func() []int64 {
 		var out []int64
 		for seq := int64(1); seq <= 7; seq++ {
