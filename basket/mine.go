@@ -77,7 +77,7 @@ var denseTriangleMax = 1 << 23
 // Item ids must not be negative; memory is proportional to the largest id,
 // so use dense ids (see Interner). Only MinSupport and MaxLen of o are used.
 func FrequentItemsets(baskets [][]int32, o Options) ([]Itemset, error) {
-	m, err := mine(baskets, o)
+	m, err := mine(sliceSource(baskets), o)
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +103,11 @@ func FrequentItemsets(baskets [][]int32, o Options) ([]Itemset, error) {
 // antecedent and consequent ascending (shorter first on a common prefix),
 // so the order is deterministic.
 func Mine(baskets [][]int32, o Options) ([]Rule, error) {
+	return mineRules(sliceSource(baskets), o)
+}
+
+// mineRules is Mine over any source of baskets.
+func mineRules(baskets source, o Options) ([]Rule, error) {
 	if o.MinConfidence < 0 || o.MinConfidence > 1 || math.IsNaN(o.MinConfidence) {
 		return nil, fmt.Errorf("basket: MinConfidence %v outside [0, 1]", o.MinConfidence)
 	}
@@ -240,8 +245,9 @@ func minCountFor(minSupport float64, n int) uint32 {
 }
 
 // mine validates the input and runs level-wise Apriori.
-func mine(baskets [][]int32, o Options) (*miner, error) {
-	if len(baskets) == 0 {
+func mine(baskets source, o Options) (*miner, error) {
+	nb := baskets.Len()
+	if nb == 0 {
 		return nil, ErrNoBaskets
 	}
 	if !(o.MinSupport > 0 && o.MinSupport <= 1) {
@@ -250,20 +256,20 @@ func mine(baskets [][]int32, o Options) (*miner, error) {
 	if o.MaxLen < 0 {
 		return nil, fmt.Errorf("basket: MaxLen %d is negative", o.MaxLen)
 	}
-	if len(baskets) >= math.MaxInt32 {
+	if nb >= math.MaxInt32 {
 		return nil, errors.New("basket: too many baskets")
 	}
 	maxID, err := maxItem(baskets)
 	if err != nil {
 		return nil, err
 	}
-	m := &miner{n: len(baskets), minCount: minCountFor(o.MinSupport, len(baskets))}
+	m := &miner{n: nb, minCount: minCountFor(o.MinSupport, nb)}
 
 	// Level 1: count each item once per basket.
 	counts := make([]uint32, maxID+1)
 	stamp := make([]int32, maxID+1) // basket index + 1 that last saw the item
-	for b, bk := range baskets {
-		for _, it := range bk {
+	for b := range nb {
+		for _, it := range baskets.At(b) {
 			if stamp[it] != int32(b+1) {
 				stamp[it] = int32(b + 1)
 				counts[it]++
@@ -289,9 +295,9 @@ func mine(baskets [][]int32, o Options) (*miner, error) {
 	// flat slice; baskets with fewer than two of them cannot hold a pair.
 	var tx transactions
 	tx.offs = append(tx.offs, 0)
-	for _, bk := range baskets {
+	for b := range nb {
 		start := len(tx.data)
-		for _, it := range bk {
+		for _, it := range baskets.At(b) {
 			if r := rank[it]; r >= 0 {
 				tx.data = append(tx.data, r)
 			}
@@ -341,10 +347,10 @@ func mine(baskets [][]int32, o Options) (*miner, error) {
 
 // maxItem validates item ids and returns the largest, or -1 if all baskets
 // are empty.
-func maxItem(baskets [][]int32) (int32, error) {
+func maxItem(baskets source) (int32, error) {
 	maxID := int32(-1)
-	for i, bk := range baskets {
-		for _, it := range bk {
+	for i := range baskets.Len() {
+		for _, it := range baskets.At(i) {
 			if it < 0 {
 				return 0, fmt.Errorf("basket: basket %d has negative item id %d", i, it)
 			}

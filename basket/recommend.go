@@ -64,6 +64,19 @@ type Recommender struct {
 // ranks items by popularity (the number of baskets that contain them).
 // Item ids must not be negative; memory is proportional to the largest id.
 func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, error) {
+	var all sliceSource
+	if len(customers) == 1 {
+		all = customers[0] // no copy: the grouping does not change the model
+	} else {
+		for _, c := range customers {
+			all = append(all, c...)
+		}
+	}
+	return newRecommender(all, o)
+}
+
+// newRecommender is NewRecommender over any source of baskets.
+func newRecommender(all source, o RecommenderOptions) (*Recommender, error) {
 	if o.MinCoCount < 0 {
 		return nil, fmt.Errorf("basket: MinCoCount %d is negative", o.MinCoCount)
 	}
@@ -78,15 +91,7 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 	if maxLinks == 0 {
 		maxLinks = DefaultMaxLinks
 	}
-	var all [][]int32
-	if len(customers) == 1 {
-		all = customers[0] // no copy: the grouping does not change the model
-	} else {
-		for _, c := range customers {
-			all = append(all, c...)
-		}
-	}
-	if len(all) == 0 {
+	if all.Len() == 0 {
 		return nil, ErrNoBaskets
 	}
 	maxID, err := maxItem(all)
@@ -98,8 +103,8 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 
 	// Popularity, one count per basket.
 	stamp := make([]int32, maxID+1)
-	for b, bk := range all {
-		for _, it := range bk {
+	for b := range all.Len() {
+		for _, it := range all.At(b) {
 			if stamp[it] != int32(b+1) {
 				stamp[it] = int32(b + 1)
 				r.pop[it]++
@@ -116,9 +121,9 @@ func NewRecommender(customers [][][]int32, o RecommenderOptions) (*Recommender, 
 	// Pair co-occurrence over items popular enough to reach minCo.
 	co := make(map[uint64]uint32)
 	var buf []int32
-	for _, bk := range all {
+	for b := range all.Len() {
 		buf = buf[:0]
-		for _, it := range bk {
+		for _, it := range all.At(b) {
 			if r.pop[it] >= minCo {
 				buf = append(buf, it)
 			}
