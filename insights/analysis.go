@@ -2,6 +2,8 @@ package insights
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -19,20 +21,19 @@ import (
 // makes one from an analyst's file.
 type Source func(ctx context.Context, fn func(kith.CustomerOrders) error) error
 
-// customer is what a run keeps per customer: a handful of numbers and the
-// distinct products bought, never the orders themselves, so memory grows
-// with customers and products rather than with order history.
+// customer is what a run keeps per customer: a handful of numbers and
+// where its distinct products are in the analysis's flat item lists,
+// never the orders themselves, so memory grows with customers and
+// products rather than with order history. Its profile id is summary.ID.
 type customer struct {
-	id      string
 	summary btyd.Summary
 	// Calibration orders and revenue, and the last order day, for RFM.
 	orders  int
 	revenue float64
 	last    btyd.Day
-	// items are the distinct products bought (sorted), paid the highest
-	// unit price paid for each.
-	items []int32
-	paid  []float64
+	// The distinct products bought (sorted) are analysis.items[itemsAt:
+	// itemsAt+nItems], each paid the highest unit price in analysis.paid.
+	itemsAt, nItems uint32
 }
 
 // analysis is one pass over a Source: per-customer summaries, the baskets
@@ -42,19 +43,31 @@ type analysis struct {
 	cfg    Config
 	period btyd.Period
 	custs  []customer
-	// baskets are every order's products, each a slice of one of arena's
-	// chunks: one allocation per chunk rather than per order. The model
-	// counts co-occurrence per basket, so who bought them is not kept.
-	baskets  [][]int32
-	arena    []int32
+	// items and paid are the customers' distinct products and the highest
+	// price paid for each, all customers in one pair of flat slices (see
+	// customer), so a million customers are not two million allocations
+	// for the collector to trace.
+	items []int32
+	paid  []float64
+	// baskets are every order's products. The model counts co-occurrence
+	// per basket, so who bought them is not kept.
+	baskets  basket.Baskets
 	products basket.Interner
+	// productJSON is each product's id as a JSON string (encodeProducts).
+	productJSON [][]byte
+	keys        traitKeys
 	catalog  map[int32]basket.Product
 	// repeatsByDay counts repeat purchase-days by day, over calibration
 	// and holdout, for the tracking chart.
 	repeatsByDay map[btyd.Day]int
 	firstOrder   time.Time
 	lastOrder    time.Time
-	days         []btyd.DayAmount // add's scratch
+	// add's scratch: the customer's purchase days, distinct products and
+	// prices paid, and one order's products.
+	days      []btyd.DayAmount
+	custItems []int32
+	custPaid  []float64
+	order     []int32
 	ordersSeen   int
 	// ordersRepeated counts orders skipped because the customer already
 	// had an order with the same order id (one order reported by two
@@ -119,7 +132,7 @@ func (c *customer) inRange() bool {
 }
 
 func newAnalysis(cfg Config, period btyd.Period) *analysis {
-	return &analysis{cfg: cfg, period: period, catalog: map[int32]basket.Product{}, repeatsByDay: map[btyd.Day]int{}}
+	return &analysis{cfg: cfg, period: period, keys: newTraitKeys(cfg), catalog: map[int32]basket.Product{}, repeatsByDay: map[btyd.Day]int{}}
 }
 
 // scan reads every customer from src. Reading (the store's decoding) and
@@ -169,9 +182,9 @@ func (a *analysis) scan(ctx context.Context, src Source) error {
 // add summarises one customer.
 func (a *analysis) add(co kith.CustomerOrders) error {
 	days := a.days[:0]
+	a.custItems, a.custPaid = a.custItems[:0], a.custPaid[:0]
 	defer func() { a.days = days[:0] }()
 	var c customer
-	c.id = co.ProfileID
 	end := a.period.CalibrationEnd
 	if a.period.HoldoutEnd != 0 {
 		end = a.period.HoldoutEnd
@@ -207,27 +220,24 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 		c.orders++
 		c.revenue += o.Revenue
 		c.last = max(c.last, d)
-		if len(o.Items) > 0 {
-			if cap(a.arena)-len(a.arena) < len(o.Items) {
-				a.arena = make([]int32, 0, max(1<<16, len(o.Items)))
+		a.order = a.order[:0]
+		for _, it := range o.Items {
+			key := commerce.ItemKey(it)
+			if key == "" {
+				continue
 			}
-			start := len(a.arena)
-			for _, it := range o.Items {
-				key := commerce.ItemKey(it)
-				if key == "" {
-					continue
-				}
-				id := a.products.ID(key)
-				a.arena = append(a.arena, id)
-				if it.Category != "" {
-					// The catalogue keeps each product's latest
-					// category and price.
-					a.catalog[id] = basket.Product{ID: key, Category: it.Category, Price: it.Price}
-				}
-				c.addItem(id, it.Price)
+			id := a.products.ID(key)
+			a.order = append(a.order, id)
+			if it.Category != "" {
+				// The catalogue keeps each product's latest category
+				// and price.
+				a.catalog[id] = basket.Product{ID: key, Category: it.Category, Price: it.Price}
 			}
-			if b := a.arena[start:len(a.arena):len(a.arena)]; len(b) > 0 {
-				a.baskets = append(a.baskets, b)
+			a.addItem(id, it.Price)
+		}
+		if len(a.order) > 0 {
+			if err := a.baskets.Add(a.order); err != nil {
+				return fmt.Errorf("insights: baskets: %w", err)
 			}
 		}
 	}
@@ -235,7 +245,7 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 		return nil
 	}
 	merged := btyd.MergeDays(days)
-	s, ok := a.period.Summarise(c.id, merged)
+	s, ok := a.period.Summarise(co.ProfileID, merged)
 	if !ok {
 		a.customersOut++
 		return nil
@@ -244,25 +254,39 @@ func (a *analysis) add(co kith.CustomerOrders) error {
 	if !c.inRange() {
 		// Checked here, in the one pass every run and validation
 		// makes, so no fit, score or prediction ever sees the value.
-		a.exclude(c.id, ReasonValueOutOfRange)
+		a.exclude(co.ProfileID, ReasonValueOutOfRange)
 		return nil
 	}
 	for _, d := range merged[1:] {
 		a.repeatsByDay[d.Day]++
 	}
+	if uint64(len(a.items))+uint64(len(a.custItems)) > math.MaxUint32 {
+		return errors.New("insights: more than 4,294,967,295 distinct products across customers")
+	}
+	c.itemsAt, c.nItems = uint32(len(a.items)), uint32(len(a.custItems))
+	a.items = append(a.items, a.custItems...)
+	a.paid = append(a.paid, a.custPaid...)
 	a.custs = append(a.custs, c)
 	return nil
 }
 
-// addItem records a purchased product and the highest price paid for it.
-func (c *customer) addItem(id int32, price float64) {
-	i, found := slices.BinarySearch(c.items, id)
+// addItem records a product the customer being added bought and the
+// highest price paid for it.
+func (a *analysis) addItem(id int32, price float64) {
+	i, found := slices.BinarySearch(a.custItems, id)
 	if found {
-		c.paid[i] = max(c.paid[i], price)
+		a.custPaid[i] = max(a.custPaid[i], price)
 		return
 	}
-	c.items = slices.Insert(c.items, i, id)
-	c.paid = slices.Insert(c.paid, i, price)
+	a.custItems = slices.Insert(a.custItems, i, id)
+	a.custPaid = slices.Insert(a.custPaid, i, price)
+}
+
+// itemsOf returns customer c's distinct products and the highest price
+// paid for each.
+func (a *analysis) itemsOf(c *customer) ([]int32, []float64) {
+	lo, hi := c.itemsAt, c.itemsAt+c.nItems
+	return a.items[lo:hi:hi], a.paid[lo:hi:hi]
 }
 
 // fitted holds what a run fitted; nil members were skipped.
@@ -349,7 +373,7 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 	// RFM over every customer.
 	rcs := make([]rfm.Customer, len(a.custs))
 	for i, c := range a.custs {
-		rcs[i] = rfm.Customer{ID: c.id, RecencyDays: float64(a.period.CalibrationEnd - c.last), Frequency: c.orders, Monetary: c.revenue}
+		rcs[i] = rfm.Customer{ID: c.summary.ID, RecencyDays: float64(a.period.CalibrationEnd - c.last), Frequency: c.orders, Monetary: c.revenue}
 	}
 	scores, err := rfm.ScoreAll(rcs, a.cfg.RFMBins, a.cfg.RFMRules)
 	if err != nil {
@@ -363,10 +387,9 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 
 	// Cross-sell and up-sell.
 	rep.Products = a.products.Len()
-	flat := a.baskets
-	rep.Baskets = len(flat)
-	if len(flat) > 0 {
-		rules, err := basket.Mine(flat, basket.Options{MinSupport: a.cfg.MinSupport, MinConfidence: a.cfg.MinConfidence, MinLift: a.cfg.MinLift})
+	rep.Baskets = a.baskets.Len()
+	if a.baskets.Len() > 0 {
+		rules, err := a.baskets.Mine(basket.Options{MinSupport: a.cfg.MinSupport, MinConfidence: a.cfg.MinConfidence, MinLift: a.cfg.MinLift})
 		if err != nil {
 			return nil, fmt.Errorf("insights: association rules: %w", err)
 		}
@@ -380,7 +403,7 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 				Support: r.Support, Confidence: r.Confidence, Lift: r.Lift,
 			})
 		}
-		if f.rec, err = basket.NewRecommender([][][]int32{flat}, basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
+		if f.rec, err = a.baskets.Recommender(basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
 			return nil, fmt.Errorf("insights: recommender: %w", err)
 		}
 		catalog := make([]basket.Product, 0, len(a.catalog))
@@ -390,60 +413,69 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 		f.up = basket.NewUpseller(catalog)
 		// Predictions use each customer's distinct products, not the
 		// baskets: let them go before the predictions are made.
-		a.baskets, a.arena, flat = nil, nil, nil
+		a.baskets = basket.Baskets{}
 		rep.Seconds["recommender"] = time.Since(t0).Seconds()
 	}
+	a.encodeProducts()
 	return f, nil
 }
 
-// predict returns customer i's predicted traits.
-func (a *analysis) predict(f *fitted, i int) map[string]any {
+// predict returns customer i's predicted traits, encoded. One buffer holds
+// every value's JSON; product names are encoded once per run (see
+// encodeProducts).
+func (a *analysis) predict(f *fitted, i int, ps []basket.Purchase) (map[string]json.RawMessage, []basket.Purchase, error) {
 	c := &a.custs[i]
-	out := map[string]any{}
+	out := make(map[string]json.RawMessage, 14)
+	e := traitEncoder{out: out, buf: make([]byte, 0, 512)}
 	unit := a.cfg.UnitDays
 	if f.model != nil {
 		palive := f.model.PAlive(c.summary.Customer)
-		out["p_alive"] = round(palive)
-		out["churn_risk"] = round(1 - palive)
-		out[fmt.Sprintf("expected_purchases_%dd", a.cfg.HorizonDays)] = round(f.model.ConditionalExpected(c.summary.Customer, float64(a.cfg.HorizonDays)/unit))
+		e.number("p_alive", round(palive))
+		e.number("churn_risk", round(1-palive))
+		e.number(a.keys.expected, round(f.model.ConditionalExpected(c.summary.Customer, float64(a.cfg.HorizonDays)/unit)))
 	}
 	if f.gg != nil {
-		out["expected_order_value"] = round(f.gg.ExpectedSpend(c.summary.Customer))
+		e.number("expected_order_value", round(f.gg.ExpectedSpend(c.summary.Customer)))
 		if f.model != nil {
 			month := 365.25 / 12 / unit
 			monthly := math.Pow(1+a.cfg.AnnualDiscount, 1.0/12) - 1
 			clv, err := btyd.CLV(f.model, *f.gg, c.summary.Customer, float64(a.cfg.CLVDays)/unit, month, monthly)
 			if err == nil {
-				out[fmt.Sprintf("clv_%dd", a.cfg.CLVDays)] = round(clv)
+				e.number(a.keys.clv, round(clv))
 			}
 		}
 	}
 	s := f.rfm[i]
-	out["rfm_recency"], out["rfm_frequency"], out["rfm_monetary"] = s.Recency, s.Frequency, s.Monetary
-	out["rfm_score"] = s.Combined
-	out["rfm_segment"] = s.Segment
+	e.integer("rfm_recency", s.Recency)
+	e.integer("rfm_frequency", s.Frequency)
+	e.integer("rfm_monetary", s.Monetary)
+	e.integer("rfm_score", s.Combined)
+	e.value("rfm_segment", s.Segment)
+	items, paid := a.itemsOf(c)
 	if f.rec != nil {
-		recs := f.rec.NextBest(c.items, a.cfg.TopN)
-		ids := make([]string, len(recs))
-		for j, r := range recs {
-			ids[j] = a.products.Name(r.Item)
-		}
-		out["next_best_products"] = ids
+		recs := f.rec.NextBest(items, a.cfg.TopN)
+		e.list("next_best_products", len(recs), func(j int) []byte { return a.productJSON[recs[j].Item] })
 	}
 	if f.up != nil {
-		var ps []basket.Purchase
-		for j, id := range c.items {
+		ps = ps[:0]
+		for j, id := range items {
 			if p, ok := a.catalog[id]; ok {
-				ps = append(ps, basket.Purchase{Product: p.ID, Category: p.Category, Price: c.paid[j]})
+				ps = append(ps, basket.Purchase{Product: p.ID, Category: p.Category, Price: paid[j]})
 			}
 		}
 		ups := f.up.Upsell(ps, a.cfg.TopN)
-		if ups == nil {
-			ups = []string{}
-		}
-		out["upsell_products"] = ups
+		e.list("upsell_products", len(ups), func(j int) []byte {
+			if id, ok := a.products.Lookup(ups[j]); ok {
+				return a.productJSON[id]
+			}
+			b, _ := json.Marshal(ups[j]) // a string always encodes
+			return b
+		})
 	}
-	return out
+	if e.err != nil {
+		return nil, ps, fmt.Errorf("insights: encode predictions of %s: %w", c.summary.ID, e.err)
+	}
+	return out, ps, nil
 }
 
 // round keeps 6 significant digits: predictions are estimates, and short

@@ -109,7 +109,7 @@ func TestNaNOrderValueExcluded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(a.custs) != 1 || a.custs[0].id != "ok" || len(a.excluded) != 1 || a.excluded[0].Examples[0] != "nan" {
+	if len(a.custs) != 1 || a.custs[0].summary.ID != "ok" || len(a.excluded) != 1 || a.excluded[0].Examples[0] != "nan" {
 		t.Errorf("customers %+v, excluded %+v; want ok kept and nan excluded", a.custs, a.excluded)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kithcdp/kith"
+	"github.com/kithcdp/kith/basket"
 	"github.com/kithcdp/kith/btyd"
 	"github.com/kithcdp/kith/rfm"
 )
@@ -287,18 +288,15 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 			go func(ci int) {
 				lo, hi := ci*batch, min((ci+1)*batch, len(a.custs))
 				ps := make([]kith.ProfileInsights, 0, hi-lo)
+				var purchases []basket.Purchase
 				for i := lo; i < hi; i++ {
-					traits := a.predict(f, i)
-					enc := make(map[string]json.RawMessage, len(traits))
-					for k, v := range traits {
-						b, err := json.Marshal(v)
-						if err != nil {
-							results[ci] <- chunk{err: fmt.Errorf("insights: encode %s of %s: %w", k, a.custs[i].id, err), slot: true}
-							return
-						}
-						enc[k] = b
+					traits, p, err := a.predict(f, i, purchases)
+					if err != nil {
+						results[ci] <- chunk{err: err, slot: true}
+						return
 					}
-					ps = append(ps, kith.ProfileInsights{ProfileID: a.custs[i].id, Traits: enc})
+					purchases = p
+					ps = append(ps, kith.ProfileInsights{ProfileID: a.custs[i].summary.ID, Traits: traits})
 				}
 				results[ci] <- chunk{ps: ps, slot: true}
 			}(ci)
