@@ -8,7 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -61,34 +64,153 @@ func decodeItems(b []byte) ([]kith.OrderItem, error) {
 
 // ScanOrders visits each unified profile's orders. The orders table is
 // clustered by profile, so profiles that were never merged are handed to fn
-// as the scan passes them; the members of merged profiles are collected and
+// as a scan passes them; the members of merged profiles are collected and
 // handed over together at the end, in time order.
+//
+// Reading and decoding millions of rows is the scan's cost, so the table is
+// read in parts by profile id (see orderParts), each on its own connection
+// and goroutine, and fn is handed their batches in turn: part 1's first
+// batch, part 2's first, part 1's second, and so on. The order is the same
+// on every run over the same data, and fn is never called concurrently.
 func (db *DB) ScanOrders(ctx context.Context, fn func(kith.CustomerOrders) error) error {
 	canon, err := db.mergedCanonicals(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlite: scan orders: %w", err)
 	}
-	rows, err := db.stateR.QueryContext(ctx, `SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items
-		FROM orders ORDER BY profile_id, ts, seq`)
+	bounds, err := db.orderParts(ctx, max(1, min(runtime.GOMAXPROCS(0), 4)))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	parts := make([]*orderPart, len(bounds)+1)
+	var wg sync.WaitGroup
+	for i := range parts {
+		var lo, hi string
+		if i > 0 {
+			lo = bounds[i-1]
+		}
+		if i < len(bounds) {
+			hi = bounds[i]
+		}
+		p := &orderPart{batches: make(chan []kith.CustomerOrders, 2), merged: map[string][]kith.Order{}}
+		parts[i] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(p.batches)
+			p.err = db.scanOrderPart(ctx, lo, hi, canon, p)
+		}()
+	}
+	// On an early return the readers are cancelled and drained, so none is
+	// left blocked on its channel.
+	defer func() {
+		cancel()
+		for _, p := range parts {
+			for range p.batches {
+			}
+		}
+		wg.Wait()
+	}()
+	for open := len(parts); open > 0; {
+		for _, p := range parts {
+			if p.done {
+				continue
+			}
+			batch, ok := <-p.batches
+			if !ok {
+				p.done = true
+				open--
+				if p.err != nil {
+					return p.err
+				}
+				continue
+			}
+			for _, co := range batch {
+				if err := fn(co); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	merged := parts[0].merged
+	for _, p := range parts[1:] {
+		for c, os := range p.merged {
+			merged[c] = append(merged[c], os...)
+		}
+	}
+	for _, c := range slices.Sorted(mapKeys(merged)) {
+		os := merged[c]
+		slices.SortFunc(os, kith.CompareOrders)
+		if err := fn(kith.CustomerOrders{ProfileID: c, Orders: os}); err != nil {
+			return err
+		}
+		delete(merged, c)
+	}
+	return nil
+}
+
+// orderPart is one reader of ScanOrders: the batches of customers it has
+// read, the orders of merged profiles it set aside, and why it stopped
+// early, if it did (set before batches is closed).
+type orderPart struct {
+	batches chan []kith.CustomerOrders
+	merged  map[string][]kith.Order
+	err     error
+	done    bool
+}
+
+// orderBatch is about how many orders a reader hands over at a time.
+const orderBatch = 4096
+
+// scanOrderPart reads the orders of profile ids in [lo, hi) ("" leaves a
+// side open) into p.
+func (db *DB) scanOrderPart(ctx context.Context, lo, hi string, canon map[string]string, p *orderPart) error {
+	q := `SELECT profile_id, ts, seq, source_id, order_id, revenue, currency, items FROM orders`
+	var args []any
+	switch {
+	case lo != "" && hi != "":
+		q, args = q+` WHERE profile_id >= $1 AND profile_id < $2`, []any{lo, hi}
+	case lo != "":
+		q, args = q+` WHERE profile_id >= $1`, []any{lo}
+	case hi != "":
+		q, args = q+` WHERE profile_id < $1`, []any{hi}
+	}
+	rows, err := db.stateR.QueryContext(ctx, q+` ORDER BY profile_id, ts, seq`, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite: scan orders: %w", err)
 	}
 	defer rows.Close()
-	merged := map[string][]kith.Order{}
+	var batch []kith.CustomerOrders
+	n := 0
+	send := func() error {
+		select {
+		case p.batches <- batch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		batch, n = nil, 0
+		return nil
+	}
 	var cur kith.CustomerOrders
 	flush := func() error {
 		if len(cur.Orders) == 0 {
 			return nil
 		}
 		if c, ok := canon[cur.ProfileID]; ok {
-			merged[c] = append(merged[c], cur.Orders...)
-		} else if err := fn(cur); err != nil {
-			return err
+			p.merged[c] = append(p.merged[c], cur.Orders...)
+		} else {
+			batch = append(batch, cur)
+			if n += len(cur.Orders); n >= orderBatch {
+				if err := send(); err != nil {
+					return err
+				}
+			}
 		}
 		cur = kith.CustomerOrders{}
 		return nil
 	}
-	var items []byte
+	var items sql.RawBytes
 	for rows.Next() {
 		var o kith.Order
 		var ts int64
@@ -113,15 +235,60 @@ func (db *DB) ScanOrders(ctx context.Context, fn func(kith.CustomerOrders) error
 	if err := flush(); err != nil {
 		return err
 	}
-	for _, c := range slices.Sorted(mapKeys(merged)) {
-		os := merged[c]
-		slices.SortFunc(os, kith.CompareOrders)
-		if err := fn(kith.CustomerOrders{ProfileID: c, Orders: os}); err != nil {
-			return err
-		}
-		delete(merged, c)
+	if len(batch) > 0 {
+		return send()
 	}
 	return nil
+}
+
+// orderParts returns up to k-1 profile ids that cut the orders table into
+// k parts of about equal width, for ScanOrders to read side by side: the
+// first and last profile ids are read from the ends of the table's key,
+// and the cuts are spaced evenly between them, reading the bytes after
+// their common prefix as a number. Profile ids are random after a fixed
+// prefix, so equal width is about equal size; where they are not, the
+// parts are uneven and the scan is as correct, only less parallel.
+func (db *DB) orderParts(ctx context.Context, k int) ([]string, error) {
+	if k < 2 {
+		return nil, nil
+	}
+	var lo, hi sql.NullString
+	if err := db.stateR.QueryRowContext(ctx, `SELECT (SELECT profile_id FROM orders ORDER BY profile_id LIMIT 1),
+		(SELECT profile_id FROM orders ORDER BY profile_id DESC LIMIT 1)`).Scan(&lo, &hi); err != nil {
+		return nil, fmt.Errorf("sqlite: scan orders: %w", err)
+	}
+	return keyCuts(lo.String, hi.String, k), nil
+}
+
+// keyCuts returns up to k-1 distinct strings c, lo < c <= hi, in
+// ascending order, dividing [lo, hi] into k parts of about equal width.
+func keyCuts(lo, hi string, k int) []string {
+	if lo >= hi {
+		return nil
+	}
+	pre := 0
+	for pre < len(lo) && pre < len(hi) && lo[pre] == hi[pre] {
+		pre++
+	}
+	// The 8 bytes after the common prefix, as big-endian numbers (a
+	// shorter string is padded with zeros, which sorts it first).
+	num := func(s string) uint64 {
+		var b [8]byte
+		copy(b[:], s[min(pre, len(s)):])
+		return binary.BigEndian.Uint64(b[:])
+	}
+	a, z := num(lo), num(hi)
+	var cuts []string
+	for i := 1; i < k; i++ {
+		v := a + uint64(float64(z-a)*float64(i)/float64(k))
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], v)
+		c := hi[:pre] + strings.TrimRight(string(b[:]), "\x00")
+		if c > lo && c <= hi && (len(cuts) == 0 || c > cuts[len(cuts)-1]) {
+			cuts = append(cuts, c)
+		}
+	}
+	return cuts
 }
 
 // WriteInsights replaces the predicted traits of the given profiles.
