@@ -56,7 +56,7 @@ type analysis struct {
 	// productJSON is each product's id as a JSON string (encodeProducts).
 	productJSON [][]byte
 	keys        traitKeys
-	catalog  map[int32]basket.Product
+	catalog     map[int32]basket.Product
 	// repeatsByDay counts repeat purchase-days by day, over calibration
 	// and holdout, for the tracking chart.
 	repeatsByDay map[btyd.Day]int
@@ -64,11 +64,11 @@ type analysis struct {
 	lastOrder    time.Time
 	// add's scratch: the customer's purchase days, distinct products and
 	// prices paid, and one order's products.
-	days      []btyd.DayAmount
-	custItems []int32
-	custPaid  []float64
-	order     []int32
-	ordersSeen   int
+	days       []btyd.DayAmount
+	custItems  []int32
+	custPaid   []float64
+	order      []int32
+	ordersSeen int
 	// ordersRepeated counts orders skipped because the customer already
 	// had an order with the same order id (one order reported by two
 	// channels, such as a webshop event and an order-management export).

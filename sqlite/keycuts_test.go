@@ -14,7 +14,7 @@ func TestKeyCuts(t *testing.T) {
 		{"p_00", "p_ff", 2, []string{"p_KK"}},
 		{"a", "c", 2, []string{"b"}},
 		{"a", "b", 4, []string{"a@", "a\x80", "a\xc0"}}, // byte order, not UTF-8
-		{"p_1", "p_1", 2, nil}, // one profile: one part
+		{"p_1", "p_1", 2, nil},                          // one profile: one part
 		{"b", "a", 2, nil},
 		{"", "", 3, nil}, // no orders
 		{"", "z", 2, []string{"="}},
