@@ -3,6 +3,7 @@ package kith
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -43,6 +44,74 @@ type CustomerOrders struct {
 type ProfileInsights struct {
 	ProfileID string
 	Traits    map[string]json.RawMessage
+}
+
+// TraitsJSON returns p.Traits as one JSON object, byte for byte what
+// json.Marshal(p.Traits) returns: keys sorted, values compact. A run
+// writes a million of these, so the common case (plain keys, values
+// without characters encoding/json would escape or remove) is written
+// directly, and only the rest goes through encoding/json. Every value is
+// checked to be valid JSON either way.
+func (p ProfileInsights) TraitsJSON() ([]byte, error) {
+	if p.Traits == nil {
+		return json.Marshal(p.Traits)
+	}
+	var stack [16]string
+	keys := stack[:0]
+	size := 2
+	for k, v := range p.Traits {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 4
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, size)
+	b = append(b, '{')
+	for i, k := range keys {
+		v := p.Traits[k]
+		if !plainKey(k) || !plainValue(v) || !json.Valid(v) {
+			return json.Marshal(p.Traits)
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = append(b, v...)
+	}
+	return append(b, '}'), nil
+}
+
+// plainKey reports whether encoding/json writes key as it is between
+// quotes: printable ASCII without a quote, backslash, <, > or &.
+func plainKey(key string) bool {
+	for i := range len(key) {
+		if c := key[i]; c < ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainValue reports whether a JSON value is printable ASCII that
+// encoding/json's compaction leaves as it is: spaces only inside strings,
+// and no backslash, <, > or & (which it would escape). Without a
+// backslash, every quote opens or closes a string.
+func plainValue(v []byte) bool {
+	in := false
+	for _, c := range v {
+		switch {
+		case c == '"':
+			in = !in
+		case c == ' ':
+			if !in {
+				return false
+			}
+		case c < ' ' || c >= 0x7f || c == '\\' || c == '<' || c == '>' || c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // InsightRun is the record of one insight run: when and why it ran, on what

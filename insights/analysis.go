@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/kithcdp/kith"
@@ -303,9 +304,11 @@ type fitted struct {
 type Model = btyd.Model
 
 // fit fits every model the data supports, recording each in the report.
+// The purchase-count model, the spend model, the RFM scores and the
+// basket models do not depend on each other, so they are fitted side by
+// side; each records its own time.
 func (a *analysis) fit(rep *Report) (*fitted, error) {
 	f := &fitted{}
-	t0 := time.Now()
 	summaries := make([]btyd.Customer, len(a.custs))
 	repeat := 0
 	for i, c := range a.custs {
@@ -316,108 +319,139 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 	}
 	rep.Customers = len(a.custs)
 	rep.RepeatCustomers = repeat
-
-	// Purchase-count model.
-	mr := &ModelReport{}
+	mr, gr := &ModelReport{}, &ModelReport{}
 	rep.Models[a.cfg.Model] = mr
+	rep.Models["gammagamma"] = gr
+
+	var wg sync.WaitGroup
+	var rfmErr, basketErr error
+	var countSecs, spendSecs, rfmSecs, rulesSecs, recSecs float64
+	t0 := time.Now()
+	wg.Go(func() {
+		f.model = a.fitCount(summaries, repeat, mr)
+		countSecs = time.Since(t0).Seconds()
+	})
+	wg.Go(func() {
+		f.gg = a.fitSpend(summaries, repeat, gr)
+		spendSecs = time.Since(t0).Seconds()
+	})
+	wg.Go(func() {
+		start := time.Now()
+		f.rfm, rep.RFM, rfmErr = a.scoreRFM()
+		rfmSecs = time.Since(start).Seconds()
+	})
+	// Cross-sell and up-sell.
+	rep.Products = a.products.Len()
+	rep.Baskets = a.baskets.Len()
+	if a.baskets.Len() > 0 {
+		wg.Go(func() {
+			start := time.Now()
+			rules, err := a.baskets.Mine(basket.Options{MinSupport: a.cfg.MinSupport, MinConfidence: a.cfg.MinConfidence, MinLift: a.cfg.MinLift})
+			if err != nil {
+				basketErr = fmt.Errorf("insights: association rules: %w", err)
+				return
+			}
+			f.rules = rules
+			rep.RulesTotal = len(rules)
+			rulesSecs = time.Since(start).Seconds()
+			start = time.Now()
+			for _, r := range rules[:min(len(rules), 25)] {
+				rep.Rules = append(rep.Rules, RuleReport{
+					If: a.products.Names(r.Antecedent), Then: a.products.Names(r.Consequent), Count: r.Count,
+					Support: r.Support, Confidence: r.Confidence, Lift: r.Lift,
+				})
+			}
+			if f.rec, err = a.baskets.Recommender(basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
+				basketErr = fmt.Errorf("insights: recommender: %w", err)
+				return
+			}
+			catalog := make([]basket.Product, 0, len(a.catalog))
+			for _, p := range a.catalog {
+				catalog = append(catalog, p)
+			}
+			f.up = basket.NewUpseller(catalog)
+			// Predictions use each customer's distinct products, not the
+			// baskets: let them go before the predictions are made.
+			a.baskets = basket.Baskets{}
+			recSecs = time.Since(start).Seconds()
+		})
+	}
+	wg.Wait()
+	if rfmErr != nil {
+		return nil, rfmErr
+	}
+	if basketErr != nil {
+		return nil, basketErr
+	}
+	rep.Seconds["fit_models"] = max(countSecs, spendSecs) // until both models were fitted
+	rep.Seconds["rfm"] = rfmSecs
+	if rep.Baskets > 0 {
+		rep.Seconds["rules"] = rulesSecs
+		rep.Seconds["recommender"] = recSecs
+	}
+	a.encodeProducts()
+	return f, nil
+}
+
+// fitCount fits the purchase-count model, or says in mr why not.
+func (a *analysis) fitCount(summaries []btyd.Customer, repeat int, mr *ModelReport) Model {
 	switch {
 	case len(a.custs) < a.cfg.MinCustomers:
 		mr.Skipped = fmt.Sprintf("%d customers, fewer than the %d a fit needs", len(a.custs), a.cfg.MinCustomers)
+		return nil
 	case repeat == 0:
 		mr.Skipped = "no customer has a repeat purchase yet"
-	default:
-		start := time.Now()
-		var err error
-		var info btyd.FitInfo
-		switch a.cfg.Model {
-		case ModelParetoNBD:
-			var m btyd.ParetoNBD
-			m, info, err = btyd.FitParetoNBD(summaries)
-			f.model = m
-		default:
-			var m btyd.BGNBD
-			m, info, err = btyd.FitBGNBD(summaries)
-			f.model = m
-		}
-		mr.Seconds = time.Since(start).Seconds()
-		mr.Fit = info
-		if err != nil {
-			f.model = nil
-			mr.Skipped = "fit failed: " + err.Error()
-		} else {
-			mr.Params = f.model.Params()
-		}
+		return nil
 	}
+	start := time.Now()
+	var m Model
+	var err error
+	var info btyd.FitInfo
+	switch a.cfg.Model {
+	case ModelParetoNBD:
+		m, info, err = btyd.FitParetoNBD(summaries)
+	default:
+		m, info, err = btyd.FitBGNBD(summaries)
+	}
+	mr.Seconds = time.Since(start).Seconds()
+	mr.Fit = info
+	if err != nil {
+		mr.Skipped = "fit failed: " + err.Error()
+		return nil
+	}
+	mr.Params = m.Params()
+	return m
+}
 
-	// Spend model, on repeat buyers.
-	gr := &ModelReport{}
-	rep.Models["gammagamma"] = gr
+// fitSpend fits the spend model on repeat buyers, or says in gr why not.
+func (a *analysis) fitSpend(summaries []btyd.Customer, repeat int, gr *ModelReport) *btyd.GammaGamma {
 	if repeat < a.cfg.MinCustomers {
 		gr.Skipped = fmt.Sprintf("%d repeat customers, fewer than the %d a fit needs", repeat, a.cfg.MinCustomers)
-	} else {
-		start := time.Now()
-		m, info, err := btyd.FitGammaGamma(summaries)
-		gr.Seconds = time.Since(start).Seconds()
-		gr.Fit = info
-		if err != nil {
-			gr.Skipped = "fit failed: " + err.Error()
-		} else {
-			f.gg = &m
-			gr.Params = m.Params()
-		}
+		return nil
 	}
+	start := time.Now()
+	m, info, err := btyd.FitGammaGamma(summaries)
+	gr.Seconds = time.Since(start).Seconds()
+	gr.Fit = info
+	if err != nil {
+		gr.Skipped = "fit failed: " + err.Error()
+		return nil
+	}
+	gr.Params = m.Params()
+	return &m
+}
 
-	rep.Seconds["fit_models"] = time.Since(t0).Seconds()
-	t0 = time.Now()
-
-	// RFM over every customer.
+// scoreRFM scores every customer and summarises the segments.
+func (a *analysis) scoreRFM() ([]rfm.Score, []rfm.SegmentSummary, error) {
 	rcs := make([]rfm.Customer, len(a.custs))
 	for i, c := range a.custs {
 		rcs[i] = rfm.Customer{ID: c.summary.ID, RecencyDays: float64(a.period.CalibrationEnd - c.last), Frequency: c.orders, Monetary: c.revenue}
 	}
 	scores, err := rfm.ScoreAll(rcs, a.cfg.RFMBins, a.cfg.RFMRules)
 	if err != nil {
-		return nil, fmt.Errorf("insights: rfm: %w", err)
+		return nil, nil, fmt.Errorf("insights: rfm: %w", err)
 	}
-	f.rfm = scores
-	rep.RFM = rfm.Summarise(scores, a.cfg.RFMRules)
-
-	rep.Seconds["rfm"] = time.Since(t0).Seconds()
-	t0 = time.Now()
-
-	// Cross-sell and up-sell.
-	rep.Products = a.products.Len()
-	rep.Baskets = a.baskets.Len()
-	if a.baskets.Len() > 0 {
-		rules, err := a.baskets.Mine(basket.Options{MinSupport: a.cfg.MinSupport, MinConfidence: a.cfg.MinConfidence, MinLift: a.cfg.MinLift})
-		if err != nil {
-			return nil, fmt.Errorf("insights: association rules: %w", err)
-		}
-		f.rules = rules
-		rep.RulesTotal = len(rules)
-		rep.Seconds["rules"] = time.Since(t0).Seconds()
-		t0 = time.Now()
-		for _, r := range rules[:min(len(rules), 25)] {
-			rep.Rules = append(rep.Rules, RuleReport{
-				If: a.products.Names(r.Antecedent), Then: a.products.Names(r.Consequent), Count: r.Count,
-				Support: r.Support, Confidence: r.Confidence, Lift: r.Lift,
-			})
-		}
-		if f.rec, err = a.baskets.Recommender(basket.RecommenderOptions{MinCoCount: a.cfg.MinCoCount}); err != nil {
-			return nil, fmt.Errorf("insights: recommender: %w", err)
-		}
-		catalog := make([]basket.Product, 0, len(a.catalog))
-		for _, p := range a.catalog {
-			catalog = append(catalog, p)
-		}
-		f.up = basket.NewUpseller(catalog)
-		// Predictions use each customer's distinct products, not the
-		// baskets: let them go before the predictions are made.
-		a.baskets = basket.Baskets{}
-		rep.Seconds["recommender"] = time.Since(t0).Seconds()
-	}
-	a.encodeProducts()
-	return f, nil
+	return scores, rfm.Summarise(scores, a.cfg.RFMRules), nil
 }
 
 // predict returns customer i's predicted traits, encoded. One buffer holds

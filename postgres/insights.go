@@ -74,7 +74,7 @@ func (db *DB) WriteInsights(ctx context.Context, runID string, at time.Time, ps 
 	ids := make([]string, len(ps))
 	objs := make([]string, len(ps))
 	for i, p := range ps {
-		j, err := json.Marshal(p.Traits)
+		j, err := p.TraitsJSON()
 		if err != nil {
 			return fmt.Errorf("postgres: write insights for %s: %w", p.ProfileID, err)
 		}

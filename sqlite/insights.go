@@ -300,7 +300,7 @@ func (db *DB) WriteInsights(ctx context.Context, runID string, at time.Time, ps 
 	defer tx.Rollback()
 	encoded := make([][]byte, len(ps))
 	for i, p := range ps {
-		if encoded[i], err = json.Marshal(p.Traits); err != nil {
+		if encoded[i], err = p.TraitsJSON(); err != nil {
 			return fmt.Errorf("sqlite: write insights for %s: %w", p.ProfileID, err)
 		}
 	}
