@@ -89,29 +89,17 @@ func (u *Upseller) Upsell(purchases []Purchase, n int) []string {
 	if n <= 0 {
 		return nil
 	}
-	// The highest price paid per category, and the products bought, as
-	// sorted slices rather than maps: a customer buys from a few
-	// categories, and a run asks for a million customers.
-	type ceiling struct {
-		cat   string
-		price float64
-	}
-	ceilings := make([]ceiling, 0, len(purchases))
-	bought := make([]string, len(purchases))
-	for i, p := range purchases {
-		bought[i] = p.Product
-		if p.Category != "" && finite(p.Price) {
-			ceilings = append(ceilings, ceiling{p.Category, p.Price})
+	ceiling := make(map[string]float64)
+	bought := make(map[string]bool, len(purchases))
+	for _, p := range purchases {
+		bought[p.Product] = true
+		if p.Category == "" || !finite(p.Price) {
+			continue
+		}
+		if c, ok := ceiling[p.Category]; !ok || p.Price > c {
+			ceiling[p.Category] = p.Price
 		}
 	}
-	slices.Sort(bought)
-	slices.SortFunc(ceilings, func(a, b ceiling) int {
-		if c := cmp.Compare(a.cat, b.cat); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.price, a.price) // highest first
-	})
-	ceilings = slices.CompactFunc(ceilings, func(a, b ceiling) bool { return a.cat == b.cat })
 	// best holds the n best step-ups so far, best first.
 	type stepUp struct {
 		id   string
@@ -119,9 +107,8 @@ func (u *Upseller) Upsell(purchases []Purchase, n int) []string {
 	}
 	less := func(a, b stepUp) bool { return a.step < b.step || a.step == b.step && a.id < b.id }
 	best := make([]stepUp, 0, n)
-	for _, ce := range ceilings {
-		c := ce.price
-		ps := u.byCategory[ce.cat]
+	for cat, c := range ceiling {
+		ps := u.byCategory[cat]
 		// Within a category the step grows with the price: walk up from the
 		// ceiling until a step cannot enter the n best.
 		i, _ := slices.BinarySearchFunc(ps, c, func(p Product, c float64) int {
@@ -131,7 +118,7 @@ func (u *Upseller) Upsell(purchases []Purchase, n int) []string {
 			return 1
 		})
 		for ; i < len(ps); i++ {
-			if _, ok := slices.BinarySearch(bought, ps[i].ID); ok {
+			if bought[ps[i].ID] {
 				continue
 			}
 			s := stepUp{ps[i].ID, ps[i].Price - c}
