@@ -106,3 +106,27 @@ func BenchmarkNextBest(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkUpsell asks for ten step-ups for customers of 15 purchases in
+// a catalogue of 2,000 products in 50 categories (the insight benchmark's
+// shape).
+func BenchmarkUpsell(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	var catalog []Product
+	for i := range 2000 {
+		catalog = append(catalog, Product{ID: "prod-" + strconv.Itoa(i), Category: "cat-" + strconv.Itoa(i%50), Price: float64(1 + rng.IntN(200))})
+	}
+	u := NewUpseller(catalog)
+	customers := make([][]Purchase, 1000)
+	for i := range customers {
+		for range 15 {
+			p := catalog[rng.IntN(len(catalog))]
+			customers[i] = append(customers[i], Purchase{Product: p.ID, Category: p.Category, Price: p.Price})
+		}
+	}
+	i := 0
+	for b.Loop() {
+		u.Upsell(customers[i%len(customers)], 10)
+		i++
+	}
+}
