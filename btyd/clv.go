@@ -39,17 +39,30 @@ func validateCLV(horizon, step, discount float64) error {
 // shorter than a millionth of the horizon, and the discount rate finite
 // and not negative; otherwise CLV returns an error.
 func CLV(m Model, gg GammaGamma, c Customer, horizon, step, discount float64) (float64, error) {
+	n, err := DiscountedPurchases(m, c, horizon, step, discount)
+	if err != nil {
+		return 0, err
+	}
+	return gg.ExpectedSpend(c) * n, nil
+}
+
+// DiscountedPurchases is CLV without the spend: the purchases m expects of
+// c in each step of the horizon, each discounted as CLV discounts it, and
+// summed. It depends on c's purchase counts and times only, not on its
+// spend, so customers with the same history share it (a million customers
+// have about half as many distinct histories), and CLV is it times the
+// expected spend.
+func DiscountedPurchases(m Model, c Customer, horizon, step, discount float64) (float64, error) {
 	if err := validateCLV(horizon, step, discount); err != nil {
 		return 0, err
 	}
-	spend := gg.ExpectedSpend(c)
 	// The relative slack keeps a horizon that is a whole number of steps
 	// from gaining an empty last step to rounding.
 	steps := int(math.Ceil(horizon / step * (1 - 1e-12)))
 	var value, before float64
 	for i := 1; i <= steps; i++ {
 		after := m.ConditionalExpected(c, math.Min(float64(i)*step, horizon))
-		value += (after - before) * spend / math.Pow(1+discount, float64(i))
+		value += (after - before) / math.Pow(1+discount, float64(i))
 		before = after
 	}
 	return value, nil

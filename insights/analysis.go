@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -457,27 +458,24 @@ func (a *analysis) scoreRFM() ([]rfm.Score, []rfm.SegmentSummary, error) {
 // predict returns customer i's predicted traits, encoded. One buffer holds
 // every value's JSON; product names are encoded once per run (see
 // encodeProducts).
-func (a *analysis) predict(f *fitted, i int, ps []basket.Purchase) (map[string]json.RawMessage, []basket.Purchase, error) {
+func (a *analysis) predict(f *fitted, memo *countMemo, i int, ps []basket.Purchase) (map[string]json.RawMessage, []basket.Purchase, error) {
 	c := &a.custs[i]
 	out := make(map[string]json.RawMessage, 14)
 	e := traitEncoder{out: out, buf: make([]byte, 0, 512)}
-	unit := a.cfg.UnitDays
 	if f.model != nil {
-		palive := f.model.PAlive(c.summary.Customer)
-		e.number("p_alive", round(palive))
-		e.number("churn_risk", round(1-palive))
-		e.number(a.keys.expected, round(f.model.ConditionalExpected(c.summary.Customer, float64(a.cfg.HorizonDays)/unit)))
-	}
-	if f.gg != nil {
-		e.number("expected_order_value", round(f.gg.ExpectedSpend(c.summary.Customer)))
-		if f.model != nil {
-			month := 365.25 / 12 / unit
-			monthly := math.Pow(1+a.cfg.AnnualDiscount, 1.0/12) - 1
-			clv, err := btyd.CLV(f.model, *f.gg, c.summary.Customer, float64(a.cfg.CLVDays)/unit, month, monthly)
-			if err == nil {
-				e.number(a.keys.clv, round(clv))
+		v := &memo.values[memo.index[i]]
+		e.number("p_alive", round(v.palive))
+		e.number("churn_risk", round(1-v.palive))
+		e.number(a.keys.expected, round(v.expected))
+		if f.gg != nil {
+			spend := f.gg.ExpectedSpend(c.summary.Customer)
+			e.number("expected_order_value", round(spend))
+			if v.discountedOK {
+				e.number(a.keys.clv, round(spend*v.discounted))
 			}
 		}
+	} else if f.gg != nil {
+		e.number("expected_order_value", round(f.gg.ExpectedSpend(c.summary.Customer)))
 	}
 	s := f.rfm[i]
 	e.integer("rfm_recency", s.Recency)
@@ -510,6 +508,68 @@ func (a *analysis) predict(f *fitted, i int, ps []basket.Purchase) (map[string]j
 		return nil, ps, fmt.Errorf("insights: encode predictions of %s: %w", c.summary.ID, e.err)
 	}
 	return out, ps, nil
+}
+
+// countMemo holds the purchase-count model's predictions once per
+// distinct purchase history (repeat purchases, last repeat, age): they do
+// not depend on the spend, and a million customers have about half as many
+// distinct histories, each prediction costing over a dozen evaluations of
+// a hypergeometric function.
+type countMemo struct {
+	index  []int32 // per customer, into values
+	values []countValues
+}
+
+type countValues struct {
+	palive, expected float64
+	// discounted is btyd.DiscountedPurchases over the CLV horizon, if
+	// discountedOK; CLV is it times the expected spend.
+	discounted   float64
+	discountedOK bool
+}
+
+// memoCounts computes the count model's predictions for every distinct
+// history, on all cores. It returns nil without a count model.
+func (a *analysis) memoCounts(f *fitted) *countMemo {
+	if f.model == nil {
+		return nil
+	}
+	type history struct{ x, tx, t float64 }
+	at := make(map[history]int32, len(a.custs)/2)
+	m := &countMemo{index: make([]int32, len(a.custs))}
+	var distinct []btyd.Customer
+	for i := range a.custs {
+		c := a.custs[i].summary.Customer
+		h := history{c.X, c.Tx, c.T}
+		j, ok := at[h]
+		if !ok {
+			j = int32(len(distinct))
+			at[h] = j
+			distinct = append(distinct, btyd.Customer{X: c.X, Tx: c.Tx, T: c.T})
+		}
+		m.index[i] = j
+	}
+	clear(at)
+	m.values = make([]countValues, len(distinct))
+	unit := a.cfg.UnitDays
+	month := 365.25 / 12 / unit
+	monthly := math.Pow(1+a.cfg.AnnualDiscount, 1.0/12) - 1
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for j := w; j < len(distinct); j += workers {
+				c := distinct[j]
+				v := &m.values[j]
+				v.palive = f.model.PAlive(c)
+				v.expected = f.model.ConditionalExpected(c, float64(a.cfg.HorizonDays)/unit)
+				d, err := btyd.DiscountedPurchases(f.model, c, float64(a.cfg.CLVDays)/unit, month, monthly)
+				v.discounted, v.discountedOK = d, err == nil
+			}
+		})
+	}
+	wg.Wait()
+	return m
 }
 
 // round keeps 6 significant digits: predictions are estimates, and short

@@ -261,6 +261,7 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 		err  error
 		slot bool // the chunk holds a slot (see below)
 	}
+	memo := a.memoCounts(f)
 	nchunks := (len(a.custs) + batch - 1) / batch
 	results := make([]chan chunk, nchunks)
 	for i := range results {
@@ -290,7 +291,7 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 				ps := make([]kith.ProfileInsights, 0, hi-lo)
 				var purchases []basket.Purchase
 				for i := lo; i < hi; i++ {
-					traits, p, err := a.predict(f, i, purchases)
+					traits, p, err := a.predict(f, memo, i, purchases)
 					if err != nil {
 						results[ci] <- chunk{err: err, slot: true}
 						return
