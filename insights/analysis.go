@@ -66,10 +66,11 @@ type analysis struct {
 	lastOrder    time.Time
 	// add's scratch: the customer's purchase days, distinct products and
 	// prices paid, and one order's products.
-	days       []btyd.DayAmount
-	custItems  []int32
-	custPaid   []float64
-	order      []int32
+	days      []btyd.DayAmount
+	custItems []int32
+	custPaid  []float64
+	order     []int32
+
 	ordersSeen int
 	// ordersRepeated counts orders skipped because the customer already
 	// had an order with the same order id (one order reported by two
@@ -414,13 +415,9 @@ func (a *analysis) fitCount(summaries []btyd.Customer, repeat int, mr *ModelRepo
 	default:
 		m, info, err = btyd.FitBGNBD(summaries)
 	}
-	mr.Seconds = time.Since(start).Seconds()
-	mr.Fit = info
-	if err != nil {
-		mr.Skipped = "fit failed: " + err.Error()
+	if !mr.record(start, info, err, m) {
 		return nil
 	}
-	mr.Params = m.Params()
 	return m
 }
 
@@ -432,14 +429,23 @@ func (a *analysis) fitSpend(summaries []btyd.Customer, repeat int, gr *ModelRepo
 	}
 	start := time.Now()
 	m, info, err := btyd.FitGammaGamma(summaries)
-	gr.Seconds = time.Since(start).Seconds()
-	gr.Fit = info
-	if err != nil {
-		gr.Skipped = "fit failed: " + err.Error()
+	if !gr.record(start, info, err, m) {
 		return nil
 	}
-	gr.Params = m.Params()
 	return &m
+}
+
+// record notes a fit that started at start: its time and diagnostics, and
+// its parameters or why it failed. It reports whether the fit can be used.
+func (r *ModelReport) record(start time.Time, info btyd.FitInfo, err error, m interface{ Params() map[string]float64 }) bool {
+	r.Seconds = time.Since(start).Seconds()
+	r.Fit = info
+	if err != nil {
+		r.Skipped = "fit failed: " + err.Error()
+		return false
+	}
+	r.Params = m.Params()
+	return true
 }
 
 // scoreRFM scores every customer and summarises the segments.
