@@ -391,7 +391,6 @@ func (a *analysis) fit(rep *Report) (*fitted, error) {
 		rep.Seconds["rules"] = rulesSecs
 		rep.Seconds["recommender"] = recSecs
 	}
-	a.encodeProducts()
 	return f, nil
 }
 
@@ -476,7 +475,7 @@ func (a *analysis) predict(f *fitted, memo *countMemo, i int, ps []basket.Purcha
 		if f.gg != nil {
 			spend := f.gg.ExpectedSpend(c.summary.Customer)
 			e.number("expected_order_value", round(spend))
-			if v.discountedOK {
+			if memo.clv {
 				e.number(a.keys.clv, round(spend*v.discounted))
 			}
 		}
@@ -524,14 +523,17 @@ func (a *analysis) predict(f *fitted, memo *countMemo, i int, ps []basket.Purcha
 type countMemo struct {
 	index  []int32 // per customer, into values
 	values []countValues
+	// clv says whether the configuration gives a CLV horizon, step and
+	// discount btyd can value (see btyd.CLV); it is the same for every
+	// customer.
+	clv bool
 }
 
 type countValues struct {
 	palive, expected float64
-	// discounted is btyd.DiscountedPurchases over the CLV horizon, if
-	// discountedOK; CLV is it times the expected spend.
-	discounted   float64
-	discountedOK bool
+	// discounted is btyd.DiscountedPurchases over the CLV horizon; CLV is
+	// it times the expected spend.
+	discounted float64
 }
 
 // memoCounts computes the count model's predictions for every distinct
@@ -558,8 +560,10 @@ func (a *analysis) memoCounts(f *fitted) *countMemo {
 	clear(at)
 	m.values = make([]countValues, len(distinct))
 	unit := a.cfg.UnitDays
-	month := 365.25 / 12 / unit
+	horizon, month := float64(a.cfg.CLVDays)/unit, 365.25/12/unit
 	monthly := math.Pow(1+a.cfg.AnnualDiscount, 1.0/12) - 1
+	_, err := btyd.DiscountedPurchases(f.model, btyd.Customer{}, horizon, month, monthly)
+	m.clv = err == nil
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
@@ -569,8 +573,9 @@ func (a *analysis) memoCounts(f *fitted) *countMemo {
 				v := &m.values[j]
 				v.palive = f.model.PAlive(c)
 				v.expected = f.model.ConditionalExpected(c, float64(a.cfg.HorizonDays)/unit)
-				d, err := btyd.DiscountedPurchases(f.model, c, float64(a.cfg.CLVDays)/unit, month, monthly)
-				v.discounted, v.discountedOK = d, err == nil
+				if m.clv {
+					v.discounted, _ = btyd.DiscountedPurchases(f.model, c, horizon, month, monthly) // the arguments were checked above
+				}
 			}
 		})
 	}

@@ -261,7 +261,9 @@ func (a *analysis) write(ctx context.Context, f *fitted, st Store, runID string,
 		err  error
 		slot bool // the chunk holds a slot (see below)
 	}
+	// What every customer's predictions share, computed once.
 	memo := a.memoCounts(f)
+	a.encodeProducts()
 	nchunks := (len(a.custs) + batch - 1) / batch
 	results := make([]chan chunk, nchunks)
 	for i := range results {
