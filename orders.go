@@ -3,8 +3,9 @@ package kith
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"time"
+
+	"github.com/kithcdp/kith/rawjson"
 )
 
 // OrderItem is one product line of an order, as the Segment e-commerce
@@ -56,30 +57,14 @@ func (p ProfileInsights) TraitsJSON() ([]byte, error) {
 	if p.Traits == nil {
 		return json.Marshal(p.Traits)
 	}
-	var stack [16]string
-	keys := stack[:0]
 	size := 2
 	for k, v := range p.Traits {
-		keys = append(keys, k)
-		size += len(k) + len(v) + 4
-	}
-	slices.Sort(keys)
-	b := make([]byte, 0, size)
-	b = append(b, '{')
-	for i, k := range keys {
-		v := p.Traits[k]
 		if !plainKey(k) || !plainValue(v) || !json.Valid(v) {
 			return json.Marshal(p.Traits)
 		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, k...)
-		b = append(b, '"', ':')
-		b = append(b, v...)
+		size += len(k) + len(v) + 4
 	}
-	return append(b, '}'), nil
+	return rawjson.AppendObject(make([]byte, 0, size), p.Traits), nil
 }
 
 // plainKey reports whether encoding/json writes key as it is between

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -122,20 +121,5 @@ func forwardable(body []byte) ([]byte, error) {
 	if ts, ok := fields["timestamp"]; ok {
 		fields["originalTimestamp"] = ts
 	}
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]byte, 0, len(body)+16)
-	out = append(out, '{')
-	for i, k := range keys {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = rawjson.AppendString(out, k)
-		out = append(out, ':')
-		out = append(out, fields[k]...)
-	}
-	return append(out, '}'), nil
+	return rawjson.AppendObject(make([]byte, 0, len(body)+16), fields), nil
 }

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 )
 
 // ErrMalformed reports input that is not well-formed JSON.
@@ -53,6 +54,28 @@ func AppendString(dst []byte, s string) []byte {
 		}
 	}
 	return append(dst, '"')
+}
+
+// AppendObject appends fields as a JSON object, keys sorted (as
+// encoding/json orders a map's) and written with AppendString, values as
+// they are: the caller vouches that each is one valid JSON value.
+func AppendObject(dst []byte, fields map[string]json.RawMessage) []byte {
+	var stack [16]string
+	keys := stack[:0]
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = append(dst, fields[k]...)
+	}
+	return append(dst, '}')
 }
 
 func skipSpace(b []byte, i int) int {

@@ -71,3 +71,15 @@ func FuzzObject(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) { checkSplit(t, doc) })
 }
+
+func TestAppendObject(t *testing.T) {
+	fields := map[string]json.RawMessage{"b": json.RawMessage(`[1,{"x":"y"}]`), "a": json.RawMessage(`"s"`), `q"k`: json.RawMessage(`null`), "": json.RawMessage(`2`)}
+	out := AppendObject([]byte("x"), fields)
+	want := `x{"":2,"a":"s","b":[1,{"x":"y"}],"q\"k":null}`
+	if string(out) != want {
+		t.Errorf("AppendObject = %s, want %s", out, want)
+	}
+	if out := AppendObject(nil, nil); string(out) != `{}` {
+		t.Errorf("AppendObject of no fields = %s, want {}", out)
+	}
+}
