@@ -95,12 +95,10 @@ func (db *DB) ScanOrders(ctx context.Context, fn func(kith.CustomerOrders) error
 		}
 		p := &orderPart{batches: make(chan []kith.CustomerOrders, 2), merged: map[string][]kith.Order{}}
 		parts[i] = p
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer close(p.batches)
 			p.err = db.scanOrderPart(ctx, lo, hi, canon, p)
-		}()
+		})
 	}
 	// On an early return the readers are cancelled and drained, so none is
 	// left blocked on its channel.
