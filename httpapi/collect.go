@@ -14,6 +14,18 @@ import (
 	"github.com/kithcdp/kith/collect"
 )
 
+// refuseWhenBehind answers 429 and reports true when more events wait to
+// be processed than MaxBacklog (Backlogger.Waiting): the log then stops
+// growing faster than the indexer drains it.
+func (s *Server) refuseWhenBehind(w http.ResponseWriter, r *http.Request) bool {
+	n := s.indexer.Waiting()
+	if n <= s.cfg.MaxBacklog {
+		return false
+	}
+	s.error(w, r, kith.Errorf(kith.EOVERLOADED, "processing is behind by %d events; retry shortly", n))
+	return true
+}
+
 // handleCollect serves POST /v1/{endpoint} of the Segment Tracking API.
 func (s *Server) handleCollect(endpoint string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -24,9 +36,8 @@ func (s *Server) handleCollect(endpoint string) http.HandlerFunc {
 			s.error(w, r, err)
 			return
 		}
-		if s.indexer.Backlog() > s.cfg.MaxBacklog {
+		if s.refuseWhenBehind(w, r) {
 			s.countRefused("backlog")
-			s.error(w, r, kith.Errorf(kith.EOVERLOADED, "processing is behind by %d events; retry shortly", s.indexer.Backlog()))
 			return
 		}
 		// A key given by HTTP Basic (what SDKs send) is checked before the

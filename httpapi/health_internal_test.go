@@ -16,6 +16,7 @@ import (
 type rebuilding kith.RebuildProgress
 
 func (r rebuilding) Backlog() int64                { return r.Of - r.Position }
+func (r rebuilding) Waiting() int64                { return 0 }
 func (r rebuilding) Rebuild() kith.RebuildProgress { return kith.RebuildProgress(r) }
 
 // /healthz shows a rebuild of the derived state while it lasts, and is

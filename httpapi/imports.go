@@ -106,8 +106,7 @@ type importBatchRequest struct {
 // rejected counted in the source's accounting. The answer gives each
 // message's outcome in order.
 func (s *Server) handleImportBatch(w http.ResponseWriter, r *http.Request) {
-	if s.indexer.Backlog() > s.cfg.MaxBacklog {
-		s.error(w, r, kith.Errorf(kith.EOVERLOADED, "processing is behind by %d events; retry shortly", s.indexer.Backlog()))
+	if s.refuseWhenBehind(w, r) {
 		return
 	}
 	var req importBatchRequest
@@ -149,8 +148,7 @@ func (s *Server) handleImportBatch(w http.ResponseWriter, r *http.Request) {
 // read as they arrive, so the mapping and source come before the files.
 // The answer is the import's summary and its rejected rows.
 func (s *Server) handleImportUpload(w http.ResponseWriter, r *http.Request) {
-	if s.indexer.Backlog() > s.cfg.MaxBacklog {
-		s.error(w, r, kith.Errorf(kith.EOVERLOADED, "processing is behind by %d events; retry shortly", s.indexer.Backlog()))
+	if s.refuseWhenBehind(w, r) {
 		return
 	}
 	mr, err := r.MultipartReader()

@@ -35,9 +35,12 @@ type Committer interface {
 	Submit(ctx context.Context, s collect.Submission) collect.Outcome
 }
 
-// Backlogger reports the indexer's unapplied events (pipeline.Indexer).
+// Backlogger reports the indexer's unapplied events (pipeline.Indexer):
+// all of them, and those new events made (Waiting), which collection and
+// imports are refused on.
 type Backlogger interface {
 	Backlog() int64
+	Waiting() int64
 }
 
 // rebuilder reports a rebuild of the derived state from the log

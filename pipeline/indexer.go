@@ -270,6 +270,17 @@ func (ix *Indexer) raiseHead(h int64) {
 // indexer's last look at the log.
 func (ix *Indexer) Backlog() int64 { return max(0, ix.head.Load()-ix.cursor.Load()) }
 
+// Waiting returns how many committed events wait to be applied that were
+// not already in the log when a rebuild of the derived state began (see
+// Rebuild): the backlog that new events make, on which collection and
+// imports are refused (MaxBacklog). Without a rebuild it is Backlog. The
+// events a rebuild re-applies were acknowledged long before, and the log
+// holds them whether or not collection goes on; counting them would refuse
+// every new event for as long as the rebuild takes.
+func (ix *Indexer) Waiting() int64 {
+	return max(0, ix.head.Load()-max(ix.cursor.Load(), ix.rebuildTo.Load()))
+}
+
 // Cursor returns the seq of the last applied event.
 func (ix *Indexer) Cursor() int64 { return ix.cursor.Load() }
 

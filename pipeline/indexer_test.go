@@ -400,3 +400,46 @@ func TestRebuildProgress(t *testing.T) {
 		t.Errorf("restart on a built state: Rebuild() = %+v; want position 6, no rebuild", p)
 	}
 }
+
+// TestWaitingLeavesOutARebuild: while the derived state is rebuilt from
+// the log, the events it re-applies are in Backlog but not in Waiting
+// (what collection is refused on); events committed after the rebuild
+// began are in both.
+func TestWaitingLeavesOutARebuild(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store := openStore(t)
+	appendAll(t, store, "web",
+		batch(`{"type":"track","userId":"u1","event":"a"}`),
+		batch(`{"type":"track","userId":"u2","event":"b"}`),
+		batch(`{"type":"track","userId":"u3","event":"c"}`),
+		batch(`{"type":"track","userId":"u4","event":"d"}`))
+	secret, _ := store.Secret(ctx)
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 1})
+	if _, err := ix.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, w := ix.Backlog(), ix.Waiting(); b != 3 || w != 0 {
+		t.Fatalf("rebuilding 1 of 4: Backlog %d, Waiting %d; want 3, 0", b, w)
+	}
+	appendAll(t, store, "web", batch(`{"type":"track","userId":"u5","event":"e"}`), batch(`{"type":"track","userId":"u6","event":"f"}`))
+	go ix.WatchHead(ctx)
+	ix.Notify(nil)
+	for deadline := time.Now().Add(5 * time.Second); ix.Backlog() != 5; {
+		if time.Now().After(deadline) {
+			t.Fatalf("Backlog %d, want 5 once the head is read", ix.Backlog())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w := ix.Waiting(); w != 2 {
+		t.Fatalf("two events committed during the rebuild: Waiting %d, want 2", w)
+	}
+	for range 5 {
+		if _, err := ix.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, w := ix.Backlog(), ix.Waiting(); b != 0 || w != 0 {
+		t.Fatalf("caught up: Backlog %d, Waiting %d; want 0, 0", b, w)
+	}
+}
