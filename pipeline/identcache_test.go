@@ -65,6 +65,8 @@ func TestHoldAll(t *testing.T) {
 		{"large, overlapping (indexed)", list("a", 0, 100, 5), list("a", 50, 150, 9), 150, 5},
 		{"large, same keys later", list("a", 0, 100, 5), list("a", 0, 100, 9), 100, 9},
 		{"same key, other type", list("a", 0, 40, 5), list("b", 0, 40, 9), 80, 5},
+		{"many into none", nil, list("a", 0, 5000, 9), 5000, 9},
+		{"many into one", list("a", 0, 1, 5), list("a", 0, 5000, 9), 5000, 9},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -150,13 +150,19 @@ func (ix *Indexer) profileIdents(ctx context.Context, p string) ([]heldIdent, er
 
 // holdIdent adds key to l, or raises its last-seen time.
 func holdIdent(l []heldIdent, typ string, key kith.IdentKey, last int64) []heldIdent {
-	for i := range l {
-		if l[i].key == key && l[i].typ == typ {
-			l[i].last = max(l[i].last, last)
+	return holdIn(l, len(l), heldIdent{typ: typ, key: key, last: last})
+}
+
+// holdIn adds h to l, or raises the last-seen time of the one of l's first
+// n identifiers that is h.
+func holdIn(l []heldIdent, n int, h heldIdent) []heldIdent {
+	for i := range l[:n] {
+		if l[i].key == h.key && l[i].typ == h.typ {
+			l[i].last = max(l[i].last, h.last)
 			return l
 		}
 	}
-	return append(l, heldIdent{typ: typ, key: key, last: last})
+	return append(l, h)
 }
 
 // noteIdents records that profile p holds ids, seen at at. Only profiles
@@ -194,9 +200,13 @@ func (ix *Indexer) mergeIdents(survivor, absorbed string) {
 // of the two. Two profiles with many identifiers (under rules without
 // limits) are joined through an index rather than a scan per identifier.
 func holdAll(l, add []heldIdent) []heldIdent {
-	if len(l)*len(add) <= 1024 {
+	// add holds each identifier once, so only l's own can match one: a
+	// scan of what was appended would make a long add into a short l
+	// quadratic.
+	n := len(l)
+	if n*len(add) <= 1024 {
 		for _, h := range add {
-			l = holdIdent(l, h.typ, h.key, h.last)
+			l = holdIn(l, n, h)
 		}
 		return l
 	}
