@@ -135,9 +135,7 @@ func (ix *Indexer) repair(ctx context.Context, ds []kith.Detachment) error {
 		ix.log.Warn("re-derived a profile whose split or detachment had not taken effect", "profile", p)
 	}
 	if len(stale) > 0 {
-		ix.parent = map[string]string{}
-		ix.ids = newIdentCache()
-		ix.idents = map[string][]heldIdent{}
+		ix.dropCaches()
 		return ix.loadSplits(ctx) // where the split profiles resolve now
 	}
 	return nil

@@ -155,8 +155,9 @@ type Config struct {
 	BatchSize int
 	// MaxCache bounds the cached identifiers: when half of it were used
 	// since the last time, those not used since are dropped (the store
-	// stays the source of truth). The merge graph's cache is dropped
-	// whole past half of it.
+	// stays the source of truth). Past half of it in the merge graph's
+	// cache, every cache is dropped and reloaded from the store as at
+	// start (the cached identifiers name profiles the graph resolves).
 	MaxCache int
 	// MaxProfiles bounds the profiles whose identifiers are cached for
 	// the identity rules' limits checks (default MaxCache/2).
@@ -208,13 +209,14 @@ func New(store Store, secret []byte, cfg Config) *Indexer {
 	}
 	keyer := identity.NewKeyer(secret)
 	attr := NewAttribution(cfg.Rules, keyer, cfg.Logger, "indexer")
-	return &Indexer{
-		attr: attr, rules: attr.Rules(), observer: cfg.Observer, idents: map[string][]heldIdent{}, requests: make(chan request),
+	ix := &Indexer{
+		attr: attr, rules: attr.Rules(), observer: cfg.Observer, requests: make(chan request),
 		store: store, keyer: keyer, batchSize: cfg.BatchSize, log: cfg.Logger,
 		wake: make(chan struct{}, 1), headWake: make(chan struct{}, 1), maxCache: cfg.MaxCache, maxProfiles: cfg.MaxProfiles,
 		tail: tail{max: 4 * cfg.BatchSize}, status: kith.WorkerStatus{Name: "indexer"}, poison: map[int64]bool{},
-		ids: newIdentCache(), parent: map[string]string{},
 	}
+	ix.dropCaches()
+	return ix
 }
 
 // lastSeenSlack is how far an identifier's stored last-seen time may lag
@@ -619,6 +621,12 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 // reset drops the caches and the cursor; they reload from the store.
 func (ix *Indexer) reset() {
 	ix.loaded = false
+	ix.dropCaches()
+}
+
+// dropCaches empties the identifier cache, the merge graph and the
+// profiles' identifiers; what is needed reloads from the store.
+func (ix *Indexer) dropCaches() {
 	ix.ids = newIdentCache()
 	ix.parent = map[string]string{}
 	ix.idents = map[string][]heldIdent{}

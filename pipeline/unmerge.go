@@ -203,10 +203,9 @@ func (clusterStore) Canonical(_ context.Context, p string) (string, error) { ret
 func (ix *Indexer) rederive(ctx context.Context, cluster kith.Cluster, msgs []kith.Message, split [2]string, detach *kith.IdentKey) (kith.IndexBatch, *Indexer, error) {
 	sub := &Indexer{
 		store: clusterStore{}, keyer: ix.keyer, attr: ix.attr, rules: ix.rules, log: ix.log,
-		ids: newIdentCache(), parent: map[string]string{},
-		idents: map[string][]heldIdent{}, allow: map[kith.IdentKey]bool{},
-		detached: map[kith.IdentKey]bool{},
+		allow: map[kith.IdentKey]bool{}, detached: map[kith.IdentKey]bool{},
 	}
+	sub.dropCaches()
 	for _, k := range cluster.Keys {
 		sub.allow[k] = true
 	}
