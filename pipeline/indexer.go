@@ -116,7 +116,11 @@ type Indexer struct {
 	// crash, or a new state on an old log): until the cursor reaches it,
 	// the indexer is rebuilding (see Rebuild). 0: it was not.
 	rebuildTo atomic.Int64
-	started   bool // the cursor was read once
+	// When the rebuild began and its progress was last logged, and
+	// whether its end was (advance).
+	rebuildStart, rebuildLogged time.Time
+	rebuildEnded                bool
+	started                     bool // the rebuild check ran (at the first load)
 
 	// status is the indexer's health for /healthz and /metrics.
 	status kith.WorkerStatus
@@ -372,7 +376,7 @@ func (ix *Indexer) runPipelined(ctx context.Context) error {
 				return
 			}
 			ix.status.OK()
-			ix.cursor.Store(j.b.Cursor)
+			ix.advance(j.b.Cursor)
 			if ix.observer != nil {
 				ix.observer.Applied(j.b, j.msgs)
 			}
@@ -555,6 +559,7 @@ func (ix *Indexer) load(ctx context.Context) error {
 		}
 		if h > 0 {
 			ix.rebuildTo.Store(h)
+			ix.rebuildStart, ix.rebuildLogged = time.Now(), time.Now()
 			ix.raiseHead(h)
 			ix.log.Info("indexer: the derived state is empty: rebuilding it from the log", "to", h)
 		}
@@ -563,6 +568,31 @@ func (ix *Indexer) load(ctx context.Context) error {
 	ix.cursor.Store(c)
 	ix.loaded = true
 	return nil
+}
+
+// rebuildLogEvery is how often a rebuild's progress is logged.
+const rebuildLogEvery = 10 * time.Second
+
+// advance records that the store has applied everything up to cursor.
+// During a rebuild it logs the progress every rebuildLogEvery, and once
+// when the rebuild has caught up. Only the goroutine that applies calls it.
+func (ix *Indexer) advance(cursor int64) {
+	ix.cursor.Store(cursor)
+	to := ix.rebuildTo.Load()
+	if to == 0 || ix.rebuildEnded {
+		return
+	}
+	now := time.Now()
+	if cursor >= to {
+		ix.rebuildEnded = true
+		ix.log.Info("indexer: rebuilt the derived state from the log", "to", to, "took", now.Sub(ix.rebuildStart).Round(time.Second).String())
+		return
+	}
+	if now.Sub(ix.rebuildLogged) >= rebuildLogEvery {
+		ix.rebuildLogged = now
+		p := ix.Rebuild()
+		ix.log.Info("indexer: rebuilding the derived state from the log", "position", p.Position, "of", p.Of, "percent", p.Percent())
+	}
 }
 
 // Rebuild reports a rebuild of the derived state from the log.
@@ -608,7 +638,7 @@ func (ix *Indexer) Step(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	ix.status.OK()
-	ix.cursor.Store(b.Cursor)
+	ix.advance(b.Cursor)
 	if ix.observer != nil {
 		ix.observer.Applied(b, msgs)
 	}

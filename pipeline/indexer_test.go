@@ -1,8 +1,11 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -376,7 +379,8 @@ func TestRebuildProgress(t *testing.T) {
 		batch(`{"type":"track","userId":"u3","event":"c"}`),
 		batch(`{"type":"track","userId":"u1","event":"d"}`))
 	secret, _ := store.Secret(context.Background())
-	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 2})
+	var logged bytes.Buffer
+	ix := pipeline.New(store, secret, pipeline.Config{BatchSize: 2, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 	if p := ix.Rebuild(); p.Active || p.Of != 0 {
 		t.Fatalf("before starting: Rebuild() = %+v; want no rebuild", p)
 	}
@@ -388,6 +392,10 @@ func TestRebuildProgress(t *testing.T) {
 		if p := ix.Rebuild(); p != want {
 			t.Errorf("after step %d: Rebuild() = %+v; want %+v", i+1, p, want)
 		}
+	}
+	// The log says when the rebuild began and when it caught up, once.
+	if n := strings.Count(logged.String(), "rebuilt the derived state from the log"); n != 1 || !strings.Contains(logged.String(), "rebuilding it from the log") {
+		t.Errorf("log holds the end of the rebuild %d times (want 1) and its start: %s", n, logged.String())
 	}
 	// An indexer that starts on a derived state that is there rebuilds
 	// nothing, however far behind it is.

@@ -356,7 +356,7 @@ func (s *Server) Open(ctx context.Context) error {
 		return fmt.Errorf("destinations: %w", err)
 	}
 	s.retention = &privacy.Sweeper{Store: s.store, Service: s.privacy, Policy: s.Config.Retention, Logger: s.Logger}
-	s.wg.Add(9)
+	s.wg.Add(8)
 	go func() {
 		defer s.wg.Done()
 		s.wakeDestinations(runCtx, applied)
@@ -375,10 +375,6 @@ func (s *Server) Open(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.indexer.WatchHead(runCtx)
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.reportRebuild(runCtx, 10*time.Second)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -511,33 +507,6 @@ func (s *Server) wakeDestinations(ctx context.Context, applied <-chan struct{}) 
 func setProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(2*runtime.NumCPU(), 8))
-	}
-}
-
-// reportRebuild logs the progress of a rebuild of the derived state from
-// the log every interval until it has caught up (/healthz shows it too).
-func (s *Server) reportRebuild(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	start := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		p := s.indexer.Rebuild()
-		if p.Of == 0 {
-			if time.Since(start) > time.Minute {
-				return // no rebuild began at start
-			}
-			continue
-		}
-		if !p.Active {
-			s.Logger.Info("rebuilt the derived state from the log", "to", p.Of, "took", time.Since(start).Round(time.Second).String())
-			return
-		}
-		s.Logger.Info("rebuilding the derived state from the log", "position", p.Position, "of", p.Of, "percent", p.Percent())
 	}
 }
 
