@@ -8,9 +8,6 @@ import (
 	"path/filepath"
 )
 
-// Files are the database files of a data directory.
-var Files = []string{"log.db", "state.db", "insights.db", "audiences.db"}
-
 // Compact rewrites every database file of an embedded data directory and
 // empties its write-ahead log, so that nothing deleted (an erased person's
 // events and profile) survives in free pages, old WAL frames or unused
@@ -24,16 +21,13 @@ func Compact(ctx context.Context, dir string) (map[string][2]int64, error) {
 	}
 	defer lock.Close()
 	sizes := map[string][2]int64{}
-	for _, name := range Files {
+	for _, f := range files {
+		name := f.name
 		path := filepath.Join(dir, name)
 		if _, err := os.Stat(path); os.IsNotExist(err) {
 			continue
 		}
 		before := fileSizes(path)
-		f, ok := fileByName(name)
-		if !ok {
-			return sizes, fmt.Errorf("sqlite: compact %s: not a file of the store", name)
-		}
 		f.synchronous = "FULL"
 		db, err := sql.Open("sqlite", writerDSN(dir, f, f.writerCache))
 		if err != nil {

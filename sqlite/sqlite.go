@@ -182,7 +182,7 @@ func (db *DB) checkpointLoop() {
 type file struct {
 	name        string
 	synchronous string
-	pageSize    int // applies when the file is created (and on Compact)
+	pageSize    int // applies when the file is created (never in WAL mode after)
 	checkpoint  int // WAL size, in pages, that triggers a checkpoint
 	writerCache int // KiB of page cache for the writer
 	readerCache int // KiB of page cache for each reader connection
@@ -201,27 +201,30 @@ var (
 	// checkpointed in the background; the writer's own auto-checkpoint is
 	// only a backstop at 256 MiB. Its readers scan the tail in order.
 	logFile = file{name: "log.db", synchronous: "FULL", pageSize: 65536, checkpoint: 4096, writerCache: 8192, readerCache: 2048}
-	// state.db's synchronous level is set at Open (see session.go).
-	stateFile = file{name: "state.db", pageSize: 16384, checkpoint: 10000, writerCache: 65536, readerCache: 8192}
+	// state.db's synchronous level is set at Open (see session.go); FULL
+	// is what any other opening (Compact) uses.
+	stateFile = file{name: "state.db", synchronous: "FULL", pageSize: 16384, checkpoint: 10000, writerCache: 65536, readerCache: 8192}
 	// insights.db holds what insight runs computed.
 	insightsFile = file{name: "insights.db", synchronous: "NORMAL", pageSize: 16384, checkpoint: 1000, writerCache: 8192, readerCache: 4096}
 	// audiences.db: the engine's batches rewrite profile states.
 	audiencesFile = file{name: "audiences.db", synchronous: "NORMAL", pageSize: 4096, checkpoint: 32768, writerCache: 32768, readerCache: 4096}
 )
 
-// At most 8 + 64 + 8 + 32 MiB for the writers, 2 × 2 MiB for the
+// files are every database file of the store. Their page caches come to
+// at most 8 + 64 + 8 + 32 MiB for the writers, 2 × 2 MiB for the
 // checkpointers and 8 × (2 + 8 + 4 + 4) MiB for full reader pools: 260
-// MiB of page cache (every connection had 64 or 16 MiB, 896 MiB in all).
+// MiB (TestPageCacheBound; every connection had 64 or 16 MiB, 896 MiB in
+// all).
+var files = [...]file{logFile, stateFile, insightsFile, audiencesFile}
 
-// fileByName finds the settings of one of Files.
-func fileByName(name string) (file, bool) {
-	for _, f := range []file{logFile, stateFile, insightsFile, audiencesFile} {
-		if f.name == name {
-			return f, true
-		}
+// Files are the names of the database files of a data directory.
+var Files = func() []string {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.name
 	}
-	return file{}, false
-}
+	return names
+}()
 
 // writerDSN is the data source name of a writing connection to f in dir
 // with cache KiB of page cache.
