@@ -120,10 +120,11 @@ type Report struct {
 	RSS     int64  `json:"rss_bytes,omitempty"`
 	PeakRSS int64  `json:"peak_rss_bytes,omitempty"`
 	RSSNote string `json:"rss_note,omitempty"`
-	// GoMemory is how much of RSS the Go runtime held at the end (heap,
-	// stacks and its own structures, less what it returned to the OS);
-	// the rest is memory allocated outside it, such as the embedded
-	// store's page caches. 0: not measured.
+	// GoMemory is the memory the Go runtime held from the OS at the end
+	// (heap, stacks and its own structures, less what it returned): at
+	// most that much of RSS is Go's, and the rest of RSS was allocated
+	// outside it, such as the embedded store's page caches. 0: not
+	// measured.
 	GoMemory int64 `json:"go_memory_bytes,omitempty"`
 }
 
@@ -186,7 +187,7 @@ func (r Report) String() string {
 		}
 		goMem := ""
 		if r.GoMemory > 0 {
-			goMem = fmt.Sprintf(" (Go runtime %s, the rest outside it)", bytesText(r.GoMemory))
+			goMem = fmt.Sprintf(" (held by the Go runtime: %s)", bytesText(r.GoMemory))
 		}
 		fmt.Fprintf(&b, "memory     resident %s at the end%s, peak %s%s\n", bytesText(r.RSS), goMem, bytesText(r.PeakRSS), note)
 	}
