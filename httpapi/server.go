@@ -331,9 +331,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	body := map[string]any{"status": "ok", "backlog": s.indexer.Backlog()}
-	if r, ok := s.indexer.(rebuilder); ok {
+	if rb, ok := s.indexer.(rebuilder); ok {
 		// The server serves meanwhile: profiles are as rebuilt so far.
-		if p := r.Rebuild(); p.Active {
+		if p := rb.Rebuild(); p.Active {
 			body["rebuilding"] = map[string]any{"position": p.Position, "of": p.Of, "percent": p.Percent()}
 		}
 	}
