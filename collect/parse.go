@@ -314,7 +314,7 @@ func mergeObject(own json.RawMessage, name string, defaults ...map[string]json.R
 	sort.Strings(keys)
 	open := bytes.IndexByte(own, '{')
 	rest := bytes.TrimLeft(own[open+1:], " \t\r\n")
-	out := appendMembers(append(make([]byte, 0, len(own)+64), '{'), keys, add)
+	out := rawjson.AppendMembers(append(make([]byte, 0, len(own)+64), '{'), keys, add)
 	if len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}
@@ -369,48 +369,14 @@ func hasKey(obj []byte, key string) bool {
 // encodeObject writes a one-level object with sorted keys; values are
 // already-encoded JSON.
 func encodeObject(m map[string]json.RawMessage) json.RawMessage {
-	keys := make([]string, 0, len(m))
 	size := 2
 	for k, v := range m {
-		keys = append(keys, k)
 		size += len(k) + len(v) + 4
 	}
-	sort.Strings(keys)
-	b := appendMembers(append(make([]byte, 0, size), '{'), keys, m)
-	return append(b, '}')
+	return rawjson.AppendObject(make([]byte, 0, size), m)
 }
 
-// appendMembers writes "key":value pairs for keys, comma-separated.
-func appendMembers(b []byte, keys []string, m map[string]json.RawMessage) []byte {
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendQuoted(b, k)
-		b = append(b, ':')
-		b = append(b, m[k]...)
-	}
-	return b
-}
-
-func appendQuoted(b []byte, s string) []byte {
-	simple := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			simple = false
-			break
-		}
-	}
-	if simple {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	q, _ := json.Marshal(s)
-	return append(b, q...)
-}
-
-func quote(s string) json.RawMessage { return appendQuoted(nil, s) }
+func quote(s string) json.RawMessage { return rawjson.AppendQuoted(nil, s) }
 
 func firstByte(v json.RawMessage) byte {
 	for _, c := range v {

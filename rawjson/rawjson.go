@@ -56,9 +56,38 @@ func AppendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// AppendObject appends fields as a JSON object, keys sorted (as
-// encoding/json orders a map's) and written with AppendString, values as
+// AppendQuoted appends s as a JSON string, whatever s holds: plain ASCII
+// is copied between quotes, anything else is encoded by encoding/json
+// (invalid UTF-8 becomes U+FFFD). For keys and values from outside.
+func AppendQuoted(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(dst, q...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// AppendMembers appends the "key":value pairs of fields for keys, in that
+// order and comma-separated, keys written with AppendQuoted and values as
 // they are: the caller vouches that each is one valid JSON value.
+func AppendMembers(dst []byte, keys []string, fields map[string]json.RawMessage) []byte {
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = AppendQuoted(dst, k)
+		dst = append(dst, ':')
+		dst = append(dst, fields[k]...)
+	}
+	return dst
+}
+
+// AppendObject appends fields as a JSON object, keys sorted (as
+// encoding/json orders a map's); see AppendMembers.
 func AppendObject(dst []byte, fields map[string]json.RawMessage) []byte {
 	var stack [16]string
 	keys := stack[:0]
@@ -66,15 +95,7 @@ func AppendObject(dst []byte, fields map[string]json.RawMessage) []byte {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	dst = append(dst, '{')
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = AppendString(dst, k)
-		dst = append(dst, ':')
-		dst = append(dst, fields[k]...)
-	}
+	dst = AppendMembers(append(dst, '{'), keys, fields)
 	return append(dst, '}')
 }
 

@@ -3,6 +3,7 @@ package rawjson
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -70,6 +71,16 @@ func FuzzObject(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) { checkSplit(t, doc) })
+}
+
+func TestAppendQuoted(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " and \\ backslash`, "tab\tnewline\n\x00\x1f", "Zoë Müller ✓", "</script>", "bad \xff utf-8"} {
+		out := AppendQuoted([]byte("x"), s)
+		var got string
+		if err := json.Unmarshal(out[1:], &got); err != nil || got != strings.ToValidUTF8(s, "\uFFFD") {
+			t.Errorf("AppendQuoted(%q) = %s, decodes to %q (%v)", s, out[1:], got, err)
+		}
+	}
 }
 
 func TestAppendObject(t *testing.T) {
