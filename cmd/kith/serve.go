@@ -137,7 +137,7 @@ func serveFlags(fs *flag.FlagSet) func() (ServeConfig, error) {
 	fs.IntVar(&c.Limits.MaxEventBytes, "max-event-bytes", env.int("KITH_MAX_EVENT_BYTES", def.MaxEventBytes), "largest message accepted (env KITH_MAX_EVENT_BYTES)")
 	fs.IntVar(&c.Limits.MaxRequestBytes, "max-request-bytes", env.int("KITH_MAX_REQUEST_BYTES", def.MaxRequestBytes), "largest request body accepted, after decompression (env KITH_MAX_REQUEST_BYTES)")
 	var backlog int
-	fs.IntVar(&backlog, "max-backlog", env.int("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection answers 429 (env KITH_MAX_BACKLOG)")
+	fs.IntVar(&backlog, "max-backlog", env.int("KITH_MAX_BACKLOG", 2_000_000), "unprocessed events beyond which collection and imports answer 429; the events a rebuild of the derived state re-applies do not count (env KITH_MAX_BACKLOG)")
 	fs.IntVar(&c.BatchSize, "index-batch", env.int("KITH_INDEX_BATCH", 20000), "events the indexer applies per transaction (env KITH_INDEX_BATCH)")
 	fs.DurationVar(&c.InsightsEvery, "insights-every", env.duration("KITH_INSIGHTS_EVERY", 24*time.Hour), "interval of scheduled insight runs, 0 = off (env KITH_INSIGHTS_EVERY)")
 	c.Insights = insights.DefaultConfig()
