@@ -74,9 +74,12 @@ func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.Index
 	}
 	defer tx.Rollback()
 	const in = `(SELECT value FROM json_each($1))`
+	gone, err := deleteIdentifiers(ctx, tx, `DELETE FROM identifiers WHERE profile_id IN `+in+` RETURNING id, key`, string(ids))
+	if err != nil {
+		return fmt.Errorf("sqlite: replace cluster: %w", err)
+	}
 	for _, q := range []string{
 		`DELETE FROM profiles WHERE id IN ` + in,
-		`DELETE FROM identifiers WHERE profile_id IN ` + in,
 		`DELETE FROM merges WHERE survivor IN ` + in + ` OR absorbed IN ` + in,
 		`DELETE FROM traits WHERE profile_id IN ` + in,
 		`DELETE FROM timeline WHERE profile_id IN ` + in,
@@ -87,13 +90,15 @@ func (db *DB) ReplaceCluster(ctx context.Context, members []string, b kith.Index
 			return fmt.Errorf("sqlite: replace cluster: %w", err)
 		}
 	}
-	if err := applyRows(ctx, tx, b); err != nil {
+	added, err := db.applyRows(ctx, tx, b)
+	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: replace cluster: %w", err)
 	}
-	return nil
+	db.idents.forget(gone)
+	return db.idents.publish(added)
 }
 
 // Splits lists the recorded splits, oldest first.

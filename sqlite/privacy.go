@@ -199,9 +199,19 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64
 	if err != nil {
 		return counts, err
 	}
+	var gone []identRow // identifier rows deleted, for the identifier index
 	err = run(db.stateW, "state.db", func(tx *sql.Tx) error {
+		for rest := members; len(rest) > 0; {
+			n := min(len(rest), 500)
+			g, err := deleteIdentifiers(ctx, tx, `DELETE FROM identifiers WHERE profile_id IN (`+inList(1, n)+`) RETURNING id, key`, rest[:n]...)
+			if err != nil {
+				return fmt.Errorf("identifiers: %w", err)
+			}
+			counts["identifiers"] += int64(len(g))
+			gone = append(gone, g...)
+			rest = rest[n:]
+		}
 		for _, st := range []struct{ name, q string }{
-			{"identifiers", `DELETE FROM identifiers WHERE profile_id IN (%[1]s)`},
 			{"traits", `DELETE FROM traits WHERE profile_id IN (%[1]s)`},
 			{"timeline", `DELETE FROM timeline WHERE profile_id IN (%[1]s)`},
 			{"orders", `DELETE FROM orders WHERE profile_id IN (%[1]s)`},
@@ -213,12 +223,26 @@ func (db *DB) ErasePeople(ctx context.Context, s kith.Cluster) (map[string]int64
 				return err
 			}
 		}
-		// Identifiers first attached elsewhere but owned by these keys.
-		return execChunked(ctx, tx, counts, "identifiers", `DELETE FROM identifiers WHERE key IN (%s)`, keys)
+		// Identifiers first attached elsewhere but owned by these keys,
+		// found through the identifier index.
+		var cand []int64
+		for _, k := range s.Keys {
+			cand = db.idents.candidates(k, cand[:0])
+			for _, id := range cand {
+				g, err := deleteIdentifiers(ctx, tx, `DELETE FROM identifiers WHERE id = $1 AND key = $2 RETURNING id, key`, id, k[:])
+				if err != nil {
+					return fmt.Errorf("identifiers: %w", err)
+				}
+				counts["identifiers"] += int64(len(g))
+				gone = append(gone, g...)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return counts, err
 	}
+	db.idents.forget(gone)
 	err = run(db.insW, "insights.db", func(tx *sql.Tx) error {
 		return execChunked(ctx, tx, counts, "predicted_traits", `DELETE FROM profile_insights WHERE profile_id IN (%s)`, members)
 	})

@@ -42,12 +42,14 @@ type Options struct{}
 // DB is the embedded store. Its methods are safe for concurrent use; the
 // log and the state each have one writer connection and a reader pool.
 type DB struct {
-	dir                 string
-	logW, logR          *sql.DB
-	stateW, stateR      *sql.DB
-	insW, insR          *sql.DB
-	audW, audR          *sql.DB
-	dedup               *dedupIndex
+	dir            string
+	logW, logR     *sql.DB
+	stateW, stateR *sql.DB
+	insW, insR     *sql.DB
+	audW, audR     *sql.DB
+	dedup          *dedupIndex
+	// idents finds identifier rows by key (see identIndex).
+	idents              *identIndex
 	secretMu            sync.Mutex
 	secret              []byte
 	appendStmt, cntStmt *sql.Stmt
@@ -134,6 +136,10 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 	if err := migrate(ctx, db.stateW, stateMigrations); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: migrate state.db: %w", err)
+	}
+	if db.idents, err = loadIdentIndex(ctx, db.stateW); err != nil {
+		db.Close()
+		return nil, err
 	}
 	if db.appendStmt, err = db.logW.PrepareContext(ctx, appendSQL(appendChunk)); err != nil {
 		db.Close()
@@ -270,6 +276,9 @@ func (db *DB) Close() error {
 			<-db.ckDone
 		}
 	})
+	if db.idents != nil {
+		db.idents.close()
+	}
 	var first error
 	for _, s := range []*sql.Stmt{db.appendStmt, db.cntStmt} {
 		if s != nil {
@@ -621,6 +630,26 @@ var stateMigrations = []string{
 	DELETE FROM orders;
 	DELETE FROM processed;
 	DELETE FROM meta WHERE key = 'index_cursor';`,
+	// The identifiers lose their unique index on the key: the store finds
+	// a key's row through an index in memory (identIndex), so a new
+	// identifier is appended without rewriting a page of a random-key
+	// B-tree. The rows and their rowids are kept.
+	`CREATE TABLE identifiers_new (
+		id         INTEGER PRIMARY KEY,
+		key        BLOB    NOT NULL,
+		type       TEXT    NOT NULL,
+		value      TEXT    NOT NULL,
+		profile_id TEXT    NOT NULL,
+		source_id  TEXT    NOT NULL,
+		message_id TEXT    NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL
+	);
+	INSERT INTO identifiers_new (id, key, type, value, profile_id, source_id, message_id, first_seen, last_seen)
+		SELECT id, key, type, value, profile_id, source_id, message_id, first_seen, last_seen FROM identifiers ORDER BY id;
+	DROP TABLE identifiers;
+	ALTER TABLE identifiers_new RENAME TO identifiers;
+	CREATE INDEX identifiers_profile ON identifiers (profile_id);`,
 }
 
 // insightMigrations build insights.db: run records, and per profile the

@@ -181,3 +181,92 @@ func TestSuppressedCounterMigrates(t *testing.T) {
 		t.Errorf("counts after upgrade %+v, want %+v", got, want)
 	}
 }
+
+// TestIdentifierIndexMigrates checks the upgrade that drops the unique
+// index on identifier keys: the rows are kept, found by key after the
+// upgrade and after a restart (the index in memory is rebuilt from the
+// table), and a known identifier is widened, not added twice.
+func TestIdentifierIndexMigrates(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	k1, k2 := kith.IdentKey{1, 2, 3}, kith.IdentKey{9, 9, 9}
+	s := open(t, dir)
+	if err := s.ApplyIndexBatch(ctx, 0, kith.IndexBatch{Cursor: 1,
+		Profiles:    []kith.NewProfile{{ID: "p1", CreatedAt: at}},
+		Identifiers: []kith.IdentifierUpsert{{Key: k1, Type: "email", Value: "a@example.org", ProfileID: "p1", SourceID: "s", MessageID: "m1", FirstSeen: at, LastSeen: at}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Turn state.db's identifiers back into the table with a unique key.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE old (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL,
+			source_id TEXT NOT NULL, message_id TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)`,
+		`INSERT INTO old SELECT * FROM identifiers`,
+		`DROP TABLE identifiers`,
+		`ALTER TABLE old RENAME TO identifiers`,
+		`CREATE INDEX identifiers_profile ON identifiers (profile_id)`,
+		`PRAGMA user_version = 3`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+
+	for i := 0; i < 2; i++ { // the upgrade, then a restart
+		s = open(t, dir)
+		got, err := s.LookupIdentifiers(ctx, []kith.IdentKey{k1, k2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[kith.IdentKey]kith.IdentOwner{k1: {ProfileID: "p1", Canonical: "p1"}}
+		if i == 1 {
+			want[k2] = kith.IdentOwner{ProfileID: "p1", Canonical: "p1"}
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("open %d: lookup = %v, want %v", i, got, want)
+		}
+		if i == 0 {
+			later := at.Add(time.Hour)
+			if err := s.ApplyIndexBatch(ctx, 1, kith.IndexBatch{Cursor: 2, Identifiers: []kith.IdentifierUpsert{
+				{Key: k1, Type: "email", Value: "a@example.org", ProfileID: "p1", SourceID: "s", MessageID: "m2", FirstSeen: later, LastSeen: later},
+				{Key: k2, Type: "user_id", Value: "u2", ProfileID: "p1", SourceID: "s", MessageID: "m2", FirstSeen: later, LastSeen: later},
+				{Key: k2, Type: "user_id", Value: "u2", ProfileID: "p1", SourceID: "s", MessageID: "m2", FirstSeen: at, LastSeen: later},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids, err := s.Identities(ctx, "p1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != 2 {
+			t.Fatalf("open %d: identities %+v, want a@example.org and u2 once each", i, ids)
+		}
+		for _, id := range ids {
+			if !id.FirstSeen.Equal(at) || !id.LastSeen.Equal(at.Add(time.Hour)) {
+				t.Errorf("open %d: %s seen %v to %v, want %v to %v", i, id.Value, id.FirstSeen, id.LastSeen, at, at.Add(time.Hour))
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var unique int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_index_list('identifiers') WHERE "unique"`).Scan(&unique); err != nil || unique != 0 {
+		t.Errorf("unique indexes on identifiers after the upgrade: %d, %v; want none", unique, err)
+	}
+}

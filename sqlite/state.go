@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -39,29 +40,44 @@ func readCursor(ctx context.Context, q querier) (int64, error) {
 }
 
 // LookupIdentifiers returns owner and canonical profile of existing keys.
+// The identifier index names each key's candidate rows; a row counts only
+// if it holds the key.
 func (db *DB) LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[kith.IdentKey]kith.IdentOwner, error) {
+	if err := db.idents.usable(); err != nil {
+		return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
+	}
 	out := make(map[kith.IdentKey]kith.IdentOwner, len(keys))
-	for rest := keys; len(rest) > 0; {
-		n := min(len(rest), 500)
-		args := make([]any, n)
-		for i, k := range rest[:n] {
-			args[i] = k[:]
+	want := make(map[int64]kith.IdentKey)
+	var cand []int64
+	for _, k := range keys {
+		cand = db.idents.candidates(k, cand[:0])
+		for _, id := range cand {
+			want[id] = k
 		}
-		rows, err := db.stateR.QueryContext(ctx, `SELECT i.key, i.profile_id, p.canonical_id FROM identifiers i
-			JOIN profiles p ON p.id = i.profile_id WHERE i.key IN (`+placeholders(n, 1)+`)`, args...)
+	}
+	ids := make([]int64, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for rest := ids; len(rest) > 0; {
+		n := min(len(rest), 500)
+		rows, err := db.stateR.QueryContext(ctx, `SELECT i.id, i.key, i.profile_id, p.canonical_id FROM identifiers i
+			JOIN profiles p ON p.id = i.profile_id WHERE i.id IN (`+placeholders(n, 1)+`)`, int64Args(rest[:n])...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
 		}
 		for rows.Next() {
+			var id int64
 			var kb []byte
 			var o kith.IdentOwner
-			if err := rows.Scan(&kb, &o.ProfileID, &o.Canonical); err != nil {
+			if err := rows.Scan(&id, &kb, &o.ProfileID, &o.Canonical); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
 			}
-			var k kith.IdentKey
-			copy(k[:], kb)
-			out[k] = o
+			if k := want[id]; string(kb) == string(k[:]) {
+				out[k] = o
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -86,7 +102,8 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 	if cur != from {
 		return kith.Errorf(kith.ECONFLICT, "index cursor is at %d, batch was derived from %d", cur, from)
 	}
-	if err := applyRows(ctx, tx, b); err != nil {
+	added, err := db.applyRows(ctx, tx, b)
+	if err != nil {
 		return err
 	}
 	for src, n := range b.Processed {
@@ -104,7 +121,7 @@ func (db *DB) ApplyIndexBatch(ctx context.Context, from int64, b kith.IndexBatch
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: apply index batch: commit: %w", err)
 	}
-	return nil
+	return db.idents.publish(added)
 }
 
 // Canonical resolves a profile id through the merge graph.
@@ -431,8 +448,10 @@ func insertRows(ctx context.Context, tx *sql.Tx, insert string, ncols int, confl
 	return nil
 }
 
-// applyRows inserts a batch's derived rows (not its cursor or counts).
-func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
+// applyRows inserts a batch's derived rows (not its cursor or counts). It
+// returns the identifier rows it inserted, for the identifier index once
+// tx commits.
+func (db *DB) applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) ([]identRow, error) {
 	exec := func(what, insert string, ncols int, conflict string, rows int, args func(i int) []any) error {
 		return insertRows(ctx, tx, insert, ncols, conflict, rows, args)
 	}
@@ -440,15 +459,11 @@ func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
 		p := b.Profiles[i]
 		return []any{p.ID, p.ID, micros(p.CreatedAt)}
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	if err := exec("identifiers", `INSERT INTO identifiers (key, type, value, profile_id, source_id, message_id, first_seen, last_seen)`, 8,
-		`ON CONFLICT (key) DO UPDATE SET first_seen = MIN(first_seen, excluded.first_seen), last_seen = MAX(last_seen, excluded.last_seen)`,
-		len(b.Identifiers), func(i int) []any {
-			u := b.Identifiers[i]
-			return []any{u.Key[:], u.Type, u.Value, u.ProfileID, u.SourceID, u.MessageID, micros(u.FirstSeen), micros(u.LastSeen)}
-		}); err != nil {
-		return err
+	added, err := db.applyIdentifiers(ctx, tx, b.Identifiers)
+	if err != nil {
+		return nil, err
 	}
 	if len(b.Merges) > 0 {
 		// In order (a later merge may move what an earlier one built), with
@@ -456,20 +471,20 @@ func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO merges (survivor, absorbed, source_id, message_id, ident_type, ident, at)
 			VALUES ($1,$2,$3,$4,$5,$6,$7)`)
 		if err != nil {
-			return fmt.Errorf("sqlite: apply merge: %w", err)
+			return nil, fmt.Errorf("sqlite: apply merge: %w", err)
 		}
 		defer ins.Close()
 		move, err := tx.PrepareContext(ctx, `UPDATE profiles SET canonical_id = $1 WHERE canonical_id = $2`)
 		if err != nil {
-			return fmt.Errorf("sqlite: apply merge: %w", err)
+			return nil, fmt.Errorf("sqlite: apply merge: %w", err)
 		}
 		defer move.Close()
 		for _, m := range b.Merges {
 			if _, err := ins.ExecContext(ctx, m.Survivor, m.Absorbed, m.SourceID, m.MessageID, m.IdentType, m.Ident, micros(m.At)); err != nil {
-				return fmt.Errorf("sqlite: apply merge: %w", err)
+				return nil, fmt.Errorf("sqlite: apply merge: %w", err)
 			}
 			if _, err := move.ExecContext(ctx, m.Survivor, m.Absorbed); err != nil {
-				return fmt.Errorf("sqlite: apply merge: %w", err)
+				return nil, fmt.Errorf("sqlite: apply merge: %w", err)
 			}
 		}
 	}
@@ -480,27 +495,99 @@ func applyRows(ctx context.Context, tx *sql.Tx, b kith.IndexBatch) error {
 			t := b.Traits[i]
 			return []any{t.ProfileID, t.Key, []byte(t.Value), t.SourceID, t.MessageID, micros(t.EventTime)}
 		}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := exec("timeline", `INSERT OR IGNORE INTO timeline (profile_id, ts, seq, type, event)`, 5, ``, len(b.Timeline), func(i int) []any {
 		e := b.Timeline[i]
 		return []any{e.ProfileID, micros(e.Timestamp), e.Seq, e.Type, e.Event}
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := exec("orders", `INSERT OR IGNORE INTO orders (profile_id, ts, seq, source_id, order_id, revenue, currency, items)`, 8, ``, len(b.Orders), func(i int) []any {
 		o := b.Orders[i]
 		return []any{o.ProfileID, micros(o.Timestamp), o.Seq, o.SourceID, o.OrderID, o.Revenue, o.Currency, encodeItems(o.Items)}
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := exec("consents", `INSERT OR IGNORE INTO consents (profile_id, seq, category, granted, at, source_id, message_id)`, 7, ``, len(b.Consents), func(i int) []any {
 		c := b.Consents[i]
 		return []any{c.ProfileID, c.Seq, c.Category, c.Granted, micros(c.At), c.SourceID, c.MessageID}
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	return nil
+	return added, nil
+}
+
+// applyIdentifiers writes a batch's identifier rows: one the table holds
+// (found through the identifier index, checked by its key) has its first
+// and last seen widened; a new one is appended with the next rowid. It
+// returns the appended rows.
+func (db *DB) applyIdentifiers(ctx context.Context, tx *sql.Tx, idents []kith.IdentifierUpsert) ([]identRow, error) {
+	if len(idents) == 0 {
+		return nil, nil
+	}
+	var next int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM identifiers`).Scan(&next); err != nil {
+		return nil, fmt.Errorf("sqlite: apply identifiers: %w", err)
+	}
+	widen, err := tx.PrepareContext(ctx, `UPDATE identifiers SET first_seen = MIN(first_seen, $1), last_seen = MAX(last_seen, $2)
+		WHERE id = $3 AND key = $4`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: apply identifiers: %w", err)
+	}
+	defer widen.Close()
+	var (
+		added []identRow
+		fresh []kith.IdentifierUpsert
+		at    = map[kith.IdentKey]int{} // index in fresh
+		cand  []int64
+	)
+	for _, u := range idents {
+		if i, ok := at[u.Key]; ok {
+			f := &fresh[i]
+			if u.FirstSeen.Before(f.FirstSeen) {
+				f.FirstSeen = u.FirstSeen
+			}
+			if u.LastSeen.After(f.LastSeen) {
+				f.LastSeen = u.LastSeen
+			}
+			continue
+		}
+		found := false
+		cand = db.idents.candidates(u.Key, cand[:0])
+		for _, id := range cand {
+			res, err := widen.ExecContext(ctx, micros(u.FirstSeen), micros(u.LastSeen), id, u.Key[:])
+			if err != nil {
+				return nil, fmt.Errorf("sqlite: apply identifiers: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return nil, fmt.Errorf("sqlite: apply identifiers: %w", err)
+			} else if n > 0 {
+				found = true
+				break
+			}
+		}
+		if !found {
+			at[u.Key] = len(fresh)
+			fresh = append(fresh, u)
+		}
+	}
+	if err := db.idents.room(len(fresh), next+int64(len(fresh))); err != nil {
+		return nil, err
+	}
+	added = make([]identRow, len(fresh))
+	for i, u := range fresh {
+		added[i] = identRow{key: u.Key, id: next + 1 + int64(i)}
+	}
+	err = insertRows(ctx, tx, `INSERT INTO identifiers (id, key, type, value, profile_id, source_id, message_id, first_seen, last_seen)`, 9, ``,
+		len(fresh), func(i int) []any {
+			u := fresh[i]
+			return []any{added[i].id, u.Key[:], u.Type, u.Value, u.ProfileID, u.SourceID, u.MessageID, micros(u.FirstSeen), micros(u.LastSeen)}
+		})
+	if err != nil {
+		return nil, err
+	}
+	return added, nil
 }
 
 // Consents implements kith.ProfileStore.

@@ -1,0 +1,107 @@
+package sqlite
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kithcdp/kith"
+)
+
+// identKey returns a key whose fingerprint bits are fp and whose other
+// bytes come from rest.
+func identKey(fp uint32, rest uint64) kith.IdentKey {
+	var k kith.IdentKey
+	binary.LittleEndian.PutUint32(k[:4], fp<<4)
+	binary.LittleEndian.PutUint64(k[4:12], rest)
+	return k
+}
+
+func TestIdentIndex(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := newIdentIndex()
+	const n = 100_000 // grows the table from 1,024 slots to 2^18
+	keys := make([]kith.IdentKey, n)
+	for i := range keys {
+		keys[i] = identKey(rng.Uint32(), rng.Uint64())
+		if err := x.add(keys[i], int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if x.len() != n || 4*x.used > 3*len(x.slots) {
+		t.Fatalf("len %d, used %d of %d slots", x.len(), x.used, len(x.slots))
+	}
+	var cand []int64
+	for i, k := range keys {
+		cand = x.candidates(k, cand[:0])
+		if !slices.Contains(cand, int64(i+1)) {
+			t.Fatalf("key %d: candidates %v lack row %d", i, cand, i+1)
+		}
+	}
+	// Remove every other entry: the rest are still found, the removed
+	// ones not, and the table does not grow while adding as many again.
+	for i := 0; i < n; i += 2 {
+		x.remove(keys[i], int64(i+1))
+	}
+	for i, k := range keys {
+		cand = x.candidates(k, cand[:0])
+		if got, want := slices.Contains(cand, int64(i+1)), i%2 == 1; got != want {
+			t.Fatalf("key %d after removals: found %v, want %v", i, got, want)
+		}
+	}
+	slots := len(x.slots)
+	for i := 0; i < n; i += 2 {
+		if err := x.add(keys[i], int64(n+i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(x.slots) != slots || x.len() != n {
+		t.Errorf("after re-adding the removed half: %d slots (was %d), len %d", len(x.slots), slots, x.len())
+	}
+}
+
+func TestIdentIndexCases(t *testing.T) {
+	a, b := identKey(77, 1), identKey(77, 2) // same fingerprint
+	zero := identKey(0, 3)                   // fingerprint 0 is taken as 1
+	for _, tc := range []struct {
+		name string
+		add  map[kith.IdentKey][]int64
+		drop map[kith.IdentKey]int64
+		key  kith.IdentKey
+		want []int64
+	}{
+		{name: "absent", key: a},
+		{name: "one", add: map[kith.IdentKey][]int64{a: {5}}, key: a, want: []int64{5}},
+		{name: "shared fingerprint gives both candidates", add: map[kith.IdentKey][]int64{a: {5}, b: {9}}, key: b, want: []int64{5, 9}},
+		{name: "removed", add: map[kith.IdentKey][]int64{a: {5}, b: {9}}, drop: map[kith.IdentKey]int64{a: 5}, key: b, want: []int64{9}},
+		{name: "removing a row it does not hold", add: map[kith.IdentKey][]int64{a: {5}}, drop: map[kith.IdentKey]int64{a: 6}, key: a, want: []int64{5}},
+		{name: "fingerprint zero", add: map[kith.IdentKey][]int64{zero: {3}}, key: zero, want: []int64{3}},
+		{name: "largest rowid", add: map[kith.IdentKey][]int64{a: {identMaxRow}}, key: a, want: []int64{identMaxRow}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x := newIdentIndex()
+			for k, rows := range tc.add {
+				for _, r := range rows {
+					if err := x.add(k, r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			for k, r := range tc.drop {
+				x.remove(k, r)
+			}
+			got := x.candidates(tc.key, nil)
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("candidates = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	x := newIdentIndex()
+	for _, row := range []int64{0, -1, identMaxRow + 1} {
+		if err := x.add(a, row); err == nil {
+			t.Errorf("add rowid %d: no error", row)
+		}
+	}
+}
