@@ -48,7 +48,8 @@ func TestIdentCacheGenerations(t *testing.T) {
 
 func TestHoldAll(t *testing.T) {
 	k := func(i int) kith.IdentKey { return kith.IdentKey{byte(i), byte(i >> 8)} }
-	list := func(typ string, from, to int, last int64) []heldIdent {
+	const a, b = 1, 2 // identifier types
+	list := func(typ uint32, from, to int, last int64) []heldIdent {
 		var l []heldIdent
 		for i := from; i < to; i++ {
 			l = append(l, heldIdent{typ: typ, key: k(i), last: last})
@@ -59,14 +60,14 @@ func TestHoldAll(t *testing.T) {
 		name    string
 		l, add  []heldIdent
 		want    int   // identifiers after
-		lastOf0 int64 // last-seen of ("a", key 0)
+		lastOf0 int64 // last-seen of (a, key 0)
 	}{
-		{"small, overlapping", list("a", 0, 3, 5), list("a", 2, 5, 9), 5, 5},
-		{"large, overlapping (indexed)", list("a", 0, 100, 5), list("a", 50, 150, 9), 150, 5},
-		{"large, same keys later", list("a", 0, 100, 5), list("a", 0, 100, 9), 100, 9},
-		{"same key, other type", list("a", 0, 40, 5), list("b", 0, 40, 9), 80, 5},
-		{"many into none", nil, list("a", 0, 5000, 9), 5000, 9},
-		{"many into one", list("a", 0, 1, 5), list("a", 0, 5000, 9), 5000, 9},
+		{"small, overlapping", list(a, 0, 3, 5), list(a, 2, 5, 9), 5, 5},
+		{"large, overlapping (indexed)", list(a, 0, 100, 5), list(a, 50, 150, 9), 150, 5},
+		{"large, same keys later", list(a, 0, 100, 5), list(a, 0, 100, 9), 100, 9},
+		{"same key, other type", list(a, 0, 40, 5), list(b, 0, 40, 9), 80, 5},
+		{"many into none", nil, list(a, 0, 5000, 9), 5000, 9},
+		{"many into one", list(a, 0, 1, 5), list(a, 0, 5000, 9), 5000, 9},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,10 +79,10 @@ func TestHoldAll(t *testing.T) {
 			for _, h := range got {
 				key := heldIdent{typ: h.typ, key: h.key}
 				if seen[key] {
-					t.Fatalf("%s %v held twice", h.typ, h.key)
+					t.Fatalf("%d %v held twice", h.typ, h.key)
 				}
 				seen[key] = true
-				if h.typ == "a" && h.key == k(0) && h.last != tc.lastOf0 {
+				if h.typ == a && h.key == k(0) && h.last != tc.lastOf0 {
 					t.Errorf("last seen of a/0 = %d, want %d", h.last, tc.lastOf0)
 				}
 			}
@@ -89,7 +90,7 @@ func TestHoldAll(t *testing.T) {
 			for _, h := range append(append([]heldIdent(nil), tc.l...), tc.add...) {
 				for _, g := range got {
 					if g.typ == h.typ && g.key == h.key && g.last < h.last {
-						t.Errorf("%s %v last seen %d, want at least %d", h.typ, h.key, g.last, h.last)
+						t.Errorf("%d %v last seen %d, want at least %d", h.typ, h.key, g.last, h.last)
 					}
 				}
 			}

@@ -85,10 +85,10 @@ type Indexer struct {
 	maxProfiles int
 	// idents holds, per canonical profile the indexer has checked limits
 	// for, its identifier keys with their types and last-seen times (a
-	// few per profile, so a slice: ~40 bytes an identifier where nested
-	// maps took ~250 bytes a profile). Every profile a batch changes is
-	// here before it changes.
-	idents map[string][]heldIdent
+	// few per profile, so a slice: 32 bytes an identifier, no pointers,
+	// where nested maps took ~250 bytes a profile). Every profile a batch
+	// changes is here before it changes.
+	idents heldSet
 	// attr reads whom events are from under the rules in force; rules
 	// are those rules as loaded for the unit of work in progress (a
 	// batch, or a request between two batches: see loadRules).
@@ -659,12 +659,12 @@ func (ix *Indexer) reset() {
 func (ix *Indexer) dropCaches() {
 	ix.ids = newIdentCache()
 	ix.parent = map[string]string{}
-	ix.idents = map[string][]heldIdent{}
+	ix.idents = newHeldSet()
 }
 
 // cachesFull says a cache has reached its bound (see trimCaches).
 func (ix *Indexer) cachesFull() bool {
-	return ix.ids.young() > ix.maxCache/2 || len(ix.parent) > ix.maxCache/2 || len(ix.idents) > ix.maxProfiles
+	return ix.ids.young() > ix.maxCache/2 || len(ix.parent) > ix.maxCache/2 || ix.idents.len() > ix.maxProfiles
 }
 
 // trimCaches brings the caches within their bounds: the identifiers not
@@ -681,9 +681,9 @@ func (ix *Indexer) trimCaches() {
 	if ix.ids.young() > ix.maxCache/2 {
 		ix.ids.rotate()
 	}
-	if len(ix.idents) > ix.maxProfiles {
+	if ix.idents.len() > ix.maxProfiles {
 		// They reload from the store when a profile next gains one.
-		ix.idents = map[string][]heldIdent{}
+		ix.idents = newHeldSet()
 	}
 }
 
@@ -836,9 +836,9 @@ func (ix *Indexer) derive(ctx context.Context, msgs []kith.Message) (kith.IndexB
 		}
 		var survivor string
 		if len(profiles) == 0 {
-			survivor = ix.profileID(m.Seq)
+			survivor = profileID(m.Seq)
 			b.Profiles = append(b.Profiles, kith.NewProfile{ID: survivor, CreatedAt: m.ReceivedAt})
-			ix.idents[survivor] = nil // cached: it holds nothing yet
+			ix.idents.set(survivor, nil) // cached: it holds nothing yet
 		} else {
 			survivor = profiles[0]
 			for _, absorbed := range profiles[1:] {
@@ -987,7 +987,7 @@ var profileEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").Wit
 //     indexing as the number of people grows.
 //
 // It carries no personal data; clients treat it as opaque.
-func (ix *Indexer) profileID(seq int64) string {
+func profileID(seq int64) string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(seq))
 	return "p_" + profileEncoding.EncodeToString(b[:])

@@ -72,14 +72,15 @@ func (ix *Indexer) allowed(ctx context.Context, profiles []string, ids []identit
 		values[typ][k] = true
 	}
 	// Distinct never-merge values held by the profiles being merged.
-	held := map[string]map[kith.IdentKey]bool{}
+	held := map[uint32]map[kith.IdentKey]bool{}
 	for _, p := range profiles {
 		list, err := ix.profileIdents(ctx, p)
 		if err != nil {
 			return false, err
 		}
 		for _, h := range list {
-			rule := ix.rules.Rule(h.typ)
+			typ := ix.idents.typeName(h.typ)
+			rule := ix.rules.Rule(typ)
 			if rule.NeverMerge && len(profiles) > 1 {
 				if held[h.typ] == nil {
 					held[h.typ] = map[kith.IdentKey]bool{}
@@ -89,7 +90,7 @@ func (ix *Indexer) allowed(ctx context.Context, profiles []string, ids []identit
 			if rule.Window > 0 && h.last < now-time.Duration(rule.Window).Microseconds() && !containsKey(keys, h.key) {
 				continue // outside the window
 			}
-			add(h.typ, h.key)
+			add(typ, h.key)
 		}
 	}
 	for _, ks := range held {
@@ -121,9 +122,9 @@ func (ix *Indexer) allowed(ctx context.Context, profiles []string, ids []identit
 }
 
 // heldIdent is an identifier a profile holds, as the limits check needs
-// it: its type, key and last-seen time (unix µs).
+// it: its type (see heldSet.typ), key and last-seen time (unix µs).
 type heldIdent struct {
-	typ  string
+	typ  uint32
 	key  kith.IdentKey
 	last int64
 }
@@ -131,7 +132,7 @@ type heldIdent struct {
 // profileIdents returns a canonical profile's identifiers, loading them
 // from the store the first time.
 func (ix *Indexer) profileIdents(ctx context.Context, p string) ([]heldIdent, error) {
-	if l, ok := ix.idents[p]; ok {
+	if l, ok := ix.idents.get(p); ok {
 		return l, nil
 	}
 	list, err := ix.store.Identities(ctx, p)
@@ -142,14 +143,14 @@ func (ix *Indexer) profileIdents(ctx context.Context, p string) ([]heldIdent, er
 	l := make([]heldIdent, 0, len(list))
 	for _, id := range list {
 		k := ix.keyer.Key(identity.Identifier{Type: id.Type, Value: id.Value})
-		l = append(l, heldIdent{typ: id.Type, key: k, last: id.LastSeen.UnixMicro()})
+		l = append(l, heldIdent{typ: ix.idents.typ(id.Type), key: k, last: id.LastSeen.UnixMicro()})
 	}
-	ix.idents[p] = l
+	ix.idents.set(p, l)
 	return l, nil
 }
 
 // holdIdent adds key to l, or raises its last-seen time.
-func holdIdent(l []heldIdent, typ string, key kith.IdentKey, last int64) []heldIdent {
+func holdIdent(l []heldIdent, typ uint32, key kith.IdentKey, last int64) []heldIdent {
 	return holdIn(l, len(l), heldIdent{typ: typ, key: key, last: last})
 }
 
@@ -169,31 +170,31 @@ func holdIn(l []heldIdent, n int, h heldIdent) []heldIdent {
 // already cached are updated: a profile is cached before anything adds to
 // it (fits loads every profile an event changes).
 func (ix *Indexer) noteIdents(p string, ids []identity.Identifier, keys []kith.IdentKey, at time.Time) {
-	l, ok := ix.idents[p]
+	l, ok := ix.idents.get(p)
 	if !ok {
 		return
 	}
 	t := at.UnixMicro()
 	for j, id := range ids {
-		l = holdIdent(l, id.Type, keys[j], t)
+		l = holdIdent(l, ix.idents.typ(id.Type), keys[j], t)
 	}
-	ix.idents[p] = l
+	ix.idents.set(p, l)
 }
 
 // mergeIdents moves absorbed's cached identifiers to survivor.
 func (ix *Indexer) mergeIdents(survivor, absorbed string) {
-	from, ok := ix.idents[absorbed]
+	from, ok := ix.idents.get(absorbed)
 	if !ok {
-		delete(ix.idents, survivor) // unknown union: reload when needed
+		ix.idents.drop(survivor) // unknown union: reload when needed
 		return
 	}
-	to, ok := ix.idents[survivor]
+	to, ok := ix.idents.get(survivor)
 	if !ok {
-		delete(ix.idents, absorbed)
+		ix.idents.drop(absorbed)
 		return
 	}
-	ix.idents[survivor] = holdAll(to, from)
-	delete(ix.idents, absorbed)
+	ix.idents.set(survivor, holdAll(to, from))
+	ix.idents.drop(absorbed)
 }
 
 // holdAll adds add's identifiers to l, each with the later last-seen time
@@ -211,7 +212,7 @@ func holdAll(l, add []heldIdent) []heldIdent {
 		return l
 	}
 	type id struct {
-		typ string
+		typ uint32
 		key kith.IdentKey
 	}
 	at := make(map[id]int, len(l)+len(add))
