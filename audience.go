@@ -154,6 +154,10 @@ type AudienceStore interface {
 	// LoadMemberships returns the memberships of the profiles that have
 	// any (Since is when each entered).
 	LoadMemberships(ctx context.Context, ids []string) (map[string][]Member, error)
+	// LoadProfiles returns what LoadStates and LoadMemberships return for
+	// ids, in one read of each profile: the audience engine loads both for
+	// every profile a batch touches.
+	LoadProfiles(ctx context.Context, ids []string) (states map[string][]byte, members map[string][]Member, err error)
 	// ScanStates calls fn for every profile with a stored state or a
 	// membership, with both (state nil when it has none), in a stable
 	// order: the order in which profiles were first stored.

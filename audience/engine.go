@@ -801,13 +801,9 @@ func (w *work) load(ids []string) error {
 	if len(need) == 0 {
 		return w.remember(ids)
 	}
-	got, err := w.e.store.LoadStates(w.ctx, need)
+	got, mem, err := w.e.store.LoadProfiles(w.ctx, need)
 	if err != nil {
-		return fmt.Errorf("audience: load states: %w", err)
-	}
-	mem, err := w.e.store.LoadMemberships(w.ctx, need)
-	if err != nil {
-		return fmt.Errorf("audience: load memberships: %w", err)
+		return fmt.Errorf("audience: load states and memberships: %w", err)
 	}
 	if w.e.cache == nil {
 		w.e.cache = map[string]*cached{}

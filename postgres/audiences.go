@@ -374,6 +374,35 @@ func (db *DB) LoadStates(ctx context.Context, ids []string) (map[string][]byte, 
 	return out, nil
 }
 
+// LoadProfiles returns the stored states and the memberships of those of
+// ids that have them, in one query over an array of ids.
+func (db *DB) LoadProfiles(ctx context.Context, ids []string) (map[string][]byte, map[string][]kith.Member, error) {
+	states, members := make(map[string][]byte, len(ids)), make(map[string][]kith.Member)
+	if len(ids) == 0 {
+		return states, members, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT profile_id, state IS NOT NULL, state, members FROM audience_profiles
+		WHERE profile_id = ANY($1::text[])`, ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: load profiles: %w", err)
+	}
+	var id string
+	var hasState bool
+	var st, blob []byte
+	if _, err := pgx.ForEachRow(rows, []any{&id, &hasState, &st, &blob}, func() error {
+		if hasState {
+			states[id] = append([]byte{}, st...)
+		}
+		if blob == nil {
+			return nil
+		}
+		return membership.CollectMembers(members, id, blob)
+	}); err != nil {
+		return nil, nil, fmt.Errorf("postgres: load profiles: %w", err)
+	}
+	return states, members, nil
+}
+
 // LoadMemberships returns the memberships of those of ids that have any,
 // sorted by audience, in one query over an array of ids.
 func (db *DB) LoadMemberships(ctx context.Context, ids []string) (map[string][]kith.Member, error) {

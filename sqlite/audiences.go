@@ -724,6 +724,31 @@ func (db *DB) LoadStates(ctx context.Context, ids []string) (map[string][]byte, 
 	return out, nil
 }
 
+// LoadProfiles returns the stored states and the memberships of those of
+// ids that have them, in one query per 500 ids.
+func (db *DB) LoadProfiles(ctx context.Context, ids []string) (map[string][]byte, map[string][]kith.Member, error) {
+	states, members := make(map[string][]byte, len(ids)), make(map[string][]kith.Member)
+	err := lookupProfiles(ctx, db.audR, `SELECT profile_id, state IS NOT NULL, state, members FROM profiles WHERE profile_id IN `, ids, func(rows *sql.Rows) error {
+		var id string
+		var hasState bool
+		var st, blob []byte
+		if err := rows.Scan(&id, &hasState, &st, &blob); err != nil {
+			return err
+		}
+		if hasState {
+			states[id] = nonNil(st)
+		}
+		if blob == nil {
+			return nil
+		}
+		return membership.CollectMembers(members, id, blob)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: load profiles: %w", err)
+	}
+	return states, members, nil
+}
+
 // LoadMemberships returns the memberships of those of ids that have any,
 // sorted by audience, looking them up 500 at a time.
 func (db *DB) LoadMemberships(ctx context.Context, ids []string) (map[string][]kith.Member, error) {

@@ -401,6 +401,10 @@ func checkAudience(t *testing.T, s kith.Store, m *AudienceModel, extra []string,
 		}
 	}
 	checkMemberships(t, "LoadMemberships", gotMembers, wantMembers)
+	bothStates, bothMembers, err := s.LoadProfiles(ctx, all)
+	noErr(t, err, "LoadProfiles")
+	checkStates(t, "LoadProfiles (states)", bothStates, m.states)
+	checkMemberships(t, "LoadProfiles (memberships)", bothMembers, wantMembers)
 
 	scanned := scanAudience(t, s)
 	var order []string
@@ -1031,6 +1035,16 @@ func testAudienceMemberships(t *testing.T, s kith.Store) {
 	checkMemberships(t, "LoadMemberships", got, want)
 	if got, err := s.LoadMemberships(ctx, nil); err != nil || len(got) != 0 {
 		t.Errorf("LoadMemberships(nil) = %v, %v; want none", got, err)
+	}
+	states, both, err := s.LoadProfiles(ctx, []string{"p1", "p2", "p3", "p1", "nope"})
+	noErr(t, err, "LoadProfiles")
+	checkMemberships(t, "LoadProfiles", both, want)
+	checkStates(t, "LoadProfiles", states, loadStates(t, s, "p1", "p2", "p3", "nope"))
+	if string(states["p3"]) != "three" {
+		t.Errorf("LoadProfiles states = %q, want p3's among them", states)
+	}
+	if states, members, err := s.LoadProfiles(ctx, nil); err != nil || len(states) != 0 || len(members) != 0 {
+		t.Errorf("LoadProfiles(nil) = %v, %v, %v; want none", states, members, err)
 	}
 	for _, p := range scanAudience(t, s) {
 		switch p.id {
