@@ -114,20 +114,8 @@ func TestStateMigrationRederives(t *testing.T) {
 	if err := s.ApplyIndexBatch(ctx, 0, kith.IndexBatch{Cursor: 7, Profiles: []kith.NewProfile{{ID: "p1", CreatedAt: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Turn state.db back into the first schema version.
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`DROP TABLE orders`, `DROP TABLE consents`, `PRAGMA user_version = 1`} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	downgrade(t, s, dir, `DROP TABLE orders`, `DROP TABLE consents`, `PRAGMA user_version = 1`)
 
 	s = open(t, dir)
 	defer s.Close()
@@ -198,15 +186,8 @@ func TestIdentifierIndexMigrates(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Turn state.db's identifiers back into the table with a unique key.
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
+	downgrade(t, s, dir,
 		`CREATE TABLE old (id INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, type TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL,
 			source_id TEXT NOT NULL, message_id TEXT NOT NULL, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL)`,
 		`INSERT INTO old SELECT * FROM identifiers`,
@@ -214,12 +195,7 @@ func TestIdentifierIndexMigrates(t *testing.T) {
 		`ALTER TABLE old RENAME TO identifiers`,
 		`CREATE INDEX identifiers_profile ON identifiers (profile_id)`,
 		`PRAGMA user_version = 3`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	)
 
 	for i := 0; i < 2; i++ { // the upgrade, then a restart
 		s = open(t, dir)
@@ -260,7 +236,7 @@ func TestIdentifierIndexMigrates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,5 +244,24 @@ func TestIdentifierIndexMigrates(t *testing.T) {
 	var unique int
 	if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_index_list('identifiers') WHERE "unique"`).Scan(&unique); err != nil || unique != 0 {
 		t.Errorf("unique indexes on identifiers after the upgrade: %d, %v; want none", unique, err)
+	}
+}
+
+// downgrade closes s and runs qs on the state.db of dir, to make it what an
+// older version left.
+func downgrade(t *testing.T, s kith.Store, dir string, qs ...string) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
