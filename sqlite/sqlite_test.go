@@ -236,12 +236,8 @@ func TestIdentifierIndexMigrates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	var unique int
+	db := stateFile(t, dir)
 	if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_index_list('identifiers') WHERE "unique"`).Scan(&unique); err != nil || unique != 0 {
 		t.Errorf("unique indexes on identifiers after the upgrade: %d, %v; want none", unique, err)
 	}
@@ -254,14 +250,22 @@ func downgrade(t *testing.T, s kith.Store, dir string, qs ...string) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := stateFile(t, dir)
+	defer db.Close() // before the store opens the file again
 	for _, q := range qs {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// stateFile opens the state.db of dir directly, closed with the test.
+func stateFile(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
