@@ -2,9 +2,11 @@ package sqlite
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/kithcdp/kith"
 )
@@ -102,6 +104,57 @@ func TestIdentIndexCases(t *testing.T) {
 	for _, row := range []int64{0, -1, identMaxRow + 1} {
 		if err := x.add(a, row); err == nil {
 			t.Errorf("add rowid %d: no error", row)
+		}
+	}
+}
+
+// TestIdentIndexLoadsInParts checks that the index rebuilt at open, read
+// in rowid ranges on several connections, finds every identifier row,
+// including the first and the last, and none that was erased.
+func TestIdentIndexLoadsInParts(t *testing.T) {
+	defer func(v int64) { loadSplitAbove = v }(loadSplitAbove)
+	loadSplitAbove = 0
+	ctx := t.Context()
+	dir := t.TempDir()
+	db, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	const n = 1001
+	b := kith.IndexBatch{Cursor: 1, Profiles: []kith.NewProfile{{ID: "p1", CreatedAt: at}, {ID: "p2", CreatedAt: at}}}
+	keys := make([]kith.IdentKey, n)
+	for i := range keys {
+		keys[i] = identKey(uint32(i*7919), uint64(i))
+		owner := "p1"
+		if i%2 == 1 {
+			owner = "p2"
+		}
+		b.Identifiers = append(b.Identifiers, kith.IdentifierUpsert{Key: keys[i], Type: "user_id", Value: fmt.Sprint(i), ProfileID: owner, SourceID: "s", MessageID: "m", FirstSeen: at, LastSeen: at})
+	}
+	if err := db.ApplyIndexBatch(ctx, 0, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ErasePeople(ctx, kith.Cluster{Members: []string{"p2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if db, err = Open(ctx, dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got, want := db.idents.len(), (n+1)/2; got != want {
+		t.Errorf("index holds %d rows after the restart, want %d", got, want)
+	}
+	found, err := db.LookupIdentifiers(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range keys {
+		if _, ok := found[k]; ok != (i%2 == 0) {
+			t.Errorf("identifier %d: found %v, want %v", i, ok, i%2 == 0)
 		}
 	}
 }

@@ -137,7 +137,7 @@ func Open(ctx context.Context, dir string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: migrate state.db: %w", err)
 	}
-	if db.idents, err = loadIdentIndex(ctx, db.stateW); err != nil {
+	if db.idents, err = loadIdentIndex(ctx, db.stateR); err != nil {
 		db.Close()
 		return nil, err
 	}
