@@ -3,6 +3,7 @@ package sqlite
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -155,6 +156,38 @@ func TestIdentIndexLoadsInParts(t *testing.T) {
 	for i, k := range keys {
 		if _, ok := found[k]; ok != (i%2 == 0) {
 			t.Errorf("identifier %d: found %v, want %v", i, ok, i%2 == 0)
+		}
+	}
+}
+
+// TestLookupSharedFingerprint checks that keys sharing a fingerprint, and
+// so the same candidate rows, are each found by the row that holds them,
+// in whatever order they are asked for.
+func TestLookupSharedFingerprint(t *testing.T) {
+	ctx := t.Context()
+	db, err := Open(ctx, t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	known, other, third := identKey(77, 1), identKey(77, 2), identKey(77, 3)
+	if err := db.ApplyIndexBatch(ctx, 0, kith.IndexBatch{Cursor: 1,
+		Profiles: []kith.NewProfile{{ID: "p1", CreatedAt: at}, {ID: "p3", CreatedAt: at}},
+		Identifiers: []kith.IdentifierUpsert{
+			{Key: known, Type: "user_id", Value: "1", ProfileID: "p1", SourceID: "s", MessageID: "m", FirstSeen: at, LastSeen: at},
+			{Key: third, Type: "user_id", Value: "3", ProfileID: "p3", SourceID: "s", MessageID: "m", FirstSeen: at, LastSeen: at},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[kith.IdentKey]kith.IdentOwner{known: {ProfileID: "p1", Canonical: "p1"}, third: {ProfileID: "p3", Canonical: "p3"}}
+	for _, keys := range [][]kith.IdentKey{{known, other, third}, {other, third, known}, {third, known, other}} {
+		got, err := db.LookupIdentifiers(ctx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("lookup %v = %v, want %v", keys, got, want)
 		}
 	}
 }

@@ -47,36 +47,43 @@ func (db *DB) LookupIdentifiers(ctx context.Context, keys []kith.IdentKey) (map[
 		return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
 	}
 	out := make(map[kith.IdentKey]kith.IdentOwner, len(keys))
-	want := make(map[int64]kith.IdentKey)
+	// Keys that share a fingerprint share candidates: a row counts for
+	// the key it holds, whichever key named it.
+	asked := make(map[kith.IdentKey]bool, len(keys))
+	rowSet := make(map[int64]bool)
 	var cand []int64
 	for _, k := range keys {
+		asked[k] = true
 		cand = db.idents.candidates(k, cand[:0])
 		for _, id := range cand {
-			want[id] = k
+			rowSet[id] = true
 		}
 	}
-	ids := make([]int64, 0, len(want))
-	for id := range want {
+	ids := make([]int64, 0, len(rowSet))
+	for id := range rowSet {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
 	for rest := ids; len(rest) > 0; {
 		n := min(len(rest), 500)
-		rows, err := db.stateR.QueryContext(ctx, `SELECT i.id, i.key, i.profile_id, p.canonical_id FROM identifiers i
+		rows, err := db.stateR.QueryContext(ctx, `SELECT i.key, i.profile_id, p.canonical_id FROM identifiers i
 			JOIN profiles p ON p.id = i.profile_id WHERE i.id IN (`+placeholders(n, 1)+`)`, int64Args(rest[:n])...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
 		}
 		for rows.Next() {
-			var id int64
 			var kb []byte
 			var o kith.IdentOwner
-			if err := rows.Scan(&id, &kb, &o.ProfileID, &o.Canonical); err != nil {
+			if err := rows.Scan(&kb, &o.ProfileID, &o.Canonical); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("sqlite: lookup identifiers: %w", err)
 			}
-			if k := want[id]; string(kb) == string(k[:]) {
-				out[k] = o
+			var k kith.IdentKey
+			if len(kb) == len(k) {
+				copy(k[:], kb)
+				if asked[k] {
+					out[k] = o
+				}
 			}
 		}
 		rows.Close()
