@@ -71,13 +71,6 @@ func identFingerprint(k kith.IdentKey) uint64 {
 	return 1
 }
 
-// add enters the row of key k.
-func (x *identIndex) add(k kith.IdentKey, row int64) error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.addLocked(identFingerprint(k), row)
-}
-
 func (x *identIndex) addLocked(fp uint64, row int64) error {
 	if row <= 0 || row > identMaxRow {
 		return fmt.Errorf("sqlite: identifier index: rowid %d does not fit in %d bits", row, identRowBits)
@@ -178,13 +171,6 @@ func (x *identIndex) usable() error {
 		return fmt.Errorf("sqlite: the store is closed: %w", sql.ErrConnDone)
 	}
 	return nil
-}
-
-// len returns the number of live entries.
-func (x *identIndex) len() int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.live
 }
 
 // room returns an error unless n more entries, the highest at rowid last,

@@ -28,12 +28,12 @@ func TestIdentIndex(t *testing.T) {
 	keys := make([]kith.IdentKey, n)
 	for i := range keys {
 		keys[i] = identKey(rng.Uint32(), rng.Uint64())
-		if err := x.add(keys[i], int64(i+1)); err != nil {
+		if err := x.publish([]identRow{{key: keys[i], id: int64(i + 1)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if x.len() != n || 4*x.used > 3*len(x.slots) {
-		t.Fatalf("len %d, used %d of %d slots", x.len(), x.used, len(x.slots))
+	if x.live != n || 4*x.used > 3*len(x.slots) {
+		t.Fatalf("len %d, used %d of %d slots", x.live, x.used, len(x.slots))
 	}
 	var cand []int64
 	for i, k := range keys {
@@ -55,12 +55,12 @@ func TestIdentIndex(t *testing.T) {
 	}
 	slots := len(x.slots)
 	for i := 0; i < n; i += 2 {
-		if err := x.add(keys[i], int64(n+i+1)); err != nil {
+		if err := x.publish([]identRow{{key: keys[i], id: int64(n + i + 1)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(x.slots) != slots || x.len() != n {
-		t.Errorf("after re-adding the removed half: %d slots (was %d), len %d", len(x.slots), slots, x.len())
+	if len(x.slots) != slots || x.live != n {
+		t.Errorf("after re-adding the removed half: %d slots (was %d), len %d", len(x.slots), slots, x.live)
 	}
 }
 
@@ -86,7 +86,7 @@ func TestIdentIndexCases(t *testing.T) {
 			x := newIdentIndex()
 			for k, rows := range tc.add {
 				for _, r := range rows {
-					if err := x.add(k, r); err != nil {
+					if err := x.publish([]identRow{{key: k, id: r}}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -103,7 +103,7 @@ func TestIdentIndexCases(t *testing.T) {
 	}
 	x := newIdentIndex()
 	for _, row := range []int64{0, -1, identMaxRow + 1} {
-		if err := x.add(a, row); err == nil {
+		if err := x.publish([]identRow{{key: a, id: row}}); err == nil {
 			t.Errorf("add rowid %d: no error", row)
 		}
 	}
@@ -146,7 +146,7 @@ func TestIdentIndexLoadsInParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if got, want := db.idents.len(), (n+1)/2; got != want {
+	if got, want := db.idents.live, (n+1)/2; got != want {
 		t.Errorf("index holds %d rows after the restart, want %d", got, want)
 	}
 	found, err := db.LookupIdentifiers(ctx, keys)
